@@ -1,0 +1,323 @@
+//! The configuration file: TOML as written, validated into the policy each target is held to.
+//!
+//! Loading works in two stages, as ripgrep does: the raw TOML table, then a validated `Config`.
+//! Every problem is collected with its path, what was expected and what was found, so that one run
+//! reports them all. This version reads the policy parts (`[intel]`, `[[target]]` names, pins and
+//! TCB overrides); the daemon, fetch and credential keys are accepted and checked for typos, and
+//! are used by later commands.
+
+use std::fmt;
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use crate::verify::policy::{Policy, PolicySnapshot};
+
+/// Keys each section accepts. Keys outside these lists are reported as typos.
+const TOP_KEYS: [&str; 5] = ["daemon", "intel", "nvidia", "dangerous", "target"];
+const DAEMON_KEYS: [&str; 5] = ["listen", "db", "retention_days", "concurrency", "log_format"];
+const INTEL_KEYS: [&str; 3] = ["pccs_url", "root_crl_url", "allowed_tcb_statuses"];
+const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors"];
+const TARGET_KEYS: [&str; 15] = [
+    "name",
+    "profile",
+    "base_url",
+    "model",
+    "api_key_env",
+    "api_key_file",
+    "api_key_credential",
+    "interval",
+    "cron",
+    "timeout_seconds",
+    "allowed_tcb_statuses",
+    "canary",
+    "pins",
+    "paths",
+    "signing_algo",
+];
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.issues.len();
+        writeln!(
+            f,
+            "{}: {count} problem{}",
+            self.file,
+            if count == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.issues {
+            writeln!(f, "  {}: {}", issue.path, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// One monitored target as far as verification is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    pub name: String,
+    pub policy: Policy,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub allowed_tcb_statuses: Vec<String>,
+    pub targets: Vec<TargetConfig>,
+    /// Names of the `dangerous_*` options set under `[dangerous]`.
+    pub dangerous: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            issues: vec![ConfigIssue {
+                path: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError {
+            file: file.to_string(),
+            issues,
+        };
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            fail(vec![ConfigIssue {
+                path: "(syntax)".into(),
+                message: e.to_string().trim().replace('\n', " "),
+            }])
+        })?;
+        let mut v = Validator::default();
+        v.known_keys("", &table, &TOP_KEYS);
+        for (section, keys) in [
+            ("daemon", &DAEMON_KEYS[..]),
+            ("intel", &INTEL_KEYS[..]),
+            ("nvidia", &NVIDIA_KEYS[..]),
+        ] {
+            if let Some(t) = v.table(&table, section, section) {
+                v.known_keys(section, t, keys);
+            }
+        }
+        let intel = v.table(&table, "intel", "intel");
+        let allowed_tcb_statuses = intel
+            .and_then(|t| v.string_list(t, "allowed_tcb_statuses", "intel.allowed_tcb_statuses"))
+            .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
+        let dangerous = v.dangerous(&table);
+
+        let mut targets = Vec::new();
+        match table.get("target") {
+            None => {}
+            Some(Value::Array(list)) => {
+                for (index, item) in list.iter().enumerate() {
+                    let path = format!("target[{index}]");
+                    match item {
+                        Value::Table(t) => {
+                            if let Some(target) = v.target(t, &path, &allowed_tcb_statuses) {
+                                if targets.iter().any(|x: &TargetConfig| x.name == target.name) {
+                                    v.issue(
+                                        &format!("{path}.name"),
+                                        format!("duplicate target name \"{}\"", target.name),
+                                    );
+                                }
+                                targets.push(target);
+                            }
+                        }
+                        other => v.issue(&path, format!("expected a table, found {}", other.type_str())),
+                    }
+                }
+            }
+            Some(other) => v.issue(
+                "target",
+                format!("expected [[target]] tables, found {}", other.type_str()),
+            ),
+        }
+        if v.issues.is_empty() {
+            Ok(Config {
+                allowed_tcb_statuses,
+                targets,
+                dangerous,
+            })
+        } else {
+            Err(fail(v.issues))
+        }
+    }
+
+    /// The target with this name.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// Collects issues while walking the raw table.
+#[derive(Default)]
+struct Validator {
+    issues: Vec<ConfigIssue>,
+}
+
+impl Validator {
+    fn issue(&mut self, path: &str, message: String) {
+        self.issues.push(ConfigIssue {
+            path: path.to_string(),
+            message,
+        });
+    }
+
+    fn known_keys(&mut self, section: &str, table: &Table, known: &[&str]) {
+        for key in table.keys() {
+            if key == "api_key" {
+                self.issue(
+                    &format!("{section}.{key}"),
+                    "an api key must not be written into the configuration; name it with api_key_env, api_key_file or api_key_credential".into(),
+                );
+            } else if !known.contains(&key.as_str()) {
+                let path = if section.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{section}.{key}")
+                };
+                self.issue(
+                    &path,
+                    format!("unknown key; expected one of {}", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn table<'t>(&mut self, parent: &'t Table, key: &str, path: &str) -> Option<&'t Table> {
+        match parent.get(key)? {
+            Value::Table(t) => Some(t),
+            other => {
+                self.issue(path, format!("expected a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, table: &Table, key: &str, path: &str) -> Option<Vec<String>> {
+        match table.get(key)? {
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.issue(
+                            &format!("{path}[{i}]"),
+                            format!("expected a string, found {}", other.type_str()),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.issue(path, format!("expected a list of strings, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    /// `[dangerous]`: only `dangerous_*` keys, each named in every verdict made under it.
+    fn dangerous(&mut self, root: &Table) -> Vec<String> {
+        let Some(table) = self.table(root, "dangerous", "dangerous") else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        for (key, value) in table {
+            if !key.starts_with("dangerous_") {
+                self.issue(
+                    &format!("dangerous.{key}"),
+                    "options in [dangerous] must be named dangerous_*".to_string(),
+                );
+            } else if value.as_bool() != Some(false) {
+                names.push(key.clone());
+            }
+        }
+        names
+    }
+
+    fn target(&mut self, t: &Table, path: &str, global_tcb: &[String]) -> Option<TargetConfig> {
+        self.known_keys(path, t, &TARGET_KEYS);
+        let name = match t.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(other) => {
+                self.issue(
+                    &format!("{path}.name"),
+                    format!("expected a non-empty string, found {}", describe(other)),
+                );
+                None
+            }
+            None => {
+                self.issue(&format!("{path}.name"), "missing; every target needs a name".into());
+                None
+            }
+        };
+        let allowed = self
+            .string_list(t, "allowed_tcb_statuses", &format!("{path}.allowed_tcb_statuses"))
+            .unwrap_or_else(|| global_tcb.to_vec());
+        let mut pins = std::collections::BTreeMap::new();
+        if let Some(pin_table) = self.table(t, "pins", &format!("{path}.pins")) {
+            for key in pin_table.keys() {
+                let pin_path = format!("{path}.pins.{key}");
+                match pin_table.get(key) {
+                    Some(Value::String(s)) => {
+                        pins.insert(key.clone(), vec![s.clone()]);
+                    }
+                    Some(Value::Array(_)) => {
+                        if let Some(list) = self.string_list(pin_table, key, &pin_path) {
+                            pins.insert(key.clone(), list);
+                        }
+                    }
+                    Some(other) => self.issue(
+                        &pin_path,
+                        format!("expected a list of accepted values, found {}", other.type_str()),
+                    ),
+                    None => {}
+                }
+            }
+        }
+        let snapshot = PolicySnapshot {
+            allowed_tcb_statuses: Some(allowed),
+            pins,
+        };
+        let policy = match Policy::from_snapshot(&snapshot) {
+            Ok(p) => Some(p),
+            Err(errors) => {
+                for e in errors {
+                    self.issue(path, e.to_string());
+                }
+                None
+            }
+        };
+        Some(TargetConfig {
+            name: name?,
+            policy: policy?,
+        })
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.type_str().to_string(),
+    }
+}

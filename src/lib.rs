@@ -1,0 +1,10 @@
+//! teewatch: continuously proves that TEE-backed LLM endpoints are what they claim to be.
+//!
+//! The library holds everything but the command line: the pure verifier (`verify`), the
+//! configuration (`config`), the human rendering of verdicts (`render`) and the process exit
+//! codes every command shares (`exit`).
+
+pub mod config;
+pub mod exit;
+pub mod render;
+pub mod verify;

@@ -1,0 +1,168 @@
+//! The binding of the signing key and the client's nonce into the quote.
+//!
+//! The quote's REPORTDATA must be the signing address (20 bytes for ECDSA, the 32-byte public key
+//! for ed25519) right-padded with zeros to 32 bytes, followed by the raw 32-byte nonce this check
+//! sent. Only this proves that the key lives in the attested TD and that the quote is fresh; a
+//! nonce echoed elsewhere in the response proves nothing.
+
+use sha3::{Digest, Keccak256};
+
+use super::hexutil;
+use super::report::NodeReport;
+use super::verdict::Outcome;
+
+/// The signing algorithms a report may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgo {
+    Ecdsa,
+    Ed25519,
+}
+
+impl SigningAlgo {
+    /// The report's `signing_algo`, defaulting to ECDSA as vllm-proxy does.
+    pub fn of(node: &NodeReport<'_>) -> Result<SigningAlgo, String> {
+        match node.str_field("signing_algo") {
+            None | Some("ecdsa") => Ok(SigningAlgo::Ecdsa),
+            Some("ed25519") => Ok(SigningAlgo::Ed25519),
+            Some(other) => Err(format!(
+                "signing_algo: expected \"ecdsa\" or \"ed25519\", found \"{other}\""
+            )),
+        }
+    }
+
+    fn key_len(self) -> usize {
+        match self {
+            SigningAlgo::Ecdsa => 20,
+            SigningAlgo::Ed25519 => 32,
+        }
+    }
+}
+
+/// The raw signing address (ECDSA) or public key (ed25519) the report names.
+pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec<u8>, String> {
+    let text = node
+        .str_field("signing_address")
+        .ok_or("the report carries no signing_address")?;
+    let bytes = hexutil::decode(text)
+        .map_err(|e| format!("signing_address \"{text}\" is not hex: {e}"))?;
+    if bytes.len() != algo.key_len() {
+        return Err(format!(
+            "signing_address: expected {} bytes for {:?}, found {}",
+            algo.key_len(),
+            algo,
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `report_data_binding`: REPORTDATA = signing key zero-padded to 32 bytes ‖ nonce.
+pub fn report_data_binding(node: &NodeReport<'_>, report_data: &[u8; 64], nonce: &[u8; 32]) -> Outcome {
+    let algo = match SigningAlgo::of(node) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let key = match signing_key_bytes(node, algo) {
+        Ok(k) => k,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut expected_first = [0u8; 32];
+    if let Some(prefix) = expected_first.get_mut(..key.len()) {
+        prefix.copy_from_slice(&key);
+    }
+    let (found_first, found_second) = report_data.split_at(32);
+    let mut differences = Vec::new();
+    if found_first != expected_first {
+        differences.push(format!(
+            "first half (signing address): expected {}, found {}",
+            hexutil::lower(&expected_first),
+            hexutil::lower(found_first)
+        ));
+    }
+    if found_second != nonce {
+        let mut reason = format!(
+            "second half (nonce): expected {}, found {}",
+            hexutil::lower(nonce),
+            hexutil::lower(found_second)
+        );
+        let echoed = ["nonce", "request_nonce"].iter().any(|k| {
+            node.str_field(k)
+                .and_then(|s| hexutil::decode(s).ok())
+                .is_some_and(|b| b == nonce)
+        });
+        if echoed {
+            reason.push_str(
+                " (the response echoes the nonce in a json field, which proves nothing: the quote is bound to another nonce)",
+            );
+        }
+        differences.push(reason);
+    }
+    if differences.is_empty() {
+        Outcome::Pass(format!(
+            "reportdata = signing address 0x{} zero-padded ‖ nonce",
+            hexutil::lower(&key)
+        ))
+    } else {
+        Outcome::Fail(differences.join("; "))
+    }
+}
+
+/// The Ethereum address of an uncompressed secp256k1 public key (64 bytes x‖y, or 65 with 0x04).
+pub fn ethereum_address(public_key: &[u8]) -> Option<[u8; 20]> {
+    let xy = match public_key.len() {
+        64 => public_key,
+        65 if public_key.first() == Some(&0x04) => public_key.get(1..)?,
+        _ => return None,
+    };
+    let hash = Keccak256::digest(xy);
+    hash.get(12..32).and_then(|s| <[u8; 20]>::try_from(s).ok())
+}
+
+/// `signing_key_address`, when the report gives `signing_public_key`: the key must belong to the
+/// signing address. Returns `None` when the report has no public key (the check is then omitted).
+pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
+    let key_text = node.str_field("signing_public_key")?;
+    let outcome = (|| {
+        let algo = SigningAlgo::of(node)?;
+        let address = signing_key_bytes(node, algo)?;
+        let key = hexutil::decode(key_text)
+            .map_err(|e| format!("signing_public_key is not hex: {e}"))?;
+        match algo {
+            SigningAlgo::Ecdsa => {
+                let derived = ethereum_address(&key).ok_or_else(|| {
+                    format!(
+                        "signing_public_key: expected 64 bytes x‖y (or 65 with 0x04), found {} bytes",
+                        key.len()
+                    )
+                })?;
+                if derived.as_slice() == address.as_slice() {
+                    Ok(format!(
+                        "keccak256(signing_public_key) gives the signing address 0x{}",
+                        hexutil::lower(&address)
+                    ))
+                } else {
+                    Err(format!(
+                        "keccak256(signing_public_key): expected address 0x{}, found 0x{}",
+                        hexutil::lower(&address),
+                        hexutil::lower(&derived)
+                    ))
+                }
+            }
+            SigningAlgo::Ed25519 => {
+                if key == address {
+                    Ok("the ed25519 public key equals the signing address".to_string())
+                } else {
+                    Err(format!(
+                        "ed25519 signing_public_key: expected {} (the signing address), found {}",
+                        hexutil::lower(&address),
+                        hexutil::lower(&key)
+                    ))
+                }
+            }
+        }
+    })();
+    Some(match outcome {
+        Ok(reason) => Outcome::Pass(reason),
+        Err(reason) => Outcome::Fail(reason),
+    })
+}

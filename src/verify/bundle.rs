@@ -1,0 +1,217 @@
+//! The evidence bundle `teewatch-bundle/1`: everything one check gathered, as one JSON document.
+//!
+//! A bundle holds the raw provider response, the nonce that was sent, the collateral and NRAS
+//! answers used and the time the response arrived, so that `verify` can re-derive the verdict
+//! offline at any later date. Loading checks only the envelope: a file that is not a bundle is
+//! rejected here, while bad evidence inside a well-formed bundle is left for the verifier to
+//! judge. The format is specified in `docs/bundle.md`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::policy::PolicySnapshot;
+
+/// The format tag every bundle carries.
+pub const BUNDLE_FORMAT: &str = "teewatch-bundle/1";
+
+/// Fields a bundle must contain (`attestation` may be null but must be present).
+const REQUIRED_FIELDS: [&str; 5] = ["format", "target", "observed_at", "nonce", "attestation"];
+
+/// Why a document is not a readable bundle.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BundleError {
+    #[error("not json: {0}")]
+    NotJson(String),
+    #[error("expected a json object at the top level, found {0}")]
+    NotObject(&'static str),
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    #[error("field `format`: expected \"{BUNDLE_FORMAT}\", found {0}")]
+    WrongFormat(String),
+    #[error("field `{field}`: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+/// URLs of the services a check talked to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub nras: Option<String>,
+    #[serde(default)]
+    pub pccs: Option<String>,
+}
+
+/// One failed fetch: which endpoint, what kind of failure, and the error text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchError {
+    pub endpoint: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// One canary chat: the exact bytes sent and received, and the signature endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryExchange {
+    pub stream: bool,
+    pub request_body: String,
+    pub response_body: String,
+    #[serde(default)]
+    pub signature: Option<Value>,
+}
+
+/// A loaded bundle. Evidence parts stay as JSON values: judging them is the verifier's job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    pub target: String,
+    #[serde(with = "rfc3339")]
+    pub observed_at: DateTime<Utc>,
+    pub nonce: String,
+    #[serde(default)]
+    pub endpoints: Endpoints,
+    pub attestation: Option<Value>,
+    #[serde(default)]
+    pub fetch_errors: Vec<FetchError>,
+    /// dcap-qvl `QuoteCollateralV3` JSON, or a list of them (one per FMSPC).
+    #[serde(default)]
+    pub tdx_collateral: Option<Value>,
+    /// `{response, jwks}` or a list of `{scope, response, jwks}`.
+    #[serde(default)]
+    pub nras: Option<Value>,
+    #[serde(default)]
+    pub canary: Option<Vec<CanaryExchange>>,
+    /// Base64 DER SubjectPublicKeyInfo of the attestation fetch's TLS peer.
+    #[serde(default)]
+    pub tls_peer_spki: Option<String>,
+    #[serde(default)]
+    pub policy: Option<PolicySnapshot>,
+}
+
+impl Bundle {
+    /// Parses and checks the envelope of a bundle. Unknown fields are ignored.
+    pub fn from_json(text: &str) -> Result<Bundle, BundleError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| BundleError::NotJson(e.to_string()))?;
+        Bundle::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Bundle, BundleError> {
+        let object = match &value {
+            Value::Object(map) => map,
+            other => return Err(BundleError::NotObject(json_kind(other))),
+        };
+        for field in REQUIRED_FIELDS {
+            if !object.contains_key(field) {
+                return Err(BundleError::MissingField(field));
+            }
+        }
+        check_envelope(object)?;
+        serde_json::from_value(value).map_err(|e| BundleError::InvalidField {
+            field: "bundle",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The nonce as 32 raw bytes. The envelope check guarantees it decodes.
+    pub fn nonce_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        if let Ok(bytes) = hex::decode(&self.nonce) {
+            if let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                out = array;
+            }
+        }
+        out
+    }
+
+    /// `observed_at` as written in verdicts: RFC 3339, UTC, second precision or finer.
+    pub fn observed_at_text(&self) -> String {
+        self.observed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    /// Serialises the bundle as pretty JSON.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Checks the fields whose shape the verifier relies on, with a reason naming each.
+fn check_envelope(object: &Map<String, Value>) -> Result<(), BundleError> {
+    match object.get("format") {
+        Some(Value::String(s)) if s == BUNDLE_FORMAT => {}
+        Some(other) => return Err(BundleError::WrongFormat(other.to_string())),
+        None => return Err(BundleError::MissingField("format")),
+    }
+    match object.get("target") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        Some(other) => return Err(invalid("target", "a non-empty string", other)),
+        None => return Err(BundleError::MissingField("target")),
+    }
+    match object.get("observed_at") {
+        Some(Value::String(s)) => {
+            if DateTime::parse_from_rfc3339(s).is_err() {
+                return Err(BundleError::InvalidField {
+                    field: "observed_at",
+                    reason: format!("expected an rfc 3339 timestamp, found \"{s}\""),
+                });
+            }
+        }
+        Some(other) => return Err(invalid("observed_at", "an rfc 3339 string", other)),
+        None => return Err(BundleError::MissingField("observed_at")),
+    }
+    match object.get("nonce") {
+        Some(Value::String(s)) => {
+            let is_hex = s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_hex {
+                return Err(BundleError::InvalidField {
+                    field: "nonce",
+                    reason: format!(
+                        "expected 64 hex characters (32 bytes), found {} characters",
+                        s.chars().count()
+                    ),
+                });
+            }
+        }
+        Some(other) => return Err(invalid("nonce", "a 64-character hex string", other)),
+        None => return Err(BundleError::MissingField("nonce")),
+    }
+    Ok(())
+}
+
+fn invalid(field: &'static str, expected: &str, found: &Value) -> BundleError {
+    BundleError::InvalidField {
+        field,
+        reason: format!("expected {expected}, found {}", json_kind(found)),
+    }
+}
+
+/// A short name for the kind of a JSON value, for error messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// RFC 3339 (de)serialisation that keeps sub-second precision and writes UTC with `Z`.
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}

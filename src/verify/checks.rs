@@ -1,0 +1,44 @@
+//! The stable names of every check teewatch reports.
+//!
+//! These strings are part of the verdict format and of the metrics labels: never rename one. The
+//! README lists them as the operator's checklist, and a test keeps the two in step.
+
+pub const TDX_QUOTE_PARSE: &str = "tdx_quote_parse";
+pub const TDX_QUOTE_SIGNATURE: &str = "tdx_quote_signature";
+pub const TDX_TCB_STATUS: &str = "tdx_tcb_status";
+pub const TDX_DEBUG_DISABLED: &str = "tdx_debug_disabled";
+pub const TDX_TD_ATTRIBUTES: &str = "tdx_td_attributes";
+pub const REPORT_DATA_BINDING: &str = "report_data_binding";
+pub const SIGNING_KEY_ADDRESS: &str = "signing_key_address";
+pub const EVENT_LOG_REPLAY: &str = "event_log_replay";
+pub const COMPOSE_BINDING: &str = "compose_binding";
+pub const IDENTITY_PINNED: &str = "identity_pinned";
+/// Prefix of the per-pin checks: `pin:<field>`.
+pub const PIN_PREFIX: &str = "pin:";
+
+/// The fixed checks of each attested node, in the order they are reported.
+pub const NODE_CHECKS: [&str; 9] = [
+    TDX_QUOTE_PARSE,
+    TDX_QUOTE_SIGNATURE,
+    TDX_TCB_STATUS,
+    TDX_DEBUG_DISABLED,
+    TDX_TD_ATTRIBUTES,
+    REPORT_DATA_BINDING,
+    SIGNING_KEY_ADDRESS,
+    EVENT_LOG_REPLAY,
+    COMPOSE_BINDING,
+];
+
+/// Every fixed check name (pins add `pin:<field>` per configured field).
+pub const ALL_CHECKS: [&str; 10] = [
+    TDX_QUOTE_PARSE,
+    TDX_QUOTE_SIGNATURE,
+    TDX_TCB_STATUS,
+    TDX_DEBUG_DISABLED,
+    TDX_TD_ATTRIBUTES,
+    REPORT_DATA_BINDING,
+    SIGNING_KEY_ADDRESS,
+    EVENT_LOG_REPLAY,
+    COMPOSE_BINDING,
+    IDENTITY_PINNED,
+];

@@ -1,0 +1,247 @@
+//! The dstack event log: replaying RTMR0–3 from the events and reading the app identity out of the
+//! runtime events whose replay matched the quote.
+//!
+//! RTMRn is the fold `SHA384(acc ‖ digest)` from 48 zero bytes over the events measured into
+//! register n, in order. Runtime events (type 0x08000001, RTMR3) are never taken at their word:
+//! their digests are recomputed from name and payload (v1: `SHA384(le32(type) ‖ ":" ‖ name ‖ ":"
+//! ‖ payload)`; v2: SHA384 of the RFC 8785 canonical JSON `{name, payload, type}`). Boot events
+//! (RTMR0–2) are firmware measurements whose digests cannot be recomputed from the log; they are
+//! replayed as given and must reproduce the quote's registers.
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha384};
+
+use super::bundle::json_kind;
+use super::hexutil;
+
+/// Event type of dstack runtime events.
+pub const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
+
+/// One event of the log, with its payload decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub imr: usize,
+    pub event_type: u32,
+    /// The digest as supplied (may be empty for runtime events).
+    pub supplied_digest: Vec<u8>,
+    pub name: String,
+    pub payload: Vec<u8>,
+    /// 2 for events hashed over canonical JSON, else 1.
+    pub version: u64,
+}
+
+/// Why an event log cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventLogError {
+    #[error("event log: expected a list of events or a json string of one, found {0}")]
+    NotAList(&'static str),
+    #[error("event log is a string that is not json: {0}")]
+    BadJson(String),
+    #[error("event {index}: {reason}")]
+    BadEvent { index: usize, reason: String },
+}
+
+/// Reads an event log given as a JSON list or as a string holding one.
+pub fn parse_event_log(value: &Value) -> Result<Vec<Event>, EventLogError> {
+    let parsed;
+    let list = match value {
+        Value::Array(list) => list,
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| EventLogError::BadJson(e.to_string()))?;
+            match &parsed {
+                Value::Array(list) => list,
+                other => return Err(EventLogError::NotAList(json_kind(other))),
+            }
+        }
+        other => return Err(EventLogError::NotAList(json_kind(other))),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(index, v)| parse_event(v).map_err(|reason| EventLogError::BadEvent { index, reason }))
+        .collect()
+}
+
+fn parse_event(value: &Value) -> Result<Event, String> {
+    let number = |key: &str| -> Result<u64, String> {
+        value
+            .get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("`{key}` missing or not a non-negative integer"))
+    };
+    let hex_field = |key: &str| -> Result<Vec<u8>, String> {
+        match value.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) => {
+                hexutil::decode(s).map_err(|e| format!("`{key}` is not hex: {e}"))
+            }
+            Some(other) => Err(format!("`{key}`: expected a hex string, found {}", json_kind(other))),
+        }
+    };
+    let imr = number("imr")?;
+    let imr = usize::try_from(imr)
+        .ok()
+        .filter(|i| *i < 4)
+        .ok_or_else(|| format!("`imr`: expected 0 to 3, found {imr}"))?;
+    let event_type = u32::try_from(number("event_type")?)
+        .map_err(|_| "`event_type` does not fit in 32 bits".to_string())?;
+    let name = match value.get("event") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("`event`: expected a string, found {}", json_kind(other))),
+    };
+    Ok(Event {
+        imr,
+        event_type,
+        supplied_digest: hex_field("digest")?,
+        name,
+        payload: hex_field("event_payload")?,
+        version: value.get("version").and_then(Value::as_u64).unwrap_or(1),
+    })
+}
+
+/// The digest of a runtime event, recomputed from its name and payload.
+pub fn runtime_event_digest(event: &Event) -> Vec<u8> {
+    if event.version >= 2 {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            name: &'a str,
+            payload: String,
+            #[serde(rename = "type")]
+            event_type: u32,
+        }
+        let canonical = Canonical {
+            name: &event.name,
+            payload: hexutil::lower(&event.payload),
+            event_type: event.event_type,
+        };
+        let text = serde_jcs::to_string(&canonical).unwrap_or_default();
+        Sha384::digest(text.as_bytes()).to_vec()
+    } else {
+        let mut hasher = Sha384::new();
+        hasher.update(event.event_type.to_le_bytes());
+        hasher.update(b":");
+        hasher.update(event.name.as_bytes());
+        hasher.update(b":");
+        hasher.update(&event.payload);
+        hasher.finalize().to_vec()
+    }
+}
+
+/// The registers replayed from a log, and what the replay noticed on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub rtmr: [[u8; 48]; 4],
+    /// How many events were measured into each register.
+    pub event_counts: [usize; 4],
+    /// Problems with individual events (an unusable boot digest, a supplied runtime digest that
+    /// disagrees with the recomputed one).
+    pub problems: Vec<String>,
+}
+
+/// Replays RTMR0–3 from the events.
+pub fn replay(events: &[Event]) -> Replay {
+    let mut rtmr = [[0u8; 48]; 4];
+    let mut event_counts = [0usize; 4];
+    let mut problems = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let digest = if event.event_type == RUNTIME_EVENT_TYPE {
+            let recomputed = runtime_event_digest(event);
+            if !event.supplied_digest.is_empty() && event.supplied_digest != recomputed {
+                problems.push(format!(
+                    "event {index} ({}): supplied digest {} differs from the digest recomputed from its payload {}",
+                    event.name,
+                    hexutil::lower(&event.supplied_digest),
+                    hexutil::lower(&recomputed)
+                ));
+            }
+            recomputed
+        } else {
+            if event.supplied_digest.len() != 48 {
+                problems.push(format!(
+                    "event {index} (type 0x{:08x}, imr {}): expected a 48-byte digest, found {} bytes",
+                    event.event_type,
+                    event.imr,
+                    event.supplied_digest.len()
+                ));
+            }
+            event.supplied_digest.clone()
+        };
+        if let (Some(acc), Some(count)) = (rtmr.get_mut(event.imr), event_counts.get_mut(event.imr))
+        {
+            let mut hasher = Sha384::new();
+            hasher.update(*acc);
+            hasher.update(&digest);
+            acc.copy_from_slice(&hasher.finalize());
+            *count += 1;
+        }
+    }
+    Replay {
+        rtmr,
+        event_counts,
+        problems,
+    }
+}
+
+/// The app identity carried by runtime events, read as the log states it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeIdentity {
+    pub compose_hash: Option<Vec<u8>>,
+    pub app_id: Option<Vec<u8>>,
+    pub instance_id: Option<Vec<u8>>,
+    pub os_image_hash: Option<Vec<u8>>,
+    /// The `name` of the key-provider event's JSON payload (`kms`, `local-sgx`…).
+    pub key_provider: Option<String>,
+}
+
+/// Reads the identity events of RTMR3. The first event of each name counts: a later event of
+/// the same name cannot overwrite what was measured first.
+pub fn runtime_identity(events: &[Event]) -> RuntimeIdentity {
+    let mut id = RuntimeIdentity::default();
+    for event in events
+        .iter()
+        .filter(|e| e.imr == 3 && e.event_type == RUNTIME_EVENT_TYPE)
+    {
+        let slot = match event.name.as_str() {
+            "compose-hash" => &mut id.compose_hash,
+            "app-id" => &mut id.app_id,
+            "instance-id" => &mut id.instance_id,
+            "os-image-hash" => &mut id.os_image_hash,
+            "key-provider" => {
+                if id.key_provider.is_none() {
+                    id.key_provider = key_provider_name(&event.payload);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(event.payload.clone());
+        }
+    }
+    id
+}
+
+/// The `name` member of a key-provider payload (`{"name": "kms", "id": …}`).
+fn key_provider_name(payload: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    value.get("name")?.as_str().map(str::to_string)
+}
+
+/// SHA-256 of the app compose text, the value the compose-hash event and MRCONFIGID carry.
+pub fn compose_hash(app_compose: &str) -> [u8; 32] {
+    Sha256::digest(app_compose.as_bytes()).into()
+}
+
+/// MRCONFIGID as newer dstack sets it: 0x01 ‖ sha256(app_compose) ‖ zero padding.
+pub fn expected_mrconfigid(compose_hash: &[u8; 32]) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    if let Some(first) = out.first_mut() {
+        *first = 0x01;
+    }
+    if let Some(rest) = out.get_mut(1..33) {
+        rest.copy_from_slice(compose_hash);
+    }
+    out
+}

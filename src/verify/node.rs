@@ -1,0 +1,387 @@
+//! Verification of one attested node of a dstack / vllm-proxy report, as numbered steps.
+//!
+//! Each step records one check for the node's scope. A check whose input is missing because an
+//! earlier step failed is `unknown` naming that step; checks that read the quote body still report
+//! what the body says when its signature failed (the verdict fails anyway).
+
+use serde_json::Value;
+
+use super::binding;
+use super::checks::*;
+use super::dcap::{self, TcbOutcome};
+use super::dstack;
+use super::hexutil;
+use super::policy::{Policy, TrustAnchors};
+use super::report::NodeReport;
+use super::tdx::{self, TdxQuote};
+use super::verdict::{Outcome, Recorder, Source};
+
+/// What a node's verification needs besides the node itself.
+pub struct NodeContext<'a> {
+    pub nonce: &'a [u8; 32],
+    pub collateral: Option<&'a Value>,
+    pub policy: &'a Policy,
+    pub anchors: &'a TrustAnchors,
+    /// `observed_at` in unix seconds: the instant every validity window is judged at.
+    pub now: i64,
+}
+
+fn after(step: &str, what: &str) -> Outcome {
+    Outcome::Unknown(format!("{step} {what}"))
+}
+
+/// Verifies one node and records its checks and observations.
+pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
+    let scope = node.scope.as_str();
+
+    // 1. Parse the quote.
+    let parsed = node
+        .quote_hex()
+        .and_then(|text| hexutil::decode(text).map_err(|e| format!("intel_quote is not hex: {e}")))
+        .and_then(|raw| match TdxQuote::parse(&raw) {
+            Ok(quote) => Ok((raw, quote)),
+            Err(e) => Err(e.to_string()),
+        });
+    let (raw, quote) = match parsed {
+        Ok((raw, quote)) => {
+            rec.check(
+                TDX_QUOTE_PARSE,
+                scope,
+                Outcome::Pass(format!(
+                    "tdx quote v{}, body type {}, {} bytes",
+                    quote.version,
+                    quote.body_type,
+                    raw.len()
+                )),
+            );
+            (raw, quote)
+        }
+        Err(reason) => {
+            rec.check(TDX_QUOTE_PARSE, scope, Outcome::Fail(reason));
+            for name in [
+                TDX_QUOTE_SIGNATURE,
+                TDX_TCB_STATUS,
+                TDX_DEBUG_DISABLED,
+                TDX_TD_ATTRIBUTES,
+                REPORT_DATA_BINDING,
+            ] {
+                rec.check(name, scope, after(TDX_QUOTE_PARSE, "failed"));
+            }
+            if let Some(outcome) = binding::signing_key_address(node) {
+                rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
+            }
+            rec.check(EVENT_LOG_REPLAY, scope, after(TDX_QUOTE_PARSE, "failed"));
+            rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
+            observe_claims(node, scope, rec);
+            return;
+        }
+    };
+    observe_quote(&raw, &quote, scope, rec);
+
+    // 2. The quote's signatures and chain (dcap-qvl), and 3. the TCB status it evaluates.
+    let dcap = dcap::verify_quote(&raw, ctx.collateral, &ctx.anchors.intel_root_der, ctx.now);
+    rec.check(TDX_QUOTE_SIGNATURE, scope, dcap.signature.clone());
+    if let Some(fmspc) = &dcap.fmspc {
+        rec.observe(scope, "fmspc", fmspc.clone(), Source::Quote);
+    }
+    let tcb = judge_tcb(&dcap.tcb, ctx.policy, scope, rec);
+    rec.check(TDX_TCB_STATUS, scope, tcb);
+
+    // 4. Debug bit and 5. the other TD attributes, read from the body.
+    rec.check(TDX_DEBUG_DISABLED, scope, judge_debug(&quote));
+    rec.check(TDX_TD_ATTRIBUTES, scope, judge_attributes(&quote));
+
+    // 6. REPORTDATA binds the signing key and this check's nonce.
+    let binding = binding::report_data_binding(node, &quote.body.report_data, ctx.nonce);
+    let bound = binding.state() == super::verdict::State::Pass;
+    rec.check(REPORT_DATA_BINDING, scope, binding);
+    if let Some(address) = node.str_field("signing_address") {
+        let source = if bound { Source::Quote } else { Source::Claim };
+        let value = hexutil::decode(address)
+            .map(|b| hexutil::lower(&b))
+            .unwrap_or_else(|_| address.to_string());
+        rec.observe(scope, "signing_address", value, source);
+    }
+
+    // 7. The public key, when given, belongs to the signing address.
+    if let Some(outcome) = binding::signing_key_address(node) {
+        rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
+    }
+
+    // 8. Replay the event log against the RTMRs, then 9. bind the app compose.
+    let replayed = replay_event_log(node, &quote, scope, rec);
+    rec.check(
+        COMPOSE_BINDING,
+        scope,
+        judge_compose(node, &quote, replayed.as_ref()),
+    );
+    observe_claims(node, scope, rec);
+}
+
+fn judge_tcb(tcb: &TcbOutcome, policy: &Policy, scope: &str, rec: &mut Recorder) -> Outcome {
+    match tcb {
+        TcbOutcome::Evaluated {
+            status,
+            advisory_ids,
+        } => {
+            rec.observe(scope, "tcb_status", status.clone(), Source::Quote);
+            if !advisory_ids.is_empty() {
+                rec.observe(scope, "tcb_advisory_ids", advisory_ids.join(","), Source::Quote);
+            }
+            let advisories = if advisory_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" with advisories {}", advisory_ids.join(", "))
+            };
+            if status != "Revoked" && policy.allowed_tcb_statuses.iter().any(|s| s == status) {
+                Outcome::Pass(format!("{status}{advisories}"))
+            } else {
+                Outcome::Fail(format!(
+                    "tcb status: expected one of [{}], found {status}{advisories}",
+                    policy.allowed_tcb_statuses.join(", ")
+                ))
+            }
+        }
+        TcbOutcome::Revoked => {
+            rec.observe(scope, "tcb_status", "Revoked", Source::Quote);
+            Outcome::Fail("tcb status: found Revoked, which is never accepted".into())
+        }
+        TcbOutcome::NotAppraisable(reason) => {
+            Outcome::Fail(format!("tcb not appraisable: {reason}"))
+        }
+        TcbOutcome::NotEvaluated(reason) => Outcome::Unknown(reason.clone()),
+    }
+}
+
+fn judge_debug(quote: &TdxQuote) -> Outcome {
+    if quote.body.td_attributes.first().is_some_and(|b| b & 0x01 != 0) {
+        Outcome::Fail(
+            "tdattributes.debug: expected 0, found 1 (the host can read and change the td's memory)"
+                .into(),
+        )
+    } else {
+        Outcome::Pass("tdattributes.debug is 0".into())
+    }
+}
+
+fn judge_attributes(quote: &TdxQuote) -> Outcome {
+    let raw = quote.body.td_attributes;
+    let Ok(attrs) = dcap_qvl::quote::TDAttributes::parse(raw) else {
+        return Outcome::Fail(format!("td attributes {} unreadable", hexutil::lower(&raw)));
+    };
+    let mut problems = Vec::new();
+    if attrs.tud & 0x70 != 0 {
+        problems.push("profiling bits (tud 6:4) set".to_string());
+    }
+    if attrs.reserved != 0 {
+        problems.push(format!("reserved bits set (mask 0x{:016x})", attrs.reserved));
+    }
+    if attrs.sec.migratable {
+        problems.push("migratable set (a migration td can export the td)".to_string());
+    }
+    if !attrs.sec.sept_ve_disable {
+        problems.push("sept_ve_disable not set".to_string());
+    }
+    let service_td = quote.body.mr_service_td.is_some_and(|m| !hexutil::is_zero(&m));
+    if attrs.sec.servtd_ext || service_td {
+        problems.push("bound to a service td (servtd_ext or mrservicetd set)".to_string());
+    }
+    if problems.is_empty() {
+        Outcome::Pass(format!(
+            "td attributes {}: sept_ve_disable set, not migratable, no profiling or reserved bits",
+            hexutil::lower(&raw)
+        ))
+    } else {
+        Outcome::Fail(format!(
+            "td attributes {}: {}",
+            hexutil::lower(&raw),
+            problems.join("; ")
+        ))
+    }
+}
+
+/// Records the values read from the quote body.
+fn observe_quote(raw: &[u8], quote: &TdxQuote, scope: &str, rec: &mut Recorder) {
+    let body = &quote.body;
+    let fields: [(&str, &[u8]); 12] = [
+        ("mrtd", &body.mrtd),
+        ("rtmr0", &body.rtmr[0]),
+        ("rtmr1", &body.rtmr[1]),
+        ("rtmr2", &body.rtmr[2]),
+        ("rtmr3", &body.rtmr[3]),
+        ("mrseam", &body.mrseam),
+        ("mrsignerseam", &body.mrsignerseam),
+        ("mrconfigid", &body.mrconfigid),
+        ("td_attributes", &body.td_attributes),
+        ("xfam", &body.xfam),
+        ("tee_tcb_svn", &body.tee_tcb_svn),
+        ("report_data", &body.report_data),
+    ];
+    for (field, bytes) in fields {
+        rec.observe(scope, field, hexutil::lower(bytes), Source::Quote);
+    }
+    for (field, start) in [
+        ("intel_mrenclave", tdx::INTEL_MRENCLAVE_START),
+        ("intel_mrsigner", tdx::INTEL_MRSIGNER_START),
+    ] {
+        if let Some(window) = tdx::nanogpt_window(raw, start) {
+            rec.observe(scope, field, hexutil::lower(&window), Source::Quote);
+        }
+    }
+}
+
+/// Step 8: replays the log. Returns the events when the replay matched the quote, so that
+/// their identity values count as evidence.
+fn replay_event_log(
+    node: &NodeReport<'_>,
+    quote: &TdxQuote,
+    scope: &str,
+    rec: &mut Recorder,
+) -> Option<Vec<dstack::Event>> {
+    let Some(log) = node.event_log() else {
+        rec.check(
+            EVENT_LOG_REPLAY,
+            scope,
+            Outcome::Fail("the report carries no event log".into()),
+        );
+        return None;
+    };
+    let events = match dstack::parse_event_log(&log) {
+        Ok(events) => events,
+        Err(e) => {
+            rec.check(EVENT_LOG_REPLAY, scope, Outcome::Fail(e.to_string()));
+            return None;
+        }
+    };
+    let replay = dstack::replay(&events);
+    let mut mismatches = replay.problems.clone();
+    let mut replayed = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, (ours, theirs)) in replay.rtmr.iter().zip(quote.body.rtmr.iter()).enumerate() {
+        let has_events = replay.event_counts.get(index).is_some_and(|n| *n > 0);
+        if index < 3 && !has_events {
+            skipped.push(format!("rtmr{index}"));
+            continue;
+        }
+        if ours == theirs {
+            replayed.push(format!("rtmr{index}"));
+        } else {
+            mismatches.push(format!(
+                "rtmr{index}: replayed {}, quote has {}",
+                hexutil::lower(ours),
+                hexutil::lower(theirs)
+            ));
+        }
+    }
+    let identity = dstack::runtime_identity(&events);
+    let ok = mismatches.is_empty();
+    let source = if ok { Source::EventLog } else { Source::Claim };
+    let hex_fields = [
+        ("compose_hash", &identity.compose_hash),
+        ("app_id", &identity.app_id),
+        ("instance_id", &identity.instance_id),
+        ("os_image_hash", &identity.os_image_hash),
+    ];
+    for (field, value) in hex_fields {
+        if let Some(bytes) = value {
+            rec.observe(scope, field, hexutil::lower(bytes), source);
+        }
+    }
+    if let Some(name) = &identity.key_provider {
+        rec.observe(scope, "key_provider", name.clone(), source);
+    }
+    if ok {
+        let mut reason = format!(
+            "{} replayed from {} events match the quote (runtime digests recomputed from payloads)",
+            replayed.join(", "),
+            events.len()
+        );
+        if !skipped.is_empty() {
+            reason.push_str(&format!("; {} not replayed: no boot events in the log", skipped.join(", ")));
+        }
+        rec.check(EVENT_LOG_REPLAY, scope, Outcome::Pass(reason));
+        Some(events)
+    } else {
+        rec.check(EVENT_LOG_REPLAY, scope, Outcome::Fail(mismatches.join("; ")));
+        None
+    }
+}
+
+/// Step 9: the app compose hashes to the replayed compose-hash event, and MRCONFIGID, when set,
+/// is 0x01 ‖ sha256(app_compose) ‖ zeros.
+fn judge_compose(
+    node: &NodeReport<'_>,
+    quote: &TdxQuote,
+    replayed: Option<&Vec<dstack::Event>>,
+) -> Outcome {
+    let Some(events) = replayed else {
+        return after(EVENT_LOG_REPLAY, "did not pass");
+    };
+    let event_hash = dstack::runtime_identity(events).compose_hash;
+    let Some(app_compose) = node.app_compose() else {
+        return Outcome::Fail("the report carries no app_compose (info.tcb_info.app_compose)".into());
+    };
+    let computed = dstack::compose_hash(&app_compose);
+    let mut facts = Vec::new();
+    match &event_hash {
+        Some(event) if event.as_slice() == computed.as_slice() => {
+            facts.push("sha256(app_compose) equals the replayed compose-hash event".to_string())
+        }
+        Some(event) => {
+            return Outcome::Fail(format!(
+                "compose-hash event: expected sha256(app_compose) {}, found {}",
+                hexutil::lower(&computed),
+                hexutil::lower(event)
+            ));
+        }
+        None => return Outcome::Fail("the replayed event log has no compose-hash event".into()),
+    }
+    let mrconfigid = quote.body.mrconfigid;
+    if hexutil::is_zero(&mrconfigid) {
+        facts.push("mrconfigid is zero (compose bound through rtmr3 only)".to_string());
+    } else {
+        let expected = dstack::expected_mrconfigid(&computed);
+        if mrconfigid != expected {
+            return Outcome::Fail(format!(
+                "mrconfigid: expected {} (0x01 ‖ sha256(app_compose)), found {}",
+                hexutil::lower(&expected),
+                hexutil::lower(&mrconfigid)
+            ));
+        }
+        facts.push("mrconfigid = 0x01 ‖ sha256(app_compose)".to_string());
+    }
+    Outcome::Pass(facts.join("; "))
+}
+
+/// Records values the report only asserts (`info`, `vm_config`) when no evidence shows the same
+/// value for the field, so that a reader sees what was claimed but not proven.
+fn observe_claims(node: &NodeReport<'_>, scope: &str, rec: &mut Recorder) {
+    let info = node.info();
+    let tcb_info = node.tcb_info();
+    let vm_config = node.vm_config();
+    let claims: [(&str, Option<&Value>); 8] = [
+        ("compose_hash", info.as_ref().and_then(|i| i.get("compose_hash"))),
+        ("app_id", info.as_ref().and_then(|i| i.get("app_id"))),
+        ("instance_id", info.as_ref().and_then(|i| i.get("instance_id"))),
+        ("os_image_hash", info.as_ref().and_then(|i| i.get("os_image_hash"))),
+        ("os_image_hash", vm_config.as_ref().and_then(|v| v.get("os_image_hash"))),
+        ("mrtd", tcb_info.as_ref().and_then(|t| t.get("mrtd"))),
+        ("rtmr3", tcb_info.as_ref().and_then(|t| t.get("rtmr3"))),
+        ("compose_hash", tcb_info.as_ref().and_then(|t| t.get("compose_hash"))),
+    ];
+    for (field, value) in claims {
+        let Some(text) = value.and_then(Value::as_str) else {
+            continue;
+        };
+        let value = hexutil::decode(text)
+            .map(|b| hexutil::lower(&b))
+            .unwrap_or_else(|_| text.to_string());
+        let already = rec
+            .observed
+            .iter()
+            .any(|o| o.scope == scope && o.field == field && o.value == value);
+        if !already {
+            rec.observe(scope, field, value, Source::Claim);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! What a target is held to: the accepted TCB statuses and the pinned measurements, plus the trust
+//! anchors the verifier starts from.
+//!
+//! A policy can travel inside a bundle as a snapshot so that a stored bundle re-verifies the same
+//! way without the configuration. Trust anchors never travel with evidence: they come only from
+//! the binary or the verifier's own configuration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// TCB statuses accepted when a policy does not say otherwise.
+pub const DEFAULT_ALLOWED_TCB_STATUSES: [&str; 2] = ["UpToDate", "SWHardeningNeeded"];
+
+/// Every TCB status dcap-qvl can report, so a typo in a policy is caught when it is loaded.
+pub const KNOWN_TCB_STATUSES: [&str; 9] = [
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "TDRelaunchAdvised",
+    "TDRelaunchAdvisedConfigurationNeeded",
+    "Revoked",
+];
+
+/// How the values of a pinnable field are written and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinKind {
+    /// Raw bytes of this length, written as hex (case-insensitive, `0x` optional).
+    Hex(usize),
+    /// A name or version string, compared exactly.
+    Text,
+}
+
+/// Whether a pinned field is read from the TDX side or from GPU evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinSide {
+    Tdx,
+    Gpu,
+}
+
+/// A field that can be pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinField {
+    pub name: &'static str,
+    pub kind: PinKind,
+    pub side: PinSide,
+}
+
+const fn tdx(name: &'static str, kind: PinKind) -> PinField {
+    PinField {
+        name,
+        kind,
+        side: PinSide::Tdx,
+    }
+}
+
+const fn gpu(name: &'static str, kind: PinKind) -> PinField {
+    PinField {
+        name,
+        kind,
+        side: PinSide::Gpu,
+    }
+}
+
+/// Every pinnable field except the per-block GPU pins `gpu_block_<n>`.
+pub const PIN_FIELDS: [PinField; 22] = [
+    tdx("mrtd", PinKind::Hex(48)),
+    tdx("rtmr0", PinKind::Hex(48)),
+    tdx("rtmr1", PinKind::Hex(48)),
+    tdx("rtmr2", PinKind::Hex(48)),
+    tdx("rtmr3", PinKind::Hex(48)),
+    tdx("mrseam", PinKind::Hex(48)),
+    tdx("mrsignerseam", PinKind::Hex(48)),
+    tdx("mrconfigid", PinKind::Hex(48)),
+    tdx("td_attributes", PinKind::Hex(8)),
+    tdx("xfam", PinKind::Hex(8)),
+    tdx("compose_hash", PinKind::Hex(32)),
+    tdx("app_id", PinKind::Hex(20)),
+    tdx("instance_id", PinKind::Hex(20)),
+    tdx("os_image_hash", PinKind::Hex(32)),
+    tdx("key_provider", PinKind::Text),
+    tdx("signing_address", PinKind::Hex(20)),
+    tdx("intel_mrenclave", PinKind::Hex(32)),
+    tdx("intel_mrsigner", PinKind::Hex(32)),
+    gpu("nvidia_mrenclave", PinKind::Hex(32)),
+    gpu("nvidia_mrsigner", PinKind::Hex(32)),
+    gpu("gpu_driver_version", PinKind::Text),
+    gpu("gpu_vbios_version", PinKind::Text),
+];
+
+/// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 0..=255.
+pub fn pin_field(name: &str) -> Option<PinField> {
+    if let Some(found) = PIN_FIELDS.iter().find(|f| f.name == name) {
+        return Some(*found);
+    }
+    let index = name.strip_prefix("gpu_block_")?;
+    let valid = !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && (index == "0" || !index.starts_with('0'))
+        && index.parse::<u8>().is_ok();
+    valid.then_some(PinField {
+        name: "gpu_block",
+        kind: PinKind::Text,
+        side: PinSide::Gpu,
+    })
+}
+
+/// Why a policy value is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("pins.{field}: unknown field; expected one of {expected}")]
+    UnknownPinField { field: String, expected: String },
+    #[error("pins.{field}[{index}]: expected {expected}, found \"{found}\"")]
+    BadPinValue {
+        field: String,
+        index: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("pins.{field}: expected at least one accepted value, found an empty list")]
+    EmptyPin { field: String },
+    #[error("allowed_tcb_statuses[{index}]: expected one of {expected}, found \"{found}\"")]
+    UnknownTcbStatus {
+        index: usize,
+        expected: String,
+        found: String,
+    },
+}
+
+/// The policy a bundle is judged against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub allowed_tcb_statuses: Vec<String>,
+    /// Field name to its allowlist of accepted values, as written in the configuration.
+    pub pins: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_tcb_statuses: DEFAULT_ALLOWED_TCB_STATUSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            pins: BTreeMap::new(),
+        }
+    }
+}
+
+/// A policy as stored in a bundle: every field optional, defaults filled in on use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySnapshot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tcb_statuses: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, Vec<String>>,
+}
+
+impl Policy {
+    /// Builds a policy from a snapshot, validating every value and reporting every error.
+    pub fn from_snapshot(snapshot: &PolicySnapshot) -> Result<Policy, Vec<PolicyError>> {
+        let policy = Policy {
+            allowed_tcb_statuses: snapshot
+                .allowed_tcb_statuses
+                .clone()
+                .unwrap_or_else(|| Policy::default().allowed_tcb_statuses),
+            pins: snapshot.pins.clone(),
+        };
+        let errors = policy.validate();
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The snapshot written into bundles so that they re-verify under the same policy.
+    pub fn snapshot(&self) -> PolicySnapshot {
+        PolicySnapshot {
+            allowed_tcb_statuses: Some(self.allowed_tcb_statuses.clone()),
+            pins: self.pins.clone(),
+        }
+    }
+
+    /// Every problem with this policy, in a stable order.
+    pub fn validate(&self) -> Vec<PolicyError> {
+        let mut errors = Vec::new();
+        for (index, status) in self.allowed_tcb_statuses.iter().enumerate() {
+            if !KNOWN_TCB_STATUSES.contains(&status.as_str()) {
+                errors.push(PolicyError::UnknownTcbStatus {
+                    index,
+                    expected: KNOWN_TCB_STATUSES.join(", "),
+                    found: status.clone(),
+                });
+            }
+        }
+        for (field, values) in &self.pins {
+            let Some(spec) = pin_field(field) else {
+                let mut names: Vec<&str> = PIN_FIELDS.iter().map(|f| f.name).collect();
+                names.push("gpu_block_<n>");
+                errors.push(PolicyError::UnknownPinField {
+                    field: field.clone(),
+                    expected: names.join(", "),
+                });
+                continue;
+            };
+            if values.is_empty() {
+                errors.push(PolicyError::EmptyPin {
+                    field: field.clone(),
+                });
+            }
+            let kind = if spec.name == "gpu_block" {
+                PinKind::Hex(48)
+            } else {
+                spec.kind
+            };
+            for (index, value) in values.iter().enumerate() {
+                if let PinKind::Hex(len) = kind {
+                    if normalize_hex(value).is_none_or(|h| h.len() != len * 2) {
+                        errors.push(PolicyError::BadPinValue {
+                            field: field.clone(),
+                            index,
+                            expected: format!("{} hex characters ({len} bytes)", len * 2),
+                            found: value.clone(),
+                        });
+                    }
+                } else if value.is_empty() {
+                    errors.push(PolicyError::BadPinValue {
+                        field: field.clone(),
+                        index,
+                        expected: "a non-empty string".to_string(),
+                        found: value.clone(),
+                    });
+                }
+            }
+        }
+        errors
+    }
+
+    /// Whether a value matches the allowlist of a pinned field.
+    pub fn pin_accepts(&self, field: &str, value: &str) -> bool {
+        let Some(allowed) = self.pins.get(field) else {
+            return false;
+        };
+        let hex = pin_field(field).is_some_and(|f| f.name == "gpu_block" || f.kind != PinKind::Text);
+        allowed.iter().any(|candidate| {
+            if hex {
+                normalize_hex(candidate).is_some_and(|c| Some(c) == normalize_hex(value))
+            } else {
+                candidate == value
+            }
+        })
+    }
+}
+
+/// Lowercase hex without a `0x` prefix, or `None` when the text is not hex.
+pub fn normalize_hex(text: &str) -> Option<String> {
+    let body = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    (body.len() % 2 == 0 && body.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| body.to_ascii_lowercase())
+}
+
+/// Intel's SGX root CA (see `src/anchors/README.md`).
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("../anchors/intel_sgx_root_ca.der");
+
+/// The roots the verifier trusts, and which `dangerous_*` options put them there.
+#[derive(Debug, Clone)]
+pub struct TrustAnchors {
+    /// DER of the Intel SGX root CA that PCK chains, TCB info and QE identity must reach.
+    pub intel_root_der: Vec<u8>,
+    /// Names of the `dangerous_*` options in force; copied into every verdict.
+    pub dangerous: Vec<String>,
+}
+
+impl TrustAnchors {
+    /// Intel's production root, as pinned by dcap-qvl.
+    pub fn production() -> TrustAnchors {
+        TrustAnchors {
+            intel_root_der: INTEL_SGX_ROOT_CA_DER.to_vec(),
+            dangerous: Vec::new(),
+        }
+    }
+}
