@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use crate::verify::policy::{Policy, PolicySnapshot};
+use crate::verify::policy::{KNOWN_TCB_STATUSES, Policy, PolicyError, PolicySnapshot};
 
 /// Keys each section accepts. Keys outside these lists are reported as typos.
 const TOP_KEYS: [&str; 5] = ["daemon", "intel", "nvidia", "dangerous", "target"];
@@ -123,9 +123,11 @@ impl Config {
         let allowed_tcb_statuses = intel
             .and_then(|t| v.string_list(t, "allowed_tcb_statuses", "intel.allowed_tcb_statuses"))
             .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
+        v.tcb_statuses(&allowed_tcb_statuses, "intel.allowed_tcb_statuses");
         let dangerous = v.dangerous(&table);
 
         let mut targets = Vec::new();
+        let mut seen_names: Vec<String> = Vec::new();
         match table.get("target") {
             None => {}
             Some(Value::Array(list)) => {
@@ -133,13 +135,18 @@ impl Config {
                     let path = format!("target[{index}]");
                     match item {
                         Value::Table(t) => {
-                            if let Some(target) = v.target(t, &path, &allowed_tcb_statuses) {
-                                if targets.iter().any(|x: &TargetConfig| x.name == target.name) {
+                            if let Some(Value::String(name)) = t.get("name") {
+                                if targets.iter().any(|x: &TargetConfig| &x.name == name)
+                                    || seen_names.contains(name)
+                                {
                                     v.issue(
                                         &format!("{path}.name"),
-                                        format!("duplicate target name \"{}\"", target.name),
+                                        format!("duplicate target name \"{name}\""),
                                     );
                                 }
+                                seen_names.push(name.clone());
+                            }
+                            if let Some(target) = v.target(t, &path, &allowed_tcb_statuses) {
                                 targets.push(target);
                             }
                         }
@@ -181,6 +188,20 @@ impl Validator {
             path: path.to_string(),
             message,
         });
+    }
+
+    fn tcb_statuses(&mut self, statuses: &[String], path: &str) {
+        for (index, status) in statuses.iter().enumerate() {
+            if !KNOWN_TCB_STATUSES.contains(&status.as_str()) {
+                self.issue(
+                    &format!("{path}[{index}]"),
+                    format!(
+                        "expected one of {}, found \"{status}\"",
+                        KNOWN_TCB_STATUSES.join(", ")
+                    ),
+                );
+            }
+        }
     }
 
     fn known_keys(&mut self, section: &str, table: &Table, known: &[&str]) {
@@ -271,9 +292,14 @@ impl Validator {
                 None
             }
         };
-        let allowed = self
-            .string_list(t, "allowed_tcb_statuses", &format!("{path}.allowed_tcb_statuses"))
-            .unwrap_or_else(|| global_tcb.to_vec());
+        let own_path = format!("{path}.allowed_tcb_statuses");
+        let allowed = match self.string_list(t, "allowed_tcb_statuses", &own_path) {
+            Some(list) => {
+                self.tcb_statuses(&list, &own_path);
+                list
+            }
+            None => global_tcb.to_vec(),
+        };
         let mut pins = std::collections::BTreeMap::new();
         if let Some(pin_table) = self.table(t, "pins", &format!("{path}.pins")) {
             for key in pin_table.keys() {
@@ -303,7 +329,12 @@ impl Validator {
             Ok(p) => Some(p),
             Err(errors) => {
                 for e in errors {
-                    self.issue(path, e.to_string());
+                    // Unknown statuses were already reported where they are written.
+                    if !matches!(e, PolicyError::UnknownTcbStatus { .. }) {
+                        let text = e.to_string();
+                        let (field, message) = text.split_once(": ").unwrap_or((&text, ""));
+                        self.issue(&format!("{path}.{field}"), message.to_string());
+                    }
                 }
                 None
             }
@@ -319,5 +350,53 @@ fn describe(value: &Value) -> String {
     match value {
         Value::String(s) => format!("\"{s}\""),
         other => other.type_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+        let config = Config::load(Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.targets.is_empty());
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_path() {
+        let text = r#"
+[intel]
+allowed_tcb_statuses = ["UpToDate", "Fine"]
+[dangerous]
+trust_everything = true
+[[target]]
+name = "a"
+api_key = "sk-secret"
+colour = "blue"
+[target.pins]
+mrtd = ["nothex"]
+bogus = ["00"]
+[[target]]
+name = "a"
+"#;
+        let Err(error) = Config::parse(text, "t.toml") else {
+            panic!("expected errors");
+        };
+        let text = error.to_string();
+        for needle in [
+            "dangerous.trust_everything: options in [dangerous] must be named dangerous_*",
+            "target[0].api_key: an api key must not be written into the configuration",
+            "target[0].colour: unknown key",
+            "target[0].pins.bogus: unknown field",
+            "target[0].pins.mrtd[0]: expected 96 hex characters (48 bytes), found \"nothex\"",
+            "intel.allowed_tcb_statuses[1]: expected one of",
+            "target[1].name: duplicate target name \"a\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(error.issues.len(), 7, "{text}");
+        assert!(!text.contains("sk-secret"), "the api key leaked into the error:\n{text}");
     }
 }

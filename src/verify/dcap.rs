@@ -328,3 +328,45 @@ pub fn verify_quote(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dcap-qvl 0.7.1's late messages, as it writes them, map to the right checks. If a new
+    /// dcap-qvl version rewords one, this test and the golden verdicts catch it.
+    #[test]
+    fn late_stops_are_classified() {
+        let cases = [
+            ("TCB status is invalid: Revoked", "revoked"),
+            ("No matching TCB level found", "tcb"),
+            ("TDX module identity check", "tcb"),
+            ("SEPT_VE_DISABLE is not enabled", "attributes"),
+            ("TD migration is enabled", "attributes"),
+            ("Fmspc mismatch", "mismatch"),
+            ("TCBInfo expired", "time"),
+            ("Failed to verify quote signature", "signature"),
+            ("Invalid PCK certificate chain", "signature"),
+        ];
+        for (message, want) in cases {
+            let got = match classify(message) {
+                Some(LateStop::Revoked) => "revoked",
+                Some(LateStop::NotAppraisable) => "tcb",
+                Some(LateStop::Attributes) => "attributes",
+                Some(LateStop::CollateralMismatch) => "mismatch",
+                Some(LateStop::CollateralTime) => "time",
+                None => "signature",
+            };
+            assert_eq!(got, want, "{message}");
+        }
+    }
+
+    #[test]
+    fn pinned_intel_root_is_the_one_dcap_qvl_ships() {
+        use sha2::{Digest, Sha256};
+        assert_eq!(
+            hexutil::lower(&Sha256::digest(crate::verify::policy::INTEL_SGX_ROOT_CA_DER)),
+            "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+        );
+    }
+}

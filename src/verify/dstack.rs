@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256, Sha384};
 
 use super::bundle::json_kind;
 use super::hexutil;
+use super::verdict::Outcome;
 
 /// Event type of dstack runtime events.
 pub const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
@@ -244,4 +245,146 @@ pub fn expected_mrconfigid(compose_hash: &[u8; 32]) -> [u8; 48] {
         rest.copy_from_slice(compose_hash);
     }
     out
+}
+
+/// `compose_binding`: the app compose hashes to the replayed compose-hash event, and MRCONFIGID,
+/// when non-zero, is 0x01 ‖ sha256(app_compose) ‖ zeros. With MRCONFIGID all zero (older dstack)
+/// the compose is bound through the replayed RTMR3 event alone.
+pub fn compose_binding(
+    app_compose: Option<&str>,
+    replayed_compose_event: Option<&[u8]>,
+    mrconfigid: &[u8; 48],
+) -> Outcome {
+    let Some(app_compose) = app_compose else {
+        return Outcome::Fail("the report carries no app_compose (info.tcb_info.app_compose)".into());
+    };
+    let computed = compose_hash(app_compose);
+    let mut facts = Vec::new();
+    match replayed_compose_event {
+        Some(event) if event == computed.as_slice() => {
+            facts.push("sha256(app_compose) equals the replayed compose-hash event".to_string())
+        }
+        Some(event) => {
+            return Outcome::Fail(format!(
+                "compose-hash event: expected sha256(app_compose) {}, found {}",
+                hexutil::lower(&computed),
+                hexutil::lower(event)
+            ));
+        }
+        None => return Outcome::Fail("the replayed event log has no compose-hash event".into()),
+    }
+    if hexutil::is_zero(mrconfigid) {
+        facts.push("mrconfigid is zero (compose bound through rtmr3 only)".to_string());
+    } else {
+        let expected = expected_mrconfigid(&computed);
+        if *mrconfigid != expected {
+            return Outcome::Fail(format!(
+                "mrconfigid: expected {} (0x01 ‖ sha256(app_compose)), found {}",
+                hexutil::lower(&expected),
+                hexutil::lower(mrconfigid)
+            ));
+        }
+        facts.push("mrconfigid = 0x01 ‖ sha256(app_compose)".to_string());
+    }
+    Outcome::Pass(facts.join("; "))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::verify::verdict::State;
+
+    fn runtime(name: &str, payload: &[u8], digest: &[u8]) -> Event {
+        Event {
+            imr: 3,
+            event_type: RUNTIME_EVENT_TYPE,
+            supplied_digest: digest.to_vec(),
+            name: name.into(),
+            payload: payload.to_vec(),
+            version: 1,
+        }
+    }
+
+    /// The dstack fixture's first runtime event, with the digest dstack itself logged for it.
+    #[test]
+    fn v1_runtime_digest_reproduces_dstack_fixture() {
+        let event = runtime("system-preparing", b"", b"");
+        assert_eq!(
+            hex::encode(runtime_event_digest(&event)),
+            "f9974020ef507068183313d0ca808e0d1ca9b2d1ad0c61f5784e7157c362c06536f5ddacdad4451693f48fcc72fff624"
+        );
+    }
+
+    #[test]
+    fn v2_runtime_digest_hashes_canonical_json() {
+        let mut event = runtime("app-id", &[0xAB, 0x01], b"");
+        event.version = 2;
+        let expected = Sha384::digest(br#"{"name":"app-id","payload":"ab01","type":134217729}"#);
+        assert_eq!(runtime_event_digest(&event), expected.to_vec());
+        event.version = 1;
+        assert_ne!(runtime_event_digest(&event), expected.to_vec());
+    }
+
+    #[test]
+    fn supplied_runtime_digest_that_disagrees_is_a_problem() {
+        let replay = replay(&[runtime("app-id", b"x", &[7u8; 48])]);
+        assert_eq!(replay.problems.len(), 1);
+        assert!(replay.problems[0].contains("differs from the digest recomputed"));
+    }
+
+    #[test]
+    fn boot_event_without_a_48_byte_digest_is_a_problem() {
+        let event = Event {
+            imr: 0,
+            event_type: 4,
+            supplied_digest: vec![1, 2, 3],
+            name: String::new(),
+            payload: vec![],
+            version: 1,
+        };
+        assert!(replay(&[event]).problems[0].contains("expected a 48-byte digest, found 3 bytes"));
+    }
+
+    #[test]
+    fn first_identity_event_wins() {
+        let events = [
+            runtime("compose-hash", &[1; 32], b""),
+            runtime("compose-hash", &[2; 32], b""),
+            runtime("key-provider", br#"{"name":"kms","id":"ab"}"#, b""),
+        ];
+        let id = runtime_identity(&events);
+        assert_eq!(id.compose_hash, Some(vec![1; 32]));
+        assert_eq!(id.key_provider.as_deref(), Some("kms"));
+    }
+
+    #[test]
+    fn compose_binding_with_zero_mrconfigid_uses_the_event() {
+        let compose = "{\"services\":{}}";
+        let hash = compose_hash(compose);
+        let outcome = compose_binding(Some(compose), Some(&hash), &[0; 48]);
+        assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
+    }
+
+    #[test]
+    fn compose_binding_with_mrconfigid_form() {
+        let compose = "{\"services\":{}}";
+        let hash = compose_hash(compose);
+        let good = expected_mrconfigid(&hash);
+        assert_eq!(compose_binding(Some(compose), Some(&hash), &good).state(), State::Pass);
+        let mut bad = good;
+        bad[40] ^= 1;
+        let outcome = compose_binding(Some(compose), Some(&hash), &bad);
+        assert!(matches!(&outcome, Outcome::Fail(r) if r.starts_with("mrconfigid: expected 01")), "{outcome:?}");
+    }
+
+    #[test]
+    fn compose_binding_names_each_missing_or_wrong_part() {
+        let compose = "a";
+        let hash = compose_hash(compose);
+        let other = compose_hash("b");
+        assert!(matches!(compose_binding(None, Some(&hash), &[0; 48]), Outcome::Fail(r) if r.contains("no app_compose")));
+        assert!(matches!(compose_binding(Some(compose), None, &[0; 48]), Outcome::Fail(r) if r.contains("no compose-hash event")));
+        assert!(matches!(compose_binding(Some(compose), Some(&other), &[0; 48]), Outcome::Fail(r) if r.starts_with("compose-hash event: expected")));
+    }
 }

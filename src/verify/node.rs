@@ -307,8 +307,7 @@ fn replay_event_log(
     }
 }
 
-/// Step 9: the app compose hashes to the replayed compose-hash event, and MRCONFIGID, when set,
-/// is 0x01 ‖ sha256(app_compose) ‖ zeros.
+/// Step 9: the compose binding, judged on the replayed events and the quote's MRCONFIGID.
 fn judge_compose(
     node: &NodeReport<'_>,
     quote: &TdxQuote,
@@ -318,39 +317,11 @@ fn judge_compose(
         return after(EVENT_LOG_REPLAY, "did not pass");
     };
     let event_hash = dstack::runtime_identity(events).compose_hash;
-    let Some(app_compose) = node.app_compose() else {
-        return Outcome::Fail("the report carries no app_compose (info.tcb_info.app_compose)".into());
-    };
-    let computed = dstack::compose_hash(&app_compose);
-    let mut facts = Vec::new();
-    match &event_hash {
-        Some(event) if event.as_slice() == computed.as_slice() => {
-            facts.push("sha256(app_compose) equals the replayed compose-hash event".to_string())
-        }
-        Some(event) => {
-            return Outcome::Fail(format!(
-                "compose-hash event: expected sha256(app_compose) {}, found {}",
-                hexutil::lower(&computed),
-                hexutil::lower(event)
-            ));
-        }
-        None => return Outcome::Fail("the replayed event log has no compose-hash event".into()),
-    }
-    let mrconfigid = quote.body.mrconfigid;
-    if hexutil::is_zero(&mrconfigid) {
-        facts.push("mrconfigid is zero (compose bound through rtmr3 only)".to_string());
-    } else {
-        let expected = dstack::expected_mrconfigid(&computed);
-        if mrconfigid != expected {
-            return Outcome::Fail(format!(
-                "mrconfigid: expected {} (0x01 ‖ sha256(app_compose)), found {}",
-                hexutil::lower(&expected),
-                hexutil::lower(&mrconfigid)
-            ));
-        }
-        facts.push("mrconfigid = 0x01 ‖ sha256(app_compose)".to_string());
-    }
-    Outcome::Pass(facts.join("; "))
+    dstack::compose_binding(
+        node.app_compose().as_deref(),
+        event_hash.as_deref(),
+        &quote.body.mrconfigid,
+    )
 }
 
 /// Records values the report only asserts (`info`, `vm_config`) when no evidence shows the same

@@ -213,3 +213,55 @@ pub fn nanogpt_window(bytes: &[u8], start: usize) -> Option<[u8; 32]> {
 pub const INTEL_MRENCLAVE_START: usize = 96;
 /// Start of the quote window NanoGPT calls "Intel MRSIGNER".
 pub const INTEL_MRSIGNER_START: usize = 160;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn vector(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/vectors/tdx/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// Our offsets agree with dcap-qvl's own decoding of the same real quotes, v4 and v5.
+    #[test]
+    fn fields_agree_with_dcap_qvl_on_v4_and_v5() {
+        for path in ["dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_td15ex", "go-tdx-guest/quote_v5_sample.dat"] {
+            let raw = vector(path);
+            let ours = TdxQuote::parse(&raw).unwrap();
+            let theirs = dcap_qvl::quote::Quote::parse(&raw).unwrap();
+            let report = theirs.report.as_td10().unwrap();
+            assert_eq!(ours.body.mrtd, report.mr_td, "{path}");
+            assert_eq!(ours.body.mrseam, report.mr_seam, "{path}");
+            assert_eq!(ours.body.td_attributes, report.td_attributes, "{path}");
+            assert_eq!(ours.body.rtmr[3], report.rt_mr3, "{path}");
+            assert_eq!(ours.body.report_data, report.report_data, "{path}");
+            assert_eq!(ours.body.mrconfigid, report.mr_config_id, "{path}");
+        }
+        assert_eq!(TdxQuote::parse(&vector("dcap-qvl/tdx_quote_td15ex")).unwrap().body_type, 4);
+        assert_eq!(TdxQuote::parse(&vector("go-tdx-guest/quote_v5_sample.dat")).unwrap().body_type, 3);
+    }
+
+    #[test]
+    fn header_errors_are_specific() {
+        let raw = vector("dcap-qvl/tdx_quote");
+        let mut v3 = raw.clone();
+        v3[0] = 3;
+        assert_eq!(TdxQuote::parse(&v3), Err(QuoteParseError::UnsupportedVersion(3)));
+        let mut key = raw.clone();
+        key[2] = 3;
+        assert_eq!(TdxQuote::parse(&key), Err(QuoteParseError::UnsupportedKeyType(3)));
+        let mut sig = raw.clone();
+        let at = 48 + 584;
+        sig[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(TdxQuote::parse(&sig), Err(QuoteParseError::SignatureDataOverrun { .. })));
+        let v5 = vector("dcap-qvl/tdx_quote_td15ex");
+        let mut body = v5.clone();
+        body[48] = 9;
+        assert_eq!(TdxQuote::parse(&body), Err(QuoteParseError::UnsupportedBodyType(9)));
+        let mut size = v5;
+        size[50] = 0;
+        assert!(matches!(TdxQuote::parse(&size), Err(QuoteParseError::BodySizeMismatch { body_type: 4, .. })));
+        assert!(matches!(TdxQuote::parse(&raw[..100]), Err(QuoteParseError::TooShort { .. })));
+    }
+}

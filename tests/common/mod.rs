@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: loading the real-vector bundles and reading verdicts.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+
+use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Loads `tests/bundles/<name>.json`.
+pub fn bundle(name: &str) -> Bundle {
+    let path = repo_path(&format!("tests/bundles/{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    Bundle::from_json(&text).unwrap()
+}
+
+/// The policy a bundle carries, or the default one.
+pub fn own_policy(bundle: &Bundle) -> Policy {
+    bundle
+        .policy
+        .as_ref()
+        .map(|s| Policy::from_snapshot(s).unwrap())
+        .unwrap_or_default()
+}
+
+/// Verifies a bundle under its own policy and the production anchors.
+pub fn verdict(bundle: &Bundle) -> Verdict {
+    verify::verify(bundle, &own_policy(bundle), &TrustAnchors::production())
+}
+
+pub fn verdict_with(bundle: &Bundle, policy: &Policy) -> Verdict {
+    verify::verify(bundle, policy, &TrustAnchors::production())
+}
+
+/// The state and reason of the one check with this name and scope; panics if absent or repeated.
+pub fn check<'a>(verdict: &'a Verdict, name: &str, scope: &str) -> (State, &'a str) {
+    let found: Vec<_> = verdict
+        .checks
+        .iter()
+        .filter(|c| c.name == name && c.scope == scope)
+        .collect();
+    assert_eq!(found.len(), 1, "expected one {name} [{scope}] in {:#?}", verdict.checks);
+    (found[0].state, found[0].reason.as_str())
+}
+
+pub fn state(verdict: &Verdict, name: &str) -> State {
+    check(verdict, name, "").0
+}
+
+pub fn reason<'a>(verdict: &'a Verdict, name: &str) -> &'a str {
+    check(verdict, name, "").1
+}
+
+/// The observed values of a field in a scope, with their sources.
+pub fn observed(verdict: &Verdict, scope: &str, field: &str) -> Vec<(String, &'static str)> {
+    verdict
+        .observed
+        .iter()
+        .filter(|o| o.scope == scope && o.field == field)
+        .map(|o| (o.value.clone(), o.source.as_str()))
+        .collect()
+}
+
+/// A bundle as JSON, for tests that change one thing in a valid input.
+pub fn bundle_json(name: &str) -> serde_json::Value {
+    let path = repo_path(&format!("tests/bundles/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn from_json(value: serde_json::Value) -> Bundle {
+    Bundle::from_value(value).unwrap()
+}
