@@ -36,6 +36,10 @@ const TARGET_KEYS: [&str; 15] = [
     "signing_algo",
 ];
 
+/// The `dangerous_*` options this version understands. None yet: test trust roots (and the
+/// loopback-only rule that guards them) arrive with the simulator.
+const DANGEROUS_KEYS: [&str; 0] = [];
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -269,6 +273,18 @@ impl Validator {
                     &format!("dangerous.{key}"),
                     "options in [dangerous] must be named dangerous_*".to_string(),
                 );
+            } else if !DANGEROUS_KEYS.contains(&key.as_str()) {
+                self.issue(
+                    &format!("dangerous.{key}"),
+                    format!(
+                        "unknown dangerous option; this version has {}",
+                        if DANGEROUS_KEYS.is_empty() {
+                            "none (test trust roots arrive with the simulator)".to_string()
+                        } else {
+                            DANGEROUS_KEYS.join(", ")
+                        }
+                    ),
+                );
             } else if value.as_bool() != Some(false) {
                 names.push(key.clone());
             }
@@ -371,6 +387,7 @@ mod tests {
 allowed_tcb_statuses = ["UpToDate", "Fine"]
 [dangerous]
 trust_everything = true
+dangerous_trust_anything = true
 [[target]]
 name = "a"
 api_key = "sk-secret"
@@ -387,6 +404,7 @@ name = "a"
         let text = error.to_string();
         for needle in [
             "dangerous.trust_everything: options in [dangerous] must be named dangerous_*",
+            "dangerous.dangerous_trust_anything: unknown dangerous option",
             "target[0].api_key: an api key must not be written into the configuration",
             "target[0].colour: unknown key",
             "target[0].pins.bogus: unknown field",
@@ -396,7 +414,7 @@ name = "a"
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(error.issues.len(), 7, "{text}");
+        assert_eq!(error.issues.len(), 8, "{text}");
         assert!(!text.contains("sk-secret"), "the api key leaked into the error:\n{text}");
     }
 }

@@ -391,3 +391,26 @@ fn a_failed_fetch_makes_every_check_unknown() {
     assert!(v.checks.iter().all(|c| c.state == Unknown));
     assert!(reason(&v, "pin:mrtd").contains("timeout: no response within 30 s"));
 }
+
+#[test]
+fn a_report_listed_only_in_all_attestations_is_the_node() {
+    let mut b = bundle_json("dstack-quote-report");
+    let report = b["attestation"].clone();
+    b["attestation"] = json!({"all_attestations": [report]});
+    let v = verdict(&from_json(b));
+    assert_eq!(state(&v, "report_data_binding"), Pass);
+    assert_eq!(state(&v, "event_log_replay"), Pass);
+}
+
+#[test]
+fn intel_quote_and_quote_must_carry_the_same_bytes() {
+    let mut b = bundle_json("dstack-quote-report");
+    let hex = b["attestation"]["intel_quote"].as_str().unwrap().to_string();
+    b["attestation"]["quote"] = json!(format!("0x{}", hex.to_uppercase()));
+    assert_eq!(state(&verdict(&from_json(b.clone())), "tdx_quote_parse"), Pass);
+    let mut other = hex.clone();
+    other.replace_range(0..2, "05");
+    b["attestation"]["quote"] = json!(other);
+    let v = verdict(&from_json(b));
+    assert_eq!(reason(&v, "tdx_quote_parse"), "`intel_quote` and `quote` carry different quotes");
+}

@@ -70,10 +70,10 @@ pub struct Bundle {
     #[serde(with = "rfc3339")]
     pub observed_at: DateTime<Utc>,
     pub nonce: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub endpoints: Endpoints,
     pub attestation: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fetch_errors: Vec<FetchError>,
     /// dcap-qvl `QuoteCollateralV3` JSON, or a list of them (one per FMSPC).
     #[serde(default)]
@@ -109,8 +109,16 @@ impl Bundle {
             }
         }
         check_envelope(object)?;
+        // Check each optional part on its own so that an error names the field it is in.
+        for field in OPTIONAL_FIELDS {
+            if let Some(part) = object.get(field) {
+                if let Err(reason) = check_optional(field, part) {
+                    return Err(BundleError::InvalidField { field, reason });
+                }
+            }
+        }
         serde_json::from_value(value).map_err(|e| BundleError::InvalidField {
-            field: "bundle",
+            field: "(bundle)",
             reason: e.to_string(),
         })
     }
@@ -137,6 +145,31 @@ impl Bundle {
     }
 }
 
+/// Optional fields with a typed shape, checked one by one for precise errors.
+const OPTIONAL_FIELDS: [&str; 5] = ["endpoints", "fetch_errors", "canary", "tls_peer_spki", "policy"];
+
+fn check_optional(field: &str, part: &Value) -> Result<(), String> {
+    let part = part.clone();
+    let result = match field {
+        "endpoints" => serde_json::from_value::<Option<Endpoints>>(part).map(drop),
+        "fetch_errors" => serde_json::from_value::<Option<Vec<FetchError>>>(part).map(drop),
+        "canary" => serde_json::from_value::<Option<Vec<CanaryExchange>>>(part).map(drop),
+        "tls_peer_spki" => serde_json::from_value::<Option<String>>(part).map(drop),
+        "policy" => serde_json::from_value::<Option<PolicySnapshot>>(part).map(drop),
+        _ => Ok(()),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Reads `null` as the type's default, like an absent field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Checks the fields whose shape the verifier relies on, with a reason naming each.
 fn check_envelope(object: &Map<String, Value>) -> Result<(), BundleError> {
     match object.get("format") {
@@ -146,6 +179,12 @@ fn check_envelope(object: &Map<String, Value>) -> Result<(), BundleError> {
     }
     match object.get("target") {
         Some(Value::String(s)) if !s.is_empty() => {}
+        Some(Value::String(_)) => {
+            return Err(BundleError::InvalidField {
+                field: "target",
+                reason: "expected a non-empty string, found an empty string".into(),
+            });
+        }
         Some(other) => return Err(invalid("target", "a non-empty string", other)),
         None => return Err(BundleError::MissingField("target")),
     }
@@ -163,14 +202,17 @@ fn check_envelope(object: &Map<String, Value>) -> Result<(), BundleError> {
     }
     match object.get("nonce") {
         Some(Value::String(s)) => {
-            let is_hex = s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_hex {
+            let count = s.chars().count();
+            if count != 64 {
                 return Err(BundleError::InvalidField {
                     field: "nonce",
-                    reason: format!(
-                        "expected 64 hex characters (32 bytes), found {} characters",
-                        s.chars().count()
-                    ),
+                    reason: format!("expected 64 hex characters (32 bytes), found {count} characters"),
+                });
+            }
+            if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
+                return Err(BundleError::InvalidField {
+                    field: "nonce",
+                    reason: format!("expected 64 hex characters (32 bytes), found non-hex character {bad:?}"),
                 });
             }
         }

@@ -75,7 +75,7 @@ fn classify(message: &str) -> Option<LateStop> {
     ];
     TABLE
         .into_iter()
-        .find(|(prefix, _)| message.starts_with(prefix) || message.contains(prefix))
+        .find(|(needle, _)| message.contains(needle))
         .map(|(_, stop)| stop)
 }
 

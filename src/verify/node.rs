@@ -246,7 +246,7 @@ fn replay_event_log(
         );
         return None;
     };
-    let events = match dstack::parse_event_log(&log) {
+    let events = match dstack::parse_event_log(log) {
         Ok(events) => events,
         Err(e) => {
             rec.check(EVENT_LOG_REPLAY, scope, Outcome::Fail(e.to_string()));
@@ -331,14 +331,14 @@ fn observe_claims(node: &NodeReport<'_>, scope: &str, rec: &mut Recorder) {
     let tcb_info = node.tcb_info();
     let vm_config = node.vm_config();
     let claims: [(&str, Option<&Value>); 8] = [
-        ("compose_hash", info.as_ref().and_then(|i| i.get("compose_hash"))),
-        ("app_id", info.as_ref().and_then(|i| i.get("app_id"))),
-        ("instance_id", info.as_ref().and_then(|i| i.get("instance_id"))),
-        ("os_image_hash", info.as_ref().and_then(|i| i.get("os_image_hash"))),
+        ("compose_hash", info.and_then(|i| i.get("compose_hash"))),
+        ("app_id", info.and_then(|i| i.get("app_id"))),
+        ("instance_id", info.and_then(|i| i.get("instance_id"))),
+        ("os_image_hash", info.and_then(|i| i.get("os_image_hash"))),
         ("os_image_hash", vm_config.as_ref().and_then(|v| v.get("os_image_hash"))),
-        ("mrtd", tcb_info.as_ref().and_then(|t| t.get("mrtd"))),
-        ("rtmr3", tcb_info.as_ref().and_then(|t| t.get("rtmr3"))),
-        ("compose_hash", tcb_info.as_ref().and_then(|t| t.get("compose_hash"))),
+        ("mrtd", tcb_info.and_then(|t| t.get("mrtd"))),
+        ("rtmr3", tcb_info.and_then(|t| t.get("rtmr3"))),
+        ("compose_hash", tcb_info.and_then(|t| t.get("compose_hash"))),
     ];
     for (field, value) in claims {
         let Some(text) = value.and_then(Value::as_str) else {

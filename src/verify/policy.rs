@@ -30,6 +30,8 @@ pub const KNOWN_TCB_STATUSES: [&str; 9] = [
 pub enum PinKind {
     /// Raw bytes of this length, written as hex (case-insensitive, `0x` optional).
     Hex(usize),
+    /// A signing address: 20 bytes (ECDSA) or a 32-byte ed25519 public key, as hex.
+    Address,
     /// A name or version string, compared exactly.
     Text,
 }
@@ -82,7 +84,7 @@ pub const PIN_FIELDS: [PinField; 22] = [
     tdx("instance_id", PinKind::Hex(20)),
     tdx("os_image_hash", PinKind::Hex(32)),
     tdx("key_provider", PinKind::Text),
-    tdx("signing_address", PinKind::Hex(20)),
+    tdx("signing_address", PinKind::Address),
     tdx("intel_mrenclave", PinKind::Hex(32)),
     tdx("intel_mrsigner", PinKind::Hex(32)),
     gpu("nvidia_mrenclave", PinKind::Hex(32)),
@@ -91,7 +93,7 @@ pub const PIN_FIELDS: [PinField; 22] = [
     gpu("gpu_vbios_version", PinKind::Text),
 ];
 
-/// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 0..=255.
+/// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 1..=255 (SPDM block indices).
 pub fn pin_field(name: &str) -> Option<PinField> {
     if let Some(found) = PIN_FIELDS.iter().find(|f| f.name == name) {
         return Some(*found);
@@ -99,7 +101,7 @@ pub fn pin_field(name: &str) -> Option<PinField> {
     let index = name.strip_prefix("gpu_block_")?;
     let valid = !index.is_empty()
         && index.bytes().all(|b| b.is_ascii_digit())
-        && (index == "0" || !index.starts_with('0'))
+        && !index.starts_with('0')
         && index.parse::<u8>().is_ok();
     valid.then_some(PinField {
         name: "gpu_block",
@@ -218,7 +220,17 @@ impl Policy {
                 spec.kind
             };
             for (index, value) in values.iter().enumerate() {
-                if let PinKind::Hex(len) = kind {
+                if kind == PinKind::Address {
+                    if normalize_hex(value).is_none_or(|h| h.len() != 40 && h.len() != 64) {
+                        errors.push(PolicyError::BadPinValue {
+                            field: field.clone(),
+                            index,
+                            expected: "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
+                                .to_string(),
+                            found: value.clone(),
+                        });
+                    }
+                } else if let PinKind::Hex(len) = kind {
                     if normalize_hex(value).is_none_or(|h| h.len() != len * 2) {
                         errors.push(PolicyError::BadPinValue {
                             field: field.clone(),
@@ -322,7 +334,8 @@ mod tests {
 
     #[test]
     fn gpu_block_pins_take_an_index() {
-        assert!(pin_field("gpu_block_0").is_some());
+        assert!(pin_field("gpu_block_1").is_some());
+        assert!(pin_field("gpu_block_0").is_none(), "spdm measurement blocks start at 1");
         assert!(pin_field("gpu_block_255").is_some());
         assert!(pin_field("gpu_block_256").is_none());
         assert!(pin_field("gpu_block_01").is_none());

@@ -41,6 +41,25 @@ pub struct NodeReport<'a> {
     /// `node:<address>` when the response lists several nodes, else empty.
     pub scope: String,
     pub fields: &'a Map<String, Value>,
+    /// `info`, parsed once (dstack may serve it as a JSON string).
+    info: Option<Value>,
+    /// `info.tcb_info`, parsed once (dstack serves it as a JSON string).
+    tcb_info: Option<Value>,
+}
+
+impl<'a> NodeReport<'a> {
+    pub fn new(scope: String, fields: &'a Map<String, Value>) -> NodeReport<'a> {
+        let info = object_or_json_string(fields.get("info"));
+        let tcb_info = info
+            .as_ref()
+            .and_then(|i| object_or_json_string(i.get("tcb_info")));
+        NodeReport {
+            scope,
+            fields,
+            info,
+            tcb_info,
+        }
+    }
 }
 
 /// Lists the nodes of a dstack response. With several entries in `all_attestations` each is a
@@ -55,16 +74,19 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
         .and_then(Value::as_array)
         .map(|list| list.iter().filter_map(Value::as_object).collect())
         .unwrap_or_default();
+    let top_has_quote = top.contains_key("intel_quote") || top.contains_key("quote");
     if listed.len() < 2 {
-        return vec![NodeReport {
-            scope: String::new(),
-            fields: top,
-        }];
+        // One listed node and no quote at the top level: the listed report is the node.
+        let fields = match listed.first() {
+            Some(only) if !top_has_quote => only,
+            _ => top,
+        };
+        return vec![NodeReport::new(String::new(), fields)];
     }
     let mut reports: Vec<&Map<String, Value>> = listed;
     let top_address = address_of(top);
     let top_is_listed = reports.iter().any(|r| address_of(r) == top_address);
-    if !top_is_listed && (top.contains_key("intel_quote") || top.contains_key("quote")) {
+    if !top_is_listed && top_has_quote {
         reports.insert(0, top);
     }
     let mut seen: Vec<String> = Vec::new();
@@ -79,7 +101,7 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
                 }
                 _ => format!("node:{index}"),
             };
-            NodeReport { scope, fields }
+            NodeReport::new(scope, fields)
         })
         .collect()
 }
@@ -113,7 +135,9 @@ impl NodeReport<'_> {
         let intel = self.fields.get("intel_quote");
         let plain = self.fields.get("quote");
         match (intel, plain) {
-            (Some(Value::String(a)), Some(Value::String(b))) if a != b => {
+            (Some(Value::String(a)), Some(Value::String(b)))
+                if super::hexutil::decode(a).ok() != super::hexutil::decode(b).ok() =>
+            {
                 Err("`intel_quote` and `quote` carry different quotes".into())
             }
             (Some(Value::String(a)), _) => Ok(a),
@@ -126,21 +150,20 @@ impl NodeReport<'_> {
     }
 
     /// The dstack `info` object.
-    pub fn info(&self) -> Option<Value> {
-        object_or_json_string(self.fields.get("info"))
+    pub fn info(&self) -> Option<&Value> {
+        self.info.as_ref()
     }
 
     /// `info.tcb_info`, which dstack serves as a JSON string.
-    pub fn tcb_info(&self) -> Option<Value> {
-        let info = self.info()?;
-        object_or_json_string(info.get("tcb_info"))
+    pub fn tcb_info(&self) -> Option<&Value> {
+        self.tcb_info.as_ref()
     }
 
     /// The event log: the report's own `event_log`, else `info.tcb_info.event_log`.
-    pub fn event_log(&self) -> Option<Value> {
+    pub fn event_log(&self) -> Option<&Value> {
         match self.fields.get("event_log") {
-            Some(v) if !v.is_null() => Some(v.clone()),
-            _ => self.tcb_info()?.get("event_log").filter(|v| !v.is_null()).cloned(),
+            Some(v) if !v.is_null() => Some(v),
+            _ => self.tcb_info()?.get("event_log").filter(|v| !v.is_null()),
         }
     }
 
