@@ -1,7 +1,7 @@
 //! CPU time of one offline verification on real-size bundles built from real vectors.
 //!
 //! Run: `cargo bench --bench verify`. The numbers go to BENCHMARKS.md with the date and machine.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use teewatch::verify::{self, Bundle, Policy, TrustAnchors};
@@ -24,7 +24,11 @@ fn bench(c: &mut Criterion) {
     // Intel side of a one-node bundle: quote, DCAP collateral (chains, CRLs, TCB info, QE
     // identity) through dcap-qvl, plus attributes, binding and pins.
     // dstack side: 29-event log replay with recomputed runtime digests and the compose binding.
-    for name in ["dcapqvl-v4-uptodate", "dcapqvl-v5-td15ex-uptodate", "pmlsdk-dstack-sample"] {
+    for name in [
+        "dcapqvl-v4-uptodate",
+        "dcapqvl-v5-td15ex-uptodate",
+        "pmlsdk-dstack-sample",
+    ] {
         let bundle = load(name);
         let policy = policy_of(&bundle);
         c.bench_function(&format!("verify/{name}"), |b| {

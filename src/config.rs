@@ -15,7 +15,13 @@ use crate::verify::policy::{KNOWN_TCB_STATUSES, Policy, PolicyError, PolicySnaps
 
 /// Keys each section accepts. Keys outside these lists are reported as typos.
 const TOP_KEYS: [&str; 5] = ["daemon", "intel", "nvidia", "dangerous", "target"];
-const DAEMON_KEYS: [&str; 5] = ["listen", "db", "retention_days", "concurrency", "log_format"];
+const DAEMON_KEYS: [&str; 5] = [
+    "listen",
+    "db",
+    "retention_days",
+    "concurrency",
+    "log_format",
+];
 const INTEL_KEYS: [&str; 3] = ["pccs_url", "root_crl_url", "allowed_tcb_statuses"];
 const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors"];
 const TARGET_KEYS: [&str; 15] = [
@@ -154,7 +160,10 @@ impl Config {
                                 targets.push(target);
                             }
                         }
-                        other => v.issue(&path, format!("expected a table, found {}", other.type_str())),
+                        other => v.issue(
+                            &path,
+                            format!("expected a table, found {}", other.type_str()),
+                        ),
                     }
                 }
             }
@@ -233,7 +242,10 @@ impl Validator {
         match parent.get(key)? {
             Value::Table(t) => Some(t),
             other => {
-                self.issue(path, format!("expected a table, found {}", other.type_str()));
+                self.issue(
+                    path,
+                    format!("expected a table, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -255,7 +267,10 @@ impl Validator {
                 Some(out)
             }
             other => {
-                self.issue(path, format!("expected a list of strings, found {}", other.type_str()));
+                self.issue(
+                    path,
+                    format!("expected a list of strings, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -304,7 +319,10 @@ impl Validator {
                 None
             }
             None => {
-                self.issue(&format!("{path}.name"), "missing; every target needs a name".into());
+                self.issue(
+                    &format!("{path}.name"),
+                    "missing; every target needs a name".into(),
+                );
                 None
             }
         };
@@ -331,7 +349,10 @@ impl Validator {
                     }
                     Some(other) => self.issue(
                         &pin_path,
-                        format!("expected a list of accepted values, found {}", other.type_str()),
+                        format!(
+                            "expected a list of accepted values, found {}",
+                            other.type_str()
+                        ),
                     ),
                     None => {}
                 }
@@ -415,6 +436,9 @@ name = "a"
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(error.issues.len(), 8, "{text}");
-        assert!(!text.contains("sk-secret"), "the api key leaked into the error:\n{text}");
+        assert!(
+            !text.contains("sk-secret"),
+            "the api key leaked into the error:\n{text}"
+        );
     }
 }

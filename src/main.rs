@@ -12,7 +12,11 @@ use teewatch::render;
 use teewatch::verify::{self, Bundle, Policy, TrustAnchors};
 
 #[derive(Parser)]
-#[command(name = "teewatch", version, about = "Continuously proves that TEE-backed LLM endpoints are what they claim to be")]
+#[command(
+    name = "teewatch",
+    version,
+    about = "Continuously proves that TEE-backed LLM endpoints are what they claim to be"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            let code = if e.use_stderr() { exit::USAGE } else { exit::PASS };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::PASS
+            };
             return ExitCode::from(code);
         }
     };
@@ -67,7 +75,11 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
             Ok(config) => {
-                println!("{}: valid, {} target(s)", file.display(), config.targets.len());
+                println!(
+                    "{}: valid, {} target(s)",
+                    file.display(),
+                    config.targets.len()
+                );
                 Ok(exit::PASS)
             }
             Err(e) => {
@@ -101,7 +113,10 @@ fn run_verify(
     let bundle = match Bundle::from_json(&text) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("teewatch: {}: not a teewatch bundle: {e}", bundle_path.display());
+            eprintln!(
+                "teewatch: {}: not a teewatch bundle: {e}",
+                bundle_path.display()
+            );
             return Ok(exit::DATA_ERR);
         }
     };

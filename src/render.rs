@@ -36,7 +36,14 @@ pub fn checklist(verdict: &Verdict) -> String {
     let width = verdict
         .checks
         .iter()
-        .map(|c| c.name.len() + if c.scope.is_empty() { 0 } else { c.scope.len() + 3 })
+        .map(|c| {
+            c.name.len()
+                + if c.scope.is_empty() {
+                    0
+                } else {
+                    c.scope.len() + 3
+                }
+        })
         .max()
         .unwrap_or(0);
     for check in &verdict.checks {
@@ -45,7 +52,12 @@ pub fn checklist(verdict: &Verdict) -> String {
         } else {
             format!("{} [{}]", check.name, check.scope)
         };
-        let _ = writeln!(out, "  {} {label:<width$}  {}", mark(check.state), check.reason);
+        let _ = writeln!(
+            out,
+            "  {} {label:<width$}  {}",
+            mark(check.state),
+            check.reason
+        );
     }
     if !verdict.observed.is_empty() {
         let _ = writeln!(out, "\nobserved:");

@@ -15,7 +15,10 @@ fn every_bundle_matches_its_golden_verdict() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 11, "expected the real-vector bundles, found {names:?}");
+    assert!(
+        names.len() >= 11,
+        "expected the real-vector bundles, found {names:?}"
+    );
     let mut mismatches = Vec::new();
     for name in &names {
         let verdict = common::verdict(&common::bundle(name));

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{bundle, bundle_json, check, from_json, observed, reason, state, verdict, verdict_with};
+use common::{
+    bundle, bundle_json, check, from_json, observed, reason, state, verdict, verdict_with,
+};
 use serde_json::json;
 use teewatch::verify::{Policy, State};
 
@@ -27,16 +29,52 @@ const ORDER: [&str; 8] = [
 #[test]
 fn expected_states_per_bundle() {
     let table: [(&str, [State; 9]); 11] = [
-        ("dcapqvl-v4-uptodate", [Pass, Pass, Pass, Pass, Pass, Fail, Fail, Unknown, Unknown]),
-        ("dcapqvl-v4-collateral-expired", [Pass, Unknown, Unknown, Pass, Pass, Fail, Fail, Unknown, Unknown]),
-        ("dcapqvl-v5-td15ex-uptodate", [Pass, Pass, Pass, Pass, Pass, Fail, Fail, Unknown, Unknown]),
-        ("automata-outofdate", [Pass, Pass, Fail, Pass, Pass, Pass, Fail, Unknown, Unknown]),
-        ("gotdxguest-no-tcb-level", [Pass, Pass, Fail, Pass, Fail, Fail, Fail, Unknown, Unknown]),
-        ("sgx-quote", [Fail, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown]),
-        ("nearai-nanogpt-pins", [Pass, Unknown, Unknown, Pass, Pass, Fail, Fail, Unknown, Unknown]),
-        ("dstack-quote-report", [Pass, Unknown, Unknown, Pass, Pass, Pass, Pass, Fail, Pass]),
-        ("dstack-tdx-lite", [Pass, Unknown, Unknown, Pass, Pass, Fail, Pass, Fail, Pass]),
-        ("pmlsdk-dstack-sample", [Pass, Unknown, Unknown, Pass, Pass, Fail, Pass, Pass, Pass]),
+        (
+            "dcapqvl-v4-uptodate",
+            [Pass, Pass, Pass, Pass, Pass, Fail, Fail, Unknown, Unknown],
+        ),
+        (
+            "dcapqvl-v4-collateral-expired",
+            [
+                Pass, Unknown, Unknown, Pass, Pass, Fail, Fail, Unknown, Unknown,
+            ],
+        ),
+        (
+            "dcapqvl-v5-td15ex-uptodate",
+            [Pass, Pass, Pass, Pass, Pass, Fail, Fail, Unknown, Unknown],
+        ),
+        (
+            "automata-outofdate",
+            [Pass, Pass, Fail, Pass, Pass, Pass, Fail, Unknown, Unknown],
+        ),
+        (
+            "gotdxguest-no-tcb-level",
+            [Pass, Pass, Fail, Pass, Fail, Fail, Fail, Unknown, Unknown],
+        ),
+        (
+            "sgx-quote",
+            [
+                Fail, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown, Unknown,
+            ],
+        ),
+        (
+            "nearai-nanogpt-pins",
+            [
+                Pass, Unknown, Unknown, Pass, Pass, Fail, Fail, Unknown, Unknown,
+            ],
+        ),
+        (
+            "dstack-quote-report",
+            [Pass, Unknown, Unknown, Pass, Pass, Pass, Pass, Fail, Pass],
+        ),
+        (
+            "dstack-tdx-lite",
+            [Pass, Unknown, Unknown, Pass, Pass, Fail, Pass, Fail, Pass],
+        ),
+        (
+            "pmlsdk-dstack-sample",
+            [Pass, Unknown, Unknown, Pass, Pass, Fail, Pass, Pass, Pass],
+        ),
         ("fetch-failed", [Unknown; 9]),
     ];
     for (name, expected) in table {
@@ -59,8 +97,14 @@ fn dcap_qvl_v4_and_v5_quotes_verify_up_to_date() {
         let v = verdict(&bundle(name));
         assert_eq!(state(&v, "tdx_quote_signature"), Pass, "{name}");
         assert_eq!(reason(&v, "tdx_tcb_status"), "UpToDate", "{name}");
-        assert_eq!(observed(&v, "", "tcb_status"), vec![("UpToDate".to_string(), "quote")]);
-        assert_eq!(observed(&v, "", "fmspc"), vec![("b0c06f000000".to_string(), "quote")]);
+        assert_eq!(
+            observed(&v, "", "tcb_status"),
+            vec![("UpToDate".to_string(), "quote")]
+        );
+        assert_eq!(
+            observed(&v, "", "fmspc"),
+            vec![("b0c06f000000".to_string(), "quote")]
+        );
     }
 }
 
@@ -93,7 +137,10 @@ fn go_tdx_guest_quote_has_no_matching_tcb_level() {
 #[test]
 fn sgx_quote_fails_parse_naming_sgx() {
     let v = verdict(&bundle("sgx-quote"));
-    assert_eq!(reason(&v, "tdx_quote_parse"), "tee type: expected 0x81 (tdx), found 0x00 (sgx)");
+    assert_eq!(
+        reason(&v, "tdx_quote_parse"),
+        "tee type: expected 0x81 (tdx), found 0x00 (sgx)"
+    );
     assert_eq!(reason(&v, "tdx_quote_signature"), "tdx_quote_parse failed");
 }
 
@@ -102,21 +149,32 @@ fn collateral_outside_its_window_is_unknown_naming_the_part() {
     let v = verdict(&bundle("dcapqvl-v4-collateral-expired"));
     let why = reason(&v, "tdx_quote_signature");
     assert_eq!(state(&v, "tdx_quote_signature"), Unknown);
-    assert!(why.contains("tcb info expired at 2025-07-19T10:16:03Z (observed_at 2025-09-01T00:00:00Z)"), "{why}");
-    assert!(why.contains("qe identity expired at 2025-07-19T10:32:27Z"), "{why}");
+    assert!(
+        why.contains("tcb info expired at 2025-07-19T10:16:03Z (observed_at 2025-09-01T00:00:00Z)"),
+        "{why}"
+    );
+    assert!(
+        why.contains("qe identity expired at 2025-07-19T10:32:27Z"),
+        "{why}"
+    );
 
     // Before the collateral was issued: also unknown, never pass.
     let mut early = bundle_json("dcapqvl-v4-uptodate");
     early["observed_at"] = json!("2025-06-01T00:00:00Z");
     let v = verdict(&from_json(early));
     assert_eq!(state(&v, "tdx_quote_signature"), Unknown);
-    assert!(reason(&v, "tdx_quote_signature").contains("tcb info not valid until 2025-06-19T10:16:03Z"));
+    assert!(
+        reason(&v, "tdx_quote_signature").contains("tcb info not valid until 2025-06-19T10:16:03Z")
+    );
 
     // No collateral at all.
     let mut none = bundle_json("dcapqvl-v4-uptodate");
     none["tdx_collateral"] = json!(null);
     let v = verdict(&from_json(none));
-    assert_eq!(reason(&v, "tdx_quote_signature"), "no tdx collateral in the bundle");
+    assert_eq!(
+        reason(&v, "tdx_quote_signature"),
+        "no tdx collateral in the bundle"
+    );
     assert_eq!(state(&v, "tdx_tcb_status"), Unknown);
 }
 
@@ -153,27 +211,39 @@ fn nanogpt_intel_windows_match_the_nearai_sample_only() {
     let v = verdict(&bundle("dcapqvl-v4-uptodate"));
     assert_eq!(state(&v, "pin:intel_mrenclave"), Pass);
     assert_eq!(state(&v, "pin:intel_mrsigner"), Fail);
-    assert!(reason(&v, "pin:intel_mrsigner").contains("found 00000000000000000000001000000000e70206000000000091eb2b44d141d4ec (quote)"));
+    assert!(reason(&v, "pin:intel_mrsigner").contains(
+        "found 00000000000000000000001000000000e70206000000000091eb2b44d141d4ec (quote)"
+    ));
 }
 
 #[test]
 fn report_data_binding_names_the_half_that_differs() {
     let good = bundle_json("dstack-quote-report");
-    assert_eq!(state(&verdict(&from_json(good.clone())), "report_data_binding"), Pass);
+    assert_eq!(
+        state(&verdict(&from_json(good.clone())), "report_data_binding"),
+        Pass
+    );
 
     let mut other_nonce = good.clone();
     other_nonce["nonce"] = json!("ab".repeat(32));
     let v = verdict(&from_json(other_nonce));
     let why = reason(&v, "report_data_binding");
     assert_eq!(state(&v, "report_data_binding"), Fail);
-    assert!(why.starts_with("second half (nonce): expected abab"), "{why}");
+    assert!(
+        why.starts_with("second half (nonce): expected abab"),
+        "{why}"
+    );
     assert!(!why.contains("first half"), "{why}");
 
     let mut other_address = good.clone();
-    other_address["attestation"]["signing_address"] = json!("0x5678000000000000000000000000000000000000");
+    other_address["attestation"]["signing_address"] =
+        json!("0x5678000000000000000000000000000000000000");
     let v = verdict(&from_json(other_address));
     let why = reason(&v, "report_data_binding");
-    assert!(why.starts_with("first half (signing address): expected 5678"), "{why}");
+    assert!(
+        why.starts_with("first half (signing address): expected 5678"),
+        "{why}"
+    );
     assert!(!why.contains("second half"), "{why}");
     // The address is then only claimed, so a pin on it cannot pass.
     assert_eq!(observed(&v, "", "signing_address")[0].1, "claim");
@@ -218,9 +288,21 @@ fn signing_public_key_must_hash_to_the_signing_address() {
 fn event_log_replay_on_real_logs() {
     // 28 events with supplied digests, application events after system-ready.
     let v = verdict(&bundle("dstack-quote-report"));
-    assert_eq!(reason(&v, "event_log_replay"), "rtmr0, rtmr1, rtmr2, rtmr3 replayed from 28 events match the quote (runtime digests recomputed from payloads)");
-    assert_eq!(observed(&v, "", "compose_hash")[0], ("3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7".to_string(), "event_log"));
-    assert_eq!(observed(&v, "", "key_provider")[0], ("local-sgx".to_string(), "event_log"));
+    assert_eq!(
+        reason(&v, "event_log_replay"),
+        "rtmr0, rtmr1, rtmr2, rtmr3 replayed from 28 events match the quote (runtime digests recomputed from payloads)"
+    );
+    assert_eq!(
+        observed(&v, "", "compose_hash")[0],
+        (
+            "3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7".to_string(),
+            "event_log"
+        )
+    );
+    assert_eq!(
+        observed(&v, "", "key_provider")[0],
+        ("local-sgx".to_string(), "event_log")
+    );
     // imr 3 events with empty supplied digests: recomputed, and the replay still matches.
     let v = verdict(&bundle("dstack-tdx-lite"));
     assert_eq!(state(&v, "event_log_replay"), Pass);
@@ -237,7 +319,10 @@ fn event_log_tampering_fails_replay_naming_the_register() {
 
     // A runtime payload changed (its digest left as logged): recomputation exposes it.
     let mut runtime = events.clone();
-    let i = runtime.iter().position(|e| e["event"] == "compose-hash").unwrap();
+    let i = runtime
+        .iter()
+        .position(|e| e["event"] == "compose-hash")
+        .unwrap();
     runtime[i]["event_payload"] = json!("00".repeat(32));
     let mut b = good.clone();
     b["attestation"]["event_log"] = json!(runtime);
@@ -276,9 +361,15 @@ fn event_log_tampering_fails_replay_naming_the_register() {
 
     // No event log at all: evidence the format promises is missing, which fails.
     let mut b = good;
-    b["attestation"].as_object_mut().unwrap().remove("event_log");
+    b["attestation"]
+        .as_object_mut()
+        .unwrap()
+        .remove("event_log");
     let v = verdict(&from_json(b));
-    assert_eq!(reason(&v, "event_log_replay"), "the report carries no event log");
+    assert_eq!(
+        reason(&v, "event_log_replay"),
+        "the report carries no event log"
+    );
 }
 
 #[test]
@@ -292,12 +383,19 @@ fn compose_binding_on_the_mrconfigid_form_and_its_tampering() {
     // One character of the app compose changed.
     let mut b = good;
     let info = b["attestation"]["info"].as_object_mut().unwrap();
-    let mut tcb: serde_json::Value = serde_json::from_str(info["tcb_info"].as_str().unwrap()).unwrap();
-    let compose = tcb["app_compose"].as_str().unwrap().replacen("allowed_envs", "allowed_envz", 1);
+    let mut tcb: serde_json::Value =
+        serde_json::from_str(info["tcb_info"].as_str().unwrap()).unwrap();
+    let compose = tcb["app_compose"]
+        .as_str()
+        .unwrap()
+        .replacen("allowed_envs", "allowed_envz", 1);
     tcb["app_compose"] = json!(compose);
     info.insert("tcb_info".into(), json!(tcb.to_string()));
     let v = verdict(&from_json(b));
-    assert!(reason(&v, "compose_binding").starts_with("compose-hash event: expected sha256(app_compose)"));
+    assert!(
+        reason(&v, "compose_binding")
+            .starts_with("compose-hash event: expected sha256(app_compose)")
+    );
 }
 
 #[test]
@@ -305,8 +403,14 @@ fn claimed_values_never_satisfy_a_pin() {
     // dstack-tdx-lite: vm_config claims os_image_hash e6f5…, the replayed event says 07a2….
     let v = verdict(&bundle("dstack-tdx-lite"));
     let os = observed(&v, "", "os_image_hash");
-    assert!(os.contains(&("07a2388c7a6a1b6a646d443f1517990a4ec294471d63146cda9d56972765051d".into(), "event_log")));
-    assert!(os.contains(&("e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db".into(), "claim")));
+    assert!(os.contains(&(
+        "07a2388c7a6a1b6a646d443f1517990a4ec294471d63146cda9d56972765051d".into(),
+        "event_log"
+    )));
+    assert!(os.contains(&(
+        "e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db".into(),
+        "claim"
+    )));
     assert_eq!(state(&v, "pin:os_image_hash"), Fail);
     assert_eq!(state(&v, "pin:key_provider"), Pass);
     // dstack-quote-report: os_image_hash appears only in vm_config.
@@ -318,9 +422,18 @@ fn claimed_values_never_satisfy_a_pin() {
 fn pins_whose_source_step_failed_are_unknown_and_gpu_pins_wait_for_gpu_checks() {
     let mut policy = Policy::default();
     for (field, value) in [
-        ("compose_hash", "3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7"),
-        ("nvidia_mrenclave", "00000000020133000130008048dfd18fe229bf16eb9d30cca0f11a24dafe6eb7"),
-        ("signing_address", "0x1234000000000000000000000000000000000000"),
+        (
+            "compose_hash",
+            "3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7",
+        ),
+        (
+            "nvidia_mrenclave",
+            "00000000020133000130008048dfd18fe229bf16eb9d30cca0f11a24dafe6eb7",
+        ),
+        (
+            "signing_address",
+            "0x1234000000000000000000000000000000000000",
+        ),
     ] {
         policy.pins.insert(field.into(), vec![value.into()]);
     }
@@ -328,8 +441,14 @@ fn pins_whose_source_step_failed_are_unknown_and_gpu_pins_wait_for_gpu_checks() 
     b["nonce"] = json!("ff".repeat(32));
     b["attestation"]["event_log"] = json!("[]");
     let v = verdict_with(&from_json(b), &policy);
-    assert_eq!(reason(&v, "pin:compose_hash"), "compose_hash comes from event_log_replay, which did not pass");
-    assert_eq!(reason(&v, "pin:signing_address"), "signing_address comes from report_data_binding, which did not pass");
+    assert_eq!(
+        reason(&v, "pin:compose_hash"),
+        "compose_hash comes from event_log_replay, which did not pass"
+    );
+    assert_eq!(
+        reason(&v, "pin:signing_address"),
+        "signing_address comes from report_data_binding, which did not pass"
+    );
     assert_eq!(state(&v, "pin:nvidia_mrenclave"), Unknown);
     // With the evidence intact the same pins pass (but the GPU one).
     let v = verdict_with(&bundle("dstack-quote-report"), &policy);
@@ -347,7 +466,9 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     second["signing_address"] = json!("0xabcdef0000000000000000000000000000000000");
     two["attestation"]["all_attestations"] = json!([a["attestation"], second]);
     let mut policy = Policy::default();
-    policy.pins.insert("key_provider".into(), vec!["kms".into()]);
+    policy
+        .pins
+        .insert("key_provider".into(), vec!["kms".into()]);
     let v = verdict_with(&from_json(two), &policy);
     let first = "node:0x1234000000000000000000000000000000000000";
     let other = "node:0xabcdef0000000000000000000000000000000000";
@@ -357,15 +478,25 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     // The pin is judged per node: local-sgx on the first, kms on the second.
     assert_eq!(check(&v, "pin:key_provider", first).0, Fail);
     assert_eq!(check(&v, "pin:key_provider", other).0, Pass);
-    assert_eq!(v.checks.iter().filter(|c| c.scope.is_empty()).count(), 1, "only identity_pinned is bundle-wide");
+    assert_eq!(
+        v.checks.iter().filter(|c| c.scope.is_empty()).count(),
+        1,
+        "only identity_pinned is bundle-wide"
+    );
 }
 
 #[test]
 fn formats_this_version_cannot_read_fail_honestly() {
     for (attestation, format) in [
-        (json!({"gateway_attestation": {}, "model_attestations": []}), "near-gateway"),
+        (
+            json!({"gateway_attestation": {}, "model_attestations": []}),
+            "near-gateway",
+        ),
         (json!({"attestation_type": "chutes"}), "chutes"),
-        (json!({"format": "https://tinfoil.sh/predicate/sev-snp-guest/v1"}), "tinfoil"),
+        (
+            json!({"format": "https://tinfoil.sh/predicate/sev-snp-guest/v1"}),
+            "tinfoil",
+        ),
     ] {
         let mut b = bundle_json("dstack-quote-report");
         b["attestation"] = attestation;
@@ -379,7 +510,10 @@ fn formats_this_version_cannot_read_fail_honestly() {
     b["attestation"] = json!({"hello": "world"});
     let v = verdict(&from_json(b));
     assert_eq!(v.attestation_format.as_str(), "unknown");
-    assert_eq!(reason(&v, "tdx_quote_parse"), "the response is not a recognised attestation format");
+    assert_eq!(
+        reason(&v, "tdx_quote_parse"),
+        "the response is not a recognised attestation format"
+    );
 }
 
 #[test]
@@ -405,12 +539,58 @@ fn a_report_listed_only_in_all_attestations_is_the_node() {
 #[test]
 fn intel_quote_and_quote_must_carry_the_same_bytes() {
     let mut b = bundle_json("dstack-quote-report");
-    let hex = b["attestation"]["intel_quote"].as_str().unwrap().to_string();
+    let hex = b["attestation"]["intel_quote"]
+        .as_str()
+        .unwrap()
+        .to_string();
     b["attestation"]["quote"] = json!(format!("0x{}", hex.to_uppercase()));
-    assert_eq!(state(&verdict(&from_json(b.clone())), "tdx_quote_parse"), Pass);
+    assert_eq!(
+        state(&verdict(&from_json(b.clone())), "tdx_quote_parse"),
+        Pass
+    );
     let mut other = hex.clone();
     other.replace_range(0..2, "05");
     b["attestation"]["quote"] = json!(other);
     let v = verdict(&from_json(b));
-    assert_eq!(reason(&v, "tdx_quote_parse"), "`intel_quote` and `quote` carry different quotes");
+    assert_eq!(
+        reason(&v, "tdx_quote_parse"),
+        "`intel_quote` and `quote` carry different quotes"
+    );
+}
+
+#[test]
+fn a_non_string_signing_algo_is_malformed_not_ecdsa() {
+    let mut b = bundle_json("dstack-quote-report");
+    b["attestation"]["signing_algo"] = json!(0);
+    let v = verdict(&from_json(b));
+    assert_eq!(
+        reason(&v, "report_data_binding"),
+        "signing_algo: expected \"ecdsa\" or \"ed25519\", found a number"
+    );
+}
+
+#[test]
+fn node_scopes_are_unique_even_for_odd_addresses() {
+    let a = bundle_json("dstack-quote-report");
+    let mut odd = a["attestation"].clone();
+    odd["signing_address"] = json!("2");
+    let mut none = a["attestation"].clone();
+    none.as_object_mut().unwrap().remove("signing_address");
+    let mut b = a.clone();
+    b["attestation"]["all_attestations"] = json!([a["attestation"], odd, none]);
+    let v = verdict(&from_json(b));
+    let mut scopes: Vec<&str> = v
+        .checks_named("tdx_quote_parse")
+        .map(|c| c.scope.as_str())
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            "node:0x1234000000000000000000000000000000000000",
+            "node:#1",
+            "node:#2"
+        ]
+    );
+    scopes.dedup();
+    assert_eq!(scopes.len(), 3);
 }

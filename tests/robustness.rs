@@ -76,6 +76,13 @@ fn reason(verdict: &Verdict, name: &str) -> String {
 // Truncated quotes
 // ---------------------------------------------------------------------------------------------
 
+/// Where the quote's own structure ends: header and body, the 4-byte signature data length, and
+/// the signature data that length declares. Bytes after it are not part of the quote.
+fn declared_end(quote: &[u8], signed_len: usize) -> usize {
+    let length: [u8; 4] = quote[signed_len..signed_len + 4].try_into().unwrap();
+    signed_len + 4 + usize::try_from(u32::from_le_bytes(length)).unwrap()
+}
+
 #[test]
 fn every_truncation_of_a_real_quote_is_judged_without_panic_and_never_passes() {
     let quote = read_bytes(V4_QUOTE);
@@ -96,13 +103,39 @@ fn every_truncation_of_a_real_quote_is_judged_without_panic_and_never_passes() {
         reason(&full, SIGNATURE)
     );
 
-    let mut parse_failures = 0usize;
+    // The real vector is 5006 bytes, but its signature data length says the quote ends at 4936:
+    // the last 70 bytes are zero padding outside the quote. Cutting only padding leaves the whole
+    // signed quote, which must still verify; cutting into the quote must never pass.
+    let end = declared_end(&quote, V4_SIGNED_LEN);
+    assert!(end <= quote.len());
+    assert!(
+        quote[end..].iter().all(|b| *b == 0),
+        "the bytes after the quote are zero padding"
+    );
+
+    let (mut parse_failures, mut padding_only) = (0usize, 0usize);
     for len in 0..quote.len() {
         let verdict = verify_default(&quote_bundle(&quote[..len], &collateral, V4_OBSERVED_AT));
         let parse = state(&verdict, PARSE);
         let signature = state(&verdict, SIGNATURE);
         assert!(parse.is_some(), "length {len}: no {PARSE} check");
         assert!(signature.is_some(), "length {len}: no {SIGNATURE} check");
+        if len >= end {
+            padding_only += 1;
+            assert_eq!(
+                parse,
+                Some(State::Pass),
+                "length {len}: {}",
+                reason(&verdict, PARSE)
+            );
+            assert_eq!(
+                signature,
+                Some(State::Pass),
+                "length {len}: only padding was cut: {}",
+                reason(&verdict, SIGNATURE)
+            );
+            continue;
+        }
         assert_ne!(
             signature,
             Some(State::Pass),
@@ -110,27 +143,24 @@ fn every_truncation_of_a_real_quote_is_judged_without_panic_and_never_passes() {
             quote.len()
         );
         assert_ne!(verdict.state, State::Pass, "length {len}: verdict passed");
-        if parse != Some(State::Pass) {
-            parse_failures += 1;
-            assert_eq!(
-                parse,
-                Some(State::Fail),
-                "length {len}: {}",
-                reason(&verdict, PARSE)
-            );
-            assert_ne!(
-                signature,
-                Some(State::Fail),
-                "length {len}: the signature cannot be judged when the quote does not parse"
-            );
-        }
+        // The quote declares its signature data length, so every cut into it fails to parse, and
+        // a quote that does not parse never reaches the signature check.
+        assert_eq!(
+            parse,
+            Some(State::Fail),
+            "length {len}: {}",
+            reason(&verdict, PARSE)
+        );
+        assert_eq!(
+            signature,
+            Some(State::Unknown),
+            "length {len}: {}",
+            reason(&verdict, SIGNATURE)
+        );
+        parse_failures += 1;
     }
-    // The quote declares its signature data length, so every strict prefix fails to parse.
-    assert_eq!(
-        parse_failures,
-        quote.len(),
-        "every truncation must fail tdx_quote_parse"
-    );
+    assert_eq!(parse_failures, end);
+    assert_eq!(padding_only, quote.len() - end);
 }
 
 /// The bundle-level test above never hands a truncated quote to dcap-qvl (the parser stops it
@@ -152,7 +182,8 @@ fn every_truncation_fed_straight_to_dcap_qvl_is_rejected_without_panic() {
         full.signature
     );
 
-    for len in 0..quote.len() {
+    let end = declared_end(&quote, V4_SIGNED_LEN);
+    for len in 0..end {
         let result = verify::dcap::verify_quote(
             &quote[..len],
             Some(&collateral),
@@ -181,6 +212,8 @@ fn flip_every_bit(quote: &[u8], collateral: &Value, observed_at: &str, signed_le
         reason(&full, SIGNATURE)
     );
 
+    // Each variant is counted once: the quote did not parse (so the signature was never
+    // judged), or the signature check passed, failed or could not be decided.
     let (mut passes, mut fails, mut unknowns, mut parse_fails) = (0usize, 0usize, 0usize, 0usize);
     let mut passed_at = Vec::new();
     let mut variant = quote.to_vec();
@@ -190,16 +223,29 @@ fn flip_every_bit(quote: &[u8], collateral: &Value, observed_at: &str, signed_le
             let verdict = verify_default(&quote_bundle(&variant, collateral, observed_at));
             variant[byte] ^= 1 << bit;
 
+            let signature = state(&verdict, SIGNATURE);
             if state(&verdict, PARSE) != Some(State::Pass) {
                 parse_fails += 1;
-            }
-            match state(&verdict, SIGNATURE) {
-                Some(State::Pass) => {
-                    passes += 1;
-                    passed_at.push(format!("byte {byte} bit {bit}"));
+                assert_eq!(
+                    state(&verdict, PARSE),
+                    Some(State::Fail),
+                    "byte {byte} bit {bit}"
+                );
+                assert_ne!(
+                    signature,
+                    Some(State::Pass),
+                    "byte {byte} bit {bit}: unparsed quote passed"
+                );
+            } else {
+                match signature {
+                    Some(State::Pass) => {
+                        passes += 1;
+                        passed_at.push(format!("byte {byte} bit {bit}"));
+                    }
+                    Some(State::Fail) => fails += 1,
+                    Some(State::Unknown) => unknowns += 1,
+                    None => panic!("byte {byte} bit {bit}: no {SIGNATURE} check"),
                 }
-                Some(State::Fail) => fails += 1,
-                Some(State::Unknown) | None => unknowns += 1,
             }
             assert_ne!(
                 verdict.state,
@@ -210,16 +256,13 @@ fn flip_every_bit(quote: &[u8], collateral: &Value, observed_at: &str, signed_le
     }
     assert_eq!(variant, quote, "the variant buffer must be restored");
     let total = signed_len * 8;
-    assert_eq!(passes + fails + unknowns, total);
-    assert_eq!(
-        passes, 0,
-        "{passes} of {total} bit flips passed tdx_quote_signature ({passed_at:?}); \
-         signature fail {fails}, unknown {unknowns} (of which {parse_fails} failed to parse)"
+    assert_eq!(passes + fails + unknowns + parse_fails, total);
+    let summary = format!(
+        "{total} bit flips over bytes 0..{signed_len}: signature pass {passes}, fail {fails}, \
+         unknown {unknowns}, quote parse failed {parse_fails}"
     );
-    eprintln!(
-        "{total} bit flips: signature pass {passes}, fail {fails}, unknown {unknowns} \
-         (of which tdx_quote_parse failed for {parse_fails})"
-    );
+    assert_eq!(passes, 0, "{summary}; passed at {passed_at:?}");
+    eprintln!("{summary}");
 }
 
 #[test]
@@ -315,6 +358,9 @@ fn garbage_in_every_attestation_field_never_passes_or_panics() {
         "info",
         "vm_config",
         "all_attestations",
+        // Not in every report, but read when present.
+        "quote",
+        "signing_public_key",
     ];
     for field in fields {
         for (label, garbage) in garbage_values() {
@@ -347,6 +393,57 @@ fn garbage_in_every_attestation_field_never_passes_or_panics() {
             }
         }
     }
+}
+
+/// The dstack bundle has no collateral, so its signature could never pass; here garbage replaces
+/// the quote of a bundle whose collateral does verify the real quote.
+#[test]
+fn garbage_quotes_beside_valid_collateral_never_pass_the_signature() {
+    let mut base = read_json("tests/bundles/dcapqvl-v4-uptodate.json");
+    let control = verify_value(base.clone(), &Policy::default());
+    assert_eq!(
+        state(&control, SIGNATURE),
+        Some(State::Pass),
+        "{}",
+        reason(&control, SIGNATURE)
+    );
+
+    let real = base["attestation"]["intel_quote"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut garbage = garbage_values();
+    garbage.push((
+        "the real quote with a 0x prefix and a trailing odd nibble",
+        json!(format!("0x{real}0")),
+    ));
+    garbage.push((
+        "the real quote in upper case, cut one byte before its declared end",
+        json!(real[..2 * (declared_end(&read_bytes(V4_QUOTE), V4_SIGNED_LEN) - 1)].to_uppercase()),
+    ));
+    for (label, value) in garbage {
+        base["attestation"]["intel_quote"] = value;
+        let verdict = verify_value(base.clone(), &Policy::default());
+        assert_eq!(
+            state(&verdict, PARSE),
+            Some(State::Fail),
+            "intel_quote = {label}"
+        );
+        assert_nothing_passes(&verdict, SIGNATURE, &format!("intel_quote = {label}"));
+        assert_ne!(verdict.state, State::Pass, "intel_quote = {label}");
+    }
+
+    // `quote` disagreeing with `intel_quote` is refused rather than either one being picked.
+    base["attestation"]["intel_quote"] = json!(real);
+    base["attestation"]["quote"] = json!(hex::encode(read_bytes(V5_QUOTE)));
+    let verdict = verify_value(base, &Policy::default());
+    assert_eq!(
+        state(&verdict, PARSE),
+        Some(State::Fail),
+        "{}",
+        reason(&verdict, PARSE)
+    );
+    assert_nothing_passes(&verdict, SIGNATURE, "disagreeing quote");
 }
 
 #[test]
@@ -616,7 +713,7 @@ fn the_loader_rejects_bad_envelope_values_with_the_specific_error() {
     ] {
         let mut value = minimal_bundle();
         value[key] = wrong.clone();
-        assert_invalid_field(load(&value), "bundle", &format!("{key} = {wrong}"));
+        assert_invalid_field(load(&value), key, &format!("{key} = {wrong}"));
     }
 }
 
@@ -642,6 +739,22 @@ fn the_loader_accepts_a_null_attestation_and_ignores_unknown_fields() {
     assert_eq!(with_extras, load(&minimal_bundle()).unwrap());
     assert_eq!(with_extras.target, "loader");
     assert_eq!(with_extras.nonce_bytes(), [0xab; 32]);
+
+    // Optional parts written as null read as absent.
+    let mut value = minimal_bundle();
+    for key in [
+        "endpoints",
+        "fetch_errors",
+        "tdx_collateral",
+        "nras",
+        "canary",
+        "tls_peer_spki",
+        "policy",
+    ] {
+        value[key] = Value::Null;
+    }
+    let nulls = load(&value).expect("null optional parts load");
+    assert_eq!(nulls, load(&minimal_bundle()).unwrap());
 
     // Sub-second and offset timestamps load and are normalised to UTC.
     let mut value = minimal_bundle();

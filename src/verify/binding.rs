@@ -21,11 +21,18 @@ pub enum SigningAlgo {
 impl SigningAlgo {
     /// The report's `signing_algo`, defaulting to ECDSA as vllm-proxy does.
     pub fn of(node: &NodeReport<'_>) -> Result<SigningAlgo, String> {
-        match node.str_field("signing_algo") {
-            None | Some("ecdsa") => Ok(SigningAlgo::Ecdsa),
-            Some("ed25519") => Ok(SigningAlgo::Ed25519),
+        match node.fields.get("signing_algo") {
+            None | Some(serde_json::Value::Null) => Ok(SigningAlgo::Ecdsa),
+            Some(serde_json::Value::String(algo)) => match algo.as_str() {
+                "ecdsa" => Ok(SigningAlgo::Ecdsa),
+                "ed25519" => Ok(SigningAlgo::Ed25519),
+                other => Err(format!(
+                    "signing_algo: expected \"ecdsa\" or \"ed25519\", found \"{other}\""
+                )),
+            },
             Some(other) => Err(format!(
-                "signing_algo: expected \"ecdsa\" or \"ed25519\", found \"{other}\""
+                "signing_algo: expected \"ecdsa\" or \"ed25519\", found {}",
+                super::bundle::json_kind(other)
             )),
         }
     }
@@ -43,8 +50,8 @@ pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec
     let text = node
         .str_field("signing_address")
         .ok_or("the report carries no signing_address")?;
-    let bytes = hexutil::decode(text)
-        .map_err(|e| format!("signing_address \"{text}\" is not hex: {e}"))?;
+    let bytes =
+        hexutil::decode(text).map_err(|e| format!("signing_address \"{text}\" is not hex: {e}"))?;
     if bytes.len() != algo.key_len() {
         return Err(format!(
             "signing_address: expected {} bytes for {:?}, found {}",
@@ -57,7 +64,11 @@ pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec
 }
 
 /// `report_data_binding`: REPORTDATA = signing key zero-padded to 32 bytes ‖ nonce.
-pub fn report_data_binding(node: &NodeReport<'_>, report_data: &[u8; 64], nonce: &[u8; 32]) -> Outcome {
+pub fn report_data_binding(
+    node: &NodeReport<'_>,
+    report_data: &[u8; 64],
+    nonce: &[u8; 32],
+) -> Outcome {
     let algo = match SigningAlgo::of(node) {
         Ok(a) => a,
         Err(e) => return Outcome::Fail(e),
@@ -125,8 +136,8 @@ pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
     let outcome = (|| {
         let algo = SigningAlgo::of(node)?;
         let address = signing_key_bytes(node, algo)?;
-        let key = hexutil::decode(key_text)
-            .map_err(|e| format!("signing_public_key is not hex: {e}"))?;
+        let key =
+            hexutil::decode(key_text).map_err(|e| format!("signing_public_key is not hex: {e}"))?;
         match algo {
             SigningAlgo::Ecdsa => {
                 let derived = ethereum_address(&key).ok_or_else(|| {

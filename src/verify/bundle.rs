@@ -136,7 +136,8 @@ impl Bundle {
 
     /// `observed_at` as written in verdicts: RFC 3339, UTC, second precision or finer.
     pub fn observed_at_text(&self) -> String {
-        self.observed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        self.observed_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 
     /// Serialises the bundle as pretty JSON.
@@ -146,7 +147,13 @@ impl Bundle {
 }
 
 /// Optional fields with a typed shape, checked one by one for precise errors.
-const OPTIONAL_FIELDS: [&str; 5] = ["endpoints", "fetch_errors", "canary", "tls_peer_spki", "policy"];
+const OPTIONAL_FIELDS: [&str; 5] = [
+    "endpoints",
+    "fetch_errors",
+    "canary",
+    "tls_peer_spki",
+    "policy",
+];
 
 fn check_optional(field: &str, part: &Value) -> Result<(), String> {
     let part = part.clone();
@@ -206,13 +213,17 @@ fn check_envelope(object: &Map<String, Value>) -> Result<(), BundleError> {
             if count != 64 {
                 return Err(BundleError::InvalidField {
                     field: "nonce",
-                    reason: format!("expected 64 hex characters (32 bytes), found {count} characters"),
+                    reason: format!(
+                        "expected 64 hex characters (32 bytes), found {count} characters"
+                    ),
                 });
             }
             if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
                 return Err(BundleError::InvalidField {
                     field: "nonce",
-                    reason: format!("expected 64 hex characters (32 bytes), found non-hex character {bad:?}"),
+                    reason: format!(
+                        "expected 64 hex characters (32 bytes), found non-hex character {bad:?}"
+                    ),
                 });
             }
         }

@@ -56,19 +56,31 @@ fn classify(message: &str) -> Option<LateStop> {
         ("TCB status is invalid: Revoked", LateStop::Revoked),
         ("No matching TCB level found", LateStop::NotAppraisable),
         ("TDX module identity check", LateStop::NotAppraisable),
-        ("Failed to evaluate the current TDX TCB", LateStop::NotAppraisable),
+        (
+            "Failed to evaluate the current TDX TCB",
+            LateStop::NotAppraisable,
+        ),
         ("Failed to get TD10 report", LateStop::NotAppraisable),
-        ("TDX TCB Info is missing tdxModule field", LateStop::NotAppraisable),
+        (
+            "TDX TCB Info is missing tdxModule field",
+            LateStop::NotAppraisable,
+        ),
         ("Debug mode is enabled", LateStop::Attributes),
         ("TD profiling is enabled", LateStop::Attributes),
-        ("Reserved bits in TD attributes are set", LateStop::Attributes),
+        (
+            "Reserved bits in TD attributes are set",
+            LateStop::Attributes,
+        ),
         ("TD migration is enabled", LateStop::Attributes),
         ("SERVTD_EXT is enabled", LateStop::Attributes),
         ("SEPT_VE_DISABLE is not enabled", LateStop::Attributes),
         ("Invalid MR service TD", LateStop::Attributes),
         ("Failed to parse TD attributes", LateStop::Attributes),
         ("Fmspc mismatch", LateStop::CollateralMismatch),
-        ("TDX quote with non-TDX TCB info in the collateral", LateStop::CollateralMismatch),
+        (
+            "TDX quote with non-TDX TCB info in the collateral",
+            LateStop::CollateralMismatch,
+        ),
         ("TCBInfo expired", LateStop::CollateralTime),
         ("QE Identity expired", LateStop::CollateralTime),
         ("issue date is in the future", LateStop::CollateralTime),
@@ -81,10 +93,7 @@ fn classify(message: &str) -> Option<LateStop> {
 
 /// Picks the collateral for a quote: the one whose TCB info names the quote's FMSPC, or the only
 /// one given.
-fn select_collateral(
-    collateral: &Value,
-    fmspc: Option<&str>,
-) -> Result<QuoteCollateralV3, String> {
+fn select_collateral(collateral: &Value, fmspc: Option<&str>) -> Result<QuoteCollateralV3, String> {
     let candidates: Vec<&Value> = match collateral {
         Value::Array(list) => list.iter().collect(),
         other => vec![other],
@@ -128,7 +137,9 @@ struct Window {
 }
 
 fn rfc3339_secs(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp())
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 fn show(secs: i64) -> String {
@@ -219,13 +230,20 @@ fn collateral_time_problem(c: &QuoteCollateralV3, now: i64) -> Option<String> {
             ));
         }
     }
-    (!problems.is_empty()).then(|| format!("collateral does not cover observed_at: {}", problems.join("; ")))
+    (!problems.is_empty()).then(|| {
+        format!(
+            "collateral does not cover observed_at: {}",
+            problems.join("; ")
+        )
+    })
 }
 
 /// The FMSPC of a quote's embedded PCK certificate, lowercase hex.
 fn quote_fmspc(raw_quote: &[u8]) -> Option<String> {
     let quote = dcap_qvl::quote::Quote::parse(raw_quote).ok()?;
-    dcap_qvl::intel::quote_fmspc(&quote).ok().map(|f| hexutil::lower(&f))
+    dcap_qvl::intel::quote_fmspc(&quote)
+        .ok()
+        .map(|f| hexutil::lower(&f))
 }
 
 /// Verifies a quote with dcap-qvl under the given Intel root at `now` (unix seconds).
@@ -236,8 +254,7 @@ pub fn verify_quote(
     now: i64,
 ) -> DcapResult {
     let fmspc = quote_fmspc(raw_quote);
-    let not_evaluated =
-        |why: &str| TcbOutcome::NotEvaluated(format!("tdx_quote_signature {why}"));
+    let not_evaluated = |why: &str| TcbOutcome::NotEvaluated(format!("tdx_quote_signature {why}"));
 
     // 1. Collateral: present, readable, for this platform, and valid at observed_at.
     let Some(collateral) = collateral else {
@@ -365,7 +382,9 @@ mod tests {
     fn pinned_intel_root_is_the_one_dcap_qvl_ships() {
         use sha2::{Digest, Sha256};
         assert_eq!(
-            hexutil::lower(&Sha256::digest(crate::verify::policy::INTEL_SGX_ROOT_CA_DER)),
+            hexutil::lower(&Sha256::digest(
+                crate::verify::policy::INTEL_SGX_ROOT_CA_DER
+            )),
             "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
         );
     }

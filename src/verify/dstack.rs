@@ -60,7 +60,9 @@ pub fn parse_event_log(value: &Value) -> Result<Vec<Event>, EventLogError> {
     };
     list.iter()
         .enumerate()
-        .map(|(index, v)| parse_event(v).map_err(|reason| EventLogError::BadEvent { index, reason }))
+        .map(|(index, v)| {
+            parse_event(v).map_err(|reason| EventLogError::BadEvent { index, reason })
+        })
         .collect()
 }
 
@@ -77,7 +79,10 @@ fn parse_event(value: &Value) -> Result<Event, String> {
             Some(Value::String(s)) => {
                 hexutil::decode(s).map_err(|e| format!("`{key}` is not hex: {e}"))
             }
-            Some(other) => Err(format!("`{key}`: expected a hex string, found {}", json_kind(other))),
+            Some(other) => Err(format!(
+                "`{key}`: expected a hex string, found {}",
+                json_kind(other)
+            )),
         }
     };
     let imr = number("imr")?;
@@ -90,7 +95,12 @@ fn parse_event(value: &Value) -> Result<Event, String> {
     let name = match value.get("event") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(format!("`event`: expected a string, found {}", json_kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "`event`: expected a string, found {}",
+                json_kind(other)
+            ));
+        }
     };
     Ok(Event {
         imr,
@@ -256,7 +266,9 @@ pub fn compose_binding(
     mrconfigid: &[u8; 48],
 ) -> Outcome {
     let Some(app_compose) = app_compose else {
-        return Outcome::Fail("the report carries no app_compose (info.tcb_info.app_compose)".into());
+        return Outcome::Fail(
+            "the report carries no app_compose (info.tcb_info.app_compose)".into(),
+        );
     };
     let computed = compose_hash(app_compose);
     let mut facts = Vec::new();
@@ -371,11 +383,17 @@ mod tests {
         let compose = "{\"services\":{}}";
         let hash = compose_hash(compose);
         let good = expected_mrconfigid(&hash);
-        assert_eq!(compose_binding(Some(compose), Some(&hash), &good).state(), State::Pass);
+        assert_eq!(
+            compose_binding(Some(compose), Some(&hash), &good).state(),
+            State::Pass
+        );
         let mut bad = good;
         bad[40] ^= 1;
         let outcome = compose_binding(Some(compose), Some(&hash), &bad);
-        assert!(matches!(&outcome, Outcome::Fail(r) if r.starts_with("mrconfigid: expected 01")), "{outcome:?}");
+        assert!(
+            matches!(&outcome, Outcome::Fail(r) if r.starts_with("mrconfigid: expected 01")),
+            "{outcome:?}"
+        );
     }
 
     #[test]
@@ -383,8 +401,14 @@ mod tests {
         let compose = "a";
         let hash = compose_hash(compose);
         let other = compose_hash("b");
-        assert!(matches!(compose_binding(None, Some(&hash), &[0; 48]), Outcome::Fail(r) if r.contains("no app_compose")));
-        assert!(matches!(compose_binding(Some(compose), None, &[0; 48]), Outcome::Fail(r) if r.contains("no compose-hash event")));
-        assert!(matches!(compose_binding(Some(compose), Some(&other), &[0; 48]), Outcome::Fail(r) if r.starts_with("compose-hash event: expected")));
+        assert!(
+            matches!(compose_binding(None, Some(&hash), &[0; 48]), Outcome::Fail(r) if r.contains("no app_compose"))
+        );
+        assert!(
+            matches!(compose_binding(Some(compose), None, &[0; 48]), Outcome::Fail(r) if r.contains("no compose-hash event"))
+        );
+        assert!(
+            matches!(compose_binding(Some(compose), Some(&other), &[0; 48]), Outcome::Fail(r) if r.starts_with("compose-hash event: expected"))
+        );
     }
 }

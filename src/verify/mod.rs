@@ -138,7 +138,11 @@ fn unsupported_format(format: AttestationFormat, rec: &mut Recorder) {
     rec.check(TDX_QUOTE_PARSE, "", Outcome::Fail(reason));
     for name in NODE_CHECKS.iter().skip(1) {
         if *name != SIGNING_KEY_ADDRESS {
-            rec.check(name, "", Outcome::Unknown(format!("{TDX_QUOTE_PARSE} failed")));
+            rec.check(
+                name,
+                "",
+                Outcome::Unknown(format!("{TDX_QUOTE_PARSE} failed")),
+            );
         }
     }
 }

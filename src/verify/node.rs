@@ -126,7 +126,12 @@ fn judge_tcb(tcb: &TcbOutcome, policy: &Policy, scope: &str, rec: &mut Recorder)
         } => {
             rec.observe(scope, "tcb_status", status.clone(), Source::Quote);
             if !advisory_ids.is_empty() {
-                rec.observe(scope, "tcb_advisory_ids", advisory_ids.join(","), Source::Quote);
+                rec.observe(
+                    scope,
+                    "tcb_advisory_ids",
+                    advisory_ids.join(","),
+                    Source::Quote,
+                );
             }
             let advisories = if advisory_ids.is_empty() {
                 String::new()
@@ -154,7 +159,12 @@ fn judge_tcb(tcb: &TcbOutcome, policy: &Policy, scope: &str, rec: &mut Recorder)
 }
 
 fn judge_debug(quote: &TdxQuote) -> Outcome {
-    if quote.body.td_attributes.first().is_some_and(|b| b & 0x01 != 0) {
+    if quote
+        .body
+        .td_attributes
+        .first()
+        .is_some_and(|b| b & 0x01 != 0)
+    {
         Outcome::Fail(
             "tdattributes.debug: expected 0, found 1 (the host can read and change the td's memory)"
                 .into(),
@@ -174,7 +184,10 @@ fn judge_attributes(quote: &TdxQuote) -> Outcome {
         problems.push("profiling bits (tud 6:4) set".to_string());
     }
     if attrs.reserved != 0 {
-        problems.push(format!("reserved bits set (mask 0x{:016x})", attrs.reserved));
+        problems.push(format!(
+            "reserved bits set (mask 0x{:016x})",
+            attrs.reserved
+        ));
     }
     if attrs.sec.migratable {
         problems.push("migratable set (a migration td can export the td)".to_string());
@@ -182,7 +195,10 @@ fn judge_attributes(quote: &TdxQuote) -> Outcome {
     if !attrs.sec.sept_ve_disable {
         problems.push("sept_ve_disable not set".to_string());
     }
-    let service_td = quote.body.mr_service_td.is_some_and(|m| !hexutil::is_zero(&m));
+    let service_td = quote
+        .body
+        .mr_service_td
+        .is_some_and(|m| !hexutil::is_zero(&m));
     if attrs.sec.servtd_ext || service_td {
         problems.push("bound to a service td (servtd_ext or mrservicetd set)".to_string());
     }
@@ -297,12 +313,19 @@ fn replay_event_log(
             events.len()
         );
         if !skipped.is_empty() {
-            reason.push_str(&format!("; {} not replayed: no boot events in the log", skipped.join(", ")));
+            reason.push_str(&format!(
+                "; {} not replayed: no boot events in the log",
+                skipped.join(", ")
+            ));
         }
         rec.check(EVENT_LOG_REPLAY, scope, Outcome::Pass(reason));
         Some(events)
     } else {
-        rec.check(EVENT_LOG_REPLAY, scope, Outcome::Fail(mismatches.join("; ")));
+        rec.check(
+            EVENT_LOG_REPLAY,
+            scope,
+            Outcome::Fail(mismatches.join("; ")),
+        );
         None
     }
 }
@@ -335,7 +358,10 @@ fn observe_claims(node: &NodeReport<'_>, scope: &str, rec: &mut Recorder) {
         ("app_id", info.and_then(|i| i.get("app_id"))),
         ("instance_id", info.and_then(|i| i.get("instance_id"))),
         ("os_image_hash", info.and_then(|i| i.get("os_image_hash"))),
-        ("os_image_hash", vm_config.as_ref().and_then(|v| v.get("os_image_hash"))),
+        (
+            "os_image_hash",
+            vm_config.as_ref().and_then(|v| v.get("os_image_hash")),
+        ),
         ("mrtd", tcb_info.and_then(|t| t.get("mrtd"))),
         ("rtmr3", tcb_info.and_then(|t| t.get("rtmr3"))),
         ("compose_hash", tcb_info.and_then(|t| t.get("compose_hash"))),

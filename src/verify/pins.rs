@@ -48,11 +48,20 @@ pub fn judge_pin(
             .iter()
             .filter(move |o| o.scope == scope && o.field == field && source_ok(o.source))
     };
-    let allowed = policy.pins.get(field).cloned().unwrap_or_default().join(", ");
+    let allowed = policy
+        .pins
+        .get(field)
+        .cloned()
+        .unwrap_or_default()
+        .join(", ");
     let proven: Vec<&Observed> = here(Source::is_evidence).collect();
     if let Some(first) = proven.first() {
         return if proven.iter().all(|o| policy.pin_accepts(field, &o.value)) {
-            Outcome::Pass(format!("{} ({}) is allowed", first.value, first.source.as_str()))
+            Outcome::Pass(format!(
+                "{} ({}) is allowed",
+                first.value,
+                first.source.as_str()
+            ))
         } else {
             let found: Vec<String> = proven
                 .iter()
@@ -65,7 +74,9 @@ pub fn judge_pin(
             ))
         };
     }
-    let claimed: Vec<String> = here(|s| s == Source::Claim).map(|o| o.value.clone()).collect();
+    let claimed: Vec<String> = here(|s| s == Source::Claim)
+        .map(|o| o.value.clone())
+        .collect();
     if claimed.is_empty() {
         Outcome::Fail(format!(
             "{field} is not present in the report's evidence (expected one of [{allowed}])"

@@ -225,8 +225,9 @@ impl Policy {
                         errors.push(PolicyError::BadPinValue {
                             field: field.clone(),
                             index,
-                            expected: "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
-                                .to_string(),
+                            expected:
+                                "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
+                                    .to_string(),
                             found: value.clone(),
                         });
                     }
@@ -257,7 +258,8 @@ impl Policy {
         let Some(allowed) = self.pins.get(field) else {
             return false;
         };
-        let hex = pin_field(field).is_some_and(|f| f.name == "gpu_block" || f.kind != PinKind::Text);
+        let hex =
+            pin_field(field).is_some_and(|f| f.name == "gpu_block" || f.kind != PinKind::Text);
         allowed.iter().any(|candidate| {
             if hex {
                 normalize_hex(candidate).is_some_and(|c| Some(c) == normalize_hex(value))
@@ -307,11 +309,16 @@ mod tests {
     #[test]
     fn hex_pins_compare_case_insensitively_with_or_without_prefix() {
         let mut policy = Policy::default();
-        policy.pins.insert("app_id".into(), vec!["0xABCDEF0000000000000000000000000000000000".into()]);
+        policy.pins.insert(
+            "app_id".into(),
+            vec!["0xABCDEF0000000000000000000000000000000000".into()],
+        );
         assert!(policy.validate().is_empty());
         assert!(policy.pin_accepts("app_id", "abcdef0000000000000000000000000000000000"));
         assert!(!policy.pin_accepts("app_id", "abcdef0000000000000000000000000000000001"));
-        policy.pins.insert("key_provider".into(), vec!["kms".into()]);
+        policy
+            .pins
+            .insert("key_provider".into(), vec!["kms".into()]);
         assert!(policy.pin_accepts("key_provider", "kms"));
         assert!(!policy.pin_accepts("key_provider", "KMS"));
     }
@@ -321,21 +328,42 @@ mod tests {
         let mut policy = Policy::default();
         policy.allowed_tcb_statuses.push("UpToDat".into());
         policy.pins.insert("mrtdd".into(), vec!["00".into()]);
-        policy.pins.insert("mrtd".into(), vec!["xyz".into(), "00".into()]);
+        policy
+            .pins
+            .insert("mrtd".into(), vec!["xyz".into(), "00".into()]);
         policy.pins.insert("compose_hash".into(), vec![]);
         let errors: Vec<String> = policy.validate().iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 5, "{errors:#?}");
-        assert!(errors.iter().any(|e| e.starts_with("allowed_tcb_statuses[2]: expected one of")));
-        assert!(errors.iter().any(|e| e.starts_with("pins.mrtdd: unknown field")));
-        assert!(errors.contains(&"pins.mrtd[0]: expected 96 hex characters (48 bytes), found \"xyz\"".to_string()));
-        assert!(errors.contains(&"pins.mrtd[1]: expected 96 hex characters (48 bytes), found \"00\"".to_string()));
-        assert!(errors.iter().any(|e| e.starts_with("pins.compose_hash: expected at least one")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("allowed_tcb_statuses[2]: expected one of"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("pins.mrtdd: unknown field"))
+        );
+        assert!(errors.contains(
+            &"pins.mrtd[0]: expected 96 hex characters (48 bytes), found \"xyz\"".to_string()
+        ));
+        assert!(errors.contains(
+            &"pins.mrtd[1]: expected 96 hex characters (48 bytes), found \"00\"".to_string()
+        ));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("pins.compose_hash: expected at least one"))
+        );
     }
 
     #[test]
     fn gpu_block_pins_take_an_index() {
         assert!(pin_field("gpu_block_1").is_some());
-        assert!(pin_field("gpu_block_0").is_none(), "spdm measurement blocks start at 1");
+        assert!(
+            pin_field("gpu_block_0").is_none(),
+            "spdm measurement blocks start at 1"
+        );
         assert!(pin_field("gpu_block_255").is_some());
         assert!(pin_field("gpu_block_256").is_none());
         assert!(pin_field("gpu_block_01").is_none());

@@ -94,12 +94,16 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
         .into_iter()
         .enumerate()
         .map(|(index, fields)| {
+            // Scopes must be unique: a node is named by its address when that is hex and not
+            // taken, else by its position (`#` cannot occur in a hex address).
             let scope = match address_of(fields) {
-                Some(address) if !seen.contains(&address) => {
+                Some(address)
+                    if !seen.contains(&address) && super::hexutil::decode(&address).is_ok() =>
+                {
                     seen.push(address.clone());
                     format!("node:{address}")
                 }
-                _ => format!("node:{index}"),
+                _ => format!("node:#{index}"),
             };
             NodeReport::new(scope, fields)
         })

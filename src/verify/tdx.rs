@@ -43,7 +43,9 @@ pub enum QuoteParseError {
         expected: usize,
         found: u32,
     },
-    #[error("signature data length {declared} runs past the end of the quote ({available} bytes left)")]
+    #[error(
+        "signature data length {declared} runs past the end of the quote ({available} bytes left)"
+    )]
     SignatureDataOverrun { declared: usize, available: usize },
 }
 
@@ -220,13 +222,21 @@ mod tests {
     use super::*;
 
     fn vector(path: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/vectors/tdx/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/vectors/tdx/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     /// Our offsets agree with dcap-qvl's own decoding of the same real quotes, v4 and v5.
     #[test]
     fn fields_agree_with_dcap_qvl_on_v4_and_v5() {
-        for path in ["dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_td15ex", "go-tdx-guest/quote_v5_sample.dat"] {
+        for path in [
+            "dcap-qvl/tdx_quote",
+            "dcap-qvl/tdx_quote_td15ex",
+            "go-tdx-guest/quote_v5_sample.dat",
+        ] {
             let raw = vector(path);
             let ours = TdxQuote::parse(&raw).unwrap();
             let theirs = dcap_qvl::quote::Quote::parse(&raw).unwrap();
@@ -238,8 +248,18 @@ mod tests {
             assert_eq!(ours.body.report_data, report.report_data, "{path}");
             assert_eq!(ours.body.mrconfigid, report.mr_config_id, "{path}");
         }
-        assert_eq!(TdxQuote::parse(&vector("dcap-qvl/tdx_quote_td15ex")).unwrap().body_type, 4);
-        assert_eq!(TdxQuote::parse(&vector("go-tdx-guest/quote_v5_sample.dat")).unwrap().body_type, 3);
+        assert_eq!(
+            TdxQuote::parse(&vector("dcap-qvl/tdx_quote_td15ex"))
+                .unwrap()
+                .body_type,
+            4
+        );
+        assert_eq!(
+            TdxQuote::parse(&vector("go-tdx-guest/quote_v5_sample.dat"))
+                .unwrap()
+                .body_type,
+            3
+        );
     }
 
     #[test]
@@ -247,21 +267,39 @@ mod tests {
         let raw = vector("dcap-qvl/tdx_quote");
         let mut v3 = raw.clone();
         v3[0] = 3;
-        assert_eq!(TdxQuote::parse(&v3), Err(QuoteParseError::UnsupportedVersion(3)));
+        assert_eq!(
+            TdxQuote::parse(&v3),
+            Err(QuoteParseError::UnsupportedVersion(3))
+        );
         let mut key = raw.clone();
         key[2] = 3;
-        assert_eq!(TdxQuote::parse(&key), Err(QuoteParseError::UnsupportedKeyType(3)));
+        assert_eq!(
+            TdxQuote::parse(&key),
+            Err(QuoteParseError::UnsupportedKeyType(3))
+        );
         let mut sig = raw.clone();
         let at = 48 + 584;
         sig[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(TdxQuote::parse(&sig), Err(QuoteParseError::SignatureDataOverrun { .. })));
+        assert!(matches!(
+            TdxQuote::parse(&sig),
+            Err(QuoteParseError::SignatureDataOverrun { .. })
+        ));
         let v5 = vector("dcap-qvl/tdx_quote_td15ex");
         let mut body = v5.clone();
         body[48] = 9;
-        assert_eq!(TdxQuote::parse(&body), Err(QuoteParseError::UnsupportedBodyType(9)));
+        assert_eq!(
+            TdxQuote::parse(&body),
+            Err(QuoteParseError::UnsupportedBodyType(9))
+        );
         let mut size = v5;
         size[50] = 0;
-        assert!(matches!(TdxQuote::parse(&size), Err(QuoteParseError::BodySizeMismatch { body_type: 4, .. })));
-        assert!(matches!(TdxQuote::parse(&raw[..100]), Err(QuoteParseError::TooShort { .. })));
+        assert!(matches!(
+            TdxQuote::parse(&size),
+            Err(QuoteParseError::BodySizeMismatch { body_type: 4, .. })
+        ));
+        assert!(matches!(
+            TdxQuote::parse(&raw[..100]),
+            Err(QuoteParseError::TooShort { .. })
+        ));
     }
 }

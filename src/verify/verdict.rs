@@ -124,7 +124,11 @@ impl Verdict {
         if checks.is_empty() {
             return State::Unknown;
         }
-        checks.iter().map(|c| c.state).max().unwrap_or(State::Unknown)
+        checks
+            .iter()
+            .map(|c| c.state)
+            .max()
+            .unwrap_or(State::Unknown)
     }
 
     /// The checks with the given name, in order.

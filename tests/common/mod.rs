@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests: loading the real-vector bundles and reading verdicts.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 
@@ -41,7 +46,12 @@ pub fn check<'a>(verdict: &'a Verdict, name: &str, scope: &str) -> (State, &'a s
         .iter()
         .filter(|c| c.name == name && c.scope == scope)
         .collect();
-    assert_eq!(found.len(), 1, "expected one {name} [{scope}] in {:#?}", verdict.checks);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {name} [{scope}] in {:#?}",
+        verdict.checks
+    );
     (found[0].state, found[0].reason.as_str())
 }
 
