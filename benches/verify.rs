@@ -55,6 +55,22 @@ fn bench(c: &mut Criterion) {
     c.bench_function("verify/one-node-report-with-collateral", |b| {
         b.iter(|| verify::verify(&bundle, &policy, &anchors))
     });
+    // dcap-qvl alone on the same quote and collateral, for the ratio: teewatch's Intel side is
+    // dcap-qvl plus collateral-window checks, FMSPC selection, body parsing and the other checks.
+    let v4 = load("dcapqvl-v4-uptodate");
+    let quote = hex::decode(
+        v4.attestation.as_ref().unwrap()["intel_quote"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let collateral: dcap_qvl::QuoteCollateralV3 =
+        serde_json::from_value(v4.tdx_collateral.clone().unwrap()).unwrap();
+    let now = u64::try_from(v4.observed_at.timestamp()).unwrap();
+    let verifier = dcap_qvl::verify::QuoteVerifier::new(anchors.intel_root_der.clone());
+    c.bench_function("dcap-qvl/verify-alone-v4", |b| {
+        b.iter(|| verifier.verify(&quote, &collateral, now).unwrap())
+    });
     // Loading a bundle from its JSON text, which `teewatch verify` and the store do first.
     let text = std::fs::read_to_string(format!(
         "{}/tests/bundles/dcapqvl-v4-uptodate.json",
