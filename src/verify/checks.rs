@@ -29,16 +29,7 @@ pub const NODE_CHECKS: [&str; 9] = [
     COMPOSE_BINDING,
 ];
 
-/// Every fixed check name (pins add `pin:<field>` per configured field).
-pub const ALL_CHECKS: [&str; 10] = [
-    TDX_QUOTE_PARSE,
-    TDX_QUOTE_SIGNATURE,
-    TDX_TCB_STATUS,
-    TDX_DEBUG_DISABLED,
-    TDX_TD_ATTRIBUTES,
-    REPORT_DATA_BINDING,
-    SIGNING_KEY_ADDRESS,
-    EVENT_LOG_REPLAY,
-    COMPOSE_BINDING,
-    IDENTITY_PINNED,
-];
+/// Every fixed check name, in report order (pins add `pin:<field>` per configured field).
+pub fn all_checks() -> impl Iterator<Item = &'static str> {
+    NODE_CHECKS.into_iter().chain([IDENTITY_PINNED])
+}
