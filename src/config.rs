@@ -11,7 +11,10 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use crate::verify::policy::{KNOWN_TCB_STATUSES, Policy, PolicyError, PolicySnapshot};
+use crate::verify::policy::{
+    DEFAULT_NRAS_URL, KNOWN_TCB_STATUSES, Policy, PolicyError, PolicySnapshot, TrustAnchors,
+    pem_to_der,
+};
 
 /// Keys each section accepts. Keys outside these lists are reported as typos.
 const TOP_KEYS: [&str; 5] = ["daemon", "intel", "nvidia", "dangerous", "target"];
@@ -87,12 +90,27 @@ pub struct TargetConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub allowed_tcb_statuses: Vec<String>,
+    /// NRAS base URL (no trailing slash); NRAS tokens must name it as `iss`.
+    pub nras_url: String,
+    /// DER of the NRAS intermediates from `[nvidia] nras_anchors`, when given.
+    pub nras_anchors_der: Option<Vec<Vec<u8>>>,
     pub targets: Vec<TargetConfig>,
     /// Names of the `dangerous_*` options set under `[dangerous]`.
     pub dangerous: Vec<String>,
 }
 
 impl Config {
+    /// The trust anchors this configuration puts in force.
+    pub fn trust_anchors(&self) -> TrustAnchors {
+        let mut anchors = TrustAnchors::production();
+        anchors.nras_url = self.nras_url.clone();
+        if let Some(der) = &self.nras_anchors_der {
+            anchors.nras_intermediates_der = der.clone();
+        }
+        anchors.dangerous = self.dangerous.clone();
+        anchors
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
@@ -103,11 +121,18 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Config::parse(&text, &file)
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_in(&text, &file, base)
     }
 
-    /// Validates configuration text; `file` names it in errors.
+    /// Validates configuration text; `file` names it in errors and relative paths are read
+    /// from the current directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, file, Path::new("."))
+    }
+
+    /// Validates configuration text; relative paths are resolved against `base`.
+    fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let fail = |issues| ConfigError {
             file: file.to_string(),
             issues,
@@ -135,6 +160,26 @@ impl Config {
             .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
         v.tcb_statuses(&allowed_tcb_statuses, "intel.allowed_tcb_statuses");
         let dangerous = v.dangerous(&table);
+        let nvidia = v.table(&table, "nvidia", "nvidia");
+        let nras_url = match nvidia.and_then(|t| t.get("nras_url")) {
+            None => DEFAULT_NRAS_URL.to_string(),
+            Some(Value::String(url)) if url.starts_with("https://") || is_loopback_http(url) => {
+                url.trim_end_matches('/').to_string()
+            }
+            Some(other) => {
+                v.issue(
+                    "nvidia.nras_url",
+                    format!(
+                        "expected an https:// base url (http only for loopback), found {}",
+                        describe(other)
+                    ),
+                );
+                String::new()
+            }
+        };
+        let nras_anchors_der = nvidia
+            .and_then(|t| v.string_list(t, "nras_anchors", "nvidia.nras_anchors"))
+            .map(|paths| v.read_certificates(&paths, base, "nvidia.nras_anchors"));
 
         let mut targets = Vec::new();
         let mut seen_names: Vec<String> = Vec::new();
@@ -175,6 +220,8 @@ impl Config {
         if v.issues.is_empty() {
             Ok(Config {
                 allowed_tcb_statuses,
+                nras_url,
+                nras_anchors_der,
                 targets,
                 dangerous,
             })
@@ -201,6 +248,43 @@ impl Validator {
             path: path.to_string(),
             message,
         });
+    }
+
+    /// Reads one PEM or DER certificate per path, reporting each unreadable one.
+    fn read_certificates(&mut self, paths: &[String], base: &Path, at: &str) -> Vec<Vec<u8>> {
+        if paths.is_empty() {
+            self.issue(
+                at,
+                "expected at least one certificate file, found an empty list".into(),
+            );
+        }
+        let mut out = Vec::new();
+        for (index, path) in paths.iter().enumerate() {
+            let full = base.join(path);
+            let bytes = match std::fs::read(&full) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.issue(
+                        &format!("{at}[{index}]"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
+                    continue;
+                }
+            };
+            let der = match std::str::from_utf8(&bytes).ok().and_then(pem_to_der) {
+                Some(der) => der,
+                None => bytes,
+            };
+            if x509_parser::parse_x509_certificate(&der).is_err() {
+                self.issue(
+                    &format!("{at}[{index}]"),
+                    format!("{} is not a pem or der x.509 certificate", full.display()),
+                );
+                continue;
+            }
+            out.push(der);
+        }
+        out
     }
 
     fn tcb_statuses(&mut self, statuses: &[String], path: &str) {
@@ -383,6 +467,27 @@ impl Validator {
     }
 }
 
+/// `http://` to a loopback host (`localhost`, 127.0.0.0/8 or `[::1]`), allowed for test
+/// services only.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((inside, after)) if after.is_empty() || after.starts_with(':') => inside,
+            _ => return false,
+        }
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn describe(value: &Value) -> String {
     match value {
         Value::String(s) => format!("\"{s}\""),
@@ -393,6 +498,28 @@ fn describe(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_means_a_loopback_address() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]/",
+            "http://[::1]:9",
+            "http://127.9.9.9",
+        ] {
+            assert!(is_loopback_http(url), "{url}");
+        }
+        for url in [
+            "http://127.example.com",
+            "http://10.0.0.1",
+            "https://127.0.0.1",
+            "http://[::2]",
+            "http://localhost.evil",
+        ] {
+            assert!(!is_loopback_http(url), "{url}");
+        }
+    }
 
     #[test]
     fn the_shipped_example_is_valid() {

@@ -138,7 +138,7 @@ fn run_verify(
                 );
                 return Ok(exit::CONFIG);
             };
-            anchors.dangerous = config.dangerous.clone();
+            anchors = config.trust_anchors();
             target.policy.clone()
         }
         None => match &bundle.policy {

@@ -12,8 +12,14 @@ fn readme_and_verdict_doc_list_every_check() {
     let readme = read("README.md");
     let verdict_doc = read("docs/verdict.md");
     for name in all_checks() {
-        assert!(readme.contains(&format!("`{name}`")), "README.md does not list {name}");
-        assert!(verdict_doc.contains(&format!("`{name}`")), "docs/verdict.md does not list {name}");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not list {name}"
+        );
+        assert!(
+            verdict_doc.contains(&format!("`{name}`")),
+            "docs/verdict.md does not list {name}"
+        );
     }
     assert!(readme.contains("`pin:<field>`"));
 }
@@ -22,6 +28,9 @@ fn readme_and_verdict_doc_list_every_check() {
 fn readme_documents_every_exit_code() {
     let readme = read("README.md");
     for code in [0, 1, 2, 64, 65, 70, 78] {
-        assert!(readme.contains(&format!("| {code} |")), "README.md does not document exit {code}");
+        assert!(
+            readme.contains(&format!("| {code} |")),
+            "README.md does not document exit {code}"
+        );
     }
 }

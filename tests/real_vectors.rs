@@ -478,11 +478,25 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     // The pin is judged per node: local-sgx on the first, kms on the second.
     assert_eq!(check(&v, "pin:key_provider", first).0, Fail);
     assert_eq!(check(&v, "pin:key_provider", other).0, Pass);
+    // Only the canary checks (no canary here) and identity_pinned are bundle-wide.
+    let bundle_wide: Vec<&str> = v
+        .checks
+        .iter()
+        .filter(|c| c.scope.is_empty())
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(
-        v.checks.iter().filter(|c| c.scope.is_empty()).count(),
-        1,
-        "only identity_pinned is bundle-wide"
+        bundle_wide,
+        [
+            "canary_fresh",
+            "canary_hashes",
+            "canary_signature",
+            "identity_pinned"
+        ]
     );
+    // Each node's GPU checks sit under its own scope.
+    assert_eq!(check(&v, "gpu_evidence_signature", first).0, Fail);
+    assert_eq!(check(&v, "nras_token", other).0, Unknown);
 }
 
 #[test]

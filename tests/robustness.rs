@@ -174,7 +174,13 @@ fn every_truncation_fed_straight_to_dcap_qvl_is_rejected_without_panic() {
         .unwrap()
         .timestamp();
 
-    let full = verify::dcap::verify_quote(&quote, Some(&collateral), &anchors.intel_root_der, now);
+    let full = verify::dcap::verify_quote(
+        &quote,
+        Some(&collateral),
+        &anchors.intel_root_der,
+        now,
+        &anchors.cache.collateral,
+    );
     assert_eq!(
         full.signature.state(),
         State::Pass,
@@ -189,6 +195,7 @@ fn every_truncation_fed_straight_to_dcap_qvl_is_rejected_without_panic() {
             Some(&collateral),
             &anchors.intel_root_der,
             now,
+            &anchors.cache.collateral,
         );
         assert_ne!(
             result.signature.state(),

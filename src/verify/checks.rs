@@ -13,6 +13,13 @@ pub const SIGNING_KEY_ADDRESS: &str = "signing_key_address";
 pub const EVENT_LOG_REPLAY: &str = "event_log_replay";
 pub const COMPOSE_BINDING: &str = "compose_binding";
 pub const IDENTITY_PINNED: &str = "identity_pinned";
+pub const GPU_NONCE: &str = "gpu_nonce";
+pub const GPU_EVIDENCE_SIGNATURE: &str = "gpu_evidence_signature";
+pub const NRAS_TOKEN: &str = "nras_token";
+pub const NRAS_RESULT: &str = "nras_result";
+pub const CANARY_FRESH: &str = "canary_fresh";
+pub const CANARY_HASHES: &str = "canary_hashes";
+pub const CANARY_SIGNATURE: &str = "canary_signature";
 /// Prefix of the per-pin checks: `pin:<field>`.
 pub const PIN_PREFIX: &str = "pin:";
 
@@ -29,7 +36,17 @@ pub const NODE_CHECKS: [&str; 9] = [
     COMPOSE_BINDING,
 ];
 
+/// The GPU and NRAS checks of a part that carries GPU evidence, in the order they are reported.
+pub const GPU_CHECKS: [&str; 4] = [GPU_NONCE, GPU_EVIDENCE_SIGNATURE, NRAS_TOKEN, NRAS_RESULT];
+
+/// The checks of each canary chat, in the order they are reported.
+pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNATURE];
+
 /// Every fixed check name, in report order (pins add `pin:<field>` per configured field).
 pub fn all_checks() -> impl Iterator<Item = &'static str> {
-    NODE_CHECKS.into_iter().chain([IDENTITY_PINNED])
+    NODE_CHECKS
+        .into_iter()
+        .chain(GPU_CHECKS)
+        .chain(CANARY_CHECKS)
+        .chain([IDENTITY_PINNED])
 }

@@ -7,9 +7,14 @@
 //! signature. dcap-qvl reports errors as text, so the classification below is pinned to the exact
 //! messages of dcap-qvl 0.7.1 (the dependency is pinned with `=`) and covered by tests.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use dcap_qvl::QuoteCollateralV3;
+use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
 use super::hexutil;
@@ -91,37 +96,99 @@ fn classify(message: &str) -> Option<LateStop> {
         .map(|(_, stop)| stop)
 }
 
-/// Picks the collateral for a quote: the one whose TCB info names the quote's FMSPC, or the only
-/// one given.
-fn select_collateral(collateral: &Value, fmspc: Option<&str>) -> Result<QuoteCollateralV3, String> {
-    let candidates: Vec<&Value> = match collateral {
+/// One collateral of the bundle, read once: parsed, its FMSPC, and its validity windows.
+#[derive(Debug)]
+struct Candidate {
+    collateral: QuoteCollateralV3,
+    fmspc: Option<String>,
+    windows: Result<Vec<Window>, String>,
+}
+
+/// Collateral already read, by content hash. A check every minute sees the same collateral for
+/// weeks; reading its certificates and CRLs once saves that work on every quote. The cache holds
+/// only what reading the same bytes again would give, so it changes no result.
+#[derive(Debug, Default)]
+pub struct CollateralCache {
+    entries: Mutex<HashMap<[u8; 32], Arc<ReadCollateral>>>,
+}
+
+/// The collaterals of a bundle as read, or why they could not be.
+type ReadCollateral = Result<Vec<Candidate>, String>;
+
+/// More distinct collaterals than a fleet has FMSPCs; past it the cache starts over.
+const COLLATERAL_CACHE_LIMIT: usize = 256;
+
+impl CollateralCache {
+    fn get_or_read(&self, collateral: &Value) -> Arc<ReadCollateral> {
+        let key: [u8; 32] = Sha256::digest(collateral.to_string().as_bytes()).into();
+        if let Some(found) = self.entries.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return found;
+        }
+        let read = Arc::new(read_collateral(collateral));
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= COLLATERAL_CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(key, read.clone());
+        }
+        read
+    }
+
+    /// How many distinct collaterals are held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads every collateral of the bundle (one object, or a list of them).
+fn read_collateral(collateral: &Value) -> ReadCollateral {
+    let items: Vec<&Value> = match collateral {
         Value::Array(list) => list.iter().collect(),
         other => vec![other],
     };
-    let parsed: Vec<QuoteCollateralV3> = candidates
+    items
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            serde_json::from_value::<QuoteCollateralV3>((*v).clone())
-                .map_err(|e| format!("tdx_collateral[{i}] is not dcap-qvl collateral: {e}"))
+            let parsed = QuoteCollateralV3::deserialize(*v)
+                .map_err(|e| format!("tdx_collateral[{i}] is not dcap-qvl collateral: {e}"))?;
+            let fmspc = serde_json::from_str::<Value>(&parsed.tcb_info)
+                .ok()
+                .and_then(|info| info.get("fmspc")?.as_str().map(str::to_ascii_lowercase));
+            let windows = collateral_windows(&parsed);
+            Ok(Candidate {
+                collateral: parsed,
+                fmspc,
+                windows,
+            })
         })
-        .collect::<Result<_, _>>()?;
-    let fmspc_of = |c: &QuoteCollateralV3| -> Option<String> {
-        let info: Value = serde_json::from_str(&c.tcb_info).ok()?;
-        info.get("fmspc")?.as_str().map(|s| s.to_ascii_lowercase())
-    };
-    if let [only] = parsed.as_slice() {
-        return Ok(only.clone());
+        .collect()
+}
+
+/// Picks the collateral for a quote: the one whose TCB info names the quote's FMSPC, or the only
+/// one given.
+fn select_collateral<'a>(
+    candidates: &'a [Candidate],
+    fmspc: Option<&str>,
+) -> Result<&'a Candidate, String> {
+    if let [only] = candidates {
+        return Ok(only);
     }
     let Some(fmspc) = fmspc else {
         return Err("the quote's fmspc could not be read to pick among several collaterals".into());
     };
-    parsed
+    candidates
         .iter()
-        .find(|c| fmspc_of(c).as_deref() == Some(fmspc))
-        .cloned()
+        .find(|c| c.fmspc.as_deref() == Some(fmspc))
         .ok_or_else(|| {
-            let have: Vec<String> = parsed.iter().filter_map(fmspc_of).collect();
+            let have: Vec<&str> = candidates
+                .iter()
+                .filter_map(|c| c.fmspc.as_deref())
+                .collect();
             format!(
                 "no collateral for fmspc {fmspc}: the bundle has collateral for [{}]",
                 have.join(", ")
@@ -130,6 +197,7 @@ fn select_collateral(collateral: &Value, fmspc: Option<&str>) -> Result<QuoteCol
 }
 
 /// A dated part of the collateral and its validity window.
+#[derive(Debug)]
 struct Window {
     part: String,
     not_before: i64,
@@ -207,8 +275,8 @@ fn collateral_windows(c: &QuoteCollateralV3) -> Result<Vec<Window>, String> {
 }
 
 /// Why the collateral cannot judge a quote at `now`, if it cannot.
-fn collateral_time_problem(c: &QuoteCollateralV3, now: i64) -> Option<String> {
-    let windows = match collateral_windows(c) {
+fn collateral_time_problem(windows: &Result<Vec<Window>, String>, now: i64) -> Option<String> {
+    let windows = match windows {
         Ok(w) => w,
         Err(e) => return Some(format!("collateral unreadable: {e}")),
     };
@@ -238,22 +306,19 @@ fn collateral_time_problem(c: &QuoteCollateralV3, now: i64) -> Option<String> {
     })
 }
 
-/// The FMSPC of a quote's embedded PCK certificate, lowercase hex.
-fn quote_fmspc(raw_quote: &[u8]) -> Option<String> {
-    let quote = dcap_qvl::quote::Quote::parse(raw_quote).ok()?;
-    dcap_qvl::intel::quote_fmspc(&quote)
-        .ok()
-        .map(|f| hexutil::lower(&f))
-}
-
 /// Verifies a quote with dcap-qvl under the given Intel root at `now` (unix seconds).
 pub fn verify_quote(
     raw_quote: &[u8],
     collateral: Option<&Value>,
     intel_root_der: &[u8],
     now: i64,
+    cache: &CollateralCache,
 ) -> DcapResult {
-    let fmspc = quote_fmspc(raw_quote);
+    let quote = dcap_qvl::quote::Quote::parse(raw_quote).ok();
+    let fmspc = quote
+        .as_ref()
+        .and_then(|q| dcap_qvl::intel::quote_fmspc(q).ok())
+        .map(|f| hexutil::lower(&f));
     let not_evaluated = |why: &str| TcbOutcome::NotEvaluated(format!("tdx_quote_signature {why}"));
 
     // 1. Collateral: present, readable, for this platform, and valid at observed_at.
@@ -264,7 +329,12 @@ pub fn verify_quote(
             fmspc,
         };
     };
-    let mut collateral = match select_collateral(collateral, fmspc.as_deref()) {
+    let read = cache.get_or_read(collateral);
+    let selected = match read.as_ref() {
+        Ok(candidates) => select_collateral(candidates, fmspc.as_deref()),
+        Err(e) => Err(e.clone()),
+    };
+    let candidate = match selected {
         Ok(c) => c,
         Err(e) => {
             return DcapResult {
@@ -274,7 +344,7 @@ pub fn verify_quote(
             };
         }
     };
-    if let Some(problem) = collateral_time_problem(&collateral, now) {
+    if let Some(problem) = collateral_time_problem(&candidate.windows, now) {
         return DcapResult {
             signature: Outcome::Unknown(problem),
             tcb: not_evaluated("could not run"),
@@ -283,9 +353,16 @@ pub fn verify_quote(
     }
     // A quote that embeds its PCK chain (certification data type 5) is judged by that chain, not
     // by one a collateral source attached for another quote.
-    if dcap_qvl::quote::Quote::parse(raw_quote).is_ok_and(|q| q.inner_cert_type() == 5) {
-        collateral.pck_certificate_chain = None;
-    }
+    let embeds_chain = quote.as_ref().is_some_and(|q| q.inner_cert_type() == 5);
+    let cleared;
+    let collateral = if embeds_chain && candidate.collateral.pck_certificate_chain.is_some() {
+        let mut copy = candidate.collateral.clone();
+        copy.pck_certificate_chain = None;
+        cleared = copy;
+        &cleared
+    } else {
+        &candidate.collateral
+    };
 
     // 2. dcap-qvl: every signature, chain and CRL, then the TCB level. Debug TDs are allowed
     //    here so that the TCB status is still reported; `tdx_debug_disabled` judges the bit.
@@ -297,7 +374,7 @@ pub fn verify_quote(
         };
     };
     let verifier = dcap_qvl::verify::QuoteVerifier::new(intel_root_der.to_vec()).allow_debug(true);
-    match verifier.verify(raw_quote, &collateral, now_secs) {
+    match verifier.verify(raw_quote, collateral, now_secs) {
         Ok(report) => DcapResult {
             signature: Outcome::Pass(
                 "quote, qe report, pck chain, crls, qe identity and tcb info signatures verify to the intel root"

@@ -7,9 +7,11 @@
 
 pub mod binding;
 pub mod bundle;
+pub mod canary;
 pub mod checks;
 pub mod dcap;
 pub mod dstack;
+pub mod gpu;
 pub mod hexutil;
 pub mod node;
 pub mod pins;
@@ -39,11 +41,14 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         // 1. No response: nothing can be decided, and every check says why.
         None => {
             let reason = fetch_failure_reason(bundle);
-            for name in NODE_CHECKS {
+            for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
                 rec.check(name, "", Outcome::Unknown(reason.clone()));
             }
             for field in policy.pins.keys() {
                 rec.check(&pin_check_name(field), "", Outcome::Unknown(reason.clone()));
+            }
+            for name in CANARY_CHECKS {
+                rec.check(name, "", Outcome::Unknown(reason.clone()));
             }
             rec.check(IDENTITY_PINNED, "", Outcome::Unknown(reason));
         }
@@ -58,6 +63,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 unsupported_format(format, &mut rec);
             }
             let ctx = node::NodeContext {
+                bundle,
                 nonce: &nonce,
                 collateral: bundle.tdx_collateral.as_ref(),
                 policy,
@@ -85,7 +91,10 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 }
             }
 
-            // 4. Whether the pins say which software runs, not only that the hardware is genuine.
+            // 4. The signed canary chats, against the nodes whose binding passed.
+            judge_canaries(bundle, &nonce, &mut rec);
+
+            // 5. Whether the pins say which software runs, not only that the hardware is genuine.
             rec.check(IDENTITY_PINNED, "", pins::identity_pinned(policy));
         }
     }
@@ -100,6 +109,45 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         checks,
         observed,
         trust: anchors.dangerous.clone(),
+    }
+}
+
+/// The canary checks for every exchange (scope `canary:<i>`), or `unknown` when there is none.
+fn judge_canaries(bundle: &Bundle, nonce: &[u8; 32], rec: &mut Recorder) {
+    let exchanges = bundle.canary.as_deref().unwrap_or_default();
+    if exchanges.is_empty() {
+        for name in CANARY_CHECKS {
+            rec.check(
+                name,
+                "",
+                Outcome::Unknown("no canary chat in the bundle".into()),
+            );
+        }
+        return;
+    }
+    let nodes: Vec<canary::NodeKey> = rec
+        .observed
+        .iter()
+        .filter(|o| o.field == "signing_address")
+        .map(|o| canary::NodeKey {
+            scope: o.scope.clone(),
+            address: o.value.clone(),
+            bound: o.source == Source::Quote,
+        })
+        .collect();
+    for (index, exchange) in exchanges.iter().enumerate() {
+        let scope = format!("canary:{index}");
+        let mut outcomes = canary::judge(exchange, nonce, &nodes);
+        // Without any node whose report was read, there is no attested key to compare with: the
+        // input is missing because an earlier step failed, so the signature cannot be judged.
+        if nodes.is_empty() && outcomes.signature.state() == State::Fail {
+            outcomes.signature = Outcome::Unknown(format!(
+                "no signing address was read from an attested report ({TDX_QUOTE_PARSE} did not pass)"
+            ));
+        }
+        rec.check(CANARY_FRESH, &scope, outcomes.fresh);
+        rec.check(CANARY_HASHES, &scope, outcomes.hashes);
+        rec.check(CANARY_SIGNATURE, &scope, outcomes.signature);
     }
 }
 

@@ -18,6 +18,7 @@ use super::verdict::{Outcome, Recorder, Source};
 
 /// What a node's verification needs besides the node itself.
 pub struct NodeContext<'a> {
+    pub bundle: &'a super::bundle::Bundle,
     pub nonce: &'a [u8; 32],
     pub collateral: Option<&'a Value>,
     pub policy: &'a Policy,
@@ -70,16 +71,24 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
             if let Some(outcome) = binding::signing_key_address(node) {
                 rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
             }
+            observe_signing_address(node, scope, false, rec);
             rec.check(EVENT_LOG_REPLAY, scope, after(TDX_QUOTE_PARSE, "failed"));
             rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
             observe_claims(node, scope, rec);
+            verify_gpus(node, ctx, rec);
             return;
         }
     };
     observe_quote(&raw, &quote, scope, rec);
 
     // 2. The quote's signatures and chain (dcap-qvl), and 3. the TCB status it evaluates.
-    let dcap = dcap::verify_quote(&raw, ctx.collateral, &ctx.anchors.intel_root_der, ctx.now);
+    let dcap = dcap::verify_quote(
+        &raw,
+        ctx.collateral,
+        &ctx.anchors.intel_root_der,
+        ctx.now,
+        &ctx.anchors.cache.collateral,
+    );
     rec.check(TDX_QUOTE_SIGNATURE, scope, dcap.signature.clone());
     if let Some(fmspc) = &dcap.fmspc {
         rec.observe(scope, "fmspc", fmspc.clone(), Source::Quote);
@@ -95,13 +104,7 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
     let binding = binding::report_data_binding(node, &quote.body.report_data, ctx.nonce);
     let bound = binding.state() == super::verdict::State::Pass;
     rec.check(REPORT_DATA_BINDING, scope, binding);
-    if let Some(address) = node.str_field("signing_address") {
-        let source = if bound { Source::Quote } else { Source::Claim };
-        let value = hexutil::decode(address)
-            .map(|b| hexutil::lower(&b))
-            .unwrap_or_else(|_| address.to_string());
-        rec.observe(scope, "signing_address", value, source);
-    }
+    observe_signing_address(node, scope, bound, rec);
 
     // 7. The public key, when given, belongs to the signing address.
     if let Some(outcome) = binding::signing_key_address(node) {
@@ -116,6 +119,32 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
         judge_compose(node, &quote, replayed.as_ref()),
     );
     observe_claims(node, scope, rec);
+
+    // 10.–12. The GPUs beside the TD: their evidence, and NVIDIA's verdict on it.
+    verify_gpus(node, ctx, rec);
+}
+
+/// Records the report's signing address: proven by the quote when the binding passed, else only
+/// claimed.
+fn observe_signing_address(node: &NodeReport<'_>, scope: &str, bound: bool, rec: &mut Recorder) {
+    if let Some(address) = node.str_field("signing_address") {
+        let source = if bound { Source::Quote } else { Source::Claim };
+        let value = hexutil::decode(address)
+            .map(|b| hexutil::lower(&b))
+            .unwrap_or_else(|_| address.to_string());
+        rec.observe(scope, "signing_address", value, source);
+    }
+}
+
+/// The GPU evidence is independent of the quote, so it is judged whatever the quote said.
+fn verify_gpus(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
+    super::gpu::part::verify_part_gpus(
+        node.fields.get("nvidia_payload"),
+        &node.scope,
+        ctx.bundle,
+        ctx.anchors,
+        rec,
+    );
 }
 
 fn judge_tcb(tcb: &TcbOutcome, policy: &Policy, scope: &str, rec: &mut Recorder) -> Outcome {

@@ -31,9 +31,7 @@ pub fn judge_pin(
         return Outcome::Fail(format!("pin on unknown field {field}"));
     };
     if spec.side == PinSide::Gpu {
-        return Outcome::Unknown(format!(
-            "{field} is read from signed gpu evidence, which this version does not verify yet"
-        ));
+        return judge_gpu_pin(field, scope, policy, checks_so_far, observed);
     }
     let step = providing_check(field);
     let step_state = checks_so_far
@@ -86,6 +84,78 @@ pub fn judge_pin(
             "{field} is only claimed by the report ({}), not proven by the quote or the replayed event log",
             claimed.join(", ")
         ))
+    }
+}
+
+/// A pin on a GPU field: every GPU of the part must carry an allowed value, read from evidence
+/// whose signature verified.
+fn judge_gpu_pin(
+    field: &str,
+    scope: &str,
+    policy: &Policy,
+    checks_so_far: &[Check],
+    observed: &[Observed],
+) -> Outcome {
+    let prefix = if scope.is_empty() {
+        "gpu:".to_string()
+    } else {
+        format!("{scope}/gpu:")
+    };
+    let gpu_checks: Vec<&Check> = checks_so_far
+        .iter()
+        .filter(|c| c.name == checks::GPU_EVIDENCE_SIGNATURE && c.scope.starts_with(&prefix))
+        .collect();
+    if gpu_checks.is_empty() {
+        return Outcome::Unknown(format!(
+            "{field} comes from {}, which did not pass: the part has no readable gpu evidence",
+            checks::GPU_EVIDENCE_SIGNATURE
+        ));
+    }
+    let allowed = policy
+        .pins
+        .get(field)
+        .cloned()
+        .unwrap_or_default()
+        .join(", ");
+    let mut found = Vec::new();
+    let mut rejected = Vec::new();
+    let mut unproven = Vec::new();
+    for check in gpu_checks {
+        let gpu = check.scope.as_str();
+        if check.state != State::Pass {
+            unproven.push(gpu.to_string());
+            continue;
+        }
+        let values: Vec<&Observed> = observed
+            .iter()
+            .filter(|o| o.scope == gpu && o.field == field && o.source.is_evidence())
+            .collect();
+        if values.is_empty() {
+            rejected.push(format!("{gpu} has no {field}"));
+        }
+        for value in values {
+            if policy.pin_accepts(field, &value.value) {
+                found.push(format!("{gpu}: {}", value.value));
+            } else {
+                rejected.push(format!("{gpu}: {}", value.value));
+            }
+        }
+    }
+    // A proven value outside the allowlist fails whatever the other GPUs say; a GPU whose
+    // evidence is unproven keeps the pin from passing.
+    if !rejected.is_empty() {
+        Outcome::Fail(format!(
+            "expected one of [{allowed}], found {}",
+            rejected.join(", ")
+        ))
+    } else if !unproven.is_empty() {
+        Outcome::Unknown(format!(
+            "{field} of {} comes from {}, which did not pass",
+            unproven.join(", "),
+            checks::GPU_EVIDENCE_SIGNATURE
+        ))
+    } else {
+        Outcome::Pass(format!("every gpu is allowed ({})", found.join(", ")))
     }
 }
 

@@ -93,7 +93,7 @@ pub const PIN_FIELDS: [PinField; 22] = [
     gpu("gpu_vbios_version", PinKind::Text),
 ];
 
-/// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 1..=255 (SPDM block indices).
+/// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 1..=254 (SPDM block indices).
 pub fn pin_field(name: &str) -> Option<PinField> {
     if let Some(found) = PIN_FIELDS.iter().find(|f| f.name == name) {
         return Some(*found);
@@ -102,7 +102,8 @@ pub fn pin_field(name: &str) -> Option<PinField> {
     let valid = !index.is_empty()
         && index.bytes().all(|b| b.is_ascii_digit())
         && !index.starts_with('0')
-        && index.parse::<u8>().is_ok();
+        // SPDM reserves index 0 and 0xFF (which asks for all blocks).
+        && index.parse::<u8>().is_ok_and(|n| n < 0xff);
     valid.then_some(PinField {
         name: "gpu_block",
         kind: PinKind::Text,
@@ -283,21 +284,61 @@ pub fn normalize_hex(text: &str) -> Option<String> {
 /// Intel's SGX root CA (see `src/anchors/README.md`).
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("../anchors/intel_sgx_root_ca.der");
 
+/// NVIDIA's Device Identity CA, the root of every GPU device certificate chain.
+pub const NVIDIA_DEVICE_ROOT_PEM: &str = include_str!("../anchors/nvidia_device_identity_ca.pem");
+
+/// The NRAS intermediate that signs the JWKS leaf certificates (the default NRAS anchor).
+pub const NRAS_INTERMEDIATE_004_PEM: &str =
+    include_str!("../anchors/nras_gpu_intermediate_004.pem");
+
+/// NRAS's base URL, which is also the `iss` of its tokens.
+pub const DEFAULT_NRAS_URL: &str = "https://nras.attestation.nvidia.com";
+
+/// DER of the first certificate in a PEM text.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .next()?
+        .ok()
+        .map(|p| p.contents)
+}
+
+/// What the verifier remembers between bundles to avoid repeating work on unchanged inputs.
+#[derive(Debug, Default)]
+pub struct VerifierCache {
+    /// GPU certificate chains whose link signatures verified.
+    pub gpu_chains: super::gpu::certs::ChainCache,
+    /// DCAP collateral already parsed, with its validity windows.
+    pub collateral: super::dcap::CollateralCache,
+}
+
 /// The roots the verifier trusts, and which `dangerous_*` options put them there.
 #[derive(Debug, Clone)]
 pub struct TrustAnchors {
     /// DER of the Intel SGX root CA that PCK chains, TCB info and QE identity must reach.
     pub intel_root_der: Vec<u8>,
+    /// DER of the NVIDIA Device Identity root GPU certificate chains must reach.
+    pub nvidia_device_root_der: Vec<u8>,
+    /// DER of the NRAS intermediates a JWKS leaf may be signed by.
+    pub nras_intermediates_der: Vec<Vec<u8>>,
+    /// The NRAS base URL, which NRAS tokens must name as `iss`.
+    pub nras_url: String,
     /// Names of the `dangerous_*` options in force; copied into every verdict.
     pub dangerous: Vec<String>,
+    /// Work already done on unchanged inputs (verified GPU chains, read collateral), shared by
+    /// clones. It changes no result: validity at `observed_at` is still checked every time.
+    pub cache: std::sync::Arc<VerifierCache>,
 }
 
 impl TrustAnchors {
-    /// Intel's production root, as pinned by dcap-qvl.
+    /// The production anchors compiled into the binary.
     pub fn production() -> TrustAnchors {
         TrustAnchors {
             intel_root_der: INTEL_SGX_ROOT_CA_DER.to_vec(),
+            nvidia_device_root_der: pem_to_der(NVIDIA_DEVICE_ROOT_PEM).unwrap_or_default(),
+            nras_intermediates_der: pem_to_der(NRAS_INTERMEDIATE_004_PEM).into_iter().collect(),
+            nras_url: DEFAULT_NRAS_URL.to_string(),
             dangerous: Vec::new(),
+            cache: Default::default(),
         }
     }
 }
@@ -358,13 +399,24 @@ mod tests {
     }
 
     #[test]
+    fn compiled_in_anchors_decode() {
+        let anchors = TrustAnchors::production();
+        assert!(!anchors.nvidia_device_root_der.is_empty());
+        assert_eq!(anchors.nras_intermediates_der.len(), 1);
+    }
+
+    #[test]
     fn gpu_block_pins_take_an_index() {
         assert!(pin_field("gpu_block_1").is_some());
         assert!(
             pin_field("gpu_block_0").is_none(),
             "spdm measurement blocks start at 1"
         );
-        assert!(pin_field("gpu_block_255").is_some());
+        assert!(pin_field("gpu_block_254").is_some());
+        assert!(
+            pin_field("gpu_block_255").is_none(),
+            "0xff means all blocks in spdm"
+        );
         assert!(pin_field("gpu_block_256").is_none());
         assert!(pin_field("gpu_block_01").is_none());
         assert!(pin_field("gpu_block_").is_none());

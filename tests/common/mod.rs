@@ -6,6 +6,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod nras_mint;
+
 use std::path::PathBuf;
 
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};

@@ -10,6 +10,7 @@ whatever its source put there and the binding honestly fails.
 
 Run from the repository root: python3 tests/vectors/make_bundles.py
 """
+import base64
 import json
 import os
 
@@ -156,6 +157,67 @@ def main():
     bundle("pmlsdk-dstack-sample", "2025-06-25T00:00:00Z", "01" * 32, att, None,
            policy={"pins": {"compose_hash": [info["compose_hash"]],
                             "mrtd": [info["tcb_info"]["mrtd"]]}})
+
+    # GPU evidence: real SPDM reports and certificate chains beside the dstack fixture's quote.
+    # The bundle nonce is the GPU evidence's nonce, so gpu_nonce can pass while the quote (bound
+    # to another nonce) honestly fails report_data_binding.
+    dstack_report = {
+        "signing_address": "0x1234" + "00" * 18,
+        "signing_algo": "ecdsa",
+        "intel_quote": load("tdx/dstack/verifier_fixtures_quote-report.json")["quote"],
+        "event_log": load("tdx/dstack/verifier_fixtures_quote-report.json")["event_log"],
+    }
+
+    def gpu_bundle(name, gpus, nonce, nras=None, policy=None):
+        att = dict(dstack_report)
+        att["nvidia_payload"] = json.dumps({
+            "nonce": nonce,
+            "arch": gpus[0]["arch"],
+            "evidence_list": gpus,
+        })
+        bundle(name, "2026-11-28T00:00:00Z", nonce, att, None, policy=policy, nras=nras)
+
+    def hex_report(report, chain, arch="HOPPER"):
+        evidence = bytes.fromhex(read(report, "r").strip())
+        return {
+            "evidence": base64.b64encode(evidence).decode(),
+            "certificate": base64.b64encode(read(chain)).decode(),
+            "arch": arch,
+        }, evidence[4:36].hex()
+
+    # nvtrust's Hopper sample with NRAS's real detached EAT for the same nonce; NVIDIA's JWKS for
+    # that token was not preserved, so nras_token must fail on the unknown key.
+    gpu, nonce = hex_report("nvidia/nvtrust/hopperAttestationReport.txt",
+                            "nvidia/nvtrust/hopperCertChain.txt")
+    gpu_bundle("gpu-nvtrust-hopper", [gpu], nonce,
+               nras={"response": load("nvidia/attestation-sdk/hopperClaimsv3_detached_eat.json"),
+                     "jwks": {"keys": []}},
+               policy={"pins": {"nvidia_mrenclave": [
+                   "00000000020133000130008048dfd18fe229bf16eb9d30cca0f11a24dafe6eb7"]}})
+    # Blackwell (FWID in DiceTcbInfo), trustee's report with a trailing byte, and the sample
+    # whose signature does not verify.
+    gpu, nonce = hex_report("nvidia/attestation-sdk/sample_blackwellAttestationReport.txt",
+                            "nvidia/attestation-sdk/sample_blackwellCertChain.txt", "BLACKWELL")
+    gpu_bundle("gpu-blackwell", [gpu], nonce)
+    gpu, nonce = hex_report("nvidia/trustee/hopper_coco_report1.txt",
+                            "nvidia/trustee/hopper_coco_certs1.txt")
+    gpu_bundle("gpu-trustee-trailing-byte", [gpu], nonce)
+    gpu, nonce = hex_report("nvidia/attestation-sdk/sample_hopperAttestationReportInvalidSignature.txt",
+                            "nvidia/attestation-sdk/sample_hopperCertChain_535.txt")
+    gpu_bundle("gpu-invalid-signature", [gpu], nonce)
+    # Eight H100s of a protected-PCIe system, all with the same nonce; no NRAS answer.
+    ppcie = load("nvidia/nvtrust/ppcie_gpu_evidence_8xH100.json")
+    gpus = [{"evidence": g["evidence"], "certificate": g["certificate"], "arch": g["arch"]}
+            for g in ppcie]
+    gpu_bundle("gpu-ppcie-8xh100", gpus, ppcie[0]["nonce"])
+
+    # A canary chat from NEAR AI's documentation beside the dstack fixture: its signature is
+    # genuine but from a key no node here attests, and its request does not carry our nonce.
+    vec = load("provider/nearai/signature_vectors.json")["vectors"][0]
+    bundle("nearai-canary", "2025-06-25T00:00:00Z", ZERO_NONCE, dict(dstack_report), None,
+           canary=[{"stream": True, "request_body": vec["request_body_exact"],
+                    "response_body": vec["response_body_exact"],
+                    "signature": vec["signature_response"]}])
 
     # A check whose attestation fetch failed: every check must be unknown.
     bundle("fetch-failed", "2025-06-25T00:00:00Z", ZERO_NONCE, None, None,

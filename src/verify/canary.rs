@@ -1,0 +1,362 @@
+//! The signed canary chats: proof that answers come from the attested signing key.
+//!
+//! teewatch sends a chat whose prompt carries the check's nonce, keeps the exact request and
+//! response bytes, and fetches the provider's signature over `sha256(request):sha256(response)`
+//! (or `model:req:resp`). Three checks follow: the chat is fresh (its request carries this nonce),
+//! the signed hashes are those of the bytes actually exchanged, and the signature recovers to the
+//! signing address of a node whose REPORTDATA binding passed.
+
+use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sha3::Keccak256;
+
+use super::binding;
+use super::bundle::{CanaryExchange, json_kind};
+use super::hexutil;
+use super::verdict::Outcome;
+
+/// A signing address and whether the quote binds it (its node's `report_data_binding` passed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKey {
+    pub scope: String,
+    /// Lowercase hex without prefix.
+    pub address: String,
+    pub bound: bool,
+}
+
+/// The three canary outcomes of one exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryOutcomes {
+    pub fresh: Outcome,
+    pub hashes: Outcome,
+    pub signature: Outcome,
+}
+
+/// Judges one canary exchange against the check's nonce and the attested nodes.
+pub fn judge(exchange: &CanaryExchange, nonce: &[u8; 32], nodes: &[NodeKey]) -> CanaryOutcomes {
+    // 1. Freshness: the request we sent carried this check's nonce.
+    let nonce_hex = hexutil::lower(nonce);
+    let fresh = if exchange.request_body.contains(&nonce_hex) {
+        Outcome::Pass("the request body carries this check's nonce".into())
+    } else {
+        Outcome::Fail(format!(
+            "the request body does not contain this check's nonce {nonce_hex}: it may be a replayed chat"
+        ))
+    };
+
+    // 2. and 3. need the signature endpoint's answer.
+    let Some(response) = exchange.signature.as_ref().filter(|v| !v.is_null()) else {
+        let missing = Outcome::Unknown("no signature was obtained for this chat".into());
+        return CanaryOutcomes {
+            fresh,
+            hashes: missing.clone(),
+            signature: missing,
+        };
+    };
+    let text = match response.get("text") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(other) => {
+            let bad = Outcome::Fail(format!(
+                "signature response `text`: expected a string, found {}",
+                json_kind(other)
+            ));
+            return CanaryOutcomes {
+                fresh,
+                hashes: bad.clone(),
+                signature: after_hashes(),
+            };
+        }
+        None => {
+            return CanaryOutcomes {
+                fresh,
+                hashes: Outcome::Fail("the signature response has no `text`".into()),
+                signature: after_hashes(),
+            };
+        }
+    };
+    CanaryOutcomes {
+        fresh,
+        hashes: judge_hashes(exchange, text),
+        signature: judge_signature(response, text, nodes),
+    }
+}
+
+fn after_hashes() -> Outcome {
+    Outcome::Unknown("the signature response carries no signed text".into())
+}
+
+/// `canary_hashes`: the signed text names the hashes of the exact bytes exchanged.
+fn judge_hashes(exchange: &CanaryExchange, text: &str) -> Outcome {
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(signed_response), Some(signed_request)) = (parts.next(), parts.next()) else {
+        return Outcome::Fail(format!(
+            "signed text: expected \"<sha256 request>:<sha256 response>\" or \"<model>:<req>:<resp>\", found \"{text}\""
+        ));
+    };
+    let model = parts.next();
+    let request = match_half(&exchange.request_body, signed_request, exchange.stream);
+    let response = match_half(&exchange.response_body, signed_response, exchange.stream);
+    let describe = |half: &str, found: &str, forms: &[(String, &str)]| {
+        let expected: Vec<String> = forms
+            .iter()
+            .map(|(h, form)| format!("{h} ({form})"))
+            .collect();
+        format!(
+            "{half} hash differs: expected {}, found {found}",
+            expected.join(" or ")
+        )
+    };
+    match (request, response) {
+        (Ok(req_form), Ok(resp_form)) => {
+            let model = model.map(|m| format!("model {m}, ")).unwrap_or_default();
+            Outcome::Pass(format!(
+                "signed text matches the exchange ({model}request as {req_form}, response as {resp_form})"
+            ))
+        }
+        (Ok(_), Err(forms)) => Outcome::Fail(format!(
+            "request hash matches; {}",
+            describe("response", signed_response, &forms)
+        )),
+        (Err(forms), Ok(_)) => Outcome::Fail(format!(
+            "response hash matches; {}",
+            describe("request", signed_request, &forms)
+        )),
+        (Err(req_forms), Err(resp_forms)) => Outcome::Fail(format!(
+            "{}; {}",
+            describe("request", signed_request, &req_forms),
+            describe("response", signed_response, &resp_forms)
+        )),
+    }
+}
+
+/// Whether `signed` is the SHA-256 of `body` as sent, or (non-streaming JSON) of Python's
+/// `json.dumps` rendering of it, which some vllm-proxy versions hash. Returns the form that
+/// matched, or every form tried with its hash.
+fn match_half(
+    body: &str,
+    signed: &str,
+    stream: bool,
+) -> Result<&'static str, Vec<(String, &'static str)>> {
+    let signed = signed.to_ascii_lowercase();
+    let raw = hexutil::lower(&Sha256::digest(body.as_bytes()));
+    if raw == signed {
+        return Ok("raw bytes");
+    }
+    let mut tried = vec![(raw, "raw bytes")];
+    if !stream {
+        if let Ok(value) = serde_json::from_str::<Value>(body) {
+            let dumped = hexutil::lower(&Sha256::digest(python_json_dumps(&value).as_bytes()));
+            if dumped == signed {
+                return Ok("python json.dumps form");
+            }
+            tried.push((dumped, "python json.dumps form"));
+        }
+    }
+    Err(tried)
+}
+
+/// Renders JSON as Python's `json.dumps(value)` does with its defaults: `", "` and `": "`
+/// separators, ASCII-only output with `\uXXXX` escapes, and Python's float repr.
+pub fn python_json_dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write_python(value, &mut out);
+    out
+}
+
+fn write_python(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            if n.is_f64() {
+                out.push_str(&python_float(n.as_f64().unwrap_or(0.0)));
+            } else {
+                out.push_str(&n.to_string());
+            }
+        }
+        Value::String(s) => write_python_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_string(key, out);
+                out.push_str(": ");
+                write_python(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_python_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) >= 0x80 => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16,
+/// with a signed two-digit exponent.
+fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let text = format!("{x:?}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) => {
+            let (sign, digits) = match exponent.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exponent),
+            };
+            let mantissa = mantissa.strip_suffix(".0").unwrap_or(mantissa);
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => text,
+    }
+}
+
+/// `canary_signature`: EIP-191 recovery gives the signing address of an attested node.
+fn judge_signature(response: &Value, text: &str, nodes: &[NodeKey]) -> Outcome {
+    let algo = response
+        .get("signing_algo")
+        .and_then(Value::as_str)
+        .unwrap_or("ecdsa");
+    if algo != "ecdsa" {
+        return Outcome::Unknown(format!(
+            "signing_algo {algo}: only ecdsa canary signatures are verified by this version"
+        ));
+    }
+    let Some(signature) = response.get("signature").and_then(Value::as_str) else {
+        return Outcome::Fail("the signature response has no `signature` string".into());
+    };
+    let recovered = match recover_eip191(text, signature) {
+        Ok(address) => hexutil::lower(&address),
+        Err(reason) => return Outcome::Fail(reason),
+    };
+    let claimed = response
+        .get("signing_address")
+        .and_then(Value::as_str)
+        .and_then(|a| hexutil::decode(a).ok())
+        .map(|a| hexutil::lower(&a));
+    let mut note = String::new();
+    if let Some(claimed) = &claimed {
+        if *claimed != recovered {
+            note = format!(" (the response claims 0x{claimed})");
+        }
+    }
+    match nodes.iter().find(|n| n.address == recovered) {
+        Some(node) if node.bound => Outcome::Pass(format!(
+            "signature recovers to 0x{recovered}, the attested signing address{}{note}",
+            if node.scope.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", node.scope)
+            }
+        )),
+        Some(_) => Outcome::Unknown(format!(
+            "signature recovers to 0x{recovered}, whose report_data_binding did not pass{note}"
+        )),
+        None => {
+            let known: Vec<String> = nodes.iter().map(|n| format!("0x{}", n.address)).collect();
+            Outcome::Fail(format!(
+                "signature recovers to 0x{recovered}, expected the signing address of an attested node [{}]{note}",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// The Ethereum address that signed `text` with EIP-191 personal_sign.
+pub fn recover_eip191(text: &str, signature_hex: &str) -> Result<[u8; 20], String> {
+    let bytes = hexutil::decode(signature_hex).map_err(|e| format!("signature is not hex: {e}"))?;
+    let (rs, v) = match bytes.split_last() {
+        Some((v, rs)) if bytes.len() == 65 => (rs, *v),
+        _ => {
+            return Err(format!(
+                "signature: expected 65 bytes r‖s‖v, found {} bytes",
+                bytes.len()
+            ));
+        }
+    };
+    let parity = match v {
+        27 | 28 => v - 27,
+        0 | 1 => v,
+        other => {
+            return Err(format!(
+                "signature v: expected 27 or 28 (or 0 or 1), found {other}"
+            ));
+        }
+    };
+    let signature = Signature::from_slice(rs)
+        .map_err(|_| "signature r‖s is not a valid secp256k1 signature".to_string())?;
+    // A high-s signature is the same signature mirrored; recover from its low-s twin.
+    let (signature, parity) = match signature.normalize_s() {
+        Some(low) => (low, parity ^ 1),
+        None => (signature, parity),
+    };
+    let recovery_id = RecoveryId::from_byte(parity).ok_or("signature recovery id is invalid")?;
+    let digest = Keccak256::new_with_prefix(
+        format!("\x19Ethereum Signed Message:\n{}", text.len()).as_bytes(),
+    )
+    .chain_update(text.as_bytes());
+    let key = VerifyingKey::recover_from_digest(digest, &signature, recovery_id)
+        .map_err(|_| "signature does not recover to any public key".to_string())?;
+    let point = key.to_encoded_point(false);
+    binding::ethereum_address(point.as_bytes())
+        .ok_or_else(|| "recovered key is malformed".to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_dumps_matches_python() {
+        let value: Value = serde_json::from_str(
+            r#"{"a":[1,2.5,1e-5,1e16,-0.0],"é":"ü\n\u0001😀","t":true,"n":null,"x":1.0}"#,
+        )
+        .unwrap();
+        // The text Python 3 prints for json.dumps of the same object.
+        assert_eq!(
+            python_json_dumps(&value),
+            r#"{"a": [1, 2.5, 1e-05, 1e+16, -0.0], "\u00e9": "\u00fc\n\u0001\ud83d\ude00", "t": true, "n": null, "x": 1.0}"#
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! GPU evidence, NRAS and pins through the whole verifier, on bundles built from real evidence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::nras_mint::{detached, jwk, mint, pki, signer, submods};
+use common::{
+    bundle, bundle_json, check, from_json, observed, reason, state, verdict, verdict_with,
+};
+use serde_json::{Value, json};
+use teewatch::verify::{self, Policy, State, TrustAnchors};
+
+use State::{Fail, Pass, Unknown};
+
+/// nvtrust's sample: its nonce and the decimal serial of its leaf certificate (NRAS's `ueid`).
+const NVTRUST_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+const NVTRUST_UEID: &str = "478176379286082186618948445787393647364802107249";
+/// 2026-01-02T00:00:00Z, inside the test NRAS leaves' validity.
+const NRAS_TEST_NOW: &str = "2026-01-02T00:00:00Z";
+const NRAS_TEST_NOW_SECS: i64 = 1_767_312_000;
+
+#[test]
+fn gpu_checks_per_bundle() {
+    // (bundle, gpu count, gpu_evidence_signature, nras_token)
+    let table = [
+        ("gpu-nvtrust-hopper", 1, Pass, Fail),
+        ("gpu-blackwell", 1, Pass, Unknown),
+        ("gpu-trustee-trailing-byte", 1, Pass, Unknown),
+        ("gpu-invalid-signature", 1, Fail, Unknown),
+        ("gpu-ppcie-8xh100", 8, Pass, Unknown),
+    ];
+    for (name, gpus, signature, token) in table {
+        let v = verdict(&bundle(name));
+        for i in 0..gpus {
+            let scope = format!("gpu:{i}");
+            assert_eq!(check(&v, "gpu_nonce", &scope).0, Pass, "{name} {scope}");
+            assert_eq!(
+                check(&v, "gpu_evidence_signature", &scope).0,
+                signature,
+                "{name} {scope}"
+            );
+            let result = check(&v, "nras_result", &scope).0;
+            assert_eq!(
+                result, Unknown,
+                "{name}: nras_result cannot pass without a verified token"
+            );
+        }
+        assert_eq!(
+            v.checks_named("gpu_evidence_signature").count(),
+            gpus,
+            "{name}"
+        );
+        assert_eq!(state(&v, "nras_token"), token, "{name}");
+    }
+    // The real NRAS token's JWKS was not preserved: an unknown key, never a pass.
+    let v = verdict(&bundle("gpu-nvtrust-hopper"));
+    assert!(reason(&v, "nras_token").contains("nv-eat-kid-prod-20250609211310110"));
+    // Evidence whose signature failed yields claims, not evidence.
+    let v = verdict(&bundle("gpu-invalid-signature"));
+    assert_eq!(observed(&v, "gpu:0", "gpu_block_5")[0].1, "claim");
+}
+
+#[test]
+fn gpu_measurements_are_observed_from_signed_evidence() {
+    let v = verdict(&bundle("gpu-nvtrust-hopper"));
+    assert_eq!(
+        observed(&v, "gpu:0", "gpu_driver_version"),
+        vec![("550.90.07".to_string(), "gpu_evidence")]
+    );
+    assert_eq!(
+        observed(&v, "gpu:0", "gpu_vbios_version"),
+        vec![("96.00.9F.00.01".to_string(), "gpu_evidence")]
+    );
+    // NanoGPT's published NVIDIA "MRENCLAVE" is this sample's evidence[96..128]...
+    assert_eq!(state(&v, "pin:nvidia_mrenclave"), Pass);
+    // ...while its evidence[160..192] starts 3000164f445c3e28, not the published 3000ec80d19d7814,
+    // so no allowlist holding the published value can accept this GPU.
+    let signer_window = &observed(&v, "gpu:0", "nvidia_mrsigner")[0].0;
+    assert!(
+        signer_window.starts_with("3000164f445c3e28"),
+        "{signer_window}"
+    );
+    assert!(!signer_window.starts_with("3000ec80d19d7814"));
+    let mut policy = Policy::default();
+    policy.pins.insert(
+        "nvidia_mrsigner".into(),
+        vec![format!("3000ec80d19d7814{}", "0".repeat(48))],
+    );
+    let v = verdict_with(&bundle("gpu-nvtrust-hopper"), &policy);
+    assert_eq!(state(&v, "pin:nvidia_mrsigner"), Fail);
+}
+
+#[test]
+fn gpu_pins_must_hold_for_every_gpu() {
+    let b = bundle("gpu-ppcie-8xh100");
+    let v = verdict(&b);
+    let driver = observed(&v, "gpu:0", "gpu_driver_version")[0].0.clone();
+    assert_eq!(driver, "590.12");
+    let mut policy = Policy::default();
+    policy
+        .pins
+        .insert("gpu_driver_version".into(), vec!["590.12".into()]);
+    policy
+        .pins
+        .insert("gpu_vbios_version".into(), vec!["96.00.A5.00.01".into()]);
+    let v = verdict_with(&b, &policy);
+    assert_eq!(state(&v, "pin:gpu_driver_version"), Pass);
+    assert_eq!(state(&v, "pin:gpu_vbios_version"), Pass);
+    // A ninth GPU with other firmware (nvtrust's sample, its signature valid): the pin must now
+    // fail, naming only that GPU.
+    let mut mixed = bundle_json("gpu-ppcie-8xh100");
+    let other = bundle_json("gpu-nvtrust-hopper");
+    let mut payload: Value =
+        serde_json::from_str(mixed["attestation"]["nvidia_payload"].as_str().unwrap()).unwrap();
+    let other_payload: Value =
+        serde_json::from_str(other["attestation"]["nvidia_payload"].as_str().unwrap()).unwrap();
+    payload["evidence_list"]
+        .as_array_mut()
+        .unwrap()
+        .push(other_payload["evidence_list"][0].clone());
+    mixed["attestation"]["nvidia_payload"] = json!(payload.to_string());
+    let v = verdict_with(&from_json(mixed), &policy);
+    assert_eq!(check(&v, "gpu_evidence_signature", "gpu:8").0, Pass);
+    assert_eq!(check(&v, "gpu_nonce", "gpu:8").0, Fail);
+    assert_eq!(
+        reason(&v, "pin:gpu_driver_version"),
+        "expected one of [590.12], found gpu:8: 550.90.07"
+    );
+    // A GPU pin on a part without GPU evidence is unknown naming the check it waits for.
+    let v = verdict_with(&bundle("dstack-quote-report"), &policy);
+    assert!(reason(&v, "pin:gpu_driver_version").contains("gpu_evidence_signature"));
+}
+
+#[test]
+fn gpu_nonce_names_the_nonce_that_differs() {
+    let good = bundle_json("gpu-nvtrust-hopper");
+    // The bundle's nonce is another: both the payload's and the signed request's differ.
+    let mut b = good.clone();
+    b["nonce"] = json!("ab".repeat(32));
+    let v = verdict(&from_json(b));
+    let why = check(&v, "gpu_nonce", "gpu:0").1;
+    assert!(why.contains("nvidia_payload.nonce: expected abab"), "{why}");
+    assert!(why.contains("spdm request nonce: expected abab"), "{why}");
+    // Only the payload's nonce rewritten: the signed request still says the old one.
+    let mut b = good.clone();
+    let mut payload: Value =
+        serde_json::from_str(b["attestation"]["nvidia_payload"].as_str().unwrap()).unwrap();
+    payload["nonce"] = json!("ab".repeat(32));
+    b["attestation"]["nvidia_payload"] = json!(payload.to_string());
+    b["nonce"] = json!("ab".repeat(32));
+    let v = verdict(&from_json(b));
+    let why = check(&v, "gpu_nonce", "gpu:0").1;
+    assert!(!why.contains("nvidia_payload.nonce"), "{why}");
+    assert!(
+        why.starts_with("spdm request nonce: expected abab"),
+        "{why}"
+    );
+    // No payload at all: the dstack format promises GPU evidence, so its absence fails.
+    let mut b = good;
+    b["attestation"]
+        .as_object_mut()
+        .unwrap()
+        .remove("nvidia_payload");
+    let v = verdict(&from_json(b));
+    assert_eq!(
+        reason(&v, "gpu_evidence_signature"),
+        "the report carries no nvidia_payload"
+    );
+    assert_eq!(state(&v, "nras_token"), Unknown);
+}
+
+/// A detached EAT minted with the test NRAS PKI for nvtrust's evidence, with `gpu_claims`
+/// edited by `edit`.
+fn minted_nras(edit: impl Fn(&mut Value)) -> Value {
+    let leaf = signer("test-kid-1", "leaf1");
+    let mut gpu = json!({
+        "iss": "https://nras.attestation.nvidia.com", "eat_nonce": NVTRUST_NONCE,
+        "iat": NRAS_TEST_NOW_SECS - 5, "nbf": NRAS_TEST_NOW_SECS - 5, "exp": NRAS_TEST_NOW_SECS + 3595,
+        "ueid": NVTRUST_UEID, "measres": "success", "secboot": true, "dbgstat": "disabled",
+        "x-nvidia-gpu-arch-check": true, "x-nvidia-gpu-driver-version": "550.90.07",
+        "x-nvidia-gpu-vbios-version": "96.00.9F.00.01",
+        "x-nvidia-gpu-attestation-report-parsed": true,
+        "x-nvidia-gpu-attestation-report-nonce-match": true,
+        "x-nvidia-gpu-attestation-report-signature-verified": true,
+    });
+    edit(&mut gpu);
+    let tokens = vec![("GPU-0".to_string(), mint(&gpu, &leaf))];
+    let overall = json!({
+        "iss": "https://nras.attestation.nvidia.com", "eat_nonce": NVTRUST_NONCE,
+        "x-nvidia-overall-att-result": true, "submods": submods(&tokens),
+        "iat": NRAS_TEST_NOW_SECS - 5, "nbf": NRAS_TEST_NOW_SECS - 5, "exp": NRAS_TEST_NOW_SECS + 3595,
+    });
+    let leaf_der = pki("leaf1.der");
+    json!({
+        "response": detached(&mint(&overall, &leaf), &tokens),
+        "jwks": {"keys": [jwk("test-kid-1", &leaf_der, &[&leaf_der, &pki("intermediate.der")])]},
+    })
+}
+
+fn test_nras_anchors() -> TrustAnchors {
+    let mut anchors = TrustAnchors::production();
+    anchors.nras_intermediates_der = vec![pki("intermediate.der")];
+    anchors
+}
+
+#[test]
+fn a_verified_nras_token_for_real_evidence_passes_end_to_end() {
+    let mut b = bundle_json("gpu-nvtrust-hopper");
+    b["observed_at"] = json!(NRAS_TEST_NOW);
+    b["nras"] = minted_nras(|_| {});
+    let bundle = from_json(b.clone());
+    let v = verify::verify(&bundle, &Policy::default(), &test_nras_anchors());
+    assert_eq!(
+        state(&v, "nras_token"),
+        Pass,
+        "{}",
+        reason(&v, "nras_token")
+    );
+    assert!(reason(&v, "nras_token").contains("gpus matched by ueid"));
+    assert_eq!(check(&v, "nras_result", "gpu:0").0, Pass);
+    // The production anchors do not trust the test intermediate.
+    let v = verify::verify(&bundle, &Policy::default(), &TrustAnchors::production());
+    assert_eq!(state(&v, "nras_token"), Fail);
+
+    // NRAS says the measurements do not match.
+    b["nras"] = minted_nras(|gpu| gpu["measres"] = json!("fail"));
+    let v = verify::verify(
+        &from_json(b.clone()),
+        &Policy::default(),
+        &test_nras_anchors(),
+    );
+    assert_eq!(state(&v, "nras_token"), Pass);
+    let (result, why) = check(&v, "nras_result", "gpu:0");
+    assert_eq!(result, Fail);
+    assert!(why.contains("measres"), "{why}");
+
+    // NRAS answered for another GPU: the ueid matches no evidence.
+    b["nras"] = minted_nras(|gpu| gpu["ueid"] = json!("1"));
+    let v = verify::verify(
+        &from_json(b.clone()),
+        &Policy::default(),
+        &test_nras_anchors(),
+    );
+    assert_eq!(state(&v, "nras_token"), Fail);
+
+    // NRAS unreachable: unknown, quoting the fetch error, never fail.
+    b["nras"] = json!(null);
+    b["fetch_errors"] =
+        json!([{"endpoint": "nras", "kind": "timeout", "message": "no answer in 30 s"}]);
+    let v = verify::verify(&from_json(b), &Policy::default(), &test_nras_anchors());
+    assert_eq!(state(&v, "nras_token"), Unknown);
+    assert!(reason(&v, "nras_token").contains("nras timeout: no answer in 30 s"));
+}
+
+#[test]
+fn the_gpu_chain_cache_changes_no_verdict() {
+    let b = bundle("gpu-ppcie-8xh100");
+    let anchors = TrustAnchors::production();
+    let first = verify::verify(&b, &Policy::default(), &anchors);
+    let second = verify::verify(&b, &Policy::default(), &anchors);
+    assert_eq!(first, second);
+    assert!(anchors.cache.gpu_chains.hits() >= 8);
+}
