@@ -500,6 +500,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nras_url_and_anchors_become_trust_anchors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = r#"
+[nvidia]
+nras_url = "https://nras.example.test/"
+nras_anchors = ["tests/fixtures/nras_test_pki/intermediate.pem", "src/anchors/nras_gpu_intermediate_004.pem"]
+"#;
+        let config = Config::parse_in(text, "t.toml", dir).unwrap_or_else(|e| panic!("{e}"));
+        let anchors = config.trust_anchors();
+        assert_eq!(anchors.nras_url, "https://nras.example.test");
+        assert_eq!(anchors.nras_intermediates_der.len(), 2);
+        // Without [nvidia] the compiled-in defaults apply.
+        let anchors = Config::parse("", "t.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trust_anchors();
+        assert_eq!(anchors.nras_url, DEFAULT_NRAS_URL);
+        assert_eq!(
+            anchors.nras_intermediates_der,
+            TrustAnchors::production().nras_intermediates_der
+        );
+        // Unreadable anchors and a plain-http remote NRAS are configuration errors.
+        let text = r#"
+[nvidia]
+nras_url = "http://nras.attestation.nvidia.com"
+nras_anchors = ["no/such/file.pem", "Cargo.toml"]
+"#;
+        let Err(error) = Config::parse_in(text, "t.toml", dir) else {
+            panic!("expected errors");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("nvidia.nras_url: expected an https:// base url"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nvidia.nras_anchors[0]: cannot read"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nvidia.nras_anchors[1]:")
+                && text.contains("is not a pem or der x.509 certificate"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn loopback_means_a_loopback_address() {
         for url in [
             "http://127.0.0.1:8080",
