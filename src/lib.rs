@@ -6,5 +6,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod fetch;
 pub mod render;
+pub mod sim;
 pub mod verify;

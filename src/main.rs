@@ -38,6 +38,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the TEE provider, PCCS and NRAS simulator (test trust roots, loopback only).
+    Sim {
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: std::net::SocketAddr,
+        /// How many models to serve.
+        #[arg(long, default_value_t = 1)]
+        models: usize,
+        /// Nodes per model (served round-robin, each with its own key).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// GPUs per node.
+        #[arg(long, default_value_t = 1)]
+        gpus: usize,
+        /// Faults on at start, as `NAME` or `MODEL=NAME` (repeatable).
+        #[arg(long = "fault")]
+        faults: Vec<String>,
+        /// Milliseconds before a chat's signature becomes available.
+        #[arg(long, default_value_t = 0)]
+        signature_delay_ms: u64,
+        /// Write a ready teewatch configuration (and the API key and test roots beside it).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -71,6 +95,23 @@ fn main() -> ExitCode {
             target,
             json,
         } => run_verify(&bundle, config.as_deref(), target.as_deref(), json),
+        Command::Sim {
+            listen,
+            models,
+            nodes,
+            gpus,
+            faults,
+            signature_delay_ms,
+            write_config,
+        } => run_sim(
+            listen,
+            models,
+            nodes,
+            gpus,
+            &faults,
+            signature_delay_ms,
+            write_config.as_deref(),
+        ),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -162,4 +203,89 @@ fn run_verify(
         print!("{}", render::checklist(&verdict));
     }
     Ok(exit::for_state(verdict.state))
+}
+
+/// `teewatch sim`: serve until interrupted.
+fn run_sim(
+    listen: std::net::SocketAddr,
+    models: usize,
+    nodes: usize,
+    gpus: usize,
+    faults: &[String],
+    signature_delay_ms: u64,
+    write_config: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    use teewatch::sim::faults::Fault;
+    use teewatch::sim::server::{SimOptions, Simulator, model_name};
+
+    let mut parsed = Vec::new();
+    for spec in faults {
+        let (model, name) = match spec.split_once('=') {
+            Some((m, f)) => (Some(m.to_string()), f),
+            None => (None, spec.as_str()),
+        };
+        match name.parse::<Fault>() {
+            Ok(fault) => parsed.push((model, fault)),
+            Err(e) => {
+                eprintln!("teewatch: --fault {spec}: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
+        if let Some(m) = &parsed.last().and_then(|(m, _)| m.clone()) {
+            if !(0..models.max(1)).any(|i| model_name(i) == *m) {
+                eprintln!(
+                    "teewatch: --fault {spec}: no model \"{m}\" (models are {})",
+                    model_name(0)
+                );
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    let options = SimOptions {
+        models,
+        nodes,
+        gpus,
+        signature_delay: std::time::Duration::from_millis(signature_delay_ms),
+        faults: parsed,
+        ..SimOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let sim = match Simulator::start(listen, options).await {
+            Ok(sim) => sim,
+            Err(e) => {
+                eprintln!("teewatch: {e}");
+                return Ok(exit::SOFTWARE);
+            }
+        };
+        println!(
+            "teewatch simulator on {} (TEST trust roots; nothing here is real hardware)",
+            sim.base_url
+        );
+        for model in &sim.state.models {
+            println!(
+                "  model {}: {} node(s), {} gpu(s) each",
+                model.name,
+                model.nodes.len(),
+                model.gpus
+            );
+        }
+        println!(
+            "  admin: GET/POST {}/admin/faults, POST {}/admin/rotate-jwks",
+            sim.base_url, sim.base_url
+        );
+        if let Some(path) = write_config {
+            let written = teewatch::sim::write_config::write_config(&sim.state, path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "  wrote {} (api key in {})",
+                written.config.display(),
+                written.api_key.display()
+            );
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
+        Ok(exit::PASS)
+    })
 }

@@ -7,6 +7,7 @@
 )]
 
 pub mod nras_mint;
+pub mod sim_fetch;
 
 use std::path::PathBuf;
 

@@ -13,8 +13,11 @@ use toml::{Table, Value};
 
 use crate::verify::policy::{
     DEFAULT_NRAS_URL, KNOWN_TCB_STATUSES, Policy, PolicyError, PolicySnapshot, TrustAnchors,
-    pem_to_der,
 };
+
+mod dangerous;
+
+pub use dangerous::DangerousRoots;
 
 /// Keys each section accepts. Keys outside these lists are reported as typos.
 const TOP_KEYS: [&str; 5] = ["daemon", "intel", "nvidia", "dangerous", "target"];
@@ -44,10 +47,6 @@ const TARGET_KEYS: [&str; 15] = [
     "paths",
     "signing_algo",
 ];
-
-/// The `dangerous_*` options this version understands. None yet: test trust roots (and the
-/// loopback-only rule that guards them) arrive with the simulator.
-const DANGEROUS_KEYS: [&str; 0] = [];
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +82,8 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     pub name: String,
+    /// The provider's base URL, when given.
+    pub base_url: Option<String>,
     pub policy: Policy,
 }
 
@@ -95,8 +96,8 @@ pub struct Config {
     /// DER of the NRAS intermediates from `[nvidia] nras_anchors`, when given.
     pub nras_anchors_der: Option<Vec<Vec<u8>>>,
     pub targets: Vec<TargetConfig>,
-    /// Names of the `dangerous_*` options set under `[dangerous]`.
-    pub dangerous: Vec<String>,
+    /// Test roots from `[dangerous]` (loopback targets only), and the options' names.
+    pub dangerous: DangerousRoots,
 }
 
 impl Config {
@@ -107,7 +108,17 @@ impl Config {
         if let Some(der) = &self.nras_anchors_der {
             anchors.nras_intermediates_der = der.clone();
         }
-        anchors.dangerous = self.dangerous.clone();
+        let roots = &self.dangerous;
+        if let Some(der) = &roots.intel_root_der {
+            anchors.intel_root_der = der.clone();
+        }
+        if let Some(der) = &roots.nvidia_device_root_der {
+            anchors.nvidia_device_root_der = der.clone();
+        }
+        if let Some(der) = &roots.nras_intermediates_der {
+            anchors.nras_intermediates_der = der.clone();
+        }
+        anchors.dangerous = roots.names.clone();
         anchors
     }
 
@@ -159,7 +170,7 @@ impl Config {
             .and_then(|t| v.string_list(t, "allowed_tcb_statuses", "intel.allowed_tcb_statuses"))
             .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
         v.tcb_statuses(&allowed_tcb_statuses, "intel.allowed_tcb_statuses");
-        let dangerous = v.dangerous(&table);
+        let dangerous = dangerous::read(&mut v, &table, base);
         let nvidia = v.table(&table, "nvidia", "nvidia");
         let nras_url = match nvidia.and_then(|t| t.get("nras_url")) {
             None => DEFAULT_NRAS_URL.to_string(),
@@ -217,6 +228,19 @@ impl Config {
                 format!("expected [[target]] tables, found {}", other.type_str()),
             ),
         }
+        let declared: Vec<(String, Option<String>)> = table
+            .get("target")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|t| {
+                        let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string);
+                        (text("name").unwrap_or_default(), text("base_url"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        dangerous::require_loopback(&mut v, &dangerous, &declared);
         if v.issues.is_empty() {
             Ok(Config {
                 allowed_tcb_statuses,
@@ -238,12 +262,12 @@ impl Config {
 
 /// Collects issues while walking the raw table.
 #[derive(Default)]
-struct Validator {
+pub(super) struct Validator {
     issues: Vec<ConfigIssue>,
 }
 
 impl Validator {
-    fn issue(&mut self, path: &str, message: String) {
+    pub(super) fn issue(&mut self, path: &str, message: String) {
         self.issues.push(ConfigIssue {
             path: path.to_string(),
             message,
@@ -251,7 +275,12 @@ impl Validator {
     }
 
     /// Reads one PEM or DER certificate per path, reporting each unreadable one.
-    fn read_certificates(&mut self, paths: &[String], base: &Path, at: &str) -> Vec<Vec<u8>> {
+    pub(super) fn read_certificates(
+        &mut self,
+        paths: &[String],
+        base: &Path,
+        at: &str,
+    ) -> Vec<Vec<u8>> {
         if paths.is_empty() {
             self.issue(
                 at,
@@ -271,10 +300,7 @@ impl Validator {
                     continue;
                 }
             };
-            let der = match std::str::from_utf8(&bytes).ok().and_then(pem_to_der) {
-                Some(der) => der,
-                None => bytes,
-            };
+            let der = dangerous::certificate_der(bytes);
             if x509_parser::parse_x509_certificate(&der).is_err() {
                 self.issue(
                     &format!("{at}[{index}]"),
@@ -322,7 +348,12 @@ impl Validator {
         }
     }
 
-    fn table<'t>(&mut self, parent: &'t Table, key: &str, path: &str) -> Option<&'t Table> {
+    pub(super) fn table<'t>(
+        &mut self,
+        parent: &'t Table,
+        key: &str,
+        path: &str,
+    ) -> Option<&'t Table> {
         match parent.get(key)? {
             Value::Table(t) => Some(t),
             other => {
@@ -335,7 +366,12 @@ impl Validator {
         }
     }
 
-    fn string_list(&mut self, table: &Table, key: &str, path: &str) -> Option<Vec<String>> {
+    pub(super) fn string_list(
+        &mut self,
+        table: &Table,
+        key: &str,
+        path: &str,
+    ) -> Option<Vec<String>> {
         match table.get(key)? {
             Value::Array(items) => {
                 let mut out = Vec::new();
@@ -358,37 +394,6 @@ impl Validator {
                 None
             }
         }
-    }
-
-    /// `[dangerous]`: only `dangerous_*` keys, each named in every verdict made under it.
-    fn dangerous(&mut self, root: &Table) -> Vec<String> {
-        let Some(table) = self.table(root, "dangerous", "dangerous") else {
-            return Vec::new();
-        };
-        let mut names = Vec::new();
-        for (key, value) in table {
-            if !key.starts_with("dangerous_") {
-                self.issue(
-                    &format!("dangerous.{key}"),
-                    "options in [dangerous] must be named dangerous_*".to_string(),
-                );
-            } else if !DANGEROUS_KEYS.contains(&key.as_str()) {
-                self.issue(
-                    &format!("dangerous.{key}"),
-                    format!(
-                        "unknown dangerous option; this version has {}",
-                        if DANGEROUS_KEYS.is_empty() {
-                            "none (test trust roots arrive with the simulator)".to_string()
-                        } else {
-                            DANGEROUS_KEYS.join(", ")
-                        }
-                    ),
-                );
-            } else if value.as_bool() != Some(false) {
-                names.push(key.clone());
-            }
-        }
-        names
     }
 
     fn target(&mut self, t: &Table, path: &str, global_tcb: &[String]) -> Option<TargetConfig> {
@@ -460,8 +465,20 @@ impl Validator {
                 None
             }
         };
+        let base_url = match t.get("base_url") {
+            None => None,
+            Some(Value::String(url)) => Some(url.trim_end_matches('/').to_string()),
+            Some(other) => {
+                self.issue(
+                    &format!("{path}.base_url"),
+                    format!("expected a url string, found {}", other.type_str()),
+                );
+                None
+            }
+        };
         Some(TargetConfig {
             name: name?,
+            base_url,
             policy: policy?,
         })
     }
@@ -496,122 +513,4 @@ fn describe(value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nras_url_and_anchors_become_trust_anchors() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let text = r#"
-[nvidia]
-nras_url = "https://nras.example.test/"
-nras_anchors = ["tests/fixtures/nras_test_pki/intermediate.pem", "src/anchors/nras_gpu_intermediate_004.pem"]
-"#;
-        let config = Config::parse_in(text, "t.toml", dir).unwrap_or_else(|e| panic!("{e}"));
-        let anchors = config.trust_anchors();
-        assert_eq!(anchors.nras_url, "https://nras.example.test");
-        assert_eq!(anchors.nras_intermediates_der.len(), 2);
-        // Without [nvidia] the compiled-in defaults apply.
-        let anchors = Config::parse("", "t.toml")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .trust_anchors();
-        assert_eq!(anchors.nras_url, DEFAULT_NRAS_URL);
-        assert_eq!(
-            anchors.nras_intermediates_der,
-            TrustAnchors::production().nras_intermediates_der
-        );
-        // Unreadable anchors and a plain-http remote NRAS are configuration errors.
-        let text = r#"
-[nvidia]
-nras_url = "http://nras.attestation.nvidia.com"
-nras_anchors = ["no/such/file.pem", "Cargo.toml"]
-"#;
-        let Err(error) = Config::parse_in(text, "t.toml", dir) else {
-            panic!("expected errors");
-        };
-        let text = error.to_string();
-        assert!(
-            text.contains("nvidia.nras_url: expected an https:// base url"),
-            "{text}"
-        );
-        assert!(
-            text.contains("nvidia.nras_anchors[0]: cannot read"),
-            "{text}"
-        );
-        assert!(
-            text.contains("nvidia.nras_anchors[1]:")
-                && text.contains("is not a pem or der x.509 certificate"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn loopback_means_a_loopback_address() {
-        for url in [
-            "http://127.0.0.1:8080",
-            "http://localhost/x",
-            "http://[::1]/",
-            "http://[::1]:9",
-            "http://127.9.9.9",
-        ] {
-            assert!(is_loopback_http(url), "{url}");
-        }
-        for url in [
-            "http://127.example.com",
-            "http://10.0.0.1",
-            "https://127.0.0.1",
-            "http://[::2]",
-            "http://localhost.evil",
-        ] {
-            assert!(!is_loopback_http(url), "{url}");
-        }
-    }
-
-    #[test]
-    fn the_shipped_example_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
-        let config = Config::load(Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!config.targets.is_empty());
-    }
-
-    #[test]
-    fn every_mistake_is_reported_with_its_path() {
-        let text = r#"
-[intel]
-allowed_tcb_statuses = ["UpToDate", "Fine"]
-[dangerous]
-trust_everything = true
-dangerous_trust_anything = true
-[[target]]
-name = "a"
-api_key = "sk-secret"
-colour = "blue"
-[target.pins]
-mrtd = ["nothex"]
-bogus = ["00"]
-[[target]]
-name = "a"
-"#;
-        let Err(error) = Config::parse(text, "t.toml") else {
-            panic!("expected errors");
-        };
-        let text = error.to_string();
-        for needle in [
-            "dangerous.trust_everything: options in [dangerous] must be named dangerous_*",
-            "dangerous.dangerous_trust_anything: unknown dangerous option",
-            "target[0].api_key: an api key must not be written into the configuration",
-            "target[0].colour: unknown key",
-            "target[0].pins.bogus: unknown field",
-            "target[0].pins.mrtd[0]: expected 96 hex characters (48 bytes), found \"nothex\"",
-            "intel.allowed_tcb_statuses[1]: expected one of",
-            "target[1].name: duplicate target name \"a\"",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
-        assert_eq!(error.issues.len(), 8, "{text}");
-        assert!(
-            !text.contains("sk-secret"),
-            "the api key leaked into the error:\n{text}"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,5 @@
+//! Talking to the outside world: the provider, a PCCS, NRAS and its JWKS. This version holds the
+//! pure pieces that turn raw service answers into bundle parts; the HTTP clients come with
+//! `teewatch check`.
+
+pub mod pccs;

@@ -1,0 +1,11 @@
+//! A simulated TEE provider, PCCS and NRAS with real cryptography under test trust roots, for the
+//! demo and every end-to-end test. Nothing here is used by the verifier: the simulator must pass
+//! the same checks real evidence does, through the `dangerous_*` test-root options only.
+
+pub mod dstack;
+pub mod faults;
+pub mod intel;
+pub mod nvidia;
+pub mod provider;
+pub mod server;
+pub mod write_config;

@@ -1,0 +1,213 @@
+//! The simulated provider: models served by dstack nodes, each with its own TD and secp256k1
+//! signing key, answering attestation requests and signing chats exactly as vllm-proxy does.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use k256::ecdsa::SigningKey;
+use rand::RngCore;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sha3::Keccak256;
+
+use super::dstack::{DstackIdentity, DstackTd};
+use super::faults::Fault;
+use crate::verify::binding::ethereum_address;
+use crate::verify::hexutil;
+
+/// One node: a TD and the key vllm-proxy generated inside it.
+pub struct SimNode {
+    pub td: DstackTd,
+    pub key: SigningKey,
+    pub address: [u8; 20],
+}
+
+impl SimNode {
+    fn new(identity: DstackIdentity) -> SimNode {
+        let mut instance_id = [0u8; 20];
+        rand::thread_rng().fill_bytes(&mut instance_id);
+        let key = SigningKey::random(&mut rand::thread_rng());
+        let address = address_of(&key);
+        SimNode {
+            td: DstackTd::boot(identity, instance_id),
+            key,
+            address,
+        }
+    }
+
+    /// The uncompressed public key without its 0x04 prefix, as `signing_public_key` carries it.
+    pub fn public_key_xy(&self) -> Vec<u8> {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        point
+            .as_bytes()
+            .get(1..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    }
+}
+
+fn address_of(key: &SigningKey) -> [u8; 20] {
+    let point = key.verifying_key().to_encoded_point(false);
+    ethereum_address(point.as_bytes()).unwrap_or_default()
+}
+
+/// A signed chat kept for the signature endpoint.
+#[derive(Debug, Clone)]
+pub struct SignedChat {
+    pub model: String,
+    pub text: String,
+    pub signature: String,
+    pub address: String,
+    pub created: Instant,
+}
+
+/// The bytes of a completed chat, kept to replay for the canary-replay fault.
+#[derive(Debug, Clone)]
+pub struct ChatRecord {
+    pub chat_id: String,
+    pub response_body: String,
+    pub stream: bool,
+}
+
+/// One simulated model and the nodes that serve it round-robin.
+pub struct SimModel {
+    pub name: String,
+    pub nodes: Vec<SimNode>,
+    pub gpus: usize,
+    round_robin: AtomicUsize,
+    pub faults: Mutex<BTreeSet<Fault>>,
+    /// The base identity; drift faults derive another from it.
+    pub identity: DstackIdentity,
+    pub drifted: Mutex<Option<Vec<SimNode>>>,
+    pub last_chat: Mutex<HashMap<bool, ChatRecord>>,
+}
+
+impl SimModel {
+    pub fn new(name: &str, nodes: usize, gpus: usize) -> SimModel {
+        let identity = DstackIdentity::derived(name);
+        SimModel {
+            name: name.to_string(),
+            nodes: (0..nodes.max(1))
+                .map(|_| SimNode::new(identity.clone()))
+                .collect(),
+            gpus: gpus.max(1),
+            round_robin: AtomicUsize::new(0),
+            faults: Mutex::new(BTreeSet::new()),
+            identity,
+            drifted: Mutex::new(None),
+            last_chat: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn has(&self, fault: Fault) -> bool {
+        self.faults
+            .lock()
+            .map(|f| f.contains(&fault))
+            .unwrap_or(false)
+    }
+
+    /// The node that answers next.
+    pub fn next_node(&self) -> usize {
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % self.nodes.len()
+    }
+
+    /// The identity currently deployed, with drift faults applied.
+    pub fn current_identity(&self) -> DstackIdentity {
+        let mut identity = self.identity.clone();
+        if self.has(Fault::DriftMrtd) {
+            if let Some(b) = identity.mrtd.first_mut() {
+                *b ^= 0xff;
+            }
+            if let Some(b) = identity.boot_seed.first_mut() {
+                *b ^= 0xff;
+            }
+        }
+        if self.has(Fault::DriftCompose) {
+            identity.app_compose = identity
+                .app_compose
+                .replace("\"kms_enabled\":true", "\"kms_enabled\":true,\"drift\":1");
+        }
+        identity
+    }
+
+    /// The TD a node runs now: its own, or one rebooted under the drifted identity.
+    pub fn td_for(&self, node: usize) -> DstackTd {
+        let current = self.current_identity();
+        let base = self.nodes.get(node).map(|n| n.td.clone());
+        match base {
+            Some(td) if td.identity == current => td,
+            Some(td) => DstackTd::boot(current, td.instance_id),
+            None => DstackTd::boot(current, [0; 20]),
+        }
+    }
+}
+
+/// Signs `text` with EIP-191 personal_sign, returning `0x` ‖ r ‖ s ‖ v (v = 27/28).
+pub fn personal_sign(key: &SigningKey, text: &str) -> Option<String> {
+    let digest = Keccak256::new_with_prefix(
+        format!("\x19Ethereum Signed Message:\n{}", text.len()).as_bytes(),
+    )
+    .chain_update(text.as_bytes());
+    let (signature, recovery) = key.sign_digest_recoverable(digest).ok()?;
+    let mut bytes = signature.to_bytes().to_vec();
+    bytes.push(27 + recovery.to_byte());
+    Some(format!("0x{}", hexutil::lower(&bytes)))
+}
+
+/// `sha256(request):sha256(response)`, the text vllm-proxy signs.
+pub fn signed_text(request: &[u8], response: &[u8]) -> String {
+    format!(
+        "{}:{}",
+        hexutil::lower(&Sha256::digest(request)),
+        hexutil::lower(&Sha256::digest(response))
+    )
+}
+
+/// A fresh chat id like vllm's.
+pub fn chat_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("chatcmpl-{}", hexutil::lower(&bytes))
+}
+
+/// The assistant's answer to a canary prompt, deterministic so tests can read it.
+pub fn answer_text(prompt: &str) -> String {
+    format!("ok: {}", prompt.chars().rev().take(16).collect::<String>())
+}
+
+/// A non-streaming completion body.
+pub fn completion_body(id: &str, model: &str, content: &str, created: i64) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+    })
+}
+
+/// A streaming completion as the SSE text vllm sends.
+pub fn completion_stream(id: &str, model: &str, content: &str, created: i64) -> String {
+    let mut out = String::new();
+    let split = content
+        .char_indices()
+        .nth(3)
+        .map_or(content.len(), |(i, _)| i);
+    let (head, tail) = content.split_at(split);
+    for piece in [head, tail] {
+        let chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}],
+        });
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let last = json!({
+        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    });
+    out.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+    out
+}

@@ -1,0 +1,140 @@
+//! `teewatch sim --write-config FILE`: a ready teewatch configuration for the running simulator.
+//!
+//! The file monitors every simulated model through the simulator's own PCCS and NRAS, trusts the
+//! simulator's test roots through `[dangerous]` options (which the configuration only accepts for
+//! loopback targets), pins each model's app and OS identity so a healthy simulator is all-pass and
+//! an injected drift fails its pin, and names an API key file written beside it: no key inline.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::server::SimState;
+use crate::verify::hexutil;
+
+/// The files written, for the command's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenConfig {
+    pub config: PathBuf,
+    pub api_key: PathBuf,
+    pub roots: Vec<PathBuf>,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Writes the configuration, the API key file and the three test roots beside `path`.
+pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenConfig> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "teewatch-sim".into());
+    let file = |suffix: &str| dir.join(format!("{stem}.{suffix}"));
+    let key_path = file("api-key");
+    let roots = [
+        (
+            file("intel-root.pem"),
+            pem("CERTIFICATE", state.intel.root_der()),
+        ),
+        (
+            file("nvidia-root.pem"),
+            pem("CERTIFICATE", state.nvidia.root_der()),
+        ),
+        (
+            file("nras-intermediate.pem"),
+            pem(
+                "CERTIFICATE",
+                state
+                    .nras
+                    .lock()
+                    .map(|n| n.intermediate_der().to_vec())
+                    .unwrap_or_default()
+                    .as_slice(),
+            ),
+        ),
+    ];
+    std::fs::write(&key_path, format!("{}\n", state.api_key))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    for (root_path, text) in &roots {
+        std::fs::write(root_path, text)?;
+    }
+    let name_of = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let base = &state.base_url;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by `teewatch sim` for the simulator at {base}.\n\
+         # TEST TRUST ROOTS: the [dangerous] options below make teewatch trust the simulator's own\n\
+         # Intel, NVIDIA and NRAS test roots. Verdicts under them prove nothing about real hardware,\n\
+         # say so in their `trust` field, and are accepted only for loopback targets.\n"
+    );
+    let _ = writeln!(
+        out,
+        "[daemon]\nlisten = \"127.0.0.1:9477\"\ndb = \"{stem}.db\"\n"
+    );
+    let _ = writeln!(
+        out,
+        "[intel]\npccs_url = \"{base}\"\nroot_crl_url = \"{base}{}\"\n",
+        super::intel::ROOT_CA_CRL_PATH
+    );
+    let _ = writeln!(
+        out,
+        "[nvidia]\nnras_url = \"{base}\"\njwks_url = \"{base}/.well-known/jwks.json\"\n"
+    );
+    let _ = writeln!(
+        out,
+        "[dangerous]\ndangerous_intel_root_ca = \"{}\"\ndangerous_nvidia_device_root = \"{}\"\ndangerous_nras_intermediates = [\"{}\"]\n",
+        name_of(&roots[0].0),
+        name_of(&roots[1].0),
+        name_of(&roots[2].0)
+    );
+    for model in &state.models {
+        let td = model.td_for(0);
+        let id = &td.identity;
+        let _ = writeln!(
+            out,
+            "[[target]]\nname = \"{}\"\nprofile = \"vllm-proxy\"\nbase_url = \"{base}\"\nmodel = \"{}\"\napi_key_file = \"{}\"\ninterval = \"10s\"\n",
+            model.name,
+            model.name,
+            name_of(&key_path)
+        );
+        let _ = writeln!(
+            out,
+            "[target.pins]\nmrtd = [\"{}\"]\nrtmr0 = [\"{}\"]\nrtmr1 = [\"{}\"]\nrtmr2 = [\"{}\"]\ncompose_hash = [\"{}\"]\napp_id = [\"{}\"]\nos_image_hash = [\"{}\"]\nkey_provider = [\"{}\"]\n",
+            hexutil::lower(&id.mrtd),
+            hexutil::lower(&td.rtmr[0]),
+            hexutil::lower(&td.rtmr[1]),
+            hexutil::lower(&td.rtmr[2]),
+            hexutil::lower(&id.compose_hash()),
+            hexutil::lower(&id.app_id),
+            hexutil::lower(&id.os_image_hash),
+            id.key_provider
+        );
+    }
+    std::fs::write(path, out)?;
+    Ok(WrittenConfig {
+        config: path.to_path_buf(),
+        api_key: key_path,
+        roots: roots.into_iter().map(|(p, _)| p).collect(),
+    })
+}

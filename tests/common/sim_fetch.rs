@@ -1,0 +1,199 @@
+//! A plain HTTP client walk through the simulator, gathering what a live check gathers into a
+//! `teewatch-bundle/1` document: the attestation for a fresh nonce, DCAP collateral from the
+//! PCCS, NRAS's answer and JWKS, and signed canary chats (non-streaming and streaming).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use rand::RngCore;
+use serde_json::{Value, json};
+use teewatch::fetch::pccs::{PccsAnswers, collateral_json};
+use teewatch::verify::hexutil;
+
+pub struct Fetched {
+    pub bundle: Value,
+    pub nonce: String,
+}
+
+async fn get(client: &reqwest::Client, url: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = client.get(url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Fetches everything for `model` from the simulator at `base` into a bundle.
+pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
+    let client = reqwest::Client::new();
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let nonce = hexutil::lower(&nonce);
+    let mut fetch_errors = Vec::new();
+
+    let response = get(
+        &client,
+        &format!("{base}/v1/attestation/report?model={model}&nonce={nonce}&signing_algo=ecdsa"),
+        Some(key),
+    )
+    .await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let attestation: Value = if status.is_success() {
+        match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                fetch_errors.push(json!({"endpoint": "attestation", "kind": "invalid_json", "message": e.to_string()}));
+                Value::Null
+            }
+        }
+    } else {
+        fetch_errors.push(json!({"endpoint": "attestation", "kind": "http_status", "message": format!("{status}")}));
+        Value::Null
+    };
+
+    // Collateral from the PCCS.
+    let tcb = get(
+        &client,
+        &format!("{base}/tdx/certification/v4/tcb?fmspc=00"),
+        None,
+    )
+    .await;
+    let tcb_chain = header(&tcb, "TCB-Info-Issuer-Chain");
+    let tcb_ok = tcb.status().is_success();
+    let tcb_body = tcb.bytes().await.unwrap().to_vec();
+    let qe = get(
+        &client,
+        &format!("{base}/tdx/certification/v4/qe/identity"),
+        None,
+    )
+    .await;
+    let qe_chain = header(&qe, "SGX-Enclave-Identity-Issuer-Chain");
+    let qe_body = qe.bytes().await.unwrap().to_vec();
+    let crl = get(
+        &client,
+        &format!("{base}/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+        None,
+    )
+    .await;
+    let crl_chain = header(&crl, "SGX-PCK-CRL-Issuer-Chain");
+    let crl_body = crl.bytes().await.unwrap().to_vec();
+    let root = get(
+        &client,
+        &format!("{base}/sgx/certification/v4/rootcacrl"),
+        None,
+    )
+    .await;
+    let root_body = root.bytes().await.unwrap().to_vec();
+    let collateral = if tcb_ok {
+        collateral_json(&PccsAnswers {
+            tcb_info_body: tcb_body,
+            tcb_info_issuer_chain: tcb_chain,
+            qe_identity_body: qe_body,
+            qe_identity_issuer_chain: qe_chain,
+            pck_crl_body: crl_body,
+            pck_crl_issuer_chain: crl_chain,
+            root_ca_crl_body: root_body,
+        })
+        .ok()
+        .unwrap_or(Value::Null)
+    } else {
+        fetch_errors.push(json!({"endpoint": "pccs", "kind": "http_status", "message": "503"}));
+        Value::Null
+    };
+
+    // NRAS: the payload verbatim, and the JWKS.
+    let mut nras = Value::Null;
+    if let Some(payload) = attestation.get("nvidia_payload").and_then(Value::as_str) {
+        let answer = client
+            .post(format!("{base}/v3/attest/gpu"))
+            .header("content-type", "application/json")
+            .body(payload.to_string())
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        let jwks: Value = get(&client, &format!("{base}/.well-known/jwks.json"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        match answer {
+            Ok(r) if r.status().is_success() => nras = json!({"response": r.json::<Value>().await.unwrap(), "jwks": jwks}),
+            Ok(r) => fetch_errors.push(json!({"endpoint": "nras", "kind": "http_status", "message": format!("{}", r.status())})),
+            Err(e) => fetch_errors.push(json!({"endpoint": "nras", "kind": "timeout", "message": e.to_string()})),
+        }
+    }
+
+    // Canary chats: the exact request bytes sent, the exact response bytes received.
+    let mut canary = Vec::new();
+    for stream in [false, true] {
+        let request = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": format!("teewatch canary {nonce}: reply ok")}],
+            "stream": stream,
+            "max_tokens": 8,
+        })
+        .to_string();
+        let response = client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(request.clone())
+            .send()
+            .await
+            .unwrap();
+        let body = response.text().await.unwrap();
+        let id = if stream {
+            body.lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .find_map(|c| c["id"].as_str().map(str::to_string))
+        } else {
+            serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string))
+        }
+        .unwrap_or_default();
+        let signature = get(
+            &client,
+            &format!("{base}/v1/signature/{id}?model={model}&signing_algo=ecdsa"),
+            Some(key),
+        )
+        .await;
+        let signature = if signature.status().is_success() {
+            signature.json::<Value>().await.unwrap()
+        } else {
+            Value::Null
+        };
+        canary.push(json!({"stream": stream, "request_body": request, "response_body": body, "signature": signature}));
+    }
+
+    Fetched {
+        bundle: json!({
+            "format": "teewatch-bundle/1",
+            "target": model,
+            "observed_at": chrono::Utc::now().to_rfc3339(),
+            "nonce": nonce,
+            "endpoints": {"provider": base, "nras": base, "pccs": base},
+            "attestation": attestation,
+            "fetch_errors": fetch_errors,
+            "tdx_collateral": collateral,
+            "nras": nras,
+            "canary": canary,
+            "tls_peer_spki": null,
+        }),
+        nonce,
+    }
+}
