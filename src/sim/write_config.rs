@@ -130,6 +130,9 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
             hexutil::lower(&id.os_image_hash),
             id.key_provider
         );
+        if let Some((index, value)) = super::nvidia::GpuState::default().blocks.first() {
+            let _ = writeln!(out, "gpu_block_{index} = [\"{}\"]\n", hexutil::lower(value));
+        }
     }
     std::fs::write(path, out)?;
     Ok(WrittenConfig {

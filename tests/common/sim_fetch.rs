@@ -43,25 +43,30 @@ pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
     let nonce = hexutil::lower(&nonce);
     let mut fetch_errors = Vec::new();
 
-    let response = get(
-        &client,
-        &format!("{base}/v1/attestation/report?model={model}&nonce={nonce}&signing_algo=ecdsa"),
-        Some(key),
-    )
-    .await;
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let attestation: Value = if status.is_success() {
-        match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                fetch_errors.push(json!({"endpoint": "attestation", "kind": "invalid_json", "message": e.to_string()}));
-                Value::Null
-            }
-        }
-    } else {
-        fetch_errors.push(json!({"endpoint": "attestation", "kind": "http_status", "message": format!("{status}")}));
+    // The attestation, with a deadline and the 16 MiB cap teewatch applies.
+    let response = client
+        .get(format!("{base}/v1/attestation/report?model={model}&nonce={nonce}&signing_algo=ecdsa"))
+        .bearer_auth(key)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    let mut error = |kind: &str, message: String| {
+        fetch_errors.push(json!({"endpoint": "attestation", "kind": kind, "message": message}));
         Value::Null
+    };
+    let attestation: Value = match response {
+        Err(e) => error("timeout", e.to_string()),
+        Ok(r) if !r.status().is_success() => error("http_status", format!("{}", r.status())),
+        Ok(r) => match r.bytes().await {
+            Err(e) => error("timeout", e.to_string()),
+            Ok(body) if body.len() > 16 * 1024 * 1024 => {
+                error("too_large", format!("{} bytes, over the 16 MiB cap", body.len()))
+            }
+            Ok(body) => match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => error("invalid_json", e.to_string()),
+            },
+        },
     };
 
     // Collateral from the PCCS.
