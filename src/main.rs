@@ -218,6 +218,12 @@ fn run_sim(
     use teewatch::sim::faults::Fault;
     use teewatch::sim::server::{SimOptions, Simulator, model_name};
 
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "teewatch: --listen {listen}: the simulator only listens on loopback addresses (127.0.0.0/8, ::1)"
+        );
+        return Ok(exit::USAGE);
+    }
     let mut parsed = Vec::new();
     for spec in faults {
         let (model, name) = match spec.split_once('=') {

@@ -97,7 +97,11 @@ const FAULT_TABLE: [(Fault, &str, State); 25] = [
     (Fault::TcbOutdated, "tdx_tcb_status", State::Fail),
     (Fault::TcbRevoked, "tdx_tcb_status", State::Fail),
     (Fault::DebugTd, "tdx_debug_disabled", State::Fail),
-    (Fault::BadGpuSignature, "gpu_evidence_signature", State::Fail),
+    (
+        Fault::BadGpuSignature,
+        "gpu_evidence_signature",
+        State::Fail,
+    ),
     (Fault::NrasFalse, "nras_result", State::Fail),
     (Fault::NrasDown, "nras_token", State::Unknown),
     (Fault::NrasSlow, "nras_token", State::Unknown),
@@ -136,11 +140,183 @@ async fn every_fault_trips_its_check() {
         // The fault shows as the expected state somewhere in its check (per node, GPU or chat),
         // and never as a pass of the whole verdict.
         if !states.contains(&expected) || v.state == State::Pass {
-            problems.push(format!("{fault}: {name} expected {expected:?}, found {states:?}; {:#?}", failing(&v)));
+            problems.push(format!(
+                "{fault}: {name} expected {expected:?}, found {states:?}; {:#?}",
+                failing(&v)
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Faults off again: healthy once more.
+    let v = check(&run, &model).await;
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_nodes_and_gpus_are_all_pass_round_robin() {
+    let options = SimOptions {
+        models: 2,
+        nodes: 3,
+        gpus: 2,
+        ..SimOptions::default()
+    };
+    let run = start("nodes", options).await;
+    for model in [model_name(0), model_name(1)] {
+        for _ in 0..2 {
+            let v = check(&run, &model).await;
+            assert_eq!(v.state, State::Pass, "{model}: {:#?}", failing(&v));
+            let scopes: Vec<&str> = v
+                .checks_named("tdx_quote_signature")
+                .map(|c| c.scope.as_str())
+                .collect();
+            assert_eq!(scopes.len(), 3, "{scopes:?}");
+            assert!(
+                scopes.iter().all(|s| s.starts_with("node:0x")),
+                "{scopes:?}"
+            );
+            assert_eq!(v.checks_named("gpu_evidence_signature").count(), 6);
+            // Different signing keys per node.
+            let mut addresses: Vec<&str> = v
+                .observed
+                .iter()
+                .filter(|o| o.field == "signing_address")
+                .map(|o| o.value.as_str())
+                .collect();
+            addresses.dedup();
+            assert_eq!(addresses.len(), 3);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_api_details_match_vllm_proxy() {
+    let run = start(
+        "api",
+        SimOptions {
+            signature_delay: std::time::Duration::from_millis(300),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = &run.sim.base_url;
+    let key = &run.sim.state.api_key;
+    let model = model_name(0);
+    // Without the key: 401. With a bad nonce: vllm-proxy's 400 bodies.
+    let r = client
+        .get(format!(
+            "{base}/v1/attestation/report?model={model}&nonce={}",
+            "00".repeat(32)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for (nonce, message) in [
+        ("zz", "Nonce must be hex-encoded"),
+        ("abcd", "Nonce must be 32 bytes"),
+    ] {
+        let r = client
+            .get(format!(
+                "{base}/api/v1/tee/attestation?model={model}&nonce={nonce}"
+            ))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["detail"],
+            message
+        );
+    }
+    // Unknown chat id: the real 404 body.
+    let r = client
+        .get(format!("{base}/v1/signature/chatcmpl-nope"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"error": {"message": "Chat id not found or expired", "type": "not_found"}})
+    );
+    // A signature appears only after the configured delay.
+    let request =
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+    let body: serde_json::Value = client
+        .post(format!("{base}/api/v1/chat/completions"))
+        .bearer_auth(key)
+        .body(request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = body["id"].as_str().unwrap();
+    let early = client
+        .get(format!("{base}/api/v1/tee/signature/{id}?model={model}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 404);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let late = client
+        .get(format!("{base}/api/v1/tee/signature/{id}?model={model}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 200);
+    // The NanoGPT path echoes the client nonce at the top level.
+    let nonce = "ab".repeat(32);
+    let report: serde_json::Value = client
+        .get(format!(
+            "{base}/api/v1/tee/attestation?model={model}&nonce={nonce}"
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["nonce"], nonce.as_str());
+    // The admin endpoint lists and switches faults.
+    let state: serde_json::Value = client
+        .post(format!("{base}/admin/faults"))
+        .json(&serde_json::json!({"model": model, "fault": "debug-td", "on": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["models"][0]["faults"],
+        serde_json::json!(["debug-td"])
+    );
+    let r = client
+        .post(format!("{base}/admin/faults"))
+        .json(&serde_json::json!({"fault": "no-such-fault", "on": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rotation_on_demand_is_followed_by_a_fresh_fetch() {
+    let run = start("rotate", SimOptions::default()).await;
+    let model = model_name(0);
+    let before = run.sim.state.nras.lock().unwrap().kid().to_string();
+    run.sim.state.rotate_jwks().unwrap();
+    let after = run.sim.state.nras.lock().unwrap().kid().to_string();
+    assert_ne!(before, after);
     let v = check(&run, &model).await;
     assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
 }

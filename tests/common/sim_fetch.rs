@@ -45,7 +45,9 @@ pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
 
     // The attestation, with a deadline and the 16 MiB cap teewatch applies.
     let response = client
-        .get(format!("{base}/v1/attestation/report?model={model}&nonce={nonce}&signing_algo=ecdsa"))
+        .get(format!(
+            "{base}/v1/attestation/report?model={model}&nonce={nonce}&signing_algo=ecdsa"
+        ))
         .bearer_auth(key)
         .timeout(std::time::Duration::from_secs(5))
         .send()
@@ -59,9 +61,10 @@ pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
         Ok(r) if !r.status().is_success() => error("http_status", format!("{}", r.status())),
         Ok(r) => match r.bytes().await {
             Err(e) => error("timeout", e.to_string()),
-            Ok(body) if body.len() > 16 * 1024 * 1024 => {
-                error("too_large", format!("{} bytes, over the 16 MiB cap", body.len()))
-            }
+            Ok(body) if body.len() > 16 * 1024 * 1024 => error(
+                "too_large",
+                format!("{} bytes, over the 16 MiB cap", body.len()),
+            ),
             Ok(body) => match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => error("invalid_json", e.to_string()),
@@ -119,13 +122,36 @@ pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
         Value::Null
     };
 
-    // NRAS: the payload verbatim, and the JWKS.
-    let mut nras = Value::Null;
-    if let Some(payload) = attestation.get("nvidia_payload").and_then(Value::as_str) {
+    // NRAS: each node's payload verbatim (one answer per node scope when there are several), and
+    // the JWKS.
+    let mut parts: Vec<(String, String)> = Vec::new();
+    match attestation
+        .get("all_attestations")
+        .and_then(Value::as_array)
+    {
+        Some(nodes) if nodes.len() > 1 => {
+            for node in nodes {
+                let address = node["signing_address"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if let Some(payload) = node["nvidia_payload"].as_str() {
+                    parts.push((format!("node:{address}"), payload.to_string()));
+                }
+            }
+        }
+        _ => {
+            if let Some(payload) = attestation.get("nvidia_payload").and_then(Value::as_str) {
+                parts.push((String::new(), payload.to_string()));
+            }
+        }
+    }
+    let mut answers = Vec::new();
+    for (scope, payload) in &parts {
         let answer = client
             .post(format!("{base}/v3/attest/gpu"))
             .header("content-type", "application/json")
-            .body(payload.to_string())
+            .body(payload.clone())
             .timeout(std::time::Duration::from_secs(5))
             .send()
             .await;
@@ -135,11 +161,20 @@ pub async fn fetch_bundle(base: &str, key: &str, model: &str) -> Fetched {
             .await
             .unwrap();
         match answer {
-            Ok(r) if r.status().is_success() => nras = json!({"response": r.json::<Value>().await.unwrap(), "jwks": jwks}),
+            Ok(r) if r.status().is_success() => answers.push(json!({"scope": scope, "response": r.json::<Value>().await.unwrap(), "jwks": jwks})),
             Ok(r) => fetch_errors.push(json!({"endpoint": "nras", "kind": "http_status", "message": format!("{}", r.status())})),
             Err(e) => fetch_errors.push(json!({"endpoint": "nras", "kind": "timeout", "message": e.to_string()})),
         }
     }
+    let nras = match answers.len() {
+        0 => Value::Null,
+        _ if parts.len() == 1 && parts[0].0.is_empty() => {
+            let mut single = answers.remove(0);
+            single.as_object_mut().unwrap().remove("scope");
+            single
+        }
+        _ => Value::Array(answers),
+    };
 
     // Canary chats: the exact request bytes sent, the exact response bytes received.
     let mut canary = Vec::new();
