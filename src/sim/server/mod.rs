@@ -1,0 +1,234 @@
+//! The simulator's HTTP server: provider (NanoGPT and vllm-proxy paths), PCCS, NRAS and an admin
+//! endpoint for faults, all on one loopback listener. `provider_routes` answers the provider
+//! paths, `services` the PCCS, NRAS and admin paths.
+
+mod provider_routes;
+mod services;
+
+use provider_routes::{attestation, chat, signature};
+use services::*;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::Utc;
+use rand::RngCore;
+
+use super::faults::Fault;
+use super::intel::{self, IntelTestPki, TcbStatusChoice};
+use super::nvidia::{NrasSim, NvidiaTestPki};
+use super::provider::{SignedChat, SimModel};
+use crate::verify::hexutil;
+
+/// How the simulator is shaped.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub models: usize,
+    pub nodes: usize,
+    pub gpus: usize,
+    pub api_key: String,
+    /// How long after a chat its signature becomes available.
+    pub signature_delay: Duration,
+    /// Faults on at start: (model name or `None` for every model, fault).
+    pub faults: Vec<(Option<String>, Fault)>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        let mut key = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut key);
+        SimOptions {
+            models: 1,
+            nodes: 1,
+            gpus: 1,
+            api_key: format!("sim-{}", hexutil::lower(&key)),
+            signature_delay: Duration::from_millis(0),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimStartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the simulator only listens on loopback addresses, not {0}")]
+    NotLoopback(SocketAddr),
+    #[error("generating the test intel pki: {0}")]
+    Intel(String),
+    #[error("generating the test nvidia pki: {0}")]
+    Nvidia(String),
+}
+
+/// Everything the handlers share.
+pub struct SimState {
+    pub base_url: String,
+    pub api_key: String,
+    pub intel: IntelTestPki,
+    pub nvidia: NvidiaTestPki,
+    pub nras: Mutex<NrasSim>,
+    pub models: Vec<SimModel>,
+    pub service_faults: Mutex<BTreeSet<Fault>>,
+    chats: Mutex<HashMap<String, SignedChat>>,
+    signature_delay: Duration,
+}
+
+impl SimState {
+    fn service_fault(&self, fault: Fault) -> bool {
+        self.service_faults
+            .lock()
+            .map(|f| f.contains(&fault))
+            .unwrap_or(false)
+    }
+
+    fn model(&self, name: &str) -> Option<&SimModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Turns a fault on or off for one model, or every model when `model` is `None`.
+    pub fn set_fault(&self, model: Option<&str>, fault: Fault, on: bool) -> Result<(), String> {
+        let apply = |set: &Mutex<BTreeSet<Fault>>| {
+            if let Ok(mut set) = set.lock() {
+                if on {
+                    set.insert(fault);
+                } else {
+                    set.remove(&fault);
+                }
+            }
+        };
+        if fault.is_service_wide() {
+            apply(&self.service_faults);
+            return Ok(());
+        }
+        match model {
+            None => self.models.iter().for_each(|m| apply(&m.faults)),
+            Some(name) => apply(
+                &self
+                    .model(name)
+                    .ok_or(format!("no model \"{name}\""))?
+                    .faults,
+            ),
+        }
+        Ok(())
+    }
+
+    /// Rotates the NRAS signing key (the JWKS follows).
+    pub fn rotate_jwks(&self) -> Result<(), String> {
+        let mut nras = self.nras.lock().map_err(|e| e.to_string())?;
+        nras.rotate(Utc::now()).map_err(|e| e.to_string())
+    }
+
+    fn tcb_choice(&self) -> TcbStatusChoice {
+        if self.service_fault(Fault::TcbRevoked) {
+            TcbStatusChoice::Revoked
+        } else if self.service_fault(Fault::TcbOutdated) {
+            TcbStatusChoice::OutOfDate
+        } else {
+            TcbStatusChoice::UpToDate
+        }
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    pub base_url: String,
+    pub state: Arc<SimState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Model names the simulator serves: `TEE/sim-model-<i>`.
+pub fn model_name(index: usize) -> String {
+    format!("TEE/sim-model-{index}")
+}
+
+impl Simulator {
+    /// Starts the simulator on `listen` (loopback only; port 0 picks a free port).
+    pub async fn start(
+        listen: SocketAddr,
+        options: SimOptions,
+    ) -> Result<Simulator, SimStartError> {
+        if !listen.ip().is_loopback() {
+            return Err(SimStartError::NotLoopback(listen));
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| SimStartError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimStartError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let base_url = format!("http://{addr}");
+        let now = Utc::now();
+        let intel = IntelTestPki::generate(&base_url, now)
+            .map_err(|e| SimStartError::Intel(e.to_string()))?;
+        let nvidia = NvidiaTestPki::generate(options.gpus.max(1), now)
+            .map_err(|e| SimStartError::Nvidia(e.to_string()))?;
+        let nras =
+            NrasSim::generate(&base_url, now).map_err(|e| SimStartError::Nvidia(e.to_string()))?;
+        let models = (0..options.models.max(1))
+            .map(|i| SimModel::new(&model_name(i), options.nodes, options.gpus))
+            .collect();
+        let state = Arc::new(SimState {
+            base_url: base_url.clone(),
+            api_key: options.api_key.clone(),
+            intel,
+            nvidia,
+            nras: Mutex::new(nras),
+            models,
+            service_faults: Mutex::new(BTreeSet::new()),
+            chats: Mutex::new(HashMap::new()),
+            signature_delay: options.signature_delay,
+        });
+        for (model, fault) in &options.faults {
+            // An unknown model name was already refused by the caller; ignore it here.
+            let _ = state.set_fault(model.as_deref(), *fault, true);
+        }
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Simulator {
+            base_url,
+            state,
+            task,
+        })
+    }
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/api/v1/tee/attestation", get(attestation))
+        .route("/v1/attestation/report", get(attestation))
+        .route("/api/v1/tee/signature/{id}", get(signature))
+        .route("/v1/signature/{id}", get(signature))
+        .route("/api/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(chat))
+        .route(intel::ROOT_CA_CRL_PATH, get(pccs_root_crl))
+        .route("/sgx/certification/v4/pckcrl", get(pccs_pck_crl))
+        .route(intel::TCB_INFO_PATH, get(pccs_tcb_info))
+        .route(intel::QE_IDENTITY_PATH, get(pccs_qe_identity))
+        .route("/v3/attest/gpu", post(nras_attest))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/admin/faults", get(admin_state).post(admin_fault))
+        .route("/admin/rotate-jwks", post(admin_rotate))
+        .with_state(state)
+}
