@@ -120,6 +120,7 @@ async fn both(run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
     });
     std::fs::write(dir.join("roots.json"), roots.to_string()).unwrap();
     let python = run_python(&dir);
+    eprintln!("{tag}: python errors {}", python["errors"]);
     let bundle = Bundle::from_value(fetched.bundle).unwrap();
     let target = run.config.target(model).unwrap();
     let verdict = verify::verify(&bundle, &target.policy, &run.config.trust_anchors());

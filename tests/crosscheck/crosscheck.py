@@ -667,7 +667,9 @@ def run(directory: str) -> dict:
     try:
         nras = bundle.get("nras")
         if not isinstance(nras, dict):
-            raise ValueError("bundle has no nras answer")
+            # null: NRAS did not answer; a list: one answer per node (multi-node bundles are not
+            # cross-checked here).
+            raise ValueError(f"bundle nras is {type(nras).__name__}, not one {{response, jwks}} answer")
         check_nras(nras, nonce, roots, when, out)
     except Exception as e:  # noqa: BLE001
         err("nras", repr(e))
