@@ -11,14 +11,15 @@
 
 mod common;
 
+use common::sim_run::{Running, failing};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use teewatch::config::Config;
 use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, Simulator, model_name};
+use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, State, Verdict};
 
 const GPUS: usize = 2;
@@ -49,35 +50,15 @@ fn python_ready(test: &str) -> bool {
     }
 }
 
-struct Running {
-    sim: Simulator,
-    config: Config,
-    dir: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn start(name: &str) -> Running {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
+    common::sim_run::start(
+        &format!("crosscheck-{name}"),
         SimOptions {
             gpus: GPUS,
             ..SimOptions::default()
         },
     )
     .await
-    .unwrap();
-    let dir =
-        std::env::temp_dir().join(format!("teewatch-crosscheck-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sim.toml");
-    teewatch::sim::write_config::write_config(&sim.state, &path).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    Running { sim, config, dir }
 }
 
 /// Runs the script on `dir`; its JSON answer.
@@ -285,14 +266,6 @@ fn disagreements(v: &Verdict, py: &Value) -> Vec<String> {
         p.push("nras overall result: python reads true, teewatch fails a GPU".into());
     }
     p
-}
-
-fn failing(v: &Verdict) -> Vec<String> {
-    v.checks
-        .iter()
-        .filter(|c| c.state != State::Pass)
-        .map(|c| format!("{} [{}] {:?}: {}", c.name, c.scope, c.state, c.reason))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,36 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::sim_run::{Running, failing, start};
 
-use teewatch::config::Config;
 use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, Simulator, model_name};
+use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, State, TrustAnchors, Verdict};
-
-struct Running {
-    sim: Simulator,
-    config: Config,
-    dir: PathBuf,
-}
-
-async fn start(name: &str, options: SimOptions) -> Running {
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("teewatch-sim-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sim.toml");
-    teewatch::sim::write_config::write_config(&sim.state, &path).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    Running { sim, config, dir }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn check(run: &Running, model: &str) -> Verdict {
     let fetched =
@@ -41,14 +16,6 @@ async fn check(run: &Running, model: &str) -> Verdict {
     let bundle = Bundle::from_value(fetched.bundle).unwrap();
     let target = run.config.target(model).unwrap();
     verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
-}
-
-fn failing(v: &Verdict) -> Vec<String> {
-    v.checks
-        .iter()
-        .filter(|c| c.state != State::Pass)
-        .map(|c| format!("{} [{}] {:?}: {}", c.name, c.scope, c.state, c.reason))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 
 pub mod nras_mint;
 pub mod sim_fetch;
+pub mod sim_run;
 
 use std::path::PathBuf;
 
