@@ -2,4 +2,5 @@
 //! pure pieces that turn raw service answers into bundle parts; the HTTP clients come with
 //! `teewatch check`.
 
+pub mod collateral_cache;
 pub mod pccs;
