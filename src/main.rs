@@ -38,6 +38,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One live check of one or all configured targets, printing the verdicts.
+    Check {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Check only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Print a JSON array of teewatch-verdict/1 verdicts.
+        #[arg(long)]
+        json: bool,
+        /// Write each target's bundle to DIR/<target>.json.
+        #[arg(long, value_name = "DIR")]
+        save_bundle: Option<PathBuf>,
+    },
     /// Run the TEE provider, PCCS and NRAS simulator (test trust roots, loopback only).
     Sim {
         /// Address to listen on (loopback only).
@@ -95,6 +110,12 @@ fn main() -> ExitCode {
             target,
             json,
         } => run_verify(&bundle, config.as_deref(), target.as_deref(), json),
+        Command::Check {
+            config,
+            target,
+            json,
+            save_bundle,
+        } => run_check(&config, target.as_deref(), json, save_bundle.as_deref()),
         Command::Sim {
             listen,
             models,
@@ -294,4 +315,75 @@ fn run_sim(
             .context("waiting for ctrl-c")?;
         Ok(exit::PASS)
     })
+}
+
+/// `teewatch check`: fetch, verify and print each target once.
+fn run_check(
+    config_path: &std::path::Path,
+    only: Option<&str>,
+    json: bool,
+    save_bundle: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    use teewatch::fetch::check::{Fetcher, bundle_file_name};
+    use teewatch::fetch::http::{Http, HttpOptions};
+
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let targets: Vec<&teewatch::config::TargetConfig> = match only {
+        Some(name) => match config.target(name) {
+            Some(t) => vec![t],
+            None => {
+                eprintln!(
+                    "teewatch: {}: no [[target]] named \"{name}\"",
+                    config_path.display()
+                );
+                return Ok(exit::CONFIG);
+            }
+        },
+        None => config.targets.iter().collect(),
+    };
+    let anchors = config.trust_anchors();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let http =
+        Http::new(HttpOptions::default()).map_err(|e| anyhow::anyhow!("http client: {e}"))?;
+    let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
+    let fetcher = Fetcher::new(http, cache_dir.as_deref());
+    let mut verdicts = Vec::new();
+    let mut worst = verify::State::Pass;
+    for target in targets {
+        let bundle_json = match runtime.block_on(fetcher.check(&config, target)) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("teewatch: {e}");
+                return Ok(exit::CONFIG);
+            }
+        };
+        if let Some(dir) = save_bundle {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(bundle_file_name(&target.name));
+            let text =
+                serde_json::to_string_pretty(&bundle_json).context("serialising the bundle")?;
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let bundle = Bundle::from_value(bundle_json).context("the fetched bundle is malformed")?;
+        let verdict = verify::verify(&bundle, &target.policy, &anchors);
+        worst = worst.max(verdict.state);
+        if !json {
+            print!("{}", render::checklist(&verdict));
+            println!();
+        }
+        verdicts.push(verdict);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdicts).context("serialising the verdicts")?
+        );
+    }
+    Ok(exit::for_state(worst))
 }

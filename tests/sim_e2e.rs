@@ -4,19 +4,11 @@
 
 mod common;
 
-use common::sim_run::{Running, failing, start};
+use common::sim_run::{check, cold_check, failing, start};
 
 use teewatch::sim::faults::Fault;
 use teewatch::sim::server::{SimOptions, model_name};
-use teewatch::verify::{self, Bundle, State, TrustAnchors, Verdict};
-
-async fn check(run: &Running, model: &str) -> Verdict {
-    let fetched =
-        common::sim_fetch::fetch_bundle(&run.sim.base_url, &run.sim.state.api_key, model).await;
-    let bundle = Bundle::from_value(fetched.bundle).unwrap();
-    let target = run.config.target(model).unwrap();
-    verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
-}
+use teewatch::verify::{self, Bundle, State, TrustAnchors};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
@@ -101,7 +93,8 @@ async fn every_fault_trips_its_check() {
     let mut problems = Vec::new();
     for (fault, name, expected) in FAULT_TABLE {
         run.sim.state.set_fault(Some(&model), fault, true).unwrap();
-        let v = check(&run, &model).await;
+        // Cold caches: the first check after the fault, with nothing cached to fall back on.
+        let v = cold_check(&run, &model, fault.name()).await;
         run.sim.state.set_fault(Some(&model), fault, false).unwrap();
         let states: Vec<State> = v.checks_named(name).map(|c| c.state).collect();
         // The fault shows as the expected state somewhere in its check (per node, GPU or chat),
@@ -274,6 +267,34 @@ async fn provider_api_details_match_vllm_proxy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_collateral_and_jwks_keep_serving_while_services_are_down_or_rotate() {
+    let run = start("caches", SimOptions::default()).await;
+    let model = model_name(0);
+    assert_eq!(check(&run, &model).await.state, State::Pass);
+    // The PCCS goes down: the warm fetcher verifies from its cached collateral.
+    run.sim
+        .state
+        .set_fault(None, Fault::PccsDown, true)
+        .unwrap();
+    let v = check(&run, &model).await;
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
+    // A cold fetcher has nothing to fall back on: unknown, never fail.
+    let v = cold_check(&run, &model, "cold").await;
+    assert!(
+        v.checks_named("tdx_quote_signature")
+            .all(|c| c.state == State::Unknown)
+    );
+    run.sim
+        .state
+        .set_fault(None, Fault::PccsDown, false)
+        .unwrap();
+    // NRAS rotates its key: the unknown kid makes the warm fetcher refetch the JWKS at once.
+    run.sim.state.rotate_jwks().unwrap();
+    let v = check(&run, &model).await;
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,8 @@ fn loopback_means_a_loopback_address() {
         "https://127.0.0.1",
         "http://[::2]",
         "http://localhost.evil",
+        "http://127.0.0.1:1@example.com/",
+        "http://localhost:x@example.com/",
     ] {
         assert!(!is_loopback_http(url), "{url}");
     }
@@ -74,6 +76,25 @@ fn the_shipped_example_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
     let config = Config::load(Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
     assert!(!config.targets.is_empty());
+    assert_eq!(config.monitored().count(), config.targets.len());
+    for (_, monitor) in config.monitored() {
+        assert_eq!(monitor.profile, Profile::Nanogpt);
+        assert_eq!(monitor.api_key, ApiKeySource::Env("NANOGPT_API_KEY".into()));
+    }
+    // The commented vllm-proxy example is valid once uncommented.
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let Some((head, example)) = text.split_once("\n# [[target]]\n") else {
+        panic!("config.toml has no commented vllm-proxy example");
+    };
+    let example = format!(
+        "{head}\n[[target]]{}",
+        format!("\n{example}").replace("\n# ", "\n")
+    );
+    let config = Config::parse(&example, "config.toml").unwrap_or_else(|e| panic!("{e}"));
+    let Some(vllm) = config.target("my-vllm").and_then(|t| t.monitor.as_ref()) else {
+        panic!("the vllm-proxy example is not monitored");
+    };
+    assert_eq!(vllm.profile, Profile::VllmProxy);
 }
 
 #[test]
@@ -178,4 +199,172 @@ dangerous_nvidia_device_root = "missing.pem"
         message.contains("dangerous.dangerous_nvidia_device_root[0]: cannot read"),
         "{message}"
     );
+}
+
+#[test]
+fn a_file_with_many_mistakes_reports_them_all_at_once() {
+    let text = r#"
+[daemon]
+listen = "localhost"
+retention_days = -1
+
+[intel]
+pccs_url = "http://pccs.phala.network"
+
+[[target]]
+name = "bad-interval"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+interval = "5 minutes"
+
+[[target]]
+name = "interval-and-cron"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+interval = "5m"
+cron = "*/5 * * * *"
+
+[[target]]
+name = "bad-cron"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+cron = "*/5 25 * *"
+
+[[target]]
+name = "no-model"
+profile = "nanogpt"
+api_key_env = "NANOGPT_API_KEY"
+
+[[target]]
+name = "two-key-sources"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+api_key_file = "nanogpt.key"
+
+[[target]]
+name = "inline-key"
+profile = "nanogpt"
+model = "m"
+api_key = "sk-live-0123456789abcdef"
+
+[[target]]
+name = "remote-http"
+profile = "vllm-proxy"
+base_url = "http://tee.example.com"
+model = "m"
+api_key_credential = "vllm"
+
+[[target]]
+name = "signature-without-id"
+profile = "vllm-proxy"
+base_url = "https://tee.example.com"
+model = "m"
+api_key_env = "VLLM_KEY"
+[target.paths]
+signature = "/v1/signature"
+
+[[target]]
+name = "no-canary"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+[target.canary]
+stream = false
+non_stream = false
+max_tokens = 5000
+
+[[target]]
+name = "no-time"
+profile = "nanogpt"
+model = "m"
+api_key_env = "NANOGPT_API_KEY"
+timeout_seconds = 0
+
+[[target]]
+name = "unknown-profile"
+profile = "openai"
+model = "m"
+api_key_env = "sk-live-0123456789abcdef"
+"#;
+    let Err(error) = Config::parse(text, "many.toml") else {
+        panic!("expected errors");
+    };
+    let message = error.to_string();
+    let expected = [
+        "daemon.listen: expected an ip address and port such as \"127.0.0.1:9477\" or \"[::1]:9477\", found \"localhost\"",
+        "daemon.retention_days: expected an integer from 1 to 36500, found -1",
+        "intel.pccs_url: expected an https:// base url (http only for loopback), found \"http://pccs.phala.network\"",
+        "target[0].interval: expected a duration such as \"30s\", \"5m\", \"1h\" or \"1h30m\" (units d, h, m, s, largest first), found \"5 minutes\"",
+        "target[1]: expected interval or cron, found both",
+        "target[2].cron: expected a cron expression of 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found 4 fields in \"*/5 25 * *\"",
+        "target[3].model: missing; expected the model name the provider serves",
+        "target[4]: expected exactly one of api_key_env, api_key_file, api_key_credential, found api_key_env and api_key_file",
+        "target[5].api_key: an api key must not be written into the configuration; name where to read it instead: api_key_env",
+        "target[6].base_url: expected an https:// base url (http only for loopback), found \"http://tee.example.com\"",
+        "target[7].paths.signature: expected a path starting with / and containing {id}",
+        "target[8].canary.max_tokens: expected an integer from 1 to 4096, found 5000",
+        "target[8].canary: expected stream or non_stream (or both) to be true, found both false",
+        "target[9].timeout_seconds: expected an integer from 1 to 600, found 0",
+        "target[10].profile: expected one of nanogpt, vllm-proxy, found \"openai\"",
+        "target[10].api_key_env: expected an environment variable name",
+    ];
+    for needle in expected {
+        assert!(
+            message.contains(needle),
+            "missing {needle:?} in:\n{message}"
+        );
+    }
+    assert_eq!(error.issues.len(), expected.len(), "{message}");
+    assert!(message.starts_with("many.toml: 16 problems\n"), "{message}");
+    assert!(
+        !message.contains("0123456789abcdef"),
+        "a key leaked into the error:\n{message}"
+    );
+    // A bad cron field is named with its range.
+    let Err(error) = Config::parse(&text.replace("*/5 25 * *", "*/5 25 * * *"), "t.toml") else {
+        panic!("expected errors");
+    };
+    assert!(
+        error.to_string().contains("target[2].cron: expected the hour field to be *, a value, a range a-b, a list a,b or a step */n, with values from 0 to 23, found \"25\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn docs_config_md_documents_every_key_and_its_example_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.md");
+    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let keys = global::DAEMON_KEYS
+        .iter()
+        .chain(&global::INTEL_KEYS)
+        .chain(&global::NVIDIA_KEYS)
+        .chain(&target::TARGET_KEYS)
+        .chain(&provider::PATHS_KEYS)
+        .chain(&provider::CANARY_KEYS)
+        .chain(&dangerous::DANGEROUS_KEYS);
+    for key in keys {
+        assert!(
+            doc.contains(&format!("`{key}`")) || doc.contains(&format!("`[target.{key}]`")),
+            "docs/config.md does not document {key}"
+        );
+    }
+    for section in TOP_KEYS {
+        assert!(
+            doc.contains(&format!("[{section}]")),
+            "docs/config.md has no [{section}]"
+        );
+    }
+    let Some((_, after)) = doc.split_once("## A complete example\n\n```toml\n") else {
+        panic!("docs/config.md has no complete example");
+    };
+    let Some((example, _)) = after.split_once("```") else {
+        panic!("the complete example is not closed");
+    };
+    let config = Config::parse(example, "docs/config.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.targets.len(), 3);
+    assert_eq!(config.monitored().count(), 2);
 }

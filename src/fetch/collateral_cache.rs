@@ -36,7 +36,9 @@ pub fn next_update(collateral: &Value) -> Option<DateTime<Utc>> {
         .filter_map(|key| {
             let inner: Value = serde_json::from_str(collateral.get(*key)?.as_str()?).ok()?;
             let text = inner.get("nextUpdate")?.as_str()?;
-            DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
         })
         .min()
 }
@@ -80,7 +82,8 @@ impl CollateralCache {
 
     /// Whether the cached copy should be refetched at `now`.
     pub fn needs_refresh(&self, fmspc: &str, now: DateTime<Utc>) -> bool {
-        self.get(fmspc).is_none_or(|c| now + Duration::hours(REFRESH_MARGIN_HOURS) >= c.next_update)
+        self.get(fmspc)
+            .is_none_or(|c| now + Duration::hours(REFRESH_MARGIN_HOURS) >= c.next_update)
     }
 
     /// Stores freshly fetched collateral in memory and, when persistent, on disk (written to a
@@ -119,7 +122,10 @@ mod tests {
     use super::*;
 
     fn collateral() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/tdx/dcap-qvl/tdx_quote_collateral.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/tdx/dcap-qvl/tdx_quote_collateral.json"
+        );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
@@ -138,8 +144,12 @@ mod tests {
         let reopened = CollateralCache::new(Some(&dir));
         let cached = reopened.get("b0c06f000000").unwrap();
         assert_eq!(cached.collateral, collateral());
-        let inside = DateTime::parse_from_rfc3339("2025-07-01T00:00:00Z").unwrap().with_timezone(&Utc);
-        let near_end = DateTime::parse_from_rfc3339("2025-07-18T12:00:00Z").unwrap().with_timezone(&Utc);
+        let inside = DateTime::parse_from_rfc3339("2025-07-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let near_end = DateTime::parse_from_rfc3339("2025-07-18T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert!(!reopened.needs_refresh("b0c06f000000", inside));
         assert!(reopened.needs_refresh("b0c06f000000", near_end));
         // A name that is not an FMSPC never becomes a path.

@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 
 use teewatch::config::Config;
+use teewatch::fetch::check::Fetcher;
+use teewatch::fetch::http::{Http, HttpOptions};
 use teewatch::sim::server::{SimOptions, Simulator};
 use teewatch::verify::{State, Verdict};
 
@@ -18,6 +20,8 @@ pub struct Running {
     pub sim: Simulator,
     pub config: Config,
     pub dir: PathBuf,
+    /// teewatch's own fetcher, with short timeouts so slow faults end quickly.
+    pub fetcher: Fetcher,
 }
 
 impl Drop for Running {
@@ -36,7 +40,44 @@ pub async fn start(name: &str, options: SimOptions) -> Running {
     let path = dir.join("sim.toml");
     teewatch::sim::write_config::write_config(&sim.state, &path).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    Running { sim, config, dir }
+    let fetcher = Fetcher::new(short_http(), Some(&dir.join("collateral")));
+    Running {
+        sim,
+        config,
+        dir,
+        fetcher,
+    }
+}
+
+fn short_http() -> Http {
+    Http::new(HttpOptions {
+        total_timeout: std::time::Duration::from_secs(5),
+        ..HttpOptions::default()
+    })
+    .unwrap()
+}
+
+/// One live check of `model` through the run's fetcher (warm caches), verified under the
+/// written config.
+pub async fn check(run: &Running, model: &str) -> Verdict {
+    check_with(run, &run.fetcher, model).await
+}
+
+/// One live check with a fresh fetcher: no cached collateral or JWKS, as a first check after a
+/// restart with an empty cache would see.
+pub async fn cold_check(run: &Running, model: &str, tag: &str) -> Verdict {
+    let fetcher = Fetcher::new(
+        short_http(),
+        Some(&run.dir.join(format!("collateral-{tag}"))),
+    );
+    check_with(run, &fetcher, model).await
+}
+
+async fn check_with(run: &Running, fetcher: &Fetcher, model: &str) -> Verdict {
+    let target = run.config.target(model).unwrap();
+    let bundle = fetcher.check(&run.config, target).await.unwrap();
+    let bundle = teewatch::verify::Bundle::from_value(bundle).unwrap();
+    teewatch::verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
 }
 
 /// Every check that did not pass, one line each, for assertion messages.

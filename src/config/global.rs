@@ -1,0 +1,172 @@
+//! The sections that apply to every target: `[daemon]` (where the daemon listens and keeps its
+//! history), `[intel]` (the PCCS, the root CA CRL and the accepted TCB statuses) and `[nvidia]`
+//! (NRAS, its JWKS and the NRAS trust anchors).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::describe;
+use super::validator::{UrlKind, Validator};
+use crate::verify::policy::{DEFAULT_NRAS_URL, Policy};
+
+/// `[daemon] listen` when not given: loopback, so that nothing is exposed by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+/// `[daemon] db` when not given, relative to the configuration file's folder.
+pub const DEFAULT_DB: &str = "teewatch.db";
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Intel's Provisioning Certification Service.
+pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
+/// Phala's PCCS, which serves the same collateral (documented as the alternative).
+pub const PHALA_PCCS_URL: &str = "https://pccs.phala.network";
+/// The Intel SGX root CA's CRL.
+pub const DEFAULT_ROOT_CRL_URL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// Appended to the NRAS base URL when `jwks_url` is not given.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+pub(super) const DAEMON_KEYS: [&str; 4] = ["listen", "db", "retention_days", "concurrency"];
+pub(super) const INTEL_KEYS: [&str; 3] = ["pccs_url", "root_crl_url", "allowed_tcb_statuses"];
+pub(super) const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors"];
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Where the HTTP API and metrics listen.
+    pub listen: SocketAddr,
+    /// The SQLite database, resolved against the configuration file's folder.
+    pub db: PathBuf,
+    /// Days of history kept (1 to 36500).
+    pub retention_days: u32,
+    /// Targets checked at the same time (1 to 256).
+    pub concurrency: usize,
+}
+
+/// `[intel]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntelConfig {
+    /// PCCS base URL (no trailing `/`) for TCB info, QE identity and PCK CRLs.
+    pub pccs_url: String,
+    /// The Intel SGX root CA CRL.
+    pub root_crl_url: String,
+    /// TCB statuses accepted unless a target lists its own.
+    pub allowed_tcb_statuses: Vec<String>,
+}
+
+/// `[nvidia]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvidiaConfig {
+    /// NRAS base URL (no trailing `/`); NRAS tokens must name it as `iss`.
+    pub nras_url: String,
+    /// Where NRAS's signing keys are read; `{nras_url}/.well-known/jwks.json` by default.
+    pub jwks_url: String,
+    /// DER of the NRAS intermediates from `nras_anchors`, when given (otherwise the compiled-in
+    /// ones apply).
+    pub nras_anchors_der: Option<Vec<Vec<u8>>>,
+}
+
+/// Reads `[daemon]`; relative paths are resolved against `base`.
+pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConfig {
+    let empty = Table::new();
+    let t = v.table(root, "daemon", "daemon").unwrap_or(&empty);
+    v.known_keys("daemon", t, &DAEMON_KEYS);
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 9477));
+    let listen = match t.get("listen") {
+        None => default_listen,
+        Some(Value::String(s)) => match s.trim().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                v.issue(
+                    "daemon.listen",
+                    format!("expected an ip address and port such as \"{DEFAULT_LISTEN}\" or \"[::1]:9477\", found \"{s}\""),
+                );
+                default_listen
+            }
+        },
+        Some(other) => {
+            v.issue(
+                "daemon.listen",
+                format!(
+                    "expected an ip address and port such as \"{DEFAULT_LISTEN}\", found {}",
+                    describe(other)
+                ),
+            );
+            default_listen
+        }
+    };
+    let db = match v.string(t, "db", "daemon.db", "a database file path") {
+        Ok(Some(path)) => base.join(path),
+        _ => base.join(DEFAULT_DB),
+    };
+    let retention_days = v
+        .integer(t, "retention_days", "daemon.retention_days", 1..=36_500)
+        .ok()
+        .flatten()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
+    let concurrency = v
+        .integer(t, "concurrency", "daemon.concurrency", 1..=256)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    DaemonConfig {
+        listen,
+        db,
+        retention_days,
+        concurrency,
+    }
+}
+
+/// Reads `[intel]`.
+pub(super) fn intel(v: &mut Validator, root: &Table) -> IntelConfig {
+    let empty = Table::new();
+    let t = v.table(root, "intel", "intel").unwrap_or(&empty);
+    v.known_keys("intel", t, &INTEL_KEYS);
+    let pccs_url = v
+        .url(t, "pccs_url", "intel.pccs_url", UrlKind::Base)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| DEFAULT_PCCS_URL.to_string());
+    let root_crl_url = v
+        .url(t, "root_crl_url", "intel.root_crl_url", UrlKind::Document)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| DEFAULT_ROOT_CRL_URL.to_string());
+    let allowed_tcb_statuses = v
+        .string_list(t, "allowed_tcb_statuses", "intel.allowed_tcb_statuses")
+        .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
+    v.tcb_statuses(&allowed_tcb_statuses, "intel.allowed_tcb_statuses");
+    IntelConfig {
+        pccs_url,
+        root_crl_url,
+        allowed_tcb_statuses,
+    }
+}
+
+/// Reads `[nvidia]`; anchor files are resolved against `base`.
+pub(super) fn nvidia(v: &mut Validator, root: &Table, base: &Path) -> NvidiaConfig {
+    let empty = Table::new();
+    let t = v.table(root, "nvidia", "nvidia").unwrap_or(&empty);
+    v.known_keys("nvidia", t, &NVIDIA_KEYS);
+    let nras_url = v
+        .url(t, "nras_url", "nvidia.nras_url", UrlKind::Base)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| DEFAULT_NRAS_URL.to_string());
+    let jwks_url = v
+        .url(t, "jwks_url", "nvidia.jwks_url", UrlKind::Document)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| format!("{nras_url}{JWKS_PATH}"));
+    let nras_anchors_der = v
+        .string_list(t, "nras_anchors", "nvidia.nras_anchors")
+        .map(|paths| v.read_certificates(&paths, base, "nvidia.nras_anchors"));
+    NvidiaConfig {
+        nras_url,
+        jwks_url,
+        nras_anchors_der,
+    }
+}

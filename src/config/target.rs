@@ -1,0 +1,378 @@
+//! `[[target]]`: one endpoint to monitor, and the policy its evidence is judged by.
+//!
+//! A target with any monitoring key (`profile`, `model`, `interval`, `cron`, `timeout_seconds`,
+//! `[target.paths]`, `[target.canary]`) is monitored, and then needs a profile, a model and
+//! exactly one API key source. A target with none of them carries only a policy (name, TCB
+//! statuses, pins) for `teewatch verify --config`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::api_key::{ApiKeySource, is_credential_name, is_env_name};
+use super::schedule::{Schedule, check_cron, parse_interval};
+use super::validator::{Read, Reported, UrlKind, Validator};
+use super::{describe, provider};
+use crate::verify::policy::{Policy, PolicyError, PolicySnapshot};
+
+pub use super::provider::{CanaryConfig, Profile, ProviderPaths};
+
+pub(super) const TARGET_KEYS: [&str; 14] = [
+    "name",
+    "profile",
+    "base_url",
+    "model",
+    "api_key_env",
+    "api_key_file",
+    "api_key_credential",
+    "interval",
+    "cron",
+    "timeout_seconds",
+    "allowed_tcb_statuses",
+    "canary",
+    "pins",
+    "paths",
+];
+/// Keys that make a target monitored.
+const MONITOR_KEYS: [&str; 7] = [
+    "profile",
+    "model",
+    "interval",
+    "cron",
+    "timeout_seconds",
+    "paths",
+    "canary",
+];
+const API_KEY_KEYS: [&str; 3] = ["api_key_env", "api_key_file", "api_key_credential"];
+
+/// `timeout_seconds` when not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `[[target]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    pub name: String,
+    pub policy: Policy,
+    /// How the target is monitored; `None` for a policy-only target (no monitoring keys).
+    pub monitor: Option<MonitorConfig>,
+}
+
+impl TargetConfig {
+    /// The provider's base URL, for a monitored target.
+    pub fn base_url(&self) -> Option<&str> {
+        self.monitor.as_ref().map(|m| m.base_url.as_str())
+    }
+}
+
+/// How a monitored target is reached and probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorConfig {
+    pub profile: Profile,
+    /// Base URL without a trailing `/` (the profile's default when not given).
+    pub base_url: String,
+    /// The model name sent to the provider.
+    pub model: String,
+    pub api_key: ApiKeySource,
+    pub schedule: Schedule,
+    /// The limit for each request to the provider (`timeout_seconds`, 1 to 600).
+    pub timeout: Duration,
+    pub paths: ProviderPaths,
+    pub canary: CanaryConfig,
+}
+
+impl MonitorConfig {
+    /// `base_url` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+/// Reads one `[[target]]` table at `path` (such as `target[0]`).
+pub(super) fn read(
+    v: &mut Validator,
+    t: &Table,
+    path: &str,
+    global_tcb: &[String],
+    base: &Path,
+) -> Option<TargetConfig> {
+    v.known_keys(path, t, &TARGET_KEYS);
+    let name = match t.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(other) => {
+            v.issue(
+                &format!("{path}.name"),
+                format!("expected a non-empty string, found {}", describe(other)),
+            );
+            None
+        }
+        None => {
+            v.issue(
+                &format!("{path}.name"),
+                "missing; every target needs a name".into(),
+            );
+            None
+        }
+    };
+    let policy = policy(v, t, path, global_tcb);
+    let monitor = monitor(v, t, path, base);
+    Some(TargetConfig {
+        name: name?,
+        policy: policy?,
+        monitor: monitor.ok()?,
+    })
+}
+
+/// The TCB statuses and pins.
+fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Option<Policy> {
+    let own_path = format!("{path}.allowed_tcb_statuses");
+    let allowed = match v.string_list(t, "allowed_tcb_statuses", &own_path) {
+        Some(list) => {
+            v.tcb_statuses(&list, &own_path);
+            list
+        }
+        None => global_tcb.to_vec(),
+    };
+    let mut pins = BTreeMap::new();
+    if let Some(pin_table) = v.table(t, "pins", &format!("{path}.pins")) {
+        for (key, value) in pin_table {
+            let pin_path = format!("{path}.pins.{key}");
+            match value {
+                Value::String(s) => {
+                    pins.insert(key.clone(), vec![s.clone()]);
+                }
+                Value::Array(_) => {
+                    if let Some(list) = v.string_list(pin_table, key, &pin_path) {
+                        pins.insert(key.clone(), list);
+                    }
+                }
+                other => v.issue(
+                    &pin_path,
+                    format!(
+                        "expected a list of accepted values, found {}",
+                        other.type_str()
+                    ),
+                ),
+            }
+        }
+    }
+    let snapshot = PolicySnapshot {
+        allowed_tcb_statuses: Some(allowed),
+        pins,
+    };
+    match Policy::from_snapshot(&snapshot) {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            for e in errors {
+                // Unknown statuses were already reported where they are written.
+                if !matches!(e, PolicyError::UnknownTcbStatus { .. }) {
+                    let text = e.to_string();
+                    let (field, message) = text.split_once(": ").unwrap_or((&text, ""));
+                    v.issue(&format!("{path}.{field}"), message.to_string());
+                }
+            }
+            None
+        }
+    }
+}
+
+/// The monitoring keys: `Ok(None)` for a policy-only target, `Err` once anything was reported.
+fn monitor(v: &mut Validator, t: &Table, path: &str, base: &Path) -> Read<MonitorConfig> {
+    let at = |key: &str| format!("{path}.{key}");
+    let before = v.issues.len();
+    let monitored = MONITOR_KEYS.iter().any(|k| t.contains_key(*k));
+    let profile = match t.get("profile") {
+        None => Ok(None),
+        Some(Value::String(s)) => match Profile::parse(s) {
+            Some(p) => Ok(Some(p)),
+            None => Err(v.report(
+                &at("profile"),
+                format!(
+                    "expected one of {}, found \"{s}\"",
+                    Profile::NAMES.join(", ")
+                ),
+            )),
+        },
+        Some(other) => Err(v.report(
+            &at("profile"),
+            format!(
+                "expected one of {}, found {}",
+                Profile::NAMES.join(", "),
+                describe(other)
+            ),
+        )),
+    };
+    let base_url = v.url(t, "base_url", &at("base_url"), UrlKind::Base);
+    let model = v.string(t, "model", &at("model"), "a model name");
+    let api_key = api_key(v, t, path, base);
+    let schedule = schedule(v, t, path);
+    let timeout = v.integer(t, "timeout_seconds", &at("timeout_seconds"), 1..=600);
+    let paths = provider::path_overrides(v, t, path);
+    let canary = provider::canary(v, t, path);
+    if !monitored {
+        return if v.issues.len() > before {
+            Err(Reported)
+        } else {
+            Ok(None)
+        };
+    }
+    if let Ok(None) = profile {
+        v.issue(
+            &at("profile"),
+            format!(
+                "missing; a monitored target needs a provider profile: one of {}",
+                Profile::NAMES.join(", ")
+            ),
+        );
+    }
+    if let Ok(None) = model {
+        v.issue(
+            &at("model"),
+            "missing; expected the model name the provider serves, such as \"TEE/gpt-oss-120b\""
+                .into(),
+        );
+    }
+    // An inline `api_key` was already reported, with advice on the three sources.
+    if matches!(api_key, Ok(None)) && !t.contains_key("api_key") {
+        v.issue(
+            path,
+            format!(
+                "missing an api key source; expected exactly one of {}",
+                API_KEY_KEYS.join(", ")
+            ),
+        );
+    }
+    let base_url = match (&profile, base_url) {
+        (_, Ok(Some(url))) => Some(url),
+        (Ok(Some(p)), Ok(None)) => match p.default_base_url() {
+            Some(url) => Some(url.to_string()),
+            None => {
+                v.issue(
+                    &at("base_url"),
+                    format!(
+                        "missing; the {} profile has no default: expected an https:// base url (http only for loopback)",
+                        p.as_str()
+                    ),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    if v.issues.len() > before {
+        return Err(Reported);
+    }
+    let (Ok(Some(profile)), Some(base_url), Ok(Some(model)), Ok(Some(api_key))) =
+        (profile, base_url, model, api_key)
+    else {
+        return Err(Reported);
+    };
+    let (Ok(schedule), Ok(timeout), Ok(paths), Ok(canary)) = (schedule, timeout, paths, canary)
+    else {
+        return Err(Reported);
+    };
+    Ok(Some(MonitorConfig {
+        profile,
+        base_url,
+        model: model.to_string(),
+        api_key,
+        schedule,
+        timeout: timeout
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+        paths: paths.over(profile.default_paths()),
+        canary,
+    }))
+}
+
+/// Exactly one of `api_key_env`, `api_key_file`, `api_key_credential`; `Ok(None)` for none.
+/// Values are never repeated in messages: a key pasted into the wrong field must not leak.
+fn api_key(v: &mut Validator, t: &Table, path: &str, base: &Path) -> Read<ApiKeySource> {
+    let at = |key: &str| format!("{path}.{key}");
+    let present: Vec<&str> = API_KEY_KEYS
+        .iter()
+        .copied()
+        .filter(|k| t.contains_key(*k))
+        .collect();
+    if present.len() > 1 {
+        return Err(v.report(
+            path,
+            format!(
+                "expected exactly one of {}, found {}",
+                API_KEY_KEYS.join(", "),
+                present.join(" and ")
+            ),
+        ));
+    }
+    let env_name = "an environment variable name (letters, digits and _, not starting with a digit; the value is not shown in case it is a key)";
+    if let Some(name) = v.secret_safe_string(t, "api_key_env", &at("api_key_env"), env_name)? {
+        if !is_env_name(name) {
+            return Err(v.report(
+                &at("api_key_env"),
+                format!("expected {env_name}, found another string"),
+            ));
+        }
+        return Ok(Some(ApiKeySource::Env(name.to_string())));
+    }
+    let file = "a path to a file holding only the key";
+    if let Some(file) = v.secret_safe_string(t, "api_key_file", &at("api_key_file"), file)? {
+        return Ok(Some(ApiKeySource::File(base.join(file))));
+    }
+    let credential = "a systemd credential name (one file name, as in LoadCredential=NAME:PATH; the value is not shown in case it is a key)";
+    if let Some(name) = v.secret_safe_string(
+        t,
+        "api_key_credential",
+        &at("api_key_credential"),
+        credential,
+    )? {
+        if !is_credential_name(name) {
+            return Err(v.report(
+                &at("api_key_credential"),
+                format!("expected {credential}, found another string"),
+            ));
+        }
+        return Ok(Some(ApiKeySource::Credential(name.to_string())));
+    }
+    Ok(None)
+}
+
+/// `interval` or `cron` (not both); every 5 minutes when neither is given. Each is checked even
+/// when both are written, so that one run reports everything.
+fn schedule(v: &mut Validator, t: &Table, path: &str) -> Result<Schedule, Reported> {
+    let at = |key: &str| format!("{path}.{key}");
+    let interval = match t.get("interval") {
+        None => Ok(None),
+        Some(Value::String(s)) => parse_interval(s)
+            .map(Some)
+            .map_err(|m| v.report(&at("interval"), m)),
+        Some(other) => Err(v.report(
+            &at("interval"),
+            format!(
+                "expected a duration such as \"30s\", \"5m\" or \"1h30m\", found {}",
+                describe(other)
+            ),
+        )),
+    };
+    let cron = match t.get("cron") {
+        None => Ok(None),
+        Some(Value::String(s)) => check_cron(s)
+            .map(Some)
+            .map_err(|m| v.report(&at("cron"), m)),
+        Some(other) => Err(v.report(
+            &at("cron"),
+            format!(
+                "expected a cron expression such as \"*/5 * * * *\", found {}",
+                describe(other)
+            ),
+        )),
+    };
+    if t.contains_key("interval") && t.contains_key("cron") {
+        return Err(v.report(path, "expected interval or cron, found both".into()));
+    }
+    Ok(match (interval?, cron?) {
+        (Some(interval), _) => Schedule::Interval(interval),
+        (None, Some(cron)) => Schedule::Cron(cron),
+        (None, None) => Schedule::default(),
+    })
+}

@@ -1,0 +1,548 @@
+//! One live check of one target: fetch everything a verdict needs into an evidence bundle.
+//!
+//! Steps: a fresh 32-byte nonce; the attestation report; DCAP collateral for every quote's FMSPC
+//! (from the cache while fresh, from the PCCS otherwise, from the cache again while the PCCS is
+//! down); NRAS's answer for each node's GPU evidence and the JWKS; the canary chats with their
+//! exact bytes and signatures. A failed fetch is recorded in `fetch_errors` and the bundle is
+//! still built: the verifier turns missing parts into `unknown`, never `fail`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::{SecondsFormat, Utc};
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use super::collateral_cache::CollateralCache;
+use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, with_retries};
+use super::pccs::{self, PccsAnswers};
+use crate::config::{Config, MonitorConfig, Profile, TargetConfig};
+use crate::verify::hexutil;
+
+/// How long a fetched JWKS is reused before it is fetched again, and how long an unknown key id
+/// that already caused a refetch waits before it may cause another (so a bogus kid cannot make
+/// teewatch hammer NRAS, while a rotated key is picked up at once).
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+const JWKS_MIN_REFETCH: Duration = Duration::from_secs(60);
+
+/// How long the attestation request is retried after 429/503 or a connection failure.
+const ATTESTATION_RETRY_BUDGET: Duration = Duration::from_secs(3);
+
+/// How long the signature of a canary chat is waited for.
+pub const SIGNATURE_BUDGET: Duration = Duration::from_secs(10);
+
+/// Long-lived fetch state shared by all checks: the HTTP client and the caches.
+pub struct Fetcher {
+    http: Http,
+    collateral: CollateralCache,
+    jwks: Mutex<Option<(Value, Instant)>>,
+    /// Unknown kids that triggered a refetch, and when.
+    refetched_for: Mutex<BTreeMap<String, Instant>>,
+}
+
+/// Why a check could not even start (not a fetch failure: a configuration problem).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("target \"{0}\" has no provider settings (profile, base_url, model, api key)")]
+    NotMonitored(String),
+    #[error("target \"{target}\": api key: {reason}")]
+    ApiKey { target: String, reason: String },
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or_default().to_string();
+    }
+    authority
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks.get("keys")
+        .and_then(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.get("kid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The key ids the JWTs of an NRAS answer name.
+fn token_kids(response: &Value) -> Vec<String> {
+    let mut tokens: Vec<&str> = Vec::new();
+    if let Some(overall) = response.pointer("/0/1").and_then(Value::as_str) {
+        tokens.push(overall);
+    }
+    if let Some(map) = response.get(1).and_then(Value::as_object) {
+        tokens.extend(map.values().filter_map(Value::as_str));
+    }
+    tokens
+        .iter()
+        .filter_map(|t| t.split('.').next())
+        .filter_map(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .filter_map(|h| serde_json::from_slice::<Value>(&h).ok())
+        .filter_map(|h| h.get("kid").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+impl Fetcher {
+    /// A fetcher whose collateral cache lives in `cache_dir` (or memory only).
+    pub fn new(http: Http, cache_dir: Option<&std::path::Path>) -> Fetcher {
+        Fetcher {
+            http,
+            collateral: CollateralCache::new(cache_dir),
+            jwks: Mutex::new(None),
+            refetched_for: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Runs one check of `target` and returns the bundle as JSON.
+    pub async fn check(&self, config: &Config, target: &TargetConfig) -> Result<Value, CheckError> {
+        let monitor = target
+            .monitor
+            .as_ref()
+            .ok_or_else(|| CheckError::NotMonitored(target.name.clone()))?;
+        let key = monitor.api_key.resolve().map_err(|e| CheckError::ApiKey {
+            target: target.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let auth = Auth {
+            key: &key,
+            key_host: &host_of(&monitor.base_url),
+        };
+        let mut errors: Vec<FetchError> = Vec::new();
+        let mut nonce = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let nonce_hex = hexutil::lower(&nonce);
+
+        // 1. The attestation report for this nonce.
+        let mut url = format!(
+            "{}?model={}&nonce={nonce_hex}",
+            monitor.url(&monitor.paths.attestation),
+            percent_encoding::utf8_percent_encode(
+                &monitor.model,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
+        if monitor.profile == Profile::VllmProxy {
+            url.push_str("&signing_algo=ecdsa");
+        }
+        let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
+            let url = url.clone();
+            let auth = &auth;
+            async move { self.http.get(Endpoint::Attestation, &url, Some(auth)).await }
+        })
+        .await;
+        let (attestation, peer) = match fetched {
+            Ok(response) => match response.json(Endpoint::Attestation) {
+                Ok(v) => (v, response.peer_spki_der),
+                Err(e) => {
+                    errors.push(e);
+                    (Value::Null, None)
+                }
+            },
+            Err(e) => {
+                errors.push(e);
+                (Value::Null, None)
+            }
+        };
+        let observed_at = Utc::now();
+        // The TLS peer is the attested service only when teewatch talks to it directly.
+        let tls_peer_spki = match (monitor.profile, peer) {
+            (Profile::VllmProxy, Some(spki)) => {
+                Value::String(base64::engine::general_purpose::STANDARD.encode(spki))
+            }
+            _ => Value::Null,
+        };
+
+        // 2. Collateral for each platform the report's quotes come from.
+        let collateral = self.collateral_for(config, &attestation, &mut errors).await;
+
+        // 3. NRAS, per node with GPU evidence, and the JWKS its tokens name.
+        let nras = self.nras_for(config, &attestation, &mut errors).await;
+
+        // 4. The canary chats.
+        let canary = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
+
+        Ok(json!({
+            "format": "teewatch-bundle/1",
+            "target": target.name,
+            "observed_at": observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "nonce": nonce_hex,
+            "endpoints": {
+                "provider": monitor.base_url,
+                "nras": config.nvidia.nras_url,
+                "pccs": config.intel.pccs_url,
+            },
+            "attestation": attestation,
+            "fetch_errors": errors.iter().map(FetchError::bundle_entry).collect::<Vec<_>>(),
+            "tdx_collateral": collateral,
+            "nras": nras,
+            "canary": canary,
+            "tls_peer_spki": tls_peer_spki,
+            "policy": target.policy.snapshot(),
+        }))
+    }
+
+    async fn collateral_for(
+        &self,
+        config: &Config,
+        attestation: &Value,
+        errors: &mut Vec<FetchError>,
+    ) -> Value {
+        let mut fmspcs: Vec<String> = Vec::new();
+        for report in reports(attestation) {
+            let quote = report
+                .get("intel_quote")
+                .or_else(|| report.get("quote"))
+                .and_then(Value::as_str)
+                .and_then(|q| hexutil::decode(q).ok());
+            let fmspc = quote
+                .and_then(|q| dcap_qvl::quote::Quote::parse(&q).ok())
+                .and_then(|q| dcap_qvl::intel::quote_fmspc(&q).ok())
+                .map(|f| hexutil::lower(&f));
+            if let Some(f) = fmspc {
+                if !fmspcs.contains(&f) {
+                    fmspcs.push(f);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for fmspc in &fmspcs {
+            if self.collateral.needs_refresh(fmspc, Utc::now()) {
+                match self.fetch_collateral(config, fmspc).await {
+                    Ok(fresh) => {
+                        let _ = self.collateral.put(fmspc, fresh);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if let Some(cached) = self.collateral.get(fmspc) {
+                found.push(cached.collateral);
+            }
+        }
+        match found.len() {
+            0 => Value::Null,
+            1 => found.into_iter().next().unwrap_or(Value::Null),
+            _ => Value::Array(found),
+        }
+    }
+
+    async fn fetch_collateral(&self, config: &Config, fmspc: &str) -> Result<Value, FetchError> {
+        let base = config.intel.pccs_url.trim_end_matches('/');
+        let tcb = self
+            .http
+            .get(
+                Endpoint::Pccs,
+                &format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}"),
+                None,
+            )
+            .await?;
+        let qe = self
+            .http
+            .get(
+                Endpoint::Pccs,
+                &format!("{base}/tdx/certification/v4/qe/identity"),
+                None,
+            )
+            .await?;
+        let crl = self
+            .http
+            .get(
+                Endpoint::Pccs,
+                &format!("{base}/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+                None,
+            )
+            .await?;
+        let root = self
+            .http
+            .get(Endpoint::RootCrl, &config.intel.root_crl_url, None)
+            .await?;
+        let answers = PccsAnswers {
+            tcb_info_issuer_chain: pccs::TCB_INFO_ISSUER_CHAIN
+                .iter()
+                .find_map(|h| tcb.header(h))
+                .unwrap_or_default(),
+            tcb_info_body: tcb.body,
+            qe_identity_issuer_chain: qe
+                .header(pccs::QE_IDENTITY_ISSUER_CHAIN)
+                .unwrap_or_default(),
+            qe_identity_body: qe.body,
+            pck_crl_issuer_chain: crl.header(pccs::PCK_CRL_ISSUER_CHAIN).unwrap_or_default(),
+            pck_crl_body: crl.body,
+            root_ca_crl_body: root.body,
+        };
+        pccs::collateral_json(&answers)
+            .map_err(|e| FetchError::new(Endpoint::Pccs, ErrorKind::InvalidJson, e.to_string()))
+    }
+
+    async fn nras_for(
+        &self,
+        config: &Config,
+        attestation: &Value,
+        errors: &mut Vec<FetchError>,
+    ) -> Value {
+        let all = reports(attestation);
+        let several = all.len() > 1;
+        let mut answers = Vec::new();
+        for report in all {
+            let Some(payload) = report.get("nvidia_payload").filter(|p| !p.is_null()) else {
+                continue;
+            };
+            // NRAS takes the payload verbatim: the string as served, or the object as JSON.
+            let body = match payload {
+                Value::String(text) => text.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            let scope = if several {
+                let address = report
+                    .get("signing_address")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                format!("node:{address}")
+            } else {
+                String::new()
+            };
+            let url = format!(
+                "{}/v3/attest/gpu",
+                config.nvidia.nras_url.trim_end_matches('/')
+            );
+            let response = match self.http.post_json(Endpoint::Nras, &url, body, None).await {
+                Ok(r) => match r.json(Endpoint::Nras) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let jwks = match self.jwks_covering(config, &token_kids(&response)).await {
+                Ok(j) => j,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            answers.push((scope, response, jwks));
+        }
+        match answers.len() {
+            0 => Value::Null,
+            1 if !several => answers
+                .into_iter()
+                .next()
+                .map(|(_, response, jwks)| json!({"response": response, "jwks": jwks}))
+                .unwrap_or(Value::Null),
+            _ => Value::Array(
+                answers
+                    .into_iter()
+                    .map(|(scope, response, jwks)| json!({"scope": scope, "response": response, "jwks": jwks}))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The cached JWKS, refetched when it is old or lacks one of `needed` (at most once a minute
+    /// for unknown kids, so a bogus kid cannot make teewatch hammer NRAS).
+    async fn jwks_covering(&self, config: &Config, needed: &[String]) -> Result<Value, FetchError> {
+        let cached = self.jwks.lock().ok().and_then(|c| c.clone());
+        if let Some((jwks, fetched)) = &cached {
+            let known = kids(jwks);
+            let missing: Vec<&String> = needed.iter().filter(|k| !known.contains(k)).collect();
+            let young = fetched.elapsed() < JWKS_MAX_AGE;
+            let recently_tried = |kid: &String| {
+                self.refetched_for
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(kid).copied())
+                    .is_some_and(|at| at.elapsed() < JWKS_MIN_REFETCH)
+            };
+            if young && missing.iter().all(|k| recently_tried(k)) {
+                return Ok(jwks.clone());
+            }
+            if let Ok(mut tried) = self.refetched_for.lock() {
+                tried.retain(|_, at| at.elapsed() < JWKS_MIN_REFETCH);
+                for kid in missing {
+                    tried.insert(kid.clone(), Instant::now());
+                }
+            }
+        }
+        let response = self
+            .http
+            .get(Endpoint::Jwks, &config.nvidia.jwks_url, None)
+            .await?;
+        let jwks = response.json(Endpoint::Jwks)?;
+        if let Ok(mut slot) = self.jwks.lock() {
+            *slot = Some((jwks.clone(), Instant::now()));
+        }
+        Ok(jwks)
+    }
+
+    async fn canaries(
+        &self,
+        monitor: &MonitorConfig,
+        auth: &Auth<'_>,
+        nonce_hex: &str,
+        errors: &mut Vec<FetchError>,
+    ) -> Value {
+        let mut exchanges = Vec::new();
+        let modes: Vec<bool> = [
+            (false, monitor.canary.non_stream),
+            (true, monitor.canary.stream),
+        ]
+        .into_iter()
+        .filter_map(|(stream, on)| on.then_some(stream))
+        .collect();
+        for stream in modes {
+            // Serialise once, hash those bytes, send those bytes.
+            let request = json!({
+                "model": monitor.model,
+                "messages": [{"role": "user", "content": format!("{} (teewatch nonce {nonce_hex})", monitor.canary.prompt)}],
+                "stream": stream,
+                "max_tokens": monitor.canary.max_tokens,
+            })
+            .to_string();
+            let url = monitor.url(&monitor.paths.chat);
+            let response = match self
+                .http
+                .post_json(
+                    Endpoint::Chat,
+                    &url,
+                    request.clone().into_bytes(),
+                    Some(auth),
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            let id = chat_id(&body, stream);
+            let signature = match id {
+                None => {
+                    errors.push(FetchError::new(
+                        Endpoint::Chat,
+                        ErrorKind::InvalidJson,
+                        "the chat response carries no id",
+                    ));
+                    Value::Null
+                }
+                Some(id) => {
+                    let url = format!(
+                        "{}?model={}&signing_algo=ecdsa",
+                        monitor.url(&monitor.paths.signature_for(&id)),
+                        percent_encoding::utf8_percent_encode(
+                            &monitor.model,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    );
+                    let fetched = with_retries(SIGNATURE_BUDGET, || {
+                        let url = url.clone();
+                        async move {
+                            let r = self.http.get(Endpoint::Signature, &url, Some(auth)).await;
+                            // "Not found" right after a chat means "not yet": retry it too.
+                            match r {
+                                Err(mut e) if e.status == Some(404) => {
+                                    e.retry_after = Some(Duration::from_millis(250));
+                                    e.kind = ErrorKind::HttpStatus;
+                                    Err(FetchError {
+                                        status: Some(503),
+                                        ..e
+                                    })
+                                }
+                                other => other,
+                            }
+                        }
+                    })
+                    .await;
+                    match fetched.and_then(|r| r.json(Endpoint::Signature)) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            errors.push(e);
+                            Value::Null
+                        }
+                    }
+                }
+            };
+            exchanges.push(json!({
+                "stream": stream,
+                "request_body": request,
+                "response_body": body,
+                "signature": signature,
+            }));
+        }
+        Value::Array(exchanges)
+    }
+}
+
+/// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's.
+fn chat_id(body: &str, stream: bool) -> Option<String> {
+    if stream {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
+    } else {
+        serde_json::from_str::<Value>(body)
+            .ok()?
+            .get("id")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// The node reports of a response: each of `all_attestations` when there are several, else the
+/// response itself.
+fn reports(attestation: &Value) -> Vec<&Value> {
+    match attestation
+        .get("all_attestations")
+        .and_then(Value::as_array)
+    {
+        Some(list) if list.len() > 1 => list.iter().collect(),
+        _ => vec![attestation],
+    }
+}
+
+/// `DIR/<target>.json` with characters outside `[A-Za-z0-9._-]` replaced by `_`.
+pub fn bundle_file_name(target: &str) -> String {
+    let safe: String = target
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.json")
+}
+
+/// Orders verdict lists by target name, for stable output.
+pub fn by_name<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
+    items
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
+}
