@@ -308,3 +308,64 @@ async fn jwks_rotation_on_demand_is_followed_by_a_fresh_fetch() {
     let v = check(&run, &model).await;
     assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_that_appears_late_is_waited_for() {
+    let run = start(
+        "late-signature",
+        SimOptions {
+            signature_delay: std::time::Duration::from_millis(1500),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    // The default wait (10 s) covers the delay: the fetcher retries the 404s.
+    let v = check(&run, &model_name(0)).await;
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
+    // A wait shorter than the delay gives up: unknown, never fail.
+    let path = run.dir.join("sim.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "interval = \"10s\"\n",
+        "interval = \"10s\"\n\n[target.canary]\nsignature_wait_seconds = 1\n",
+    );
+    let short = teewatch::config::Config::parse_in(&text, "short.toml", &run.dir).unwrap();
+    let target = short.target(&model_name(0)).unwrap();
+    let bundle = run.fetcher.check(&short, target).await.unwrap();
+    let bundle = Bundle::from_value(bundle).unwrap();
+    let v = verify::verify(&bundle, &target.policy, &short.trust_anchors());
+    assert!(
+        v.checks_named("canary_signature")
+            .all(|c| c.state == State::Unknown),
+        "{:#?}",
+        failing(&v)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_collateral_is_unknown_never_fail_cached_or_not() {
+    let run = start(
+        "expired-collateral",
+        SimOptions {
+            collateral_age: chrono::Duration::days(40),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let model = model_name(0);
+    for pccs_down in [false, true] {
+        // First from the PCCS, then from the cache it filled while the PCCS is down.
+        run.sim
+            .state
+            .set_fault(None, Fault::PccsDown, pccs_down)
+            .unwrap();
+        let v = check(&run, &model).await;
+        let signature: Vec<_> = v.checks_named("tdx_quote_signature").collect();
+        assert!(
+            signature
+                .iter()
+                .all(|c| c.state == State::Unknown && c.reason.contains("expired at")),
+            "pccs down {pccs_down}: {signature:#?}"
+        );
+        assert_eq!(v.state, State::Unknown, "{:#?}", failing(&v));
+    }
+}

@@ -7,7 +7,17 @@ use super::describe;
 use super::validator::{Reported, Validator};
 
 pub(super) const PATHS_KEYS: [&str; 3] = ["attestation", "signature", "chat"];
-pub(super) const CANARY_KEYS: [&str; 4] = ["prompt", "max_tokens", "stream", "non_stream"];
+pub(super) const CANARY_KEYS: [&str; 5] = [
+    "prompt",
+    "max_tokens",
+    "stream",
+    "non_stream",
+    "signature_wait_seconds",
+];
+
+/// How long a chat's signature is waited for when `signature_wait_seconds` is not given: proxies
+/// may answer "not found" for a moment after the reply ends.
+pub const DEFAULT_SIGNATURE_WAIT_SECONDS: u64 = 10;
 
 /// The placeholder for the chat completion's id in the signature path.
 pub const ID_PLACEHOLDER: &str = "{id}";
@@ -106,6 +116,8 @@ pub struct CanaryConfig {
     pub stream: bool,
     /// Send a non-streaming completion.
     pub non_stream: bool,
+    /// How long the signature is retried for (1 to 120 seconds, default 10).
+    pub signature_wait: std::time::Duration,
 }
 
 impl Default for CanaryConfig {
@@ -115,6 +127,7 @@ impl Default for CanaryConfig {
             max_tokens: DEFAULT_CANARY_MAX_TOKENS,
             stream: true,
             non_stream: true,
+            signature_wait: std::time::Duration::from_secs(DEFAULT_SIGNATURE_WAIT_SECONDS),
         }
     }
 }
@@ -209,6 +222,12 @@ pub(super) fn canary(v: &mut Validator, t: &Table, path: &str) -> Result<CanaryC
     let max_tokens = v.integer(table, "max_tokens", &format!("{at}.max_tokens"), 1..=4096);
     let stream = v.boolean(table, "stream", &format!("{at}.stream"));
     let non_stream = v.boolean(table, "non_stream", &format!("{at}.non_stream"));
+    let wait = v.integer(
+        table,
+        "signature_wait_seconds",
+        &format!("{at}.signature_wait_seconds"),
+        1..=120,
+    );
     let canary = CanaryConfig {
         prompt: prompt
             .ok()
@@ -221,6 +240,11 @@ pub(super) fn canary(v: &mut Validator, t: &Table, path: &str) -> Result<CanaryC
             .unwrap_or(defaults.max_tokens),
         stream: stream.ok().flatten().unwrap_or(defaults.stream),
         non_stream: non_stream.ok().flatten().unwrap_or(defaults.non_stream),
+        signature_wait: wait
+            .ok()
+            .flatten()
+            .and_then(|n| u64::try_from(n).ok())
+            .map_or(defaults.signature_wait, std::time::Duration::from_secs),
     };
     if let (Ok(_), Ok(_)) = (stream, non_stream) {
         if !canary.stream && !canary.non_stream {

@@ -30,9 +30,6 @@ const JWKS_MIN_REFETCH: Duration = Duration::from_secs(60);
 /// How long the attestation request is retried after 429/503 or a connection failure.
 const ATTESTATION_RETRY_BUDGET: Duration = Duration::from_secs(3);
 
-/// How long the signature of a canary chat is waited for.
-pub const SIGNATURE_BUDGET: Duration = Duration::from_secs(10);
-
 /// Long-lived fetch state shared by all checks: the HTTP client and the caches.
 pub struct Fetcher {
     http: Http,
@@ -456,7 +453,7 @@ impl Fetcher {
                             percent_encoding::NON_ALPHANUMERIC
                         )
                     );
-                    let fetched = with_retries(SIGNATURE_BUDGET, || {
+                    let fetched = with_retries(monitor.canary.signature_wait, || {
                         let url = url.clone();
                         async move {
                             let r = self.http.get(Endpoint::Signature, &url, Some(auth)).await;

@@ -35,6 +35,9 @@ pub struct SimOptions {
     pub signature_delay: Duration,
     /// Faults on at start: (model name or `None` for every model, fault).
     pub faults: Vec<(Option<String>, Fault)>,
+    /// How long ago the Intel collateral was issued (zero: now). Collateral lives 30 days, so an
+    /// age beyond that serves expired collateral, as a PCCS that stopped updating would.
+    pub collateral_age: chrono::Duration,
 }
 
 impl Default for SimOptions {
@@ -48,6 +51,7 @@ impl Default for SimOptions {
             api_key: format!("sim-{}", hexutil::lower(&key)),
             signature_delay: Duration::from_millis(0),
             faults: Vec::new(),
+            collateral_age: chrono::Duration::zero(),
         }
     }
 }
@@ -178,7 +182,7 @@ impl Simulator {
             })?;
         let base_url = format!("http://{addr}");
         let now = Utc::now();
-        let intel = IntelTestPki::generate(&base_url, now)
+        let intel = IntelTestPki::generate(&base_url, now - options.collateral_age)
             .map_err(|e| SimStartError::Intel(e.to_string()))?;
         let nvidia = NvidiaTestPki::generate(options.gpus.max(1), now)
             .map_err(|e| SimStartError::Nvidia(e.to_string()))?;
