@@ -144,7 +144,7 @@ impl FetchError {
 }
 
 /// The client's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// Deadline for the TCP connection and TLS handshake. Default 10 s.
     pub connect_timeout: Duration,
@@ -152,6 +152,8 @@ pub struct HttpOptions {
     pub total_timeout: Duration,
     /// The largest body accepted. Default 16 MiB.
     pub max_body_bytes: usize,
+    /// Extra TLS roots (DER) trusted beside the web PKI, for a private PCCS or for tests.
+    pub extra_roots_der: Vec<Vec<u8>>,
 }
 
 impl Default for HttpOptions {
@@ -160,6 +162,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
             max_body_bytes: 16 * 1024 * 1024,
+            extra_roots_der: Vec::new(),
         }
     }
 }
@@ -227,7 +230,13 @@ pub struct Http {
 
 impl Http {
     pub fn new(options: HttpOptions) -> Result<Http, BuildError> {
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        for der in &options.extra_roots_der {
+            let root =
+                reqwest::Certificate::from_der(der).map_err(|e| BuildError(error_chain(&e)))?;
+            builder = builder.add_root_certificate(root);
+        }
+        let client = builder
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
