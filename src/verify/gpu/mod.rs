@@ -5,6 +5,7 @@
 //! `nras` verifies the detached EAT NVIDIA's Remote Attestation Service returns for the same
 //! evidence and judges its claims.
 
+mod cert_signature;
 pub mod certs;
 pub mod nras;
 pub mod part;

@@ -3,25 +3,14 @@
 //! issuer's key by the signature-algorithm OID and the key's curve, every certificate's validity
 //! window, and the names error messages give certificates.
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1,
-    UnparsedPublicKey, VerificationAlgorithm,
-};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::x509::{SubjectPublicKeyInfo, X509Name};
+use x509_parser::x509::X509Name;
 
 use super::GpuEvidenceError;
-
-/// ecdsa-with-SHA384, the signature algorithm of every NVIDIA device certificate.
-pub(super) const OID_ECDSA_WITH_SHA384: &str = "1.2.840.10045.4.3.3";
-/// ecdsa-with-SHA256, accepted so that chains with a P-256 issuer are read by the same rule.
-pub(super) const OID_ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
-/// id-ecPublicKey.
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-/// The named curve secp384r1 (P-384).
-const OID_CURVE_P384: &str = "1.3.132.0.34";
-/// The named curve prime256v1 (P-256).
-const OID_CURVE_P256: &str = "1.2.840.10045.3.1.7";
+pub(super) use crate::verify::gpu::cert_signature::{
+    Curve, OID_ECDSA_WITH_SHA256, OID_ECDSA_WITH_SHA384, ec_curve, key_description,
+};
+use crate::verify::gpu::cert_signature::{Issuers, SignatureProblem, verify_issued_by};
 
 /// The leaf signs evidence, so it must not be a CA and, when it restricts its key usage, must
 /// allow digital signatures. A chain that starts with a CA has lost its leaf (trustee's case 4).
@@ -126,50 +115,37 @@ fn verify_link(
     issuer: &X509Certificate<'_>,
     issuer_label: &str,
 ) -> Result<(), GpuEvidenceError> {
-    let outer = cert.signature_algorithm.algorithm.to_id_string();
-    let inner = cert.tbs_certificate.signature.algorithm.to_id_string();
-    // The algorithm outside the signed part must repeat the one inside it, or the signature
-    // would be judged by an algorithm the issuer never signed for.
-    if cert.signature_algorithm != cert.tbs_certificate.signature {
-        return Err(GpuEvidenceError::SignatureAlgorithmMismatch {
-            index,
-            subject: describe(cert),
-            outer,
-            inner,
-        });
-    }
-    let hash = match outer.as_str() {
-        OID_ECDSA_WITH_SHA384 => Hash::Sha384,
-        OID_ECDSA_WITH_SHA256 => Hash::Sha256,
-        _ => {
-            return Err(GpuEvidenceError::UnsupportedSignatureAlgorithm {
+    // NVIDIA's device chain is ECDSA throughout; the shared rule reads the algorithm from the
+    // certificate and the curve from the issuer's key.
+    match verify_issued_by(cert, issuer, Issuers::EcdsaOnly) {
+        Ok(()) => Ok(()),
+        Err(SignatureProblem::FieldsDisagree { outer, inner }) => {
+            Err(GpuEvidenceError::SignatureAlgorithmMismatch {
                 index,
                 subject: describe(cert),
-                found: outer,
-            });
+                outer,
+                inner,
+            })
         }
-    };
-    let issuer_key = issuer.public_key();
-    let curve = ec_curve(issuer_key).map_err(|found| GpuEvidenceError::UnsupportedIssuerKey {
-        issuer: issuer_label.to_string(),
-        found,
-    })?;
-    let algorithm: &'static dyn VerificationAlgorithm = match (curve, hash) {
-        (Curve::P384, Hash::Sha384) => &ECDSA_P384_SHA384_ASN1,
-        (Curve::P384, Hash::Sha256) => &ECDSA_P384_SHA256_ASN1,
-        (Curve::P256, Hash::Sha256) => &ECDSA_P256_SHA256_ASN1,
-        (Curve::P256, Hash::Sha384) => &ECDSA_P256_SHA384_ASN1,
-    };
-    UnparsedPublicKey::new(algorithm, issuer_key.subject_public_key.data.as_ref())
-        .verify(
-            cert.tbs_certificate.as_ref(),
-            cert.signature_value.data.as_ref(),
-        )
-        .map_err(|_| GpuEvidenceError::LinkSignature {
+        Err(SignatureProblem::UnsupportedAlgorithm(found)) => {
+            Err(GpuEvidenceError::UnsupportedSignatureAlgorithm {
+                index,
+                subject: describe(cert),
+                found,
+            })
+        }
+        Err(SignatureProblem::UnsupportedIssuerKey(found)) => {
+            Err(GpuEvidenceError::UnsupportedIssuerKey {
+                issuer: issuer_label.to_string(),
+                found,
+            })
+        }
+        Err(SignatureProblem::Invalid) => Err(GpuEvidenceError::LinkSignature {
             index,
             subject: describe(cert),
             issuer: issuer_label.to_string(),
-        })
+        }),
+    }
 }
 
 /// Checks notBefore ≤ now ≤ notAfter.
@@ -194,56 +170,6 @@ pub(super) fn check_validity(
         not_before: format_time(not_before),
         not_after: format_time(not_after),
     })
-}
-
-/// The curves an issuer or leaf key may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Curve {
-    P384,
-    P256,
-}
-
-/// The hashes a certificate signature may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hash {
-    Sha384,
-    Sha256,
-}
-
-/// The named curve of an EC public key, or a description of what the key is instead.
-pub(super) fn ec_curve(spki: &SubjectPublicKeyInfo<'_>) -> Result<Curve, String> {
-    if spki.algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
-        return Err(key_description(spki));
-    }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    match curve.as_deref() {
-        Some(OID_CURVE_P384) => Ok(Curve::P384),
-        Some(OID_CURVE_P256) => Ok(Curve::P256),
-        _ => Err(key_description(spki)),
-    }
-}
-
-/// A short description of a public key's type for error messages.
-pub(super) fn key_description(spki: &SubjectPublicKeyInfo<'_>) -> String {
-    let algorithm = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    match (algorithm.as_str(), curve.as_deref()) {
-        (OID_EC_PUBLIC_KEY, Some(OID_CURVE_P384)) => "ecdsa p-384".to_string(),
-        (OID_EC_PUBLIC_KEY, Some(OID_CURVE_P256)) => "ecdsa p-256".to_string(),
-        (OID_EC_PUBLIC_KEY, Some(other)) => format!("ec curve {other}"),
-        (OID_EC_PUBLIC_KEY, None) => "ec key without a named curve".to_string(),
-        (other, _) => other.to_string(),
-    }
 }
 
 /// A certificate's common name, or its whole subject when it has none.

@@ -4,11 +4,6 @@
 //! type and curve); intermediate and leaf must both be valid at the instant judged; and the
 //! JWK's x and y must be the leaf's own P-384 key. No key is believed because the JWKS sent it.
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1,
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
-    UnparsedPublicKey, VerificationAlgorithm,
-};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
@@ -17,16 +12,9 @@ use x509_parser::prelude::FromDer as _;
 
 use super::jws::ALG;
 use super::{NrasError, describe, kind, time_text};
-
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
-const OID_SHA384_WITH_RSA: &str = "1.2.840.113549.1.1.12";
-const OID_SHA512_WITH_RSA: &str = "1.2.840.113549.1.1.13";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_ECDSA_WITH_SHA384: &str = "1.2.840.10045.4.3.3";
-const OID_CURVE_P256: &str = "1.2.840.10045.3.1.7";
-const OID_CURVE_P384: &str = "1.3.132.0.34";
+use crate::verify::gpu::cert_signature::{
+    Curve, Issuers, SignatureProblem, ec_curve, key_description, verify_issued_by,
+};
 
 /// A pinned intermediate: its DER bytes and their parse.
 pub(super) struct Pinned<'a> {
@@ -178,16 +166,22 @@ fn pinned_issuer<'p>(
         .collect();
     let mut tried = Vec::new();
     for candidate in candidates {
-        match verify_certificate_signature(leaf, candidate) {
+        match verify_issued_by(leaf, candidate, Issuers::EcdsaOrRsa) {
             Ok(()) => return Ok(candidate),
-            Err(CertSignatureProblem::Invalid) => tried.push(candidate.subject().to_string()),
-            Err(CertSignatureProblem::Unsupported(found)) => {
+            Err(SignatureProblem::Invalid) => tried.push(candidate.subject().to_string()),
+            Err(SignatureProblem::UnsupportedAlgorithm(algorithm)) => {
                 return Err(NrasError::UnsupportedCertSignature {
                     kid: kid.to_string(),
-                    found,
+                    found: format!("signature algorithm {algorithm}"),
                 });
             }
-            Err(CertSignatureProblem::FieldsDisagree { outer, inner }) => {
+            Err(SignatureProblem::UnsupportedIssuerKey(key)) => {
+                return Err(NrasError::UnsupportedCertSignature {
+                    kid: kid.to_string(),
+                    found: format!("an issuer key {key}"),
+                });
+            }
+            Err(SignatureProblem::FieldsDisagree { outer, inner }) => {
                 return Err(NrasError::CertSignatureAlgorithmMismatch {
                     kid: kid.to_string(),
                     outer,
@@ -265,82 +259,11 @@ fn x5c_certificates(kid: &str, value: Option<&Value>) -> Result<Vec<Vec<u8>>, Nr
         .collect()
 }
 
-/// Why a certificate's signature was not accepted.
-enum CertSignatureProblem {
-    /// The algorithm, or its pairing with the issuer's key, is not implemented.
-    Unsupported(String),
-    /// The outer and inner signature-algorithm fields differ.
-    FieldsDisagree { outer: String, inner: String },
-    /// The signature does not verify.
-    Invalid,
-}
-
-/// Verifies `cert`'s signature with `issuer`'s public key, choosing the algorithm from the
-/// certificate's signature-algorithm OID and the issuer key's type and curve.
-fn verify_certificate_signature(
-    cert: &X509Certificate,
-    issuer: &X509Certificate,
-) -> Result<(), CertSignatureProblem> {
-    let outer = cert.signature_algorithm.algorithm.to_id_string();
-    let inner = cert.tbs_certificate.signature.algorithm.to_id_string();
-    if outer != inner {
-        return Err(CertSignatureProblem::FieldsDisagree { outer, inner });
-    }
-    let spki = issuer.public_key();
-    let key_type = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    let algorithm: &'static dyn VerificationAlgorithm =
-        match (outer.as_str(), key_type.as_str(), curve.as_deref()) {
-            (OID_SHA256_WITH_RSA, OID_RSA_ENCRYPTION, _) => &RSA_PKCS1_2048_8192_SHA256,
-            (OID_SHA384_WITH_RSA, OID_RSA_ENCRYPTION, _) => &RSA_PKCS1_2048_8192_SHA384,
-            (OID_SHA512_WITH_RSA, OID_RSA_ENCRYPTION, _) => &RSA_PKCS1_2048_8192_SHA512,
-            (OID_ECDSA_WITH_SHA256, OID_EC_PUBLIC_KEY, Some(OID_CURVE_P256)) => {
-                &ECDSA_P256_SHA256_ASN1
-            }
-            (OID_ECDSA_WITH_SHA384, OID_EC_PUBLIC_KEY, Some(OID_CURVE_P256)) => {
-                &ECDSA_P256_SHA384_ASN1
-            }
-            (OID_ECDSA_WITH_SHA256, OID_EC_PUBLIC_KEY, Some(OID_CURVE_P384)) => {
-                &ECDSA_P384_SHA256_ASN1
-            }
-            (OID_ECDSA_WITH_SHA384, OID_EC_PUBLIC_KEY, Some(OID_CURVE_P384)) => {
-                &ECDSA_P384_SHA384_ASN1
-            }
-            _ => {
-                return Err(CertSignatureProblem::Unsupported(format!(
-                    "signature {outer} with an issuer key {key_type}{}",
-                    curve.map(|c| format!(" on curve {c}")).unwrap_or_default()
-                )));
-            }
-        };
-    UnparsedPublicKey::new(algorithm, spki.subject_public_key.data.as_ref())
-        .verify(
-            cert.tbs_certificate.as_ref(),
-            cert.signature_value.data.as_ref(),
-        )
-        .map_err(|_| CertSignatureProblem::Invalid)
-}
-
 /// The certificate's P-384 public key as an uncompressed point, or what it holds instead.
 fn p384_point<'a>(cert: &'a X509Certificate) -> Result<&'a [u8], String> {
     let spki = cert.public_key();
-    let key_type = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    if key_type != OID_EC_PUBLIC_KEY || curve.as_deref() != Some(OID_CURVE_P384) {
-        return Err(format!(
-            "key type {key_type} on curve {}",
-            curve.unwrap_or_else(|| "none".to_string())
-        ));
+    if ec_curve(spki) != Ok(Curve::P384) {
+        return Err(key_description(spki));
     }
     let point: &[u8] = spki.subject_public_key.data.as_ref();
     if point.len() != 97 || point.first() != Some(&0x04) {
