@@ -127,10 +127,15 @@ fn evidence_verifies_under_the_test_root_for_1_4_and_8_gpus() {
             .unwrap_or_else(|e| panic!("{n} gpus, gpu {i}: {e}"));
             assert!(device.fwid_compared);
             assert!(device.root_included);
-            assert_eq!(device.subjects.len(), 4);
+            // Five certificates, as NVIDIA's: leaf, per-GPU BROM CA, provisioner, identity, root.
+            assert_eq!(device.subjects.len(), 5);
             assert_eq!(device.subjects[0], format!("teewatch TEST GH100 GPU {i}"));
             assert_eq!(
-                device.subjects[3],
+                device.subjects[1],
+                format!("teewatch TEST GH100 GSP BROM {i} — not NVIDIA")
+            );
+            assert_eq!(
+                device.subjects[4],
                 "teewatch TEST NVIDIA Device Identity CA — not NVIDIA"
             );
             assert_eq!(Some(device.ueid.clone()), pki.ueid(i));

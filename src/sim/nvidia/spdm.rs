@@ -164,7 +164,7 @@ impl std::fmt::Debug for NvidiaTestPki {
 }
 
 impl NvidiaTestPki {
-    /// Generates a root, two intermediates and `gpus` leaves (1 to 256), valid from 30 days
+    /// Generates a root, two intermediates, and per GPU a BROM CA and a leaf (1 to 256 GPUs), valid from 30 days
     /// before `now` until 9999-12-31T23:59:59Z like NVIDIA's device certificates, so evidence
     /// stays valid however long a simulator runs.
     pub fn generate(gpus: usize, now: DateTime<Utc>) -> Result<Self, NvidiaSimError> {
@@ -195,16 +195,26 @@ impl NvidiaTestPki {
         let fwid = default_fwid();
         let mut made = Vec::with_capacity(gpus);
         for index in 0..gpus {
+            // Like NVIDIA's chains, each GPU has its own "GSP BROM" CA between the provisioner
+            // and the leaf, so a device chain has five certificates.
+            let brom_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
+            let brom_params = ca_params(
+                &format!("teewatch TEST GH100 GSP BROM {index} — not NVIDIA"),
+                not_before,
+                not_after,
+            )?;
+            let brom = brom_params.signed_by(&brom_key, &issuer)?;
+            let brom_issuer = Issuer::new(brom_params, brom_key);
             let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
             let params = leaf_params(index, &key, &fwid, not_before, not_after)?;
-            let cert = params.signed_by(&key, &issuer)?;
+            let cert = params.signed_by(&key, &brom_issuer)?;
             let ueid = serial_decimal(cert.der())?;
             made.push(TestGpu {
                 key: EcdsaKeyPair::from_pkcs8(
                     &ECDSA_P384_SHA384_FIXED_SIGNING,
                     key.serialized_der(),
                 )?,
-                chain_pem: format!("{}{upper}", cert.pem()),
+                chain_pem: format!("{}{}{upper}", cert.pem(), brom.pem()),
                 ueid,
             });
         }
