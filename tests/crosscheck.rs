@@ -84,13 +84,12 @@ fn run_python(dir: &Path) -> Value {
 
 /// Fetches a bundle for `model`, has both sides judge it, and returns (teewatch, python).
 async fn both(run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
-    let fetched =
-        common::sim_fetch::fetch_bundle(&run.sim.base_url, &run.sim.state.api_key, model).await;
+    let fetched = common::sim_run::fetch(run, model).await;
     let dir = run.dir.join(tag);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("bundle.json"),
-        serde_json::to_string_pretty(&fetched.bundle).unwrap(),
+        serde_json::to_string_pretty(&fetched).unwrap(),
     )
     .unwrap();
     let roots = json!({
@@ -102,7 +101,7 @@ async fn both(run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
     std::fs::write(dir.join("roots.json"), roots.to_string()).unwrap();
     let python = run_python(&dir);
     eprintln!("{tag}: python errors {}", python["errors"]);
-    let bundle = Bundle::from_value(fetched.bundle).unwrap();
+    let bundle = Bundle::from_value(fetched).unwrap();
     let target = run.config.target(model).unwrap();
     let verdict = verify::verify(&bundle, &target.policy, &run.config.trust_anchors());
     (verdict, python)

@@ -24,10 +24,7 @@ async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
         ]
     );
     // Under the production anchors nothing of the simulator is genuine.
-    let fetched =
-        common::sim_fetch::fetch_bundle(&run.sim.base_url, &run.sim.state.api_key, &model_name(0))
-            .await;
-    let bundle = Bundle::from_value(fetched.bundle).unwrap();
+    let bundle = Bundle::from_value(common::sim_run::fetch(&run, &model_name(0)).await).unwrap();
     let target = run.config.target(&model_name(0)).unwrap();
     let mut production = TrustAnchors::production();
     production.nras_url = run.config.trust_anchors().nras_url;

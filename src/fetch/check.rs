@@ -16,10 +16,11 @@ use rand::RngCore;
 use serde_json::{Value, json};
 
 use super::collateral_cache::CollateralCache;
-use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, with_retries};
+use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
 use crate::config::{Config, MonitorConfig, Profile, TargetConfig};
 use crate::verify::hexutil;
+use crate::verify::report::{self, NodeReport};
 
 /// How long a fetched JWKS is reused before it is fetched again, and how long an unknown key id
 /// that already caused a refetch waits before it may cause another (so a bogus kid cannot make
@@ -46,20 +47,6 @@ pub enum CheckError {
     NotMonitored(String),
     #[error("target \"{target}\": api key: {reason}")]
     ApiKey { target: String, reason: String },
-}
-
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        return bracketed.split(']').next().unwrap_or_default().to_string();
-    }
-    authority
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
 }
 
 fn kids(jwks: &Value) -> Vec<String> {
@@ -116,9 +103,10 @@ impl Fetcher {
             target: target.name.clone(),
             reason: e.to_string(),
         })?;
+        let key_host = host_of(&monitor.base_url).unwrap_or_default();
         let auth = Auth {
             key: &key,
-            key_host: &host_of(&monitor.base_url),
+            key_host: &key_host,
         };
         let mut errors: Vec<FetchError> = Vec::new();
         let mut nonce = [0u8; 32];
@@ -201,12 +189,8 @@ impl Fetcher {
         errors: &mut Vec<FetchError>,
     ) -> Value {
         let mut fmspcs: Vec<String> = Vec::new();
-        for report in reports(attestation) {
-            let quote = report
-                .get("intel_quote")
-                .or_else(|| report.get("quote"))
-                .and_then(Value::as_str)
-                .and_then(|q| hexutil::decode(q).ok());
+        for node in report::nodes(attestation) {
+            let quote = node.quote_hex().ok().and_then(|q| hexutil::decode(q).ok());
             let fmspc = quote
                 .and_then(|q| dcap_qvl::quote::Quote::parse(&q).ok())
                 .and_then(|q| dcap_qvl::intel::quote_fmspc(&q).ok())
@@ -292,11 +276,12 @@ impl Fetcher {
         attestation: &Value,
         errors: &mut Vec<FetchError>,
     ) -> Value {
-        let all = reports(attestation);
-        let several = all.len() > 1;
+        // The verifier's own node list, so each answer carries exactly the scope it will judge.
+        let nodes: Vec<NodeReport<'_>> = report::nodes(attestation);
+        let several = nodes.iter().any(|n| !n.scope.is_empty());
         let mut answers = Vec::new();
-        for report in all {
-            let Some(payload) = report.get("nvidia_payload").filter(|p| !p.is_null()) else {
+        for node in &nodes {
+            let Some(payload) = node.fields.get("nvidia_payload").filter(|p| !p.is_null()) else {
                 continue;
             };
             // NRAS takes the payload verbatim: the string as served, or the object as JSON.
@@ -304,16 +289,7 @@ impl Fetcher {
                 Value::String(text) => text.clone().into_bytes(),
                 other => other.to_string().into_bytes(),
             };
-            let scope = if several {
-                let address = report
-                    .get("signing_address")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                format!("node:{address}")
-            } else {
-                String::new()
-            };
+            let scope = node.scope.clone();
             let url = format!(
                 "{}/v3/attest/gpu",
                 config.nvidia.nras_url.trim_end_matches('/')
@@ -508,18 +484,6 @@ fn chat_id(body: &str, stream: bool) -> Option<String> {
     }
 }
 
-/// The node reports of a response: each of `all_attestations` when there are several, else the
-/// response itself.
-fn reports(attestation: &Value) -> Vec<&Value> {
-    match attestation
-        .get("all_attestations")
-        .and_then(Value::as_array)
-    {
-        Some(list) if list.len() > 1 => list.iter().collect(),
-        _ => vec![attestation],
-    }
-}
-
 /// `DIR/<target>.json` with characters outside `[A-Za-z0-9._-]` replaced by `_`.
 pub fn bundle_file_name(target: &str) -> String {
     let safe: String = target
@@ -533,13 +497,4 @@ pub fn bundle_file_name(target: &str) -> String {
         })
         .collect();
     format!("{safe}.json")
-}
-
-/// Orders verdict lists by target name, for stable output.
-pub fn by_name<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
-    items
-        .into_iter()
-        .collect::<BTreeMap<_, _>>()
-        .into_iter()
-        .collect()
 }

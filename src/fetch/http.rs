@@ -376,6 +376,14 @@ pub fn require_secure(url: &str) -> Result<(), String> {
 }
 
 /// Whether the URL's host is `key_host` (ASCII case-insensitive; IPv6 with or without brackets).
+/// The host of a URL as `Auth::key_host` expects it, or `None` when the URL has none.
+pub fn host_of(url: &str) -> Option<String> {
+    Url::parse(url)
+        .ok()?
+        .host_str()
+        .map(str::to_ascii_lowercase)
+}
+
 fn host_is(url: &Url, key_host: &str) -> bool {
     let bare = |h: &str| -> String {
         h.trim_start_matches('[')

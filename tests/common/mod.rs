@@ -7,7 +7,6 @@
 )]
 
 pub mod nras_mint;
-pub mod sim_fetch;
 pub mod sim_run;
 
 use std::path::PathBuf;

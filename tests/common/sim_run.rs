@@ -73,6 +73,12 @@ pub async fn cold_check(run: &Running, model: &str, tag: &str) -> Verdict {
     check_with(run, &fetcher, model).await
 }
 
+/// The bundle teewatch's fetcher gathers for `model` (warm caches), as JSON.
+pub async fn fetch(run: &Running, model: &str) -> serde_json::Value {
+    let target = run.config.target(model).unwrap();
+    run.fetcher.check(&run.config, target).await.unwrap()
+}
+
 async fn check_with(run: &Running, fetcher: &Fetcher, model: &str) -> Verdict {
     let target = run.config.target(model).unwrap();
     let bundle = fetcher.check(&run.config, target).await.unwrap();
