@@ -10,11 +10,11 @@ use k256::ecdsa::SigningKey;
 use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sha3::Keccak256;
 
 use super::dstack::{DstackIdentity, DstackTd};
 use super::faults::Fault;
 use crate::verify::binding::ethereum_address;
+use crate::verify::canary::eip191_digest;
 use crate::verify::hexutil;
 
 /// One node: a TD and the key vllm-proxy generated inside it.
@@ -146,11 +146,7 @@ impl SimModel {
 
 /// Signs `text` with EIP-191 personal_sign, returning `0x` ‖ r ‖ s ‖ v (v = 27/28).
 pub fn personal_sign(key: &SigningKey, text: &str) -> Option<String> {
-    let digest = Keccak256::new_with_prefix(
-        format!("\x19Ethereum Signed Message:\n{}", text.len()).as_bytes(),
-    )
-    .chain_update(text.as_bytes());
-    let (signature, recovery) = key.sign_digest_recoverable(digest).ok()?;
+    let (signature, recovery) = key.sign_digest_recoverable(eip191_digest(text)).ok()?;
     let mut bytes = signature.to_bytes().to_vec();
     bytes.push(27 + recovery.to_byte());
     Some(format!("0x{}", hexutil::lower(&bytes)))

@@ -19,18 +19,6 @@ pub struct WrittenConfig {
     pub roots: Vec<PathBuf>,
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// Writes the configuration, the API key file and the three test roots beside `path`.
 pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenConfig> {
     let dir = path
@@ -44,25 +32,15 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
     let file = |suffix: &str| dir.join(format!("{stem}.{suffix}"));
     let key_path = file("api-key");
     let roots = [
-        (
-            file("intel-root.pem"),
-            pem("CERTIFICATE", state.intel.root_der()),
-        ),
-        (
-            file("nvidia-root.pem"),
-            pem("CERTIFICATE", state.nvidia.root_der()),
-        ),
+        (file("intel-root.pem"), state.intel.root_pem()),
+        (file("nvidia-root.pem"), state.nvidia.root_pem().to_string()),
         (
             file("nras-intermediate.pem"),
-            pem(
-                "CERTIFICATE",
-                state
-                    .nras
-                    .lock()
-                    .map(|n| n.intermediate_der().to_vec())
-                    .unwrap_or_default()
-                    .as_slice(),
-            ),
+            state
+                .nras
+                .lock()
+                .map(|n| n.intermediate_pem())
+                .unwrap_or_default(),
         ),
     ];
     std::fs::write(&key_path, format!("{}\n", state.api_key))?;

@@ -302,6 +302,13 @@ fn judge_signature(response: &Value, text: &str, nodes: &[NodeKey]) -> Outcome {
     }
 }
 
+/// The hash EIP-191 personal_sign signs: keccak256("\x19Ethereum Signed Message:\n" ‖ len ‖ text),
+/// as a digest ready for k256's prehash signing and recovery.
+pub fn eip191_digest(text: &str) -> Keccak256 {
+    Keccak256::new_with_prefix(format!("\x19Ethereum Signed Message:\n{}", text.len()).as_bytes())
+        .chain_update(text.as_bytes())
+}
+
 /// The Ethereum address that signed `text` with EIP-191 personal_sign.
 pub fn recover_eip191(text: &str, signature_hex: &str) -> Result<[u8; 20], String> {
     let bytes = hexutil::decode(signature_hex).map_err(|e| format!("signature is not hex: {e}"))?;
@@ -331,11 +338,7 @@ pub fn recover_eip191(text: &str, signature_hex: &str) -> Result<[u8; 20], Strin
         None => (signature, parity),
     };
     let recovery_id = RecoveryId::from_byte(parity).ok_or("signature recovery id is invalid")?;
-    let digest = Keccak256::new_with_prefix(
-        format!("\x19Ethereum Signed Message:\n{}", text.len()).as_bytes(),
-    )
-    .chain_update(text.as_bytes());
-    let key = VerifyingKey::recover_from_digest(digest, &signature, recovery_id)
+    let key = VerifyingKey::recover_from_digest(eip191_digest(text), &signature, recovery_id)
         .map_err(|_| "signature does not recover to any public key".to_string())?;
     let point = key.to_encoded_point(false);
     binding::ethereum_address(point.as_bytes())
