@@ -5,8 +5,10 @@
 //! codes every command shares (`exit`).
 
 pub mod config;
+pub mod drift;
 pub mod exit;
 pub mod fetch;
+pub mod record;
 pub mod render;
 pub mod sim;
 pub mod verify;
