@@ -299,7 +299,11 @@ pub fn drift_flags(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cloned_ref_to_slice_refs
+)]
 mod tests {
     use super::*;
     use crate::verify::{Observed, State};

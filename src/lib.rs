@@ -5,10 +5,15 @@
 //! codes every command shares (`exit`).
 
 pub mod config;
+pub mod daemon;
 pub mod drift;
 pub mod exit;
 pub mod fetch;
+pub mod history;
+pub mod metrics;
 pub mod record;
 pub mod render;
+pub mod schedule;
 pub mod sim;
+pub mod store;
 pub mod verify;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use teewatch::config::Config;
+use teewatch::daemon::logging::LogFormat;
 use teewatch::exit;
 use teewatch::render;
 use teewatch::verify::{self, Bundle, Policy, TrustAnchors};
@@ -77,10 +78,69 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
+    /// Run the daemon: check every target on its schedule, keep the history, serve /metrics.
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen here instead of `[daemon] listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Use this database instead of `[daemon] db`.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Log format (timestamps are left out when stderr is the systemd journal).
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    /// List past checks and drift events from the store.
+    #[command(args_conflicts_with_subcommands = true)]
+    History {
+        #[command(flatten)]
+        source: Option<DbSource>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only checks since this time: RFC 3339 (`2026-11-28T00:00:00Z`) or a duration (`24h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: Option<HistoryCommand>,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+/// Where `history` finds the database: `--db PATH` or the `[daemon] db` of `--config FILE`.
+#[derive(clap::Args, Clone)]
+#[group(required = true, multiple = false)]
+struct DbSource {
+    /// The SQLite database.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// The configuration whose `[daemon] db` to read.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Write the evidence bundle of a stored check (it re-verifies with `teewatch verify`).
+    Export {
+        #[command(flatten)]
+        source: DbSource,
+        /// The check id (as `history` lists it).
+        #[arg(long)]
+        check: i64,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -133,6 +193,30 @@ fn main() -> ExitCode {
             signature_delay_ms,
             write_config.as_deref(),
         ),
+        Command::Run {
+            config,
+            listen,
+            db,
+            log_format,
+        } => run_daemon(config, listen, db, log_format),
+        Command::History {
+            source,
+            target,
+            since,
+            json,
+            command,
+        } => match command {
+            Some(HistoryCommand::Export { source, check, out }) => {
+                history_export(&source, check, out.as_deref())
+            }
+            None => match source {
+                Some(source) => history_list(&source, target, since.as_deref(), json),
+                None => {
+                    eprintln!("teewatch: history needs --db PATH or --config FILE");
+                    Ok(exit::USAGE)
+                }
+            },
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -386,4 +470,120 @@ fn run_check(
         );
     }
     Ok(exit::for_state(worst))
+}
+
+fn run_daemon(
+    config: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    db: Option<PathBuf>,
+    log_format: LogFormat,
+) -> anyhow::Result<u8> {
+    use teewatch::daemon::{RunError, RunOptions};
+    teewatch::daemon::logging::init(log_format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let options = RunOptions {
+        config_path: config,
+        listen,
+        db,
+    };
+    match runtime.block_on(teewatch::daemon::run(options)) {
+        Ok(()) => Ok(exit::PASS),
+        Err(RunError::Config(e)) => {
+            eprint!("{e}");
+            Ok(exit::CONFIG)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "teewatch stopped");
+            eprintln!("teewatch: {e}");
+            Ok(e.exit_code())
+        }
+    }
+}
+
+/// Opens the store a `history` command reads (never creating one).
+fn history_store(
+    source: &DbSource,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Result<teewatch::store::Store, u8>> {
+    let db = match teewatch::daemon::history_db(source.db.as_deref(), source.config.as_deref()) {
+        Ok(db) => db,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(Err(exit::CONFIG));
+        }
+    };
+    match runtime.block_on(teewatch::store::Store::open_existing(&db)) {
+        Ok(store) => Ok(Ok(store)),
+        Err(e) => {
+            eprintln!("teewatch: {}: {e}", db.display());
+            Ok(Err(exit::DATA_ERR))
+        }
+    }
+}
+
+fn history_list(
+    source: &DbSource,
+    target: Option<String>,
+    since: Option<&str>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let since = match since.map(|s| teewatch::history::parse_since(s, chrono::Utc::now())) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(e)) => {
+            eprintln!("teewatch: --since: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = match history_store(source, &runtime)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let filter = teewatch::store::HistoryFilter {
+        target,
+        since,
+        limit: None,
+    };
+    let checks = runtime
+        .block_on(store.history(&filter))
+        .context("reading checks")?;
+    let drift = runtime
+        .block_on(store.drift_events(&filter))
+        .context("reading drift events")?;
+    runtime.block_on(store.close());
+    if json {
+        println!("{}", teewatch::history::to_json(&checks, &drift));
+    } else {
+        print!("{}", teewatch::history::to_table(&checks, &drift));
+    }
+    Ok(exit::PASS)
+}
+
+fn history_export(
+    source: &DbSource,
+    check: i64,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = match history_store(source, &runtime)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let bundle = runtime.block_on(store.export_bundle(check));
+    runtime.block_on(store.close());
+    let bundle = match bundle {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("teewatch: check {check}: {e}");
+            return Ok(exit::DATA_ERR);
+        }
+    };
+    let text = serde_json::to_string_pretty(&bundle).context("serialising the bundle")?;
+    match out {
+        Some(path) => std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{text}"),
+    }
+    Ok(exit::PASS)
 }

@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::{Table, Value};
 
 use super::describe;
+use super::schedule::parse_interval;
 use super::validator::{UrlKind, Validator};
 use crate::verify::policy::{DEFAULT_NRAS_URL, Policy};
 
@@ -17,6 +19,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
 pub const DEFAULT_DB: &str = "teewatch.db";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// How long a new measurement value keeps `teewatch_measurement_drift` at 1.
+pub const DEFAULT_DRIFT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Full bundles kept per target beyond failures and drifts.
+pub const DEFAULT_KEEP_BUNDLES: usize = 10;
+/// How long SIGTERM waits for in-flight checks before cancelling them.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Intel's Provisioning Certification Service.
 pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 /// Phala's PCCS, which serves the same collateral (documented as the alternative).
@@ -27,7 +35,15 @@ pub const DEFAULT_ROOT_CRL_URL: &str =
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub(super) const DAEMON_KEYS: [&str; 4] = ["listen", "db", "retention_days", "concurrency"];
+pub(super) const DAEMON_KEYS: [&str; 7] = [
+    "listen",
+    "db",
+    "retention_days",
+    "concurrency",
+    "drift_window",
+    "keep_bundles",
+    "drain_timeout",
+];
 pub(super) const INTEL_KEYS: [&str; 3] = ["pccs_url", "root_crl_url", "allowed_tcb_statuses"];
 pub(super) const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors"];
 
@@ -42,6 +58,12 @@ pub struct DaemonConfig {
     pub retention_days: u32,
     /// Targets checked at the same time (1 to 256).
     pub concurrency: usize,
+    /// How long a new measurement value counts as drift.
+    pub drift_window: Duration,
+    /// Full bundles kept per target besides those of failures and drifts (0 to 10000).
+    pub keep_bundles: usize,
+    /// How long a shutdown waits for in-flight checks.
+    pub drain_timeout: Duration,
 }
 
 /// `[intel]`.
@@ -112,11 +134,44 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         .flatten()
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(DEFAULT_CONCURRENCY);
+    let keep_bundles = v
+        .integer(t, "keep_bundles", "daemon.keep_bundles", 0..=10_000)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_KEEP_BUNDLES);
+    let drift_window = duration(v, t, "drift_window", DEFAULT_DRIFT_WINDOW);
+    let drain_timeout = duration(v, t, "drain_timeout", DEFAULT_DRAIN_TIMEOUT);
     DaemonConfig {
         listen,
         db,
         retention_days,
         concurrency,
+        drift_window,
+        keep_bundles,
+        drain_timeout,
+    }
+}
+
+/// A `[daemon]` duration written like an interval (`"30s"`, `"24h"`, at least 10 s).
+fn duration(v: &mut Validator, t: &Table, key: &str, default: Duration) -> Duration {
+    let path = format!("daemon.{key}");
+    match t.get(key) {
+        None => default,
+        Some(Value::String(s)) => parse_interval(s).unwrap_or_else(|m| {
+            v.issue(&path, m);
+            default
+        }),
+        Some(other) => {
+            v.issue(
+                &path,
+                format!(
+                    "expected a duration such as \"30s\" or \"24h\", found {}",
+                    describe(other)
+                ),
+            );
+            default
+        }
     }
 }
 

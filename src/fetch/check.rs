@@ -19,6 +19,7 @@ use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
 use crate::config::{Config, MonitorConfig, Profile, TargetConfig};
+use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
 use crate::verify::report::{self, NodeReport};
 
@@ -38,6 +39,13 @@ pub struct Fetcher {
     jwks: Mutex<Option<(Value, Instant)>>,
     /// Unknown kids that triggered a refetch, and when.
     refetched_for: Mutex<BTreeMap<String, Instant>>,
+}
+
+/// A fetched bundle and the durations of the fetch phases that produced it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bundle: Value,
+    pub phases: Vec<PhaseDuration>,
 }
 
 /// Why a check could not even start (not a fetch failure: a configuration problem).
@@ -95,6 +103,25 @@ impl Fetcher {
 
     /// Runs one check of `target` and returns the bundle as JSON.
     pub async fn check(&self, config: &Config, target: &TargetConfig) -> Result<Value, CheckError> {
+        self.check_timed(config, target).await.map(|f| f.bundle)
+    }
+
+    /// Runs one check of `target` and returns the bundle with how long each fetch phase took.
+    pub async fn check_timed(
+        &self,
+        config: &Config,
+        target: &TargetConfig,
+    ) -> Result<Fetched, CheckError> {
+        let mut phases: Vec<PhaseDuration> = Vec::with_capacity(4);
+        let mut phase_start = Instant::now();
+        let mut lap = |phase: Phase, phases: &mut Vec<PhaseDuration>| {
+            let now = Instant::now();
+            phases.push(PhaseDuration {
+                phase,
+                duration: now.saturating_duration_since(phase_start),
+            });
+            phase_start = now;
+        };
         let monitor = target
             .monitor
             .as_ref()
@@ -145,6 +172,7 @@ impl Fetcher {
             }
         };
         let observed_at = Utc::now();
+        lap(Phase::Attestation, &mut phases);
         // The TLS peer is the attested service only when teewatch talks to it directly.
         let tls_peer_spki = match (monitor.profile, peer) {
             (Profile::VllmProxy, Some(spki)) => {
@@ -155,14 +183,17 @@ impl Fetcher {
 
         // 2. Collateral for each platform the report's quotes come from.
         let collateral = self.collateral_for(config, &attestation, &mut errors).await;
+        lap(Phase::Collateral, &mut phases);
 
         // 3. NRAS, per node with GPU evidence, and the JWKS its tokens name.
         let nras = self.nras_for(config, &attestation, &mut errors).await;
+        lap(Phase::Nras, &mut phases);
 
         // 4. The canary chats.
         let canary = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
+        lap(Phase::Canary, &mut phases);
 
-        Ok(json!({
+        let bundle = json!({
             "format": "teewatch-bundle/1",
             "target": target.name,
             "observed_at": observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -179,7 +210,8 @@ impl Fetcher {
             "canary": canary,
             "tls_peer_spki": tls_peer_spki,
             "policy": target.policy.snapshot(),
-        }))
+        });
+        Ok(Fetched { bundle, phases })
     }
 
     async fn collateral_for(

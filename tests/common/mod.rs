@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod daemon_run;
 pub mod nras_mint;
 pub mod sim_run;
 

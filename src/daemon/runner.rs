@@ -1,0 +1,455 @@
+//! One scheduled check from start to record: fetch the bundle, verify it off the async threads,
+//! judge drift against the target's history, write everything in one store transaction, then
+//! update the metrics and the status page from the same record.
+//!
+//! The daemon's shared state lives here too: the configuration in force (swapped whole on
+//! SIGHUP), the fetcher with its caches, the store, the metrics and each target's drift history.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::RngCore;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::config::{Config, TargetConfig};
+use crate::drift::{self, DriftEvent, TargetHistory};
+use crate::fetch::check::{CheckError, Fetcher};
+use crate::metrics::{Metrics, TargetSnapshot};
+use crate::record::{CheckRecord, Phase, PhaseDuration};
+use crate::schedule::{Due, PlannedTarget, Runner};
+use crate::store::{LatestCheck, Store};
+use crate::verify::{self, Bundle, Check, State, TrustAnchors, hexutil};
+
+/// How many request timeouts one whole check may take before it is cancelled: a check makes a
+/// handful of sequential requests (report, collateral, NRAS, two chats and their signatures).
+pub const DEADLINE_TIMEOUTS: u32 = 3;
+
+/// What the status page shows of one target.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    pub state: State,
+    pub check_id: Option<i64>,
+    pub last_check: DateTime<Utc>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// The checks that did not pass in the last verdict.
+    pub failing: Vec<Check>,
+    pub tcb_status: Option<String>,
+    pub last_drift: Option<DriftEvent>,
+    /// Names of the `dangerous_*` test roots the last verdict was judged under.
+    pub trust: Vec<String>,
+}
+
+/// The configuration in force with the trust anchors built from it (built once per
+/// configuration, so the verifier's caches inside the anchors are reused across checks).
+pub struct Generation {
+    pub config: Config,
+    pub anchors: TrustAnchors,
+}
+
+/// State shared by the scheduler's checks, the HTTP server and the signal handlers.
+pub struct Shared {
+    generation: RwLock<Arc<Generation>>,
+    pub fetcher: Fetcher,
+    pub store: Store,
+    pub metrics: Metrics,
+    histories: Mutex<BTreeMap<String, TargetHistory>>,
+    status: Mutex<BTreeMap<String, TargetStatus>>,
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        fetcher: Fetcher,
+        store: Store,
+        metrics: Metrics,
+        histories: BTreeMap<String, TargetHistory>,
+    ) -> Shared {
+        let anchors = config.trust_anchors();
+        Shared {
+            generation: RwLock::new(Arc::new(Generation { config, anchors })),
+            fetcher,
+            store,
+            metrics,
+            histories: Mutex::new(histories),
+            status: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn generation(&self) -> Arc<Generation> {
+        match self.generation.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts a new configuration in force (checks already running finish under the old one).
+    pub fn replace_config(&self, config: Config) {
+        let anchors = config.trust_anchors();
+        let next = Arc::new(Generation { config, anchors });
+        match self.generation.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        let names: Vec<String> = self.targets().into_iter().map(|t| t.name).collect();
+        self.metrics.retain_targets(&names);
+        self.metrics.set_targets(names.len());
+        lock(&self.status).retain(|name, _| names.contains(name));
+    }
+
+    /// The monitored targets of the configuration in force, as the scheduler plans them.
+    pub fn targets(&self) -> Vec<PlannedTarget> {
+        planned_targets(&self.generation().config)
+    }
+
+    /// A copy of every target's status, for the status page.
+    pub fn statuses(&self) -> BTreeMap<String, TargetStatus> {
+        lock(&self.status).clone()
+    }
+
+    /// Rebuilds gauges and the status page from the store after a start, so nothing reads as
+    /// zero or missing until the next check.
+    pub fn restore(&self, latest: Vec<LatestCheck>, now: DateTime<Utc>) {
+        let generation = self.generation();
+        let config = &generation.config;
+        let window = config.daemon.drift_window;
+        let histories = lock(&self.histories).clone();
+        for stored in latest {
+            let Some(target) = config.target(&stored.target) else {
+                continue;
+            };
+            let history = histories.get(&stored.target).cloned().unwrap_or_default();
+            let snapshot = TargetSnapshot {
+                target: stored.target.clone(),
+                state: stored.state,
+                checks: stored.checks.clone(),
+                last_check: stored.finished_at,
+                last_success: stored.last_success_at,
+                last_duration: stored.duration,
+                tcb_status: stored.tcb_status.clone(),
+                measurements: drift::latest_values(&stored.measurements),
+                drift: drift::drift_flags(
+                    &history,
+                    &stored.measurements,
+                    &target.policy,
+                    now,
+                    window,
+                ),
+            };
+            self.metrics.set_target(&snapshot, false);
+            let last_drift = last_drift_of(&history);
+            lock(&self.status).insert(
+                stored.target.clone(),
+                TargetStatus {
+                    state: stored.state,
+                    check_id: Some(stored.check_id),
+                    last_check: stored.finished_at,
+                    last_success: stored.last_success_at,
+                    failing: failing(&stored.checks),
+                    tcb_status: stored.tcb_status,
+                    last_drift,
+                    trust: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// One check of `due`: fetch, verify, record.
+    pub async fn check(self: Arc<Self>, due: Due) {
+        let generation = self.generation();
+        let Some(target) = generation.config.target(&due.target).cloned() else {
+            return;
+        };
+        let fetched = match self.fetcher.check_timed(&generation.config, &target).await {
+            Ok(f) => f,
+            Err(e @ (CheckError::ApiKey { .. } | CheckError::NotMonitored(_))) => {
+                // A configuration problem, not a provider failure: nothing was fetched, so there
+                // is nothing to verify or store. The staleness of the target's gauges shows it.
+                tracing::error!(error = %e, "check could not start");
+                self.metrics
+                    .fetch_error(&target.name, "attestation", "other");
+                return;
+            }
+        };
+        self.finish(generation, target, due, fetched.bundle, fetched.phases)
+            .await;
+    }
+
+    /// Records a check that was cancelled at its deadline as an unverifiable check.
+    pub async fn deadline_exceeded(self: Arc<Self>, due: Due) {
+        let generation = self.generation();
+        let Some(target) = generation.config.target(&due.target).cloned() else {
+            return;
+        };
+        tracing::warn!(
+            deadline_s = due.deadline.as_secs(),
+            "check exceeded its deadline"
+        );
+        let bundle = deadline_bundle(&generation.config, &target, due.deadline);
+        self.finish(generation, target, due, bundle, Vec::new())
+            .await;
+    }
+
+    async fn finish(
+        self: &Arc<Self>,
+        generation: Arc<Generation>,
+        target: TargetConfig,
+        due: Due,
+        bundle_json: Value,
+        mut phases: Vec<PhaseDuration>,
+    ) {
+        let verify_start = Instant::now();
+        let to_verify = bundle_json.clone();
+        let policy = target.policy.clone();
+        let verifying = generation.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            Bundle::from_value(to_verify).map(|b| verify::verify(&b, &policy, &verifying.anchors))
+        })
+        .await;
+        let verdict = match verdict {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the fetched bundle is malformed; not recorded");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the verifier task failed; not recorded");
+                return;
+            }
+        };
+        phases.push(PhaseDuration {
+            phase: Phase::Verify,
+            duration: verify_start.elapsed(),
+        });
+        let finished_at = Utc::now();
+        let measurements = drift::measurements(&verdict);
+        let events = {
+            let histories = lock(&self.histories);
+            let history = histories.get(&target.name).cloned().unwrap_or_default();
+            drift::detect(&history, &measurements, &target.policy, finished_at)
+        };
+        let record = CheckRecord {
+            target: target.name.clone(),
+            scheduled_at: due.scheduled_at,
+            started_at: due.started_at,
+            finished_at,
+            phases: phases.clone(),
+            fetch_errors: CheckRecord::fetch_errors_of(&bundle_json),
+            bundle: bundle_json,
+            verdict,
+            measurements,
+            drift: events,
+        };
+        let store_start = Instant::now();
+        let check_id = match self.store.record(&record).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, "storing the check failed");
+                None
+            }
+        };
+        self.metrics
+            .observe_phase(Phase::Store, store_start.elapsed());
+        for p in &phases {
+            self.metrics.observe_phase(p.phase, p.duration);
+        }
+        self.publish(&generation, &target, &record, check_id, Utc::now());
+    }
+
+    /// Updates the drift history, the metrics and the status page from a recorded check.
+    fn publish(
+        &self,
+        generation: &Generation,
+        target: &TargetConfig,
+        record: &CheckRecord,
+        check_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) {
+        let verdict = &record.verdict;
+        let (flags, last_drift) = {
+            let mut histories = lock(&self.histories);
+            let history = histories.entry(target.name.clone()).or_default();
+            history.absorb(&record.measurements, &record.drift, record.finished_at);
+            let flags = drift::drift_flags(
+                history,
+                &record.measurements,
+                &target.policy,
+                now,
+                generation.config.daemon.drift_window,
+            );
+            (flags, last_drift_of(history))
+        };
+        let previous_success = lock(&self.status)
+            .get(&target.name)
+            .and_then(|s| s.last_success);
+        let last_success = if verdict.state == State::Pass {
+            Some(record.finished_at)
+        } else {
+            previous_success
+        };
+        let duration = (record.finished_at - record.started_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let snapshot = TargetSnapshot {
+            target: target.name.clone(),
+            state: verdict.state,
+            checks: verdict.checks.clone(),
+            last_check: record.finished_at,
+            last_success,
+            last_duration: duration,
+            tcb_status: record.tcb_status().map(str::to_string),
+            measurements: drift::latest_values(&record.measurements),
+            drift: flags,
+        };
+        self.metrics.set_target(&snapshot, true);
+        self.metrics.check_finished(&target.name, verdict.state);
+        for e in &record.fetch_errors {
+            self.metrics.fetch_error(&target.name, &e.endpoint, &e.kind);
+        }
+        if !record.drift.is_empty() {
+            self.metrics
+                .drift_events(&target.name, record.drift.len() as u64);
+            for event in &record.drift {
+                tracing::warn!(
+                    field = %event.field,
+                    node = %event.node,
+                    new_value = %event.new_value,
+                    old_values = ?event.old_values,
+                    reasons = ?event.reasons,
+                    "measurement drift"
+                );
+            }
+        }
+        for (fmspc, at) in crate::metrics::collateral_expiries(&record.bundle) {
+            self.metrics.set_collateral_expiry(&fmspc, at);
+        }
+        let failing_checks = failing(&verdict.checks);
+        tracing::info!(
+            state = verdict.state.as_str(),
+            failing = failing_checks.len(),
+            duration_ms = duration.as_millis() as u64,
+            lag_ms = (record.started_at - record.scheduled_at).num_milliseconds(),
+            check_id,
+            "check finished"
+        );
+        lock(&self.status).insert(
+            target.name.clone(),
+            TargetStatus {
+                state: verdict.state,
+                check_id,
+                last_check: record.finished_at,
+                last_success,
+                failing: failing_checks,
+                tcb_status: snapshot.tcb_status.clone(),
+                last_drift,
+                trust: verdict.trust.clone(),
+            },
+        );
+    }
+}
+
+/// The scheduler's view of the daemon: it starts checks and reports skips and deadlines.
+pub struct CheckRunner {
+    pub shared: Arc<Shared>,
+}
+
+impl Runner for CheckRunner {
+    fn run(&self, due: Due) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let span = tracing::info_span!("check", target = %due.target);
+        let shared = self.shared.clone();
+        Box::pin(shared.check(due).instrument(span))
+    }
+
+    fn deadline_exceeded(&self, due: &Due) {
+        let span = tracing::info_span!("check", target = %due.target);
+        let shared = self.shared.clone();
+        tokio::spawn(shared.deadline_exceeded(due.clone()).instrument(span));
+    }
+
+    fn skipped(&self, target: &str, scheduled_at: DateTime<Utc>) {
+        tracing::warn!(target_name = %target, %scheduled_at, "previous check still running; tick skipped");
+        self.shared.metrics.skipped(target);
+    }
+
+    fn next_check(&self, target: &str, at: DateTime<Utc>) {
+        self.shared.metrics.set_next_check(target, at);
+    }
+}
+
+/// The monitored targets of a configuration as the scheduler plans them.
+pub fn planned_targets(config: &Config) -> Vec<PlannedTarget> {
+    config
+        .monitored()
+        .map(|(target, monitor)| PlannedTarget {
+            name: target.name.clone(),
+            schedule: monitor.schedule.clone(),
+            deadline: monitor.timeout.saturating_mul(DEADLINE_TIMEOUTS),
+        })
+        .collect()
+}
+
+/// A bundle for a check cancelled at its deadline: nothing arrived in time, which the verifier
+/// turns into `unknown` (unverifiable), never `fail`.
+fn deadline_bundle(config: &Config, target: &TargetConfig, deadline: Duration) -> Value {
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    json!({
+        "format": verify::bundle::BUNDLE_FORMAT,
+        "target": target.name,
+        "observed_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "nonce": hexutil::lower(&nonce),
+        "endpoints": {
+            "provider": target.base_url(),
+            "nras": config.nvidia.nras_url,
+            "pccs": config.intel.pccs_url,
+        },
+        "attestation": null,
+        "fetch_errors": [{
+            "endpoint": "attestation",
+            "kind": "timeout",
+            "message": format!("the check did not finish within its deadline of {} s", deadline.as_secs()),
+        }],
+        "tdx_collateral": null,
+        "nras": null,
+        "canary": null,
+        "tls_peer_spki": null,
+        "policy": target.policy.snapshot(),
+    })
+}
+
+fn failing(checks: &[Check]) -> Vec<Check> {
+    checks
+        .iter()
+        .filter(|c| c.state != State::Pass)
+        .cloned()
+        .collect()
+}
+
+/// The most recent drift event a history records, rebuilt as an event (old values are not kept
+/// in the in-memory history, so they are left empty here; the store has them).
+fn last_drift_of(history: &TargetHistory) -> Option<DriftEvent> {
+    history
+        .drifted
+        .iter()
+        .max_by_key(|(_, at)| **at)
+        .map(|((field, value), at)| DriftEvent {
+            field: field.clone(),
+            node: String::new(),
+            old_values: Vec::new(),
+            new_value: value.clone(),
+            reasons: Vec::new(),
+            at: *at,
+        })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -1,0 +1,276 @@
+//! The metric families teewatch exports: their names, help texts, labels and histogram buckets,
+//! and their registration in one registry together with the process collector.
+//!
+//! Keeping every name and help text in one place makes the exported surface easy to review
+//! against `docs/metrics.md`, and registration returns an error instead of panicking, so a
+//! clash (two families of one name) is reported by `Metrics::new` rather than crashing the
+//! daemon.
+
+use prometheus::core::Collector;
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use super::MetricsError;
+
+/// The upper bounds of `teewatch_check_duration_seconds`, in seconds: from 1 ms (a verify of a
+/// small bundle, a store write) to 60 s (the total deadline of one fetch), about three buckets a
+/// decade so a percentile is read within a factor of about two.
+pub const PHASE_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The HELP text shared by the two state gauges, since both use the same code.
+const STATE_CODE: &str = "0 pass, 1 unknown, 2 fail";
+
+/// Every family, registered.
+#[derive(Clone)]
+pub(super) struct Families {
+    pub target_state: IntGaugeVec,
+    pub check_state: IntGaugeVec,
+    pub last_check: GaugeVec,
+    pub last_success: GaugeVec,
+    pub next_check: GaugeVec,
+    pub phase_duration: HistogramVec,
+    pub last_duration: GaugeVec,
+    pub drift: IntGaugeVec,
+    pub changes: IntCounterVec,
+    pub info: IntGaugeVec,
+    pub tcb_status: IntGaugeVec,
+    pub collateral_expiry: GaugeVec,
+    pub fetch_errors: IntCounterVec,
+    pub skipped: IntCounterVec,
+    pub checks: IntCounterVec,
+    pub drift_events: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub targets: IntGauge,
+    pub in_flight: IntGauge,
+}
+
+impl Families {
+    /// Creates every family and registers it, with the process collector, in `registry`.
+    pub fn register(registry: &Registry) -> Result<Families, MetricsError> {
+        let r = registry;
+        let families = Families {
+            target_state: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_target_state",
+                        format!("State of the target's latest verdict: {STATE_CODE}."),
+                    ),
+                    &["target"],
+                ),
+            )?,
+            check_state: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_check_state",
+                        format!(
+                            "Worst state of the named check over all its scopes in the \
+                             target's latest verdict: {STATE_CODE}."
+                        ),
+                    ),
+                    &["target", "check"],
+                ),
+            )?,
+            last_check: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_last_check_timestamp_seconds",
+                        "Unix time at which the target's latest check finished.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            last_success: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_last_success_timestamp_seconds",
+                        "Unix time at which the target's latest passing check finished; \
+                         absent if none passed yet.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            next_check: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_next_check_timestamp_seconds",
+                        "Unix time at which the target's next check is scheduled.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            phase_duration: add(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "teewatch_check_duration_seconds",
+                        "Duration of each phase of a check, over all targets.",
+                    )
+                    .buckets(PHASE_BUCKETS.to_vec()),
+                    &["phase"],
+                ),
+            )?,
+            last_duration: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_last_check_duration_seconds",
+                        "Duration of the target's latest check, all phases.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            drift: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_measurement_drift",
+                        "1 while the field's latest value is outside its pin allowlist or \
+                         recently appeared as a new value, else 0.",
+                    ),
+                    &["target", "field"],
+                ),
+            )?,
+            changes: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "teewatch_measurement_changes_total",
+                        "Times the exported value of the field changed since teewatch started.",
+                    ),
+                    &["target", "field"],
+                ),
+            )?,
+            info: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_measurement_info",
+                        "Always 1; the value label holds the field's latest value (lowercase \
+                         hex or a version string, else invalid).",
+                    ),
+                    &["target", "field", "value"],
+                ),
+            )?,
+            tcb_status: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_tdx_tcb_status",
+                        "Always 1; the status label holds the TDX TCB status of the target's \
+                         latest quote (other if not a known status).",
+                    ),
+                    &["target", "status"],
+                ),
+            )?,
+            collateral_expiry: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_collateral_expiry_timestamp_seconds",
+                        "Unix time of the earliest nextUpdate of the DCAP collateral (TCB info, \
+                         QE identity, CRLs) of the platform.",
+                    ),
+                    &["fmspc"],
+                ),
+            )?,
+            fetch_errors: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "teewatch_fetch_errors_total",
+                        "Failed fetches by endpoint and kind of failure.",
+                    ),
+                    &["target", "endpoint", "kind"],
+                ),
+            )?,
+            skipped: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "teewatch_checks_skipped_total",
+                        "Checks not started because the target's previous check was still \
+                         running.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            checks: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "teewatch_checks_total",
+                        "Finished checks by the state of their verdict.",
+                    ),
+                    &["target", "state"],
+                ),
+            )?,
+            drift_events: add(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "teewatch_drift_events_total",
+                        "Drift events raised: a measurement took a new value or one outside \
+                         its allowlist.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            build_info: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_build_info",
+                        "Always 1; the version label holds the running teewatch version.",
+                    ),
+                    &["version"],
+                ),
+            )?,
+            targets: add(
+                r,
+                IntGauge::new("teewatch_targets", "Number of configured targets."),
+            )?,
+            in_flight: add(
+                r,
+                IntGauge::new("teewatch_checks_in_flight", "Number of checks running now."),
+            )?,
+        };
+        register_process_collector(r)?;
+        Ok(families)
+    }
+}
+
+/// Registers one family, keeping a handle to it.
+fn add<C>(registry: &Registry, made: prometheus::Result<C>) -> Result<C, MetricsError>
+where
+    C: Collector + Clone + 'static,
+{
+    let collector = made.map_err(MetricsError::Create)?;
+    registry
+        .register(Box::new(collector.clone()))
+        .map_err(MetricsError::Register)?;
+    Ok(collector)
+}
+
+/// The standard `process_*` metrics (CPU, memory, file descriptors, threads, start time), which
+/// the prometheus crate only implements on Linux.
+#[cfg(target_os = "linux")]
+fn register_process_collector(registry: &Registry) -> Result<(), MetricsError> {
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(MetricsError::Register)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_process_collector(_registry: &Registry) -> Result<(), MetricsError> {
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The store: every check's verdict, measurements, drift events and evidence bundle in one
+//! SQLite file, through sqlx, so that history, drift state and metrics survive restarts and any
+//! stored verdict can be re-derived from its bundle.
+//!
+//! Only this module talks to the database. One check is written in one transaction
+//! (`write.rs`); reads rebuild what the daemon and the `history` command need (`read.rs`);
+//! retention drops old verdicts and most bundles (`retention.rs`). Bundles and verdicts are
+//! compressed against per-target reference documents (`codec.rs`), which is what makes a check
+//! of a one-GPU target cost a couple of kilobytes instead of the 60 KB of its bundle. The schema
+//! is in `migrations/` and explained in `docs/store.md`.
+
+mod codec;
+mod read;
+mod retention;
+mod write;
+
+pub use read::REMOVED_BY_RETENTION;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::drift::{DriftEvent, Measurement};
+use crate::verify::{Check, State};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections in the pool: one writer at a time is all SQLite allows, the others serve reads
+/// (the HTTP status page, the metrics rebuild) while a check is written.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("no store at {} (the daemon creates it when it starts)", .0.display())]
+    NoDatabase(PathBuf),
+    #[error("cannot migrate the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store query failed: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("no check with id {0} in the store")]
+    NoSuchCheck(i64),
+    #[error("check {check} has no stored bundle: {reason}")]
+    BundleMissing { check: i64, reason: String },
+    #[error("the store holds invalid data: {0}")]
+    Corrupt(String),
+    #[error("cannot encode {what} as JSON: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("zstd: {0}")]
+    Compression(#[source] std::io::Error),
+    #[error("time {0} is outside what the store can represent (1677 to 2262)")]
+    TimeOutOfRange(String),
+}
+
+/// What retention keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Checks (and everything recorded with them) older than this are deleted.
+    pub verdicts_for: Duration,
+    /// The bundles of this many most recent checks per target are kept whatever their state.
+    pub keep_last_bundles: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            verdicts_for: Duration::from_secs(90 * 24 * 3600),
+            keep_last_bundles: 10,
+        }
+    }
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub checks_deleted: u64,
+    /// Bundles removed, with their checks or on their own.
+    pub bundles_deleted: u64,
+    /// Reference blobs no longer used by anything.
+    pub blobs_deleted: u64,
+}
+
+/// Which checks or drift events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    pub target: Option<String>,
+    /// Only those at or after this instant (a check's `started_at`, an event's `at`).
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// One check as the history lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRow {
+    pub id: i64,
+    pub target: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub state: State,
+    pub attestation_format: String,
+    /// The checks that did not pass, in verdict order.
+    pub failing: Vec<Check>,
+    pub has_bundle: bool,
+    pub drift_events: usize,
+}
+
+/// One stored drift event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftRow {
+    pub id: i64,
+    pub check_id: i64,
+    pub target: String,
+    pub event: DriftEvent,
+}
+
+/// What the metrics need to be rebuilt for one target after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestCheck {
+    pub target: String,
+    pub check_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub state: State,
+    pub checks: Vec<Check>,
+    pub measurements: Vec<Measurement>,
+    /// The TDX TCB status the verdict observed first, if any.
+    pub tcb_status: Option<String>,
+    /// When the last passing check of the target (among those retained) finished.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// `finished_at - started_at`.
+    pub duration: Duration,
+}
+
+/// The SQLite store. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens the store at `path`, creating the file if it does not exist, and brings its schema
+    /// up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::connect(path, true).await
+    }
+
+    /// Opens an existing store (for reading it with `teewatch history`): a missing file is
+    /// `NoDatabase`, never silently created. Its schema is still brought up to date.
+    pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NoDatabase(path.to_path_buf()));
+        }
+        Store::connect(path, false).await
+    }
+
+    async fn connect(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        // `filename` takes the path as it is (no URL parsing), so any file name works.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            // WAL lets readers (status page, metrics) run while a check is written; NORMAL
+            // synchronous is durable across process crashes, which is what a monitor needs.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The size of the database in bytes (`page_count * page_size`) after moving the
+    /// write-ahead log into it, so that it counts everything written so far.
+    pub async fn size_bytes(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await?;
+        let bytes = pages.saturating_mul(page_size);
+        u64::try_from(bytes).map_err(|_| StoreError::Corrupt(format!("negative size {bytes}")))
+    }
+}
+
+/// A state as stored in `checks.state` and `check_results.state`.
+fn state_from_name(name: &str) -> Result<State, StoreError> {
+    match name {
+        "pass" => Ok(State::Pass),
+        "unknown" => Ok(State::Unknown),
+        "fail" => Ok(State::Fail),
+        other => Err(StoreError::Corrupt(format!("unknown state {other:?}"))),
+    }
+}

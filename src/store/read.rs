@@ -1,0 +1,349 @@
+//! Reading the store back: the drift history and latest check of every target (what the daemon
+//! rebuilds at start), the check and drift listings of `teewatch history`, and the exact verdict
+//! and bundle of one check.
+//!
+//! Reads that take several statements run in one read transaction, so they see one consistent
+//! snapshot even while a check is being written or retention runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::SqliteConnection;
+
+use super::codec::{self, from_ns, int, to_ns};
+use super::{CheckRow, DriftRow, HistoryFilter, LatestCheck, Store, StoreError, state_from_name};
+use crate::drift::{DriftEvent, DriftReason, Measurement, TargetHistory};
+use crate::verify::{Check, Verdict};
+
+/// Why `export_bundle` finds no bundle for a check whose bundle retention dropped.
+pub const REMOVED_BY_RETENTION: &str = "removed by retention";
+
+/// The filter as bound parameters: target (or NULL), since (or NULL), limit (-1 for none).
+fn filter_params(filter: &HistoryFilter) -> Result<(Option<&str>, Option<i64>, i64), StoreError> {
+    let since = filter.since.map(to_ns).transpose()?;
+    let limit = filter.limit.map(int).unwrap_or(-1);
+    Ok((filter.target.as_deref(), since, limit))
+}
+
+/// The content of a reference blob, checked against its length and hash.
+pub(crate) async fn load_blob(conn: &mut SqliteConnection, id: i64) -> Result<Vec<u8>, StoreError> {
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT raw_len, sha256, data FROM blobs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (raw_len, digest, data) =
+        row.ok_or_else(|| StoreError::Corrupt(format!("blob {id} is missing")))?;
+    let content = codec::decompress(&[], &data, raw_len, &format!("blob {id}"))?;
+    if codec::sha256(&content) != digest {
+        return Err(StoreError::Corrupt(format!(
+            "blob {id} does not match its hash"
+        )));
+    }
+    Ok(content)
+}
+
+/// A stored verdict: decompressed against its reference and parsed.
+async fn decode_verdict(
+    conn: &mut SqliteConnection,
+    check_id: i64,
+    dict: i64,
+    raw_len: i64,
+    data: &[u8],
+) -> Result<Verdict, StoreError> {
+    let reference = load_blob(conn, dict).await?;
+    let what = format!("verdict of check {check_id}");
+    let json = codec::decompress(&reference, data, raw_len, &what)?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Store {
+    /// The drift history of every recorded target: each value every tracked field has shown
+    /// with when it was first seen (on any node), and each drifted value with when its first
+    /// retained drift event was raised.
+    pub async fn histories(&self) -> Result<BTreeMap<String, TargetHistory>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out: BTreeMap<String, TargetHistory> = BTreeMap::new();
+        let targets: Vec<String> = sqlx::query_scalar("SELECT name FROM targets")
+            .fetch_all(&mut *tx)
+            .await?;
+        for name in targets {
+            out.insert(name, TargetHistory::default());
+        }
+        let values: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT t.name, v.field, v.value, MIN(v.first_seen)
+             FROM measurement_values v JOIN targets t ON t.id = v.target_id
+             GROUP BY t.name, v.field, v.value",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (target, field, value, first_seen) in values {
+            out.entry(target)
+                .or_default()
+                .values
+                .entry(field)
+                .or_default()
+                .insert(value, from_ns(first_seen));
+        }
+        let drifted: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT t.name, d.field, d.new_value, MIN(d.at)
+             FROM drift_events d JOIN targets t ON t.id = d.target_id
+             GROUP BY t.name, d.field, d.new_value",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (target, field, value, at) in drifted {
+            out.entry(target)
+                .or_default()
+                .drifted
+                .insert((field, value), from_ns(at));
+        }
+        Ok(out)
+    }
+
+    /// The newest check of every target that has one, by target name.
+    pub async fn latest_checks(&self) -> Result<Vec<LatestCheck>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        type Row = (
+            String,
+            i64,
+            i64,
+            i64,
+            String,
+            i64,
+            i64,
+            Vec<u8>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT t.name, c.id, c.started_at, c.finished_at, c.state,
+                    c.verdict_dict, c.verdict_len, c.verdict,
+                    (SELECT p.finished_at FROM checks p
+                     WHERE p.target_id = t.id AND p.state = 'pass'
+                     ORDER BY p.started_at DESC, p.id DESC LIMIT 1)
+             FROM targets t
+             JOIN checks c ON c.id = (SELECT c2.id FROM checks c2 WHERE c2.target_id = t.id
+                                      ORDER BY c2.started_at DESC, c2.id DESC LIMIT 1)
+             ORDER BY t.name",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (target, check_id, started, finished, state, dict, len, data, last_success) in rows {
+            let verdict = decode_verdict(&mut tx, check_id, dict, len, &data).await?;
+            let measurements: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT v.field, v.node, v.value, v.source
+                 FROM check_measurements m JOIN measurement_values v ON v.id = m.value_id
+                 WHERE m.check_id = ?1 ORDER BY m.ordinal",
+            )
+            .bind(check_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let started_at = from_ns(started);
+            let finished_at = from_ns(finished);
+            out.push(LatestCheck {
+                target,
+                check_id,
+                started_at,
+                finished_at,
+                state: state_from_name(&state)?,
+                tcb_status: verdict
+                    .observed
+                    .iter()
+                    .find(|o| o.field == "tcb_status")
+                    .map(|o| o.value.clone()),
+                checks: verdict.checks,
+                measurements: measurements
+                    .into_iter()
+                    .map(|(field, node, value, source)| Measurement {
+                        field,
+                        node,
+                        value,
+                        source,
+                    })
+                    .collect(),
+                last_success_at: last_success.map(from_ns),
+                duration: finished_at
+                    .signed_duration_since(started_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks matching the filter, newest first (by `started_at`).
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<CheckRow>, StoreError> {
+        let (target, since, limit) = filter_params(filter)?;
+        let mut tx = self.pool.begin().await?;
+        // The checks the filter selects, shared by both statements.
+        const SELECTED: &str = "SELECT c.id FROM checks c JOIN targets t ON t.id = c.target_id
+             WHERE (?1 IS NULL OR t.name = ?1) AND (?2 IS NULL OR c.started_at >= ?2)
+             ORDER BY c.started_at DESC, c.id DESC LIMIT ?3";
+        let results: Vec<(i64, String, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT check_id, name, scope, state, reason FROM check_results
+             WHERE check_id IN ({SELECTED}) ORDER BY check_id, ordinal"
+        ))
+        .bind(target)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut failing: HashMap<i64, Vec<Check>> = HashMap::new();
+        for (check_id, name, scope, state, reason) in results {
+            failing.entry(check_id).or_default().push(Check {
+                name,
+                scope,
+                state: state_from_name(&state)?,
+                reason,
+            });
+        }
+        type Row = (i64, String, i64, i64, i64, String, String, bool, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT c.id, t.name, c.scheduled_at, c.started_at, c.finished_at, c.state,
+                    c.attestation_format,
+                    EXISTS (SELECT 1 FROM bundles b WHERE b.check_id = c.id),
+                    (SELECT COUNT(*) FROM drift_events d WHERE d.check_id = c.id)
+             FROM checks c JOIN targets t ON t.id = c.target_id
+             WHERE (?1 IS NULL OR t.name = ?1) AND (?2 IS NULL OR c.started_at >= ?2)
+             ORDER BY c.started_at DESC, c.id DESC LIMIT ?3",
+        )
+        .bind(target)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, target, scheduled, started, finished, state, format, bundle, drift)| {
+                    Ok(CheckRow {
+                        id,
+                        target,
+                        scheduled_at: from_ns(scheduled),
+                        started_at: from_ns(started),
+                        finished_at: from_ns(finished),
+                        state: state_from_name(&state)?,
+                        attestation_format: format,
+                        failing: failing.remove(&id).unwrap_or_default(),
+                        has_bundle: bundle,
+                        drift_events: usize::try_from(drift).unwrap_or(0),
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Drift events matching the filter, newest first (by the event's `at`).
+    pub async fn drift_events(&self, filter: &HistoryFilter) -> Result<Vec<DriftRow>, StoreError> {
+        let (target, since, limit) = filter_params(filter)?;
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT d.id, d.check_id, t.name, d.field, d.node, d.old_values, d.new_value,
+                    d.reasons, d.at
+             FROM drift_events d JOIN targets t ON t.id = d.target_id
+             WHERE (?1 IS NULL OR t.name = ?1) AND (?2 IS NULL OR d.at >= ?2)
+             ORDER BY d.at DESC, d.id DESC LIMIT ?3",
+        )
+        .bind(target)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, check_id, target, field, node, old, new_value, reasons, at)| {
+                    let old_values: Vec<String> = serde_json::from_str(&old).map_err(|e| {
+                        StoreError::Corrupt(format!("drift event {id}: old values: {e}"))
+                    })?;
+                    let reasons = reasons
+                        .split(',')
+                        .map(|r| {
+                            DriftReason::from_name(r).ok_or_else(|| {
+                                StoreError::Corrupt(format!("drift event {id}: reason {r:?}"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(DriftRow {
+                        id,
+                        check_id,
+                        target,
+                        event: DriftEvent {
+                            field,
+                            node,
+                            old_values,
+                            new_value,
+                            reasons,
+                            at: from_ns(at),
+                        },
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The verdict recorded with a check, exactly as it was recorded.
+    pub async fn verdict(&self, check_id: i64) -> Result<Verdict, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT verdict_dict, verdict_len, verdict FROM checks WHERE id = ?1")
+                .bind(check_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (dict, len, data) = row.ok_or(StoreError::NoSuchCheck(check_id))?;
+        decode_verdict(&mut tx, check_id, dict, len, &data).await
+    }
+
+    /// The bundle recorded with a check, equal to the recorded JSON value (object key order
+    /// included). `BundleMissing` says why when retention removed it.
+    pub async fn export_bundle(&self, check_id: i64) -> Result<Value, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        type Row = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT c.bundle_removed_at, b.dict, b.raw_len, b.sha256, b.data
+             FROM checks c LEFT JOIN bundles b ON b.check_id = c.id WHERE c.id = ?1",
+        )
+        .bind(check_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (removed, dict, raw_len, digest, data) =
+            row.ok_or(StoreError::NoSuchCheck(check_id))?;
+        let (Some(dict), Some(raw_len), Some(digest), Some(data)) = (dict, raw_len, digest, data)
+        else {
+            let reason = if removed.is_some() {
+                REMOVED_BY_RETENTION
+            } else {
+                "no bundle was stored with this check"
+            };
+            return Err(StoreError::BundleMissing {
+                check: check_id,
+                reason: reason.to_string(),
+            });
+        };
+        let reference = load_blob(&mut tx, dict).await?;
+        let what = format!("bundle of check {check_id}");
+        let json = codec::decompress(&reference, &data, raw_len, &what)?;
+        if codec::sha256(&json) != digest {
+            return Err(StoreError::Corrupt(format!(
+                "{what} does not match its hash"
+            )));
+        }
+        serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    }
+}

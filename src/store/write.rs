@@ -1,0 +1,285 @@
+//! Writing one finished check: every row it produces in a single transaction, so that a crash or
+//! an error midway leaves the store as if the check had never been recorded.
+//!
+//! The bundle and the verdict are compressed against the target's current reference documents
+//! (`codec.rs`); when a document shows that its reference has gone stale, the reference is
+//! renewed with it, inside the same transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::codec::{self, int, to_ns};
+use super::{Store, StoreError, read};
+use crate::record::CheckRecord;
+use crate::verify::State;
+
+/// The two kinds of documents that have per-target references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bundle,
+    Verdict,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bundle => "bundle",
+            Kind::Verdict => "verdict",
+        }
+    }
+}
+
+/// A document compressed against the reference blob `dict`.
+struct Encoded {
+    dict: i64,
+    data: Vec<u8>,
+}
+
+impl Store {
+    /// Records one finished check and returns its id.
+    ///
+    /// The target, the check with its verdict, the results that did not pass, the phase
+    /// durations, the measurements (and the per-target history of their values), the drift
+    /// events and the bundle are written in one transaction: either all of them are stored or
+    /// none is. The measurements count as seen at `finished_at`, the instant the verdict was
+    /// known; callers keeping a `TargetHistory` should absorb them at that same instant so that
+    /// `histories()` rebuilds exactly what they hold.
+    pub async fn record(&self, rec: &CheckRecord) -> Result<i64, StoreError> {
+        // Everything that needs no database is prepared before the transaction starts, so the
+        // write lock is held only for the statements.
+        let bundle = serde_json::to_vec(&rec.bundle).map_err(|source| StoreError::Encode {
+            what: "the bundle",
+            source,
+        })?;
+        let verdict = serde_json::to_vec(&rec.verdict).map_err(|source| StoreError::Encode {
+            what: "the verdict",
+            source,
+        })?;
+        let scheduled_at = to_ns(rec.scheduled_at)?;
+        let started_at = to_ns(rec.started_at)?;
+        let finished_at = to_ns(rec.finished_at)?;
+        // A verdict states observed_at as RFC 3339; one that does not parse (or is out of
+        // range) is stored as unknown rather than refusing the whole check.
+        let observed_at = DateTime::parse_from_rfc3339(&rec.verdict.observed_at)
+            .ok()
+            .and_then(|t| t.with_timezone(&Utc).timestamp_nanos_opt());
+        let mut drift_at = Vec::with_capacity(rec.drift.len());
+        for event in &rec.drift {
+            drift_at.push(to_ns(event.at)?);
+        }
+
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so the transaction takes the write lock at once and never
+        // has to upgrade a read snapshot (which fails instead of waiting when another
+        // connection wrote in between).
+        let target_id: i64 = sqlx::query_scalar(
+            "INSERT INTO targets (name) VALUES (?1)
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name
+             RETURNING id",
+        )
+        .bind(&rec.target)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let verdict_doc = encode(&mut tx, target_id, Kind::Verdict, &verdict).await?;
+        let check_id: i64 = sqlx::query_scalar(
+            "INSERT INTO checks (target_id, scheduled_at, started_at, finished_at, observed_at,
+                                 state, attestation_format, verdict_dict, verdict_len, verdict)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             RETURNING id",
+        )
+        .bind(target_id)
+        .bind(scheduled_at)
+        .bind(started_at)
+        .bind(finished_at)
+        .bind(observed_at)
+        .bind(rec.verdict.state.as_str())
+        .bind(rec.verdict.attestation_format.as_str())
+        .bind(verdict_doc.dict)
+        .bind(int(verdict.len()))
+        .bind(verdict_doc.data)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        for (ordinal, check) in rec.verdict.checks.iter().enumerate() {
+            if check.state == State::Pass {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO check_results (check_id, ordinal, name, scope, state, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(check_id)
+            .bind(int(ordinal))
+            .bind(&check.name)
+            .bind(&check.scope)
+            .bind(check.state.as_str())
+            .bind(&check.reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        for (ordinal, phase) in rec.phases.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO check_phases (check_id, ordinal, phase, duration_ns)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(check_id)
+            .bind(int(ordinal))
+            .bind(phase.phase.as_str())
+            .bind(codec::duration_ns(phase.duration))
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        for (ordinal, m) in rec.measurements.iter().enumerate() {
+            // The history keeps the earliest first sighting and the latest last one, so checks
+            // recorded out of order still leave the right bounds.
+            let value_id: i64 = sqlx::query_scalar(
+                "INSERT INTO measurement_values
+                     (target_id, field, node, value, source,
+                      first_seen, last_seen, first_check, last_check)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)
+                 ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
+                     first_check = CASE WHEN excluded.first_seen < first_seen
+                                        THEN excluded.first_check ELSE first_check END,
+                     first_seen = MIN(first_seen, excluded.first_seen),
+                     last_check = CASE WHEN excluded.last_seen >= last_seen
+                                       THEN excluded.last_check ELSE last_check END,
+                     last_seen = MAX(last_seen, excluded.last_seen)
+                 RETURNING id",
+            )
+            .bind(target_id)
+            .bind(&m.field)
+            .bind(&m.node)
+            .bind(&m.value)
+            .bind(&m.source)
+            .bind(finished_at)
+            .bind(check_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO check_measurements (check_id, ordinal, value_id) VALUES (?1, ?2, ?3)",
+            )
+            .bind(check_id)
+            .bind(int(ordinal))
+            .bind(value_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        for (event, at) in rec.drift.iter().zip(drift_at) {
+            let old_values =
+                serde_json::to_string(&event.old_values).map_err(|source| StoreError::Encode {
+                    what: "drift old values",
+                    source,
+                })?;
+            let reasons: Vec<&str> = event.reasons.iter().map(|r| r.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO drift_events
+                     (check_id, target_id, field, node, old_values, new_value, reasons, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(check_id)
+            .bind(target_id)
+            .bind(&event.field)
+            .bind(&event.node)
+            .bind(old_values)
+            .bind(&event.new_value)
+            .bind(reasons.join(","))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let bundle_doc = encode(&mut tx, target_id, Kind::Bundle, &bundle).await?;
+        sqlx::query(
+            "INSERT INTO bundles (check_id, dict, raw_len, sha256, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(check_id)
+        .bind(bundle_doc.dict)
+        .bind(int(bundle.len()))
+        .bind(codec::sha256(&bundle))
+        .bind(bundle_doc.data)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        Ok(check_id)
+    }
+}
+
+/// Compresses a document against the target's reference of its kind, renewing the reference
+/// first when there is none yet or the document shows it has gone stale.
+async fn encode(
+    conn: &mut SqliteConnection,
+    target_id: i64,
+    kind: Kind,
+    doc: &[u8],
+) -> Result<Encoded, StoreError> {
+    let current: Option<(i64, Option<f64>)> = sqlx::query_as(
+        "SELECT blob_id, last_ratio FROM target_dicts WHERE target_id = ?1 AND kind = ?2",
+    )
+    .bind(target_id)
+    .bind(kind.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let old_reference = match current {
+        None => None,
+        Some((blob, last_ratio)) => {
+            let reference = read::load_blob(conn, blob).await?;
+            let data = codec::compress_with(&reference, doc)?;
+            if !codec::should_renew(data.len(), doc.len(), last_ratio) {
+                sqlx::query(
+                    "UPDATE target_dicts SET last_ratio = ?3 WHERE target_id = ?1 AND kind = ?2",
+                )
+                .bind(target_id)
+                .bind(kind.as_str())
+                .bind(codec::ratio(data.len(), doc.len()))
+                .execute(&mut *conn)
+                .await?;
+                return Ok(Encoded { dict: blob, data });
+            }
+            Some(reference)
+        }
+    };
+    let reference = codec::extend_reference(old_reference.as_deref(), doc);
+    let blob = put_blob(conn, &reference).await?;
+    // The document is the end of its new reference, so it compresses to a few bytes.
+    let data = codec::compress_with(&reference, doc)?;
+    // The ratio against a reference that contains the document says nothing about the next
+    // one, hence NULL until a document is compressed against it for real.
+    sqlx::query(
+        "INSERT INTO target_dicts (target_id, kind, blob_id, last_ratio) VALUES (?1, ?2, ?3, NULL)
+         ON CONFLICT (target_id, kind) DO UPDATE SET blob_id = excluded.blob_id, last_ratio = NULL",
+    )
+    .bind(target_id)
+    .bind(kind.as_str())
+    .bind(blob)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Encoded { dict: blob, data })
+}
+
+/// Stores a reference document once, by content hash, and returns its blob id.
+async fn put_blob(conn: &mut SqliteConnection, content: &[u8]) -> Result<i64, StoreError> {
+    let digest = codec::sha256(content);
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM blobs WHERE sha256 = ?1")
+        .bind(&digest)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let data = codec::compress_alone(content)?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO blobs (sha256, raw_len, data) VALUES (?1, ?2, ?3) RETURNING id",
+    )
+    .bind(digest)
+    .bind(int(content.len()))
+    .bind(data)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}

@@ -1,0 +1,254 @@
+//! `teewatch run` as a process: exit codes, systemd notifications (READY, STATUS, WATCHDOG) on a
+//! real notify socket, SIGHUP with a bad configuration, SIGTERM draining to exit 0, JSON logs,
+//! and `teewatch history` / `history export` on the database it leaves behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sim_run::start;
+use teewatch::sim::server::{SimOptions, model_name};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
+
+/// Kills the child when a test fails half-way.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon was not ready within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn an_invalid_configuration_exits_78_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("teewatch-run-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[daemon]\nconcurrency = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("daemon.concurrency"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history() {
+    let run = start("daemon-process", SimOptions::default()).await;
+    let config = run.dir.join("sim.toml");
+    let db = run.dir.join("process.db");
+    let port = free_port();
+    let socket_path = run.dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(Some(child));
+    wait_ready(port, Duration::from_secs(30)).await;
+
+    // READY with a STATUS line, then watchdog pets every half period.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2)
+    {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    assert!(seen.contains("READY=1"), "{seen}");
+    assert!(seen.contains("STATUS=1 targets"), "{seen}");
+    assert!(seen.matches("WATCHDOG=1").count() >= 2, "{seen}");
+
+    // The scheduler checks the target (interval 10 s, first slot within it).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let m = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains(&format!(
+            "teewatch_checks_total{{state=\"pass\",target=\"{}\"}}",
+            model_name(0)
+        )) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no check within 40 s:\n{m}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // SIGHUP with a broken file keeps the daemon running on the old configuration.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        good.replacen("[daemon]\n", "[daemon]\nretention_days = 0\n", 1),
+    )
+    .unwrap();
+    signal(guard.0.as_ref().unwrap(), "HUP");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    std::fs::write(&config, &good).unwrap();
+
+    // SIGTERM drains and exits 0.
+    signal(guard.0.as_ref().unwrap(), "TERM");
+    let mut child = guard.0.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 40 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // JSON logs: every line is an object; the reload error names the field.
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    assert!(stderr.contains("daemon.retention_days"), "{stderr}");
+    assert!(stderr.contains("reload refused"), "{stderr}");
+    assert!(stderr.contains("teewatch stopped"), "{stderr}");
+
+    // The history lists the checks; an exported bundle verifies offline.
+    let out = Command::new(BIN)
+        .args(["history", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = listed["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    let id = checks[0]["id"].as_i64().unwrap();
+    let exported = run.dir.join("exported.json");
+    let out = Command::new(BIN)
+        .args(["history", "export", "--db"])
+        .arg(&db)
+        .args(["--check", &id.to_string(), "--out"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["verify", "--config"])
+        .arg(&config)
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A check id that does not exist is a data error, and a missing database is not created.
+    let out = Command::new(BIN)
+        .args(["history", "export", "--db"])
+        .arg(&db)
+        .args(["--check", "999999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let missing = run.dir.join("missing.db");
+    let out = Command::new(BIN)
+        .args(["history", "--db"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert!(!missing.exists());
+}
