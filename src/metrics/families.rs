@@ -259,14 +259,51 @@ where
     Ok(collector)
 }
 
-/// The standard `process_*` metrics (CPU, memory, file descriptors, threads, start time), which
-/// the prometheus crate only implements on Linux.
+/// The prometheus crate's `process_*` collector (CPU, memory, file descriptors, threads, start
+/// time), except that `process_start_time_seconds` falls back to the time the collector was made
+/// when the crate cannot compute it: it needs the boot time from /proc/stat, which systemd's
+/// `ProcSubset=pid` hides.
+#[cfg(target_os = "linux")]
+struct ProcessMetrics {
+    inner: prometheus::process_collector::ProcessCollector,
+    made_at: f64,
+}
+
+#[cfg(target_os = "linux")]
+impl Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.inner.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.inner.collect();
+        for family in &mut families {
+            if family.name() != "process_start_time_seconds" {
+                continue;
+            }
+            for metric in family.mut_metric() {
+                if metric.get_gauge().get_value() == 0.0 {
+                    let mut gauge = metric.get_gauge().clone();
+                    gauge.set_value(self.made_at);
+                    metric.set_gauge(gauge);
+                }
+            }
+        }
+        families
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn register_process_collector(registry: &Registry) -> Result<(), MetricsError> {
+    let made_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64().floor())
+        .unwrap_or(0.0);
     registry
-        .register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
+        .register(Box::new(ProcessMetrics {
+            inner: prometheus::process_collector::ProcessCollector::for_self(),
+            made_at,
+        }))
         .map_err(MetricsError::Register)
 }
 

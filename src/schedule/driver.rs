@@ -300,7 +300,11 @@ impl Inner {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let decisions = planner.due(now);
+            // Look one tick ahead and let each check wait for its exact slot: the ticker fires
+            // once a second, so deciding only on what is already due would start checks up to a
+            // whole tick late (half a tick on average).
+            let horizon = now + chrono::Duration::from_std(self.tick).unwrap_or_default();
+            let decisions = planner.due(horizon);
             let starts = decisions
                 .iter()
                 .filter(|d| matches!(d, Decision::Start(_)))
@@ -373,8 +377,11 @@ impl Inner {
         );
     }
 
-    /// Waits for a permit, then runs the check under its deadline.
+    /// Waits for the check's slot and a permit, then runs the check under its deadline.
     async fn run_one(&self, mut due: Due) -> Outcome {
+        if let Ok(wait) = (due.scheduled_at - Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
         let Ok(_permit) = self.permits.acquire().await else {
             return Outcome::NotStarted;
         };
