@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use teewatch::config::Config;
 use teewatch::daemon::logging::LogFormat;
+
+mod cmd;
 use teewatch::exit;
 use teewatch::render;
 use teewatch::verify::{self, Bundle, Policy, TrustAnchors};
@@ -92,6 +94,19 @@ enum Command {
         /// Log format (timestamps are left out when stderr is the systemd journal).
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
+    },
+    /// Start the simulator and the daemon on loopback: watch verdicts arrive, then a drift.
+    Demo {
+        /// Where the status page and /metrics listen.
+        #[arg(long, default_value = "127.0.0.1:9477")]
+        listen: std::net::SocketAddr,
+        /// Where to keep the demo's configuration, test roots and database (a temporary folder
+        /// by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// When to inject the drift.
+        #[arg(long, default_value = "60s")]
+        drift_after: String,
     },
     /// List past checks and drift events from the store.
     #[command(args_conflicts_with_subcommands = true)]
@@ -198,7 +213,12 @@ fn main() -> ExitCode {
             listen,
             db,
             log_format,
-        } => run_daemon(config, listen, db, log_format),
+        } => cmd::daemon::run_daemon(config, listen, db, log_format),
+        Command::Demo {
+            listen,
+            dir,
+            drift_after,
+        } => cmd::daemon::run_demo(listen, dir, &drift_after),
         Command::History {
             source,
             target,
@@ -207,10 +227,10 @@ fn main() -> ExitCode {
             command,
         } => match command {
             Some(HistoryCommand::Export { source, check, out }) => {
-                history_export(&source, check, out.as_deref())
+                cmd::daemon::history_export(&source, check, out.as_deref())
             }
             None => match source {
-                Some(source) => history_list(&source, target, since.as_deref(), json),
+                Some(source) => cmd::daemon::history_list(&source, target, since.as_deref(), json),
                 None => {
                     eprintln!("teewatch: history needs --db PATH or --config FILE");
                     Ok(exit::USAGE)
@@ -470,120 +490,4 @@ fn run_check(
         );
     }
     Ok(exit::for_state(worst))
-}
-
-fn run_daemon(
-    config: PathBuf,
-    listen: Option<std::net::SocketAddr>,
-    db: Option<PathBuf>,
-    log_format: LogFormat,
-) -> anyhow::Result<u8> {
-    use teewatch::daemon::{RunError, RunOptions};
-    teewatch::daemon::logging::init(log_format);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let options = RunOptions {
-        config_path: config,
-        listen,
-        db,
-    };
-    match runtime.block_on(teewatch::daemon::run(options)) {
-        Ok(()) => Ok(exit::PASS),
-        Err(RunError::Config(e)) => {
-            eprint!("{e}");
-            Ok(exit::CONFIG)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "teewatch stopped");
-            eprintln!("teewatch: {e}");
-            Ok(e.exit_code())
-        }
-    }
-}
-
-/// Opens the store a `history` command reads (never creating one).
-fn history_store(
-    source: &DbSource,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<Result<teewatch::store::Store, u8>> {
-    let db = match teewatch::daemon::history_db(source.db.as_deref(), source.config.as_deref()) {
-        Ok(db) => db,
-        Err(e) => {
-            eprint!("{e}");
-            return Ok(Err(exit::CONFIG));
-        }
-    };
-    match runtime.block_on(teewatch::store::Store::open_existing(&db)) {
-        Ok(store) => Ok(Ok(store)),
-        Err(e) => {
-            eprintln!("teewatch: {}: {e}", db.display());
-            Ok(Err(exit::DATA_ERR))
-        }
-    }
-}
-
-fn history_list(
-    source: &DbSource,
-    target: Option<String>,
-    since: Option<&str>,
-    json: bool,
-) -> anyhow::Result<u8> {
-    let since = match since.map(|s| teewatch::history::parse_since(s, chrono::Utc::now())) {
-        None => None,
-        Some(Ok(at)) => Some(at),
-        Some(Err(e)) => {
-            eprintln!("teewatch: --since: {e}");
-            return Ok(exit::USAGE);
-        }
-    };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let store = match history_store(source, &runtime)? {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let filter = teewatch::store::HistoryFilter {
-        target,
-        since,
-        limit: None,
-    };
-    let checks = runtime
-        .block_on(store.history(&filter))
-        .context("reading checks")?;
-    let drift = runtime
-        .block_on(store.drift_events(&filter))
-        .context("reading drift events")?;
-    runtime.block_on(store.close());
-    if json {
-        println!("{}", teewatch::history::to_json(&checks, &drift));
-    } else {
-        print!("{}", teewatch::history::to_table(&checks, &drift));
-    }
-    Ok(exit::PASS)
-}
-
-fn history_export(
-    source: &DbSource,
-    check: i64,
-    out: Option<&std::path::Path>,
-) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let store = match history_store(source, &runtime)? {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let bundle = runtime.block_on(store.export_bundle(check));
-    runtime.block_on(store.close());
-    let bundle = match bundle {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("teewatch: check {check}: {e}");
-            return Ok(exit::DATA_ERR);
-        }
-    };
-    let text = serde_json::to_string_pretty(&bundle).context("serialising the bundle")?;
-    match out {
-        Some(path) => std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => println!("{text}"),
-    }
-    Ok(exit::PASS)
 }

@@ -79,7 +79,10 @@ fn the_shipped_example_is_valid() {
     assert_eq!(config.monitored().count(), config.targets.len());
     for (_, monitor) in config.monitored() {
         assert_eq!(monitor.profile, Profile::Nanogpt);
-        assert_eq!(monitor.api_key, ApiKeySource::Env("NANOGPT_API_KEY".into()));
+        assert_eq!(
+            monitor.api_key,
+            ApiKeySource::Credential("nanogpt_api_key".into())
+        );
     }
     // The commented vllm-proxy example is valid once uncommented.
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));

@@ -43,8 +43,13 @@ const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn";
 /// Installs the global subscriber. The level comes from `RUST_LOG` (default [`DEFAULT_FILTER`]). Returns
 /// false when a subscriber was already installed (tests start several daemons in one process).
 pub fn init(format: LogFormat) -> bool {
+    init_with_default(format, DEFAULT_FILTER)
+}
+
+/// [`init`] with another filter for when `RUST_LOG` is not set.
+pub fn init_with_default(format: LogFormat, default_filter: &str) -> bool {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let journald = under_journald();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

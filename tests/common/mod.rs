@@ -8,6 +8,7 @@
 
 pub mod daemon_run;
 pub mod nras_mint;
+pub mod promtool;
 pub mod sim_run;
 
 use std::path::PathBuf;

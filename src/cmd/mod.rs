@@ -1,0 +1,3 @@
+//! The command implementations too long for `main.rs`, grouped by what they drive.
+
+pub mod daemon;

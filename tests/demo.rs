@@ -1,0 +1,121 @@
+//! `teewatch demo` as a newcomer runs it: it prints the status page and metrics URLs, verdicts
+//! arrive, the injected drift shows up as a drift line and as `teewatch_measurement_drift`, and
+//! Ctrl-C stops it cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
+
+#[test]
+fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("teewatch-demo-test-{}", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--drift-after",
+            "12s",
+            "--dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let wanted = |lines: &[String]| lines.iter().any(|l| l.contains("drift: compose_hash"));
+    while !wanted(&lines) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            lines.push(line);
+        }
+    }
+    let text = lines.join("\n");
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    if !wanted(&lines) {
+        stop(&mut child);
+        panic!("no drift line within 90 s:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("status page    http://127.0.0.1:{port}/")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("metrics        http://127.0.0.1:{port}/metrics")),
+        "{text}"
+    );
+    assert!(text.contains("TEST trust roots"), "{text}");
+    // Verdicts arrived for both models before the drift, passing.
+    assert!(
+        text.contains("TEE/sim-model-1") && text.contains(" pass "),
+        "{text}"
+    );
+    assert!(
+        text.contains(">>> drift injected: TEE/sim-model-0"),
+        "{text}"
+    );
+    let drift_line = lines
+        .iter()
+        .find(|l| l.contains("drift: compose_hash"))
+        .unwrap();
+    assert!(
+        drift_line.contains("TEE/sim-model-0") && drift_line.contains("fail"),
+        "{drift_line}"
+    );
+    assert!(drift_line.contains("pin:compose_hash"), "{drift_line}");
+
+    // The metric an alert would fire on.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let metrics = runtime.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        metrics.contains(
+            "teewatch_measurement_drift{field=\"compose_hash\",target=\"TEE/sim-model-0\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    let status = stop(&mut child).expect("the demo did not stop within 20 s of SIGINT");
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
