@@ -1,13 +1,40 @@
-//! The status page at `/`: one table, one row per target, readable at a glance. No scripts and
-//! no external assets (it must render on an air-gapped host); it refreshes itself every 15 s.
+//! The status page at `/`: a summary line, the trust roots in force and one table row per
+//! target, readable at a glance. No scripts and no external assets (it must render on an
+//! air-gapped host); it refreshes itself every [`REFRESH_SECONDS`].
+//!
+//! Targets that need attention come first (fail, then unknown, then pass, then not checked yet),
+//! and a passing row carries only a few short cells, so the page stays light with thousands of
+//! targets. Everything that comes from a provider or the configuration (reasons, model names,
+//! URLs, measurement values) is HTML-escaped; long provider text is shortened. The hooks tests
+//! rely on are documented in `docs/status_page.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
 
 use super::runner::{Generation, TargetStatus};
-use crate::verify::State;
+use crate::config::{MonitorConfig, TargetConfig};
+use crate::verify::policy::{
+    INTEL_SGX_ROOT_CA_DER, NRAS_INTERMEDIATE_004_PEM, NVIDIA_DEVICE_ROOT_PEM, pem_to_der,
+};
+use crate::verify::{Check, State, TrustAnchors};
+
+/// How often the page reloads itself (`<meta http-equiv="refresh">`).
+pub const REFRESH_SECONDS: u32 = 30;
+
+/// Checks listed with their reasons per target; the rest are counted.
+pub const MAX_LISTED_CHECKS: usize = 6;
+
+/// Characters of a reason shown before it is cut with `…`.
+pub const MAX_REASON_CHARS: usize = 300;
+
+/// Characters of a drifted measurement value shown (the full value is in the `title`).
+const MAX_VALUE_CHARS: usize = 16;
+
+/// How late a next check may be before it is flagged as overdue.
+const OVERDUE_AFTER_SECONDS: i64 = 60;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -25,20 +52,149 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn time(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    match at {
-        None => "never".to_string(),
-        Some(at) => {
-            let age = now.signed_duration_since(at).num_seconds();
-            let ago = if age >= 0 {
-                format!("{} ago", human_seconds(age))
-            } else {
-                format!("in {}", human_seconds(-age))
-            };
-            format!(
-                "<time datetime=\"{0}\" title=\"{0}\">{ago}</time>",
-                at.to_rfc3339_opts(SecondsFormat::Secs, true)
-            )
+/// The first `max` characters of `text`, with `…` when something was cut.
+fn shorten(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Where a target stands on the page, in display order: what needs attention first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    Fail,
+    Unknown,
+    Pass,
+    NotChecked,
+}
+
+impl Standing {
+    pub fn of(status: Option<&TargetStatus>) -> Standing {
+        match status.map(|s| s.state) {
+            Some(State::Fail) => Standing::Fail,
+            Some(State::Unknown) => Standing::Unknown,
+            Some(State::Pass) => Standing::Pass,
+            None => Standing::NotChecked,
+        }
+    }
+
+    /// The `data-state` value and CSS class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Fail => "fail",
+            Standing::Unknown => "unknown",
+            Standing::Pass => "pass",
+            Standing::NotChecked => "none",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Standing::Fail => "fail",
+            Standing::Unknown => "unknown",
+            Standing::Pass => "pass",
+            Standing::NotChecked => "not checked yet",
+        }
+    }
+
+    /// A symbol beside the colour, so the state does not rest on colour alone.
+    fn symbol(self) -> &'static str {
+        match self {
+            Standing::Fail => "✖",
+            Standing::Unknown => "?",
+            Standing::Pass => "✔",
+            Standing::NotChecked => "–",
+        }
+    }
+}
+
+/// One monitored target as the page shows it.
+struct Row<'a> {
+    target: &'a TargetConfig,
+    monitor: &'a MonitorConfig,
+    status: Option<&'a TargetStatus>,
+    standing: Standing,
+}
+
+/// The monitored targets in display order: fail, unknown, pass, not checked; by name within each.
+fn rows<'a>(
+    generation: &'a Generation,
+    statuses: &'a BTreeMap<String, TargetStatus>,
+) -> Vec<Row<'a>> {
+    let mut rows: Vec<Row<'a>> = generation
+        .config
+        .monitored()
+        .map(|(target, monitor)| {
+            let status = statuses.get(&target.name);
+            Row {
+                target,
+                monitor,
+                status,
+                standing: Standing::of(status),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.standing, &a.target.name).cmp(&(b.standing, &b.target.name)));
+    rows
+}
+
+/// How many targets stand where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub total: usize,
+    pub pass: usize,
+    pub unknown: usize,
+    pub fail: usize,
+    pub not_checked: usize,
+}
+
+impl Summary {
+    fn of(rows: &[Row<'_>]) -> Summary {
+        let mut s = Summary {
+            total: rows.len(),
+            ..Summary::default()
+        };
+        for row in rows {
+            match row.standing {
+                Standing::Pass => s.pass += 1,
+                Standing::Unknown => s.unknown += 1,
+                Standing::Fail => s.fail += 1,
+                Standing::NotChecked => s.not_checked += 1,
+            }
+        }
+        s
+    }
+
+    /// The summary line: `N targets: x pass, y unknown, z fail` (and how many are not checked
+    /// yet, when any are).
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{} target{}: {} pass, {} unknown, {} fail",
+            self.total,
+            if self.total == 1 { "" } else { "s" },
+            self.pass,
+            self.unknown,
+            self.fail
+        );
+        if self.not_checked > 0 {
+            let _ = write!(line, ", {} not checked yet", self.not_checked);
+        }
+        line
+    }
+
+    /// The worst standing present, for the summary's colour.
+    fn worst(&self) -> Standing {
+        if self.fail > 0 {
+            Standing::Fail
+        } else if self.unknown > 0 {
+            Standing::Unknown
+        } else if self.pass > 0 {
+            Standing::Pass
+        } else {
+            Standing::NotChecked
         }
     }
 }
@@ -52,12 +208,52 @@ fn human_seconds(s: i64) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.35em .5em;\
-text-align:left;vertical-align:top}th{background:#f3f3f3}.pass{background:#d9f2d9}\
-.unknown{background:#fff2cc}.fail{background:#f8d0d0}.none{background:#eee}\
-ul{margin:0;padding-left:1.1em}code{font-size:.9em;word-break:break-all}\
-.trust{padding:.5em;border:1px solid #e0a800;background:#fff8e1}";
+/// An instant as its age (or its distance ahead), with the exact time in `datetime` and `title`.
+fn time(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        None => "never".to_string(),
+        Some(at) => {
+            let age = now.signed_duration_since(at).num_seconds();
+            let text = if age >= 0 {
+                format!("{} ago", human_seconds(age))
+            } else {
+                format!("in {}", human_seconds(-age))
+            };
+            format!(
+                "<time datetime=\"{0}\" title=\"{0}\">{text}</time>",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )
+        }
+    }
+}
+
+/// Colours pass WCAG AA contrast for their text; every state also carries its word and symbol.
+const STYLE: &str = "\
+:root{color-scheme:light}\
+body{font-family:system-ui,sans-serif;margin:1em 1.5em;color:#1a1a1a;background:#fff;line-height:1.35}\
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1em 0 .3em}\
+a{color:#0645ad}small,.meta{color:#444}p{margin:.4em 0}\
+#summary{font-size:1.25em;font-weight:600;padding:.4em .6em;border-left:.4em solid;margin:.6em 0}\
+table{border-collapse:collapse}\
+th,td{border:1px solid #bbb;padding:.3em .45em;text-align:left;vertical-align:top}\
+thead th{background:#e8e8e8}\
+#targets{width:100%}#targets thead th{position:sticky;top:0}\
+#targets tbody th{font-weight:600;border-left:.4em solid #78909c;min-width:12em}\
+#targets tr[data-state=pass]>th{border-left-color:#1e7b34}\
+#targets tr[data-state=unknown]>th{border-left-color:#a87800}\
+#targets tr[data-state=fail]>th{border-left-color:#c62828}\
+.pass{background:#e3f4e6;color:#0b4a1d;border-color:#1e7b34}\
+.unknown{background:#fff3c4;color:#4d3800;border-color:#a87800}\
+.fail{background:#fde2e4;color:#7d0d1c;border-color:#c62828}\
+.none{background:#eceff1;color:#2f3d44;border-color:#78909c}\
+td.st{font-weight:700;white-space:nowrap;border-color:#bbb}caption{text-align:left}\
+ul{margin:0;padding-left:1.1em}li{margin:.1em 0}\
+code{font-family:ui-monospace,monospace;font-size:.9em;word-break:break-all}\
+.ck{font-weight:600}.warn{background:#fff3c4;color:#4d3800}\
+.tag{display:inline-block;background:#7d0d1c;color:#fff;padding:0 .3em;border-radius:.2em;font-weight:700}\
+#trust{padding:.3em .8em;border:2px solid #1e7b34;background:#f3faf4;margin:.6em 0}\
+#trust.test{border-color:#b71c1c;background:#fdecea;color:#4a0a0a}\
+#trust summary{cursor:pointer;color:#444}#trust td,#trust th{background:transparent}";
 
 /// The whole page.
 pub fn render(
@@ -66,101 +262,378 @@ pub fn render(
     next_due: impl Fn(&str) -> Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> String {
-    let config = &generation.config;
-    let mut page = String::new();
+    let rows = rows(generation, statuses);
+    let summary = Summary::of(&rows);
+    let line = summary.line();
+    // A passing row is a few hundred bytes; failing rows carry their checks.
+    let mut page = String::with_capacity(8192 + rows.len() * 512);
     let _ = write!(
         page,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"15\"><title>teewatch</title>\
-         <style>{STYLE}</style></head><body><h1>teewatch</h1>\
-         <p>Version {} · <a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · \
-         <a href=\"/readyz\">/readyz</a> · page generated {}</p>",
-        env!("CARGO_PKG_VERSION"),
-        now.to_rfc3339_opts(SecondsFormat::Secs, true)
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+         <title>teewatch: {title}</title><style>{STYLE}</style></head><body><main>\
+         <h1>teewatch</h1>\
+         <p id=\"summary\" class=\"{worst}\" role=\"status\" data-total=\"{total}\" \
+         data-pass=\"{pass}\" data-unknown=\"{unknown}\" data-fail=\"{fail}\" \
+         data-none=\"{none}\">{line}</p>\
+         <p class=\"meta\">teewatch {version} · page generated {generated} · refreshes every \
+         {REFRESH_SECONDS} s · <a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> \
+         · <a href=\"/readyz\">/readyz</a></p>",
+        title = escape(&line),
+        worst = summary.worst().as_str(),
+        total = summary.total,
+        pass = summary.pass,
+        unknown = summary.unknown,
+        fail = summary.fail,
+        none = summary.not_checked,
+        version = env!("CARGO_PKG_VERSION"),
+        generated = now.to_rfc3339_opts(SecondsFormat::Secs, true),
     );
-    let dangerous = &generation.anchors.dangerous;
-    if dangerous.is_empty() {
+    trust_section(&mut page, &generation.anchors);
+    page.push_str(
+        "<h2 id=\"targets-heading\">Targets</h2>\
+         <table id=\"targets\" aria-labelledby=\"targets-heading\"><caption class=\"meta\">\
+         Failing targets first, then unknown, passing and not yet checked. \
+         <code>#N</code>: the stored check (<code>teewatch history export --check N</code>).\
+         </caption>\
+         <thead><tr><th scope=\"col\">target</th><th scope=\"col\">state</th>\
+         <th scope=\"col\">last success</th><th scope=\"col\">failing checks</th>\
+         <th scope=\"col\">TCB status</th><th scope=\"col\">last drift</th>\
+         <th scope=\"col\">last check</th><th scope=\"col\">next check</th></tr></thead><tbody>",
+    );
+    let window_seconds =
+        i64::try_from(generation.config.daemon.drift_window.as_secs()).unwrap_or(i64::MAX);
+    for row in &rows {
+        target_row(
+            &mut page,
+            row,
+            &generation.anchors.dangerous,
+            next_due(&row.target.name),
+            window_seconds,
+            now,
+        );
+    }
+    page.push_str("</tbody></table>");
+    if summary.total == 0 {
+        page.push_str("<p>No monitored targets are configured.</p>");
+    }
+    page.push_str("</main></body></html>\n");
+    page
+}
+
+/// One anchor of the trust section.
+struct Anchor<'a> {
+    what: &'static str,
+    ders: Vec<&'a [u8]>,
+    /// The `dangerous_*` option that replaced it, if one is in force.
+    dangerous: Option<&'static str>,
+    /// Whether the configuration (not `[dangerous]`) replaced the compiled-in anchor.
+    configured: bool,
+    /// The option that can replace it outside `[dangerous]`.
+    configured_by: &'static str,
+}
+
+fn fingerprint(der: &[u8]) -> String {
+    let digest = Sha256::digest(der);
+    crate::verify::hexutil::lower(&digest)
+}
+
+/// The trust roots in force: compiled-in production anchors, or `[dangerous]` test roots.
+fn trust_section(page: &mut String, anchors: &TrustAnchors) {
+    let is = |name: &'static str| anchors.dangerous.iter().any(|d| d == name).then_some(name);
+    let production_nras: Vec<Vec<u8>> = pem_to_der(NRAS_INTERMEDIATE_004_PEM).into_iter().collect();
+    let production_nvidia = pem_to_der(NVIDIA_DEVICE_ROOT_PEM).unwrap_or_default();
+    let list = [
+        Anchor {
+            what: "Intel SGX root CA (TDX quotes, collateral)",
+            ders: vec![anchors.intel_root_der.as_slice()],
+            dangerous: is("dangerous_intel_root_ca"),
+            configured: anchors.intel_root_der != INTEL_SGX_ROOT_CA_DER,
+            configured_by: "the configuration",
+        },
+        Anchor {
+            what: "NVIDIA device identity CA (GPU certificate chains)",
+            ders: vec![anchors.nvidia_device_root_der.as_slice()],
+            dangerous: is("dangerous_nvidia_device_root"),
+            configured: anchors.nvidia_device_root_der != production_nvidia,
+            configured_by: "the configuration",
+        },
+        Anchor {
+            what: "NRAS intermediates (NRAS token keys)",
+            ders: anchors
+                .nras_intermediates_der
+                .iter()
+                .map(Vec::as_slice)
+                .collect(),
+            dangerous: is("dangerous_nras_intermediates"),
+            configured: anchors.nras_intermediates_der != production_nras,
+            configured_by: "<code>[nvidia] nras_anchors</code>",
+        },
+    ];
+    if anchors.dangerous.is_empty() {
         page.push_str(
-            "<p id=\"trust\">Trust roots in force: the Intel SGX root CA, NVIDIA's device \
-             identity CA and NRAS intermediates compiled into teewatch.</p>",
+            "<section id=\"trust\" data-trust=\"production\" aria-label=\"trust roots\"><p>\
+             <strong>Production trust roots in force</strong>: the anchors compiled into \
+             teewatch (no <code>[dangerous]</code> test roots).</p>",
         );
     } else {
         let _ = write!(
             page,
-            "<p id=\"trust\" class=\"trust\"><strong>Test trust roots in force</strong> \
-             (<code>{}</code>): verdicts prove nothing about real hardware.</p>",
-            escape(&dangerous.join(", "))
+            "<section id=\"trust\" class=\"test\" data-trust=\"test\" aria-label=\"trust roots\">\
+             <p><span class=\"tag\">TEST</span> <strong>Test trust roots in force</strong>: \
+             <code>[dangerous]</code> {} replace{} production anchors. Verdicts prove nothing \
+             about real hardware.</p>",
+            anchors
+                .dangerous
+                .iter()
+                .map(|d| format!("<code>{}</code>", escape(d)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if anchors.dangerous.len() == 1 {
+                "s"
+            } else {
+                ""
+            }
         );
     }
     page.push_str(
-        "<table id=\"targets\"><thead><tr><th>target</th><th>state</th><th>last check</th>\
-         <th>last success</th><th>next check</th><th>failing checks</th><th>TCB status</th>\
-         <th>last drift</th></tr></thead><tbody>",
+        "<details><summary>Anchors in force</summary><table><thead><tr>\
+         <th scope=\"col\">anchor</th><th scope=\"col\">source</th>\
+         <th scope=\"col\">SHA-256 of the DER</th></tr></thead><tbody>",
     );
-    for (target, monitor) in config.monitored() {
-        let name = &target.name;
-        let status = statuses.get(name);
-        let (class, state) = match status.map(|s| s.state) {
-            Some(State::Pass) => ("pass", "pass"),
-            Some(State::Unknown) => ("unknown", "unknown"),
-            Some(State::Fail) => ("fail", "fail"),
-            None => ("none", "not checked yet"),
+    for anchor in &list {
+        let source = match (anchor.dangerous, anchor.configured) {
+            (Some(option), _) => format!(
+                "<span class=\"tag\">TEST ROOT</span> <code>[dangerous] {}</code>",
+                escape(option)
+            ),
+            (None, true) => format!("configured ({})", anchor.configured_by),
+            (None, false) => "compiled in (production)".to_string(),
         };
-        let failing = match status {
-            Some(s) if !s.failing.is_empty() => {
-                let mut list = String::from("<ul>");
-                for c in &s.failing {
-                    let scope = if c.scope.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", escape(&c.scope))
-                    };
-                    let _ = write!(
-                        list,
-                        "<li><strong>{}</strong>{scope} {}: {}</li>",
-                        escape(&c.name),
-                        c.state.as_str(),
-                        escape(&c.reason)
-                    );
-                }
-                list.push_str("</ul>");
-                list
-            }
-            Some(_) => "none".to_string(),
-            None => String::new(),
-        };
-        let drift = status
-            .and_then(|s| s.last_drift.as_ref())
-            .map(|d| {
-                format!(
-                    "<code>{}</code> → <code>{}</code> {}",
-                    escape(&d.field),
-                    escape(&d.new_value),
-                    time(Some(d.at), now)
-                )
-            })
-            .unwrap_or_else(|| "none".to_string());
+        let prints: Vec<String> = anchor
+            .ders
+            .iter()
+            .map(|der| format!("<code>{}</code>", fingerprint(der)))
+            .collect();
         let _ = write!(
             page,
-            "<tr class=\"{class}\" data-target=\"{0}\"><td><strong>{0}</strong><br><small>{1} · \
-             <code>{2}</code></small></td><td class=\"state\">{state}</td><td>{3}</td><td>{4}</td>\
-             <td>{5}</td><td>{failing}</td><td>{6}</td><td>{drift}</td></tr>",
-            escape(name),
-            escape(&monitor.model),
-            escape(&monitor.base_url),
-            time(status.map(|s| s.last_check), now),
-            time(status.and_then(|s| s.last_success), now),
-            time(next_due(name), now),
-            escape(status.and_then(|s| s.tcb_status.as_deref()).unwrap_or("—")),
+            "<tr><th scope=\"row\">{}</th><td>{source}</td><td>{}</td></tr>",
+            anchor.what,
+            if prints.is_empty() {
+                "none".to_string()
+            } else {
+                prints.join("<br>")
+            }
         );
     }
-    page.push_str("</tbody></table></body></html>\n");
-    page
+    let _ = write!(
+        page,
+        "</tbody></table><p class=\"meta\">NRAS: <code>{}</code></p></details></section>",
+        escape(&anchors.nras_url)
+    );
+}
+
+fn target_row(
+    page: &mut String,
+    row: &Row<'_>,
+    dangerous_now: &[String],
+    next: Option<DateTime<Utc>>,
+    window_seconds: i64,
+    now: DateTime<Utc>,
+) {
+    let standing = row.standing;
+    let state = standing.as_str();
+    let name = escape(&row.target.name);
+    let _ = write!(
+        page,
+        "<tr data-target=\"{name}\" data-state=\"{state}\"><th scope=\"row\">\
+         {name}"
+    );
+    if row.monitor.model != row.target.name {
+        let _ = write!(
+            page,
+            "<br><small>model <code>{}</code></small>",
+            escape(&row.monitor.model)
+        );
+    }
+    if standing != Standing::Pass {
+        let _ = write!(
+            page,
+            "<br><small><code>{}</code></small>",
+            escape(&row.monitor.base_url)
+        );
+    }
+    // A verdict judged under test roots that are no longer (all) in force, e.g. after a reload.
+    let stale_trust = row
+        .status
+        .map(|s| s.trust.as_slice())
+        .filter(|trust| !trust.is_empty() && *trust != dangerous_now);
+    if let Some(trust) = stale_trust {
+        let _ = write!(
+            page,
+            "<br><small class=\"tag\">judged under test roots: {}</small>",
+            escape(&trust.join(", "))
+        );
+    }
+    let _ = write!(
+        page,
+        "</th><td class=\"st {state}\"><span aria-hidden=\"true\">{}</span> {}</td><td>{}</td><td>",
+        standing.symbol(),
+        standing.label(),
+        time(row.status.and_then(|s| s.last_success), now),
+    );
+    match row.status {
+        Some(status) if !status.failing.is_empty() => failing_checks(page, &status.failing),
+        Some(_) => page.push_str("none"),
+        None => page.push('—'),
+    }
+    let tcb = row.status.and_then(|s| s.tcb_status.as_deref());
+    match tcb {
+        Some("UpToDate") => page.push_str("</td><td>UpToDate</td><td>"),
+        Some(other) => {
+            let _ = write!(page, "</td><td class=\"warn\">{}</td><td>", escape(other));
+        }
+        None => page.push_str("</td><td>—</td><td>"),
+    }
+    match row.status.and_then(|s| s.last_drift.as_ref()) {
+        Some(drift) => {
+            let age = now.signed_duration_since(drift.at).num_seconds();
+            let recent = age <= window_seconds;
+            let _ = write!(
+                page,
+                "<span{}><code>{}</code> → <code title=\"{}\">{}</code> {}{}</span>",
+                if recent { " class=\"warn\"" } else { "" },
+                escape(&drift.field),
+                escape(&drift.new_value),
+                escape(&shorten(&drift.new_value, MAX_VALUE_CHARS)),
+                time(Some(drift.at), now),
+                if recent {
+                    " (within the drift window)"
+                } else {
+                    ""
+                },
+            );
+        }
+        None => page.push_str("none"),
+    }
+    page.push_str("</td><td>");
+    match row.status {
+        Some(status) => {
+            page.push_str(&time(Some(status.last_check), now));
+            if let Some(id) = status.check_id {
+                let _ = write!(page, " <small>#{id}</small>");
+            }
+        }
+        None => page.push_str("never"),
+    }
+    page.push_str("</td><td>");
+    match next {
+        Some(at) => {
+            page.push_str(&time(Some(at), now));
+            if now.signed_duration_since(at).num_seconds() > OVERDUE_AFTER_SECONDS {
+                page.push_str(" <strong class=\"warn\">overdue</strong>");
+            }
+        }
+        None => page.push('—'),
+    }
+    page.push_str("</td></tr>");
+}
+
+/// The checks that did not pass: failures first, each with its reason, at most
+/// [`MAX_LISTED_CHECKS`] of them, the rest counted.
+fn failing_checks(page: &mut String, checks: &[Check]) {
+    let mut ordered: Vec<&Check> = checks.iter().filter(|c| c.state != State::Pass).collect();
+    // Stable: within a state, the verdict's own order (the order the steps ran).
+    ordered.sort_by_key(|c| std::cmp::Reverse(c.state));
+    page.push_str("<ul>");
+    for check in ordered.iter().take(MAX_LISTED_CHECKS) {
+        let state = check.state.as_str();
+        let _ = write!(
+            page,
+            "<li data-check=\"{name}\" data-check-state=\"{state}\"><code class=\"ck\">{name}</code>",
+            name = escape(&check.name)
+        );
+        if !check.scope.is_empty() {
+            let _ = write!(
+                page,
+                " <small>[{}]</small>",
+                escape(&shorten(&check.scope, 48))
+            );
+        }
+        let _ = write!(
+            page,
+            " <em class=\"{state}\">{state}</em>: {}</li>",
+            escape(&shorten(&check.reason, MAX_REASON_CHARS))
+        );
+    }
+    let rest = ordered.len().saturating_sub(MAX_LISTED_CHECKS);
+    if rest > 0 {
+        let _ = write!(
+            page,
+            "<li>and {rest} more not passing (<code>teewatch history export</code> has the \
+             verdict)</li>"
+        );
+    }
+    page.push_str("</ul>");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::drift::DriftEvent;
+
+    fn generation(names: &[&str]) -> Generation {
+        let mut text = String::from("[daemon]\ndrift_window = \"24h\"\n");
+        for name in names {
+            let _ = write!(
+                text,
+                "[[target]]\nname = \"{name}\"\nprofile = \"nanogpt\"\nmodel = \"{name}\"\n\
+                 api_key_env = \"TEEWATCH_TEST_KEY\"\ninterval = \"5m\"\n\n"
+            );
+        }
+        let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let anchors = config.trust_anchors();
+        Generation { config, anchors }
+    }
+
+    fn check(name: &str, state: State, reason: &str) -> Check {
+        Check {
+            name: name.into(),
+            scope: String::new(),
+            state,
+            reason: reason.into(),
+        }
+    }
+
+    fn status(state: State, failing: Vec<Check>, at: DateTime<Utc>) -> TargetStatus {
+        TargetStatus {
+            state,
+            check_id: Some(7),
+            last_check: at,
+            last_success: (state == State::Pass).then_some(at),
+            failing,
+            tcb_status: Some("UpToDate".into()),
+            last_drift: None,
+            trust: Vec::new(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The `data-target` values of the rows, in page order.
+    fn row_order(page: &str) -> Vec<String> {
+        page.split("<tr data-target=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect()
+    }
 
     #[test]
     fn escapes_markup() {
@@ -168,5 +641,212 @@ mod tests {
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        assert_eq!(escape("plain ü ✔"), "plain ü ✔");
+    }
+
+    #[test]
+    fn provider_text_is_escaped_everywhere() {
+        let evil = "<script>alert('x')</script>\"><img src=x onerror=y>&amp;";
+        let generation = generation(&["t1"]);
+        let mut failing = vec![check("tdx_quote_signature", State::Fail, evil)];
+        if let Some(c) = failing.first_mut() {
+            c.scope = evil.into();
+        }
+        let mut s = status(State::Fail, failing, now());
+        s.tcb_status = Some(evil.into());
+        s.last_drift = Some(DriftEvent {
+            field: evil.into(),
+            node: String::new(),
+            old_values: Vec::new(),
+            new_value: evil.into(),
+            reasons: Vec::new(),
+            at: now(),
+        });
+        s.trust = vec![evil.into()];
+        let statuses = BTreeMap::from([("t1".to_string(), s)]);
+        let page = render(&generation, &statuses, |_| None, now());
+        assert!(!page.contains("<script"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("'x'"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(page.contains("&amp;amp;"));
+        // No attribute can be broken out of: every `"` in the page belongs to our markup.
+        assert!(!page.contains("\"><img"));
+    }
+
+    #[test]
+    fn names_models_and_urls_are_escaped() {
+        let mut generation = generation(&["a"]);
+        for target in &mut generation.config.targets {
+            target.name = "a<b>\"c".into();
+            if let Some(m) = target.monitor.as_mut() {
+                m.model = "m<i>".into();
+                m.base_url = "http://127.0.0.1/<x>".into();
+            }
+        }
+        let page = render(&generation, &BTreeMap::new(), |_| None, now());
+        assert!(page.contains("data-target=\"a&lt;b&gt;&quot;c\""), "{page}");
+        assert!(page.contains("m&lt;i&gt;"));
+        assert!(page.contains("http://127.0.0.1/&lt;x&gt;"));
+        assert!(!page.contains("<b>") && !page.contains("<i>") && !page.contains("<x>"));
+    }
+
+    #[test]
+    fn rows_are_ordered_fail_unknown_pass_not_checked_then_by_name() {
+        let generation = generation(&["p2", "n1", "f2", "u1", "p1", "f1", "n0"]);
+        let at = now();
+        let statuses = BTreeMap::from([
+            ("p1".to_string(), status(State::Pass, vec![], at)),
+            ("p2".to_string(), status(State::Pass, vec![], at)),
+            (
+                "u1".to_string(),
+                status(
+                    State::Unknown,
+                    vec![check("nras_token", State::Unknown, "NRAS down")],
+                    at,
+                ),
+            ),
+            (
+                "f1".to_string(),
+                status(State::Fail, vec![check("x", State::Fail, "bad")], at),
+            ),
+            (
+                "f2".to_string(),
+                status(State::Fail, vec![check("x", State::Fail, "bad")], at),
+            ),
+        ]);
+        let page = render(&generation, &statuses, |_| None, now());
+        assert_eq!(row_order(&page), ["f1", "f2", "u1", "p1", "p2", "n0", "n1"]);
+        assert!(page.contains("data-target=\"n0\" data-state=\"none\""));
+        assert!(page.contains("data-target=\"u1\" data-state=\"unknown\""));
+        assert!(page.contains(">7 targets: 2 pass, 1 unknown, 2 fail, 2 not checked yet</p>"));
+        assert!(page.contains("id=\"summary\" class=\"fail\""));
+    }
+
+    #[test]
+    fn failures_are_listed_before_unknowns_and_the_list_is_capped() {
+        let generation = generation(&["t"]);
+        let mut failing: Vec<Check> = (0..10)
+            .map(|i| check(&format!("u{i}"), State::Unknown, "earlier step failed"))
+            .collect();
+        failing.push(check("tdx_quote_signature", State::Fail, &"r".repeat(1000)));
+        let statuses = BTreeMap::from([("t".to_string(), status(State::Fail, failing, now()))]);
+        let page = render(&generation, &statuses, |_| None, now());
+        let first = page.find("data-check=\"tdx_quote_signature\"");
+        let unknown = page.find("data-check=\"u0\"");
+        assert!(first.is_some() && unknown.is_some() && first < unknown);
+        assert!(!page.contains("data-check=\"u5\""));
+        assert!(page.contains("and 5 more not passing"));
+        assert!(page.contains(&format!("{}…", "r".repeat(MAX_REASON_CHARS))));
+        assert!(!page.contains(&"r".repeat(MAX_REASON_CHARS + 1)));
+    }
+
+    #[test]
+    fn trust_roots_are_flagged() {
+        let mut generation = generation(&["t"]);
+        let page = render(&generation, &BTreeMap::new(), |_| None, now());
+        assert!(page.contains("data-trust=\"production\""));
+        assert!(page.contains("Production trust roots in force"));
+        assert!(!page.contains("TEST ROOT"));
+        // The compiled-in Intel root's hash (src/anchors/README.md).
+        assert!(page.contains("44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"));
+        generation.anchors.dangerous = vec!["dangerous_intel_root_ca".into()];
+        generation.anchors.intel_root_der = vec![1, 2, 3];
+        let page = render(&generation, &BTreeMap::new(), |_| None, now());
+        assert!(page.contains("data-trust=\"test\""));
+        assert!(page.contains("Test trust roots in force"));
+        assert!(page.contains("<code>[dangerous] dangerous_intel_root_ca</code>"));
+        assert_eq!(page.matches("TEST ROOT").count(), 1);
+    }
+
+    #[test]
+    fn drift_ages_and_overdue_checks_are_shown() {
+        let generation = generation(&["recent", "old"]);
+        let value = "ab".repeat(48);
+        let drift = |hours: i64| DriftEvent {
+            field: "mrtd".into(),
+            node: String::new(),
+            old_values: Vec::new(),
+            new_value: value.clone(),
+            reasons: Vec::new(),
+            at: now() - chrono::Duration::hours(hours),
+        };
+        let mut recent = status(State::Pass, vec![], now() - chrono::Duration::seconds(90));
+        recent.last_drift = Some(drift(2));
+        let mut old = status(State::Pass, vec![], now());
+        old.last_drift = Some(drift(48));
+        let statuses = BTreeMap::from([("recent".to_string(), recent), ("old".to_string(), old)]);
+        let page = render(
+            &generation,
+            &statuses,
+            |name| Some(now() + chrono::Duration::minutes(if name == "old" { 5 } else { -10 })),
+            now(),
+        );
+        let row = |name: &str| {
+            page.split(&format!("<tr data-target=\"{name}\""))
+                .nth(1)
+                .and_then(|rest| rest.split("</tr>").next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (recent, old) = (row("recent"), row("old"));
+        // Field, shortened value with the full one in its title, and when.
+        assert!(recent.contains(&format!(
+            "<code>mrtd</code> → <code title=\"{value}\">{}…</code>",
+            "ab".repeat(8)
+        )));
+        assert!(recent.contains(">2 h ago</time> (within the drift window)"));
+        assert!(recent.contains("<span class=\"warn\">"));
+        assert!(old.contains(">2 d ago</time>") && !old.contains("drift window"));
+        // Last success and next check as ages; a next check ten minutes late is overdue.
+        assert!(recent.contains(">90 s ago</time>"));
+        assert!(recent.contains(">10 min ago</time> <strong class=\"warn\">overdue</strong>"));
+        assert!(old.contains(">in 5 min</time>") && !old.contains("overdue"));
+        assert!(recent.contains("datetime=\"2026-01-02T03:02:35Z\""));
+    }
+
+    #[test]
+    fn a_page_of_two_thousand_targets_stays_light() {
+        let names: Vec<String> = (0..2000).map(|i| format!("TEE/model-{i:04}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let generation = generation(&refs);
+        let at = now();
+        let mut statuses = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let s = match i % 100 {
+                0 => status(
+                    State::Fail,
+                    vec![check(
+                        "tdx_quote_signature",
+                        State::Fail,
+                        "signature invalid",
+                    )],
+                    at,
+                ),
+                1 => status(
+                    State::Unknown,
+                    vec![check("nras_token", State::Unknown, "NRAS down")],
+                    at,
+                ),
+                99 => continue,
+                _ => status(State::Pass, vec![], at),
+            };
+            statuses.insert(name.clone(), s);
+        }
+        let started = std::time::Instant::now();
+        let page = render(&generation, &statuses, |_| Some(at), at);
+        let took = started.elapsed();
+        let order = row_order(&page);
+        assert_eq!(order.len(), 2000);
+        assert_eq!(order.first().map(String::as_str), Some("TEE/model-0000"));
+        assert_eq!(order.get(20).map(String::as_str), Some("TEE/model-0001"));
+        assert_eq!(order.last().map(String::as_str), Some("TEE/model-1999"));
+        assert!(
+            page.contains(">2000 targets: 1940 pass, 20 unknown, 20 fail, 20 not checked yet<")
+        );
+        // Passing rows carry no lists and no URLs.
+        assert_eq!(page.matches("<ul>").count(), 40);
+        assert!(page.len() < 1_200_000, "{} bytes", page.len());
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }
 }
