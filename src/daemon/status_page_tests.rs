@@ -1,0 +1,270 @@
+//! Unit tests of the status page: escaping, ordering, trust flags, ages and page weight.
+use super::*;
+use crate::config::Config;
+use crate::drift::DriftEvent;
+
+fn generation(names: &[&str]) -> Generation {
+    let mut text = String::from("[daemon]\ndrift_window = \"24h\"\n");
+    for name in names {
+        let _ = write!(
+            text,
+            "[[target]]\nname = \"{name}\"\nprofile = \"nanogpt\"\nmodel = \"{name}\"\n\
+             api_key_env = \"TEEWATCH_TEST_KEY\"\ninterval = \"5m\"\n\n"
+        );
+    }
+    let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let anchors = config.trust_anchors();
+    Generation { config, anchors }
+}
+
+fn check(name: &str, state: State, reason: &str) -> Check {
+    Check {
+        name: name.into(),
+        scope: String::new(),
+        state,
+        reason: reason.into(),
+    }
+}
+
+fn status(state: State, failing: Vec<Check>, at: DateTime<Utc>) -> TargetStatus {
+    TargetStatus {
+        state,
+        check_id: Some(7),
+        last_check: at,
+        last_success: (state == State::Pass).then_some(at),
+        failing,
+        tcb_status: Some("UpToDate".into()),
+        last_drift: None,
+        trust: Vec::new(),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `data-target` values of the rows, in page order.
+fn row_order(page: &str) -> Vec<String> {
+    page.split("<tr data-target=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn escapes_markup() {
+    assert_eq!(
+        escape("<a href=\"x\">&'"),
+        "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+    );
+    assert_eq!(escape("plain ü ✔"), "plain ü ✔");
+}
+
+#[test]
+fn provider_text_is_escaped_everywhere() {
+    let evil = "<script>alert('x')</script>\"><img src=x onerror=y>&amp;";
+    let generation = generation(&["t1"]);
+    let mut failing = vec![check("tdx_quote_signature", State::Fail, evil)];
+    if let Some(c) = failing.first_mut() {
+        c.scope = evil.into();
+    }
+    let mut s = status(State::Fail, failing, now());
+    s.tcb_status = Some(evil.into());
+    s.last_drift = Some(DriftEvent {
+        field: evil.into(),
+        node: String::new(),
+        old_values: Vec::new(),
+        new_value: evil.into(),
+        reasons: Vec::new(),
+        at: now(),
+    });
+    s.trust = vec![evil.into()];
+    let statuses = BTreeMap::from([("t1".to_string(), s)]);
+    let page = render(&generation, &statuses, |_| None, now());
+    assert!(!page.contains("<script"), "{page}");
+    assert!(!page.contains("<img"), "{page}");
+    assert!(!page.contains("'x'"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    assert!(page.contains("&amp;amp;"));
+    // No attribute can be broken out of: every `"` in the page belongs to our markup.
+    assert!(!page.contains("\"><img"));
+}
+
+#[test]
+fn names_models_and_urls_are_escaped() {
+    let mut generation = generation(&["a"]);
+    for target in &mut generation.config.targets {
+        target.name = "a<b>\"c".into();
+        if let Some(m) = target.monitor.as_mut() {
+            m.model = "m<i>".into();
+            m.base_url = "http://127.0.0.1/<x>".into();
+        }
+    }
+    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    assert!(page.contains("data-target=\"a&lt;b&gt;&quot;c\""), "{page}");
+    assert!(page.contains("m&lt;i&gt;"));
+    assert!(page.contains("http://127.0.0.1/&lt;x&gt;"));
+    assert!(!page.contains("<b>") && !page.contains("<i>") && !page.contains("<x>"));
+}
+
+#[test]
+fn rows_are_ordered_fail_unknown_pass_not_checked_then_by_name() {
+    let generation = generation(&["p2", "n1", "f2", "u1", "p1", "f1", "n0"]);
+    let at = now();
+    let statuses = BTreeMap::from([
+        ("p1".to_string(), status(State::Pass, vec![], at)),
+        ("p2".to_string(), status(State::Pass, vec![], at)),
+        (
+            "u1".to_string(),
+            status(
+                State::Unknown,
+                vec![check("nras_token", State::Unknown, "NRAS down")],
+                at,
+            ),
+        ),
+        (
+            "f1".to_string(),
+            status(State::Fail, vec![check("x", State::Fail, "bad")], at),
+        ),
+        (
+            "f2".to_string(),
+            status(State::Fail, vec![check("x", State::Fail, "bad")], at),
+        ),
+    ]);
+    let page = render(&generation, &statuses, |_| None, now());
+    assert_eq!(row_order(&page), ["f1", "f2", "u1", "p1", "p2", "n0", "n1"]);
+    assert!(page.contains("data-target=\"n0\" data-state=\"none\""));
+    assert!(page.contains("data-target=\"u1\" data-state=\"unknown\""));
+    assert!(page.contains(">7 targets: 2 pass, 1 unknown, 2 fail, 2 not checked yet</p>"));
+    assert!(page.contains("id=\"summary\" class=\"fail\""));
+}
+
+#[test]
+fn failures_are_listed_before_unknowns_and_the_list_is_capped() {
+    let generation = generation(&["t"]);
+    let mut failing: Vec<Check> = (0..10)
+        .map(|i| check(&format!("u{i}"), State::Unknown, "earlier step failed"))
+        .collect();
+    failing.push(check("tdx_quote_signature", State::Fail, &"r".repeat(1000)));
+    let statuses = BTreeMap::from([("t".to_string(), status(State::Fail, failing, now()))]);
+    let page = render(&generation, &statuses, |_| None, now());
+    let first = page.find("data-check=\"tdx_quote_signature\"");
+    let unknown = page.find("data-check=\"u0\"");
+    assert!(first.is_some() && unknown.is_some() && first < unknown);
+    assert!(!page.contains("data-check=\"u5\""));
+    assert!(page.contains("and 5 more not passing"));
+    assert!(page.contains(&format!("{}…", "r".repeat(MAX_REASON_CHARS))));
+    assert!(!page.contains(&"r".repeat(MAX_REASON_CHARS + 1)));
+}
+
+#[test]
+fn trust_roots_are_flagged() {
+    let mut generation = generation(&["t"]);
+    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    assert!(page.contains("data-trust=\"production\""));
+    assert!(page.contains("Production trust roots in force"));
+    assert!(!page.contains("TEST ROOT"));
+    // The compiled-in Intel root's hash (src/anchors/README.md).
+    assert!(page.contains("44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"));
+    generation.anchors.dangerous = vec!["dangerous_intel_root_ca".into()];
+    generation.anchors.intel_root_der = vec![1, 2, 3];
+    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    assert!(page.contains("data-trust=\"test\""));
+    assert!(page.contains("Test trust roots in force"));
+    assert!(page.contains("<code>[dangerous] dangerous_intel_root_ca</code>"));
+    assert_eq!(page.matches("TEST ROOT").count(), 1);
+}
+
+#[test]
+fn drift_ages_and_overdue_checks_are_shown() {
+    let generation = generation(&["recent", "old"]);
+    let value = "ab".repeat(48);
+    let drift = |hours: i64| DriftEvent {
+        field: "mrtd".into(),
+        node: String::new(),
+        old_values: Vec::new(),
+        new_value: value.clone(),
+        reasons: Vec::new(),
+        at: now() - chrono::Duration::hours(hours),
+    };
+    let mut recent = status(State::Pass, vec![], now() - chrono::Duration::seconds(90));
+    recent.last_drift = Some(drift(2));
+    let mut old = status(State::Pass, vec![], now());
+    old.last_drift = Some(drift(48));
+    let statuses = BTreeMap::from([("recent".to_string(), recent), ("old".to_string(), old)]);
+    let page = render(
+        &generation,
+        &statuses,
+        |name| Some(now() + chrono::Duration::minutes(if name == "old" { 5 } else { -10 })),
+        now(),
+    );
+    let row = |name: &str| {
+        page.split(&format!("<tr data-target=\"{name}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</tr>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (recent, old) = (row("recent"), row("old"));
+    // Field, shortened value with the full one in its title, and when.
+    assert!(recent.contains(&format!(
+        "<code>mrtd</code> → <code title=\"{value}\">{}…</code>",
+        "ab".repeat(8)
+    )));
+    assert!(recent.contains(">2 h ago</time> (within the drift window)"));
+    assert!(recent.contains("<span class=\"warn\">"));
+    assert!(old.contains(">2 d ago</time>") && !old.contains("drift window"));
+    // Last success and next check as ages; a next check ten minutes late is overdue.
+    assert!(recent.contains(">90 s ago</time>"));
+    assert!(recent.contains(">10 min ago</time> <strong class=\"warn\">overdue</strong>"));
+    assert!(old.contains(">in 5 min</time>") && !old.contains("overdue"));
+    assert!(recent.contains("datetime=\"2026-01-02T03:02:35Z\""));
+}
+
+#[test]
+fn a_page_of_two_thousand_targets_stays_light() {
+    let names: Vec<String> = (0..2000).map(|i| format!("TEE/model-{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let generation = generation(&refs);
+    let at = now();
+    let mut statuses = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let s = match i % 100 {
+            0 => status(
+                State::Fail,
+                vec![check(
+                    "tdx_quote_signature",
+                    State::Fail,
+                    "signature invalid",
+                )],
+                at,
+            ),
+            1 => status(
+                State::Unknown,
+                vec![check("nras_token", State::Unknown, "NRAS down")],
+                at,
+            ),
+            99 => continue,
+            _ => status(State::Pass, vec![], at),
+        };
+        statuses.insert(name.clone(), s);
+    }
+    let started = std::time::Instant::now();
+    let page = render(&generation, &statuses, |_| Some(at), at);
+    let took = started.elapsed();
+    let order = row_order(&page);
+    assert_eq!(order.len(), 2000);
+    assert_eq!(order.first().map(String::as_str), Some("TEE/model-0000"));
+    assert_eq!(order.get(20).map(String::as_str), Some("TEE/model-0001"));
+    assert_eq!(order.last().map(String::as_str), Some("TEE/model-1999"));
+    assert!(
+        page.contains(">2000 targets: 1940 pass, 20 unknown, 20 fail, 20 not checked yet<")
+    );
+    // Passing rows carry no lists and no URLs.
+    assert_eq!(page.matches("<ul>").count(), 40);
+    assert!(page.len() < 1_200_000, "{} bytes", page.len());
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
