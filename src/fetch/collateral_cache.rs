@@ -1,9 +1,13 @@
 //! DCAP collateral kept between checks: in memory and on disk beside the database.
 //!
 //! Collateral is per FMSPC and valid about a month, while a target is checked every few minutes;
-//! the PCCS is asked again only when the cached copy nears its `nextUpdate`. While the PCCS is
-//! unreachable the cached copy keeps serving, and once it has expired the verifier judges the
-//! quote `unknown` (its validity windows no longer cover `observed_at`), never `fail`.
+//! the PCCS is asked again only when the cached copy is within [`REFRESH_MARGIN_DAYS`] of its
+//! `nextUpdate`, and then, while the copy is still valid, at most once per
+//! [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep serving the same collateral for a
+//! while, and a check every few minutes must not hammer the PCCS). A missing or expired copy is
+//! refetched on every check. While the PCCS is unreachable the cached copy keeps serving, and once
+//! it has expired the verifier judges the quote `unknown` (its validity windows no longer cover
+//! `observed_at`), never `fail`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +16,14 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-/// How long before `nextUpdate` a cached collateral is refreshed.
-pub const REFRESH_MARGIN_HOURS: i64 = 24;
+/// How long before `nextUpdate` a cached collateral starts being refreshed: eight days, so a
+/// platform whose collateral is within 7 days of expiry means refreshing has failed for a day
+/// (the `TeewatchCollateralExpiringSoon` alert, `dashboards/prometheus/alerts.yml`).
+pub const REFRESH_MARGIN_DAYS: i64 = 8;
+
+/// While the cached copy is still valid, the least time between two refresh attempts of one
+/// FMSPC. A missing or expired copy is refetched whatever the time since the last attempt.
+pub const RETRY_INTERVAL_MINUTES: i64 = 60;
 
 /// One cached collateral and when its earliest part stops being valid.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +37,9 @@ pub struct Cached {
 pub struct CollateralCache {
     dir: Option<PathBuf>,
     entries: Mutex<HashMap<String, Cached>>,
+    /// When a still-valid copy was last due for a refresh, per FMSPC (memory only: after a
+    /// restart the first check may try once more).
+    attempts: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// The earliest `nextUpdate` of the TCB info and QE identity in a collateral.
@@ -55,6 +68,7 @@ impl CollateralCache {
         CollateralCache {
             dir: dir.map(Path::to_path_buf),
             entries: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -80,10 +94,32 @@ impl CollateralCache {
         Some(cached)
     }
 
-    /// Whether the cached copy should be refetched at `now`.
+    /// Whether the caller should refetch the collateral of an FMSPC at `now`: always when there
+    /// is no cached copy or it has expired; when it is within [`REFRESH_MARGIN_DAYS`] of its
+    /// `nextUpdate`, only if no attempt was due in the last [`RETRY_INTERVAL_MINUTES`]. A yes for
+    /// a still-valid copy counts as that attempt (checked and recorded under one lock, so
+    /// concurrent checks of one platform fetch once), whether or not the fetch then succeeds.
     pub fn needs_refresh(&self, fmspc: &str, now: DateTime<Utc>) -> bool {
-        self.get(fmspc)
-            .is_none_or(|c| now + Duration::hours(REFRESH_MARGIN_HOURS) >= c.next_update)
+        let (Some(key), Some(cached)) = (fmspc_key(fmspc), self.get(fmspc)) else {
+            return true;
+        };
+        if now >= cached.next_update {
+            return true;
+        }
+        if now + Duration::days(REFRESH_MARGIN_DAYS) < cached.next_update {
+            return false;
+        }
+        let Ok(mut attempts) = self.attempts.lock() else {
+            return true;
+        };
+        // Either way round, so a clock set back does not hold retries off until it catches up.
+        let recent = attempts
+            .get(&key)
+            .is_some_and(|last| (now - *last).abs() < Duration::minutes(RETRY_INTERVAL_MINUTES));
+        if !recent {
+            attempts.insert(key, now);
+        }
+        !recent
     }
 
     /// Stores freshly fetched collateral in memory and, when persistent, on disk (written to a
@@ -155,5 +191,88 @@ mod tests {
         // A name that is not an FMSPC never becomes a path.
         assert!(cache.get("../../etc/passwd").is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// A memory-only cache holding the test collateral (`nextUpdate` 2025-07-19T10:16:03Z).
+    fn warm() -> CollateralCache {
+        let cache = CollateralCache::new(None);
+        cache.put("b0c06f000000", collateral()).unwrap();
+        cache
+    }
+
+    #[test]
+    fn refreshes_within_eight_days_of_next_update_and_not_before() {
+        // Just over 8 days left: kept, however often asked.
+        let cache = warm();
+        for _ in 0..3 {
+            assert!(!cache.needs_refresh("b0c06f000000", at("2025-07-11T10:00:00Z")));
+        }
+        // Exactly 8 days left, or less: refreshed.
+        assert!(cache.needs_refresh("B0C06F000000", at("2025-07-11T10:16:03Z")));
+        let cache = warm();
+        assert!(cache.needs_refresh("b0c06f000000", at("2025-07-12T10:16:03Z")));
+        let cache = warm();
+        assert!(cache.needs_refresh("b0c06f000000", at("2025-07-19T10:16:02Z")));
+    }
+
+    #[test]
+    fn a_refresh_of_a_valid_copy_is_tried_at_most_once_an_hour() {
+        let cache = warm();
+        let first = at("2025-07-15T00:00:00Z");
+        assert!(cache.needs_refresh("b0c06f000000", first));
+        // The PCCS served the same collateral (or failed): not again within the hour.
+        cache.put("b0c06f000000", collateral()).unwrap();
+        for minutes in [0, 1, 30, 59] {
+            let now = first + Duration::minutes(minutes);
+            assert!(!cache.needs_refresh("b0c06f000000", now), "{minutes} min");
+        }
+        // A clock set back a little does not count as a new hour either.
+        assert!(!cache.needs_refresh("b0c06f000000", first - Duration::minutes(5)));
+        // An hour after the attempt, once more; then again not within the hour of that one.
+        let second = first + Duration::minutes(60);
+        assert!(cache.needs_refresh("b0c06f000000", second));
+        assert!(!cache.needs_refresh("b0c06f000000", second + Duration::minutes(30)));
+        assert!(cache.needs_refresh("b0c06f000000", second + Duration::minutes(61)));
+        // The limit is per FMSPC: another platform entering its margin is refreshed at once.
+        let mut other = collateral();
+        let earlier = other
+            .get("tcb_info")
+            .and_then(Value::as_str)
+            .unwrap()
+            .replace("2025-07-19T10:16:03Z", "2025-07-18T10:16:03Z");
+        other
+            .as_object_mut()
+            .unwrap()
+            .insert("tcb_info".into(), Value::String(earlier));
+        cache.put("00906ed50000", other).unwrap();
+        assert!(cache.needs_refresh("00906ed50000", second + Duration::minutes(62)));
+        assert!(!cache.needs_refresh("00906ed50000", second + Duration::minutes(63)));
+    }
+
+    #[test]
+    fn a_missing_or_expired_copy_is_always_refetched() {
+        let cache = CollateralCache::new(None);
+        let now = at("2025-07-19T10:16:03Z");
+        for _ in 0..3 {
+            assert!(cache.needs_refresh("b0c06f000000", now));
+        }
+        cache.put("b0c06f000000", collateral()).unwrap();
+        // Expired (at or past nextUpdate): every check refetches, the hourly limit aside.
+        for seconds in [0, 1, 2, 60, 3600] {
+            let later = now + Duration::seconds(seconds);
+            assert!(cache.needs_refresh("b0c06f000000", later), "{seconds} s");
+            assert!(cache.needs_refresh("b0c06f000000", later), "{seconds} s");
+        }
+        // Even right after a refresh of the still-valid copy was tried.
+        let cache = warm();
+        assert!(cache.needs_refresh("b0c06f000000", now - Duration::seconds(1)));
+        assert!(cache.needs_refresh("b0c06f000000", now));
+        assert!(cache.needs_refresh("b0c06f000000", now));
     }
 }
