@@ -6,7 +6,7 @@
 //! renewed with it, inside the same transaction.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::codec::{self, int, to_ns};
 use super::{Store, StoreError, read};
@@ -101,71 +101,107 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
 
-        for (ordinal, check) in rec.verdict.checks.iter().enumerate() {
-            if check.state == State::Pass {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO check_results (check_id, ordinal, name, scope, state, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(check_id)
-            .bind(int(ordinal))
-            .bind(&check.name)
-            .bind(&check.scope)
-            .bind(check.state.as_str())
-            .bind(&check.reason)
-            .execute(&mut *tx)
-            .await?;
+        // Rows go in one multi-row statement per table: sqlx runs SQLite on a worker thread,
+        // so every statement is a round trip between threads, and per-row statements made that
+        // hand-off the daemon's largest CPU cost at 2,000 targets.
+        let failing: Vec<(usize, &crate::verify::Check)> = rec
+            .verdict
+            .checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state != State::Pass)
+            .collect();
+        if !failing.is_empty() {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO check_results (check_id, ordinal, name, scope, state, reason) ",
+            );
+            insert.push_values(failing, |mut row, (ordinal, check)| {
+                row.push_bind(check_id)
+                    .push_bind(int(ordinal))
+                    .push_bind(&check.name)
+                    .push_bind(&check.scope)
+                    .push_bind(check.state.as_str())
+                    .push_bind(&check.reason);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
 
-        for (ordinal, phase) in rec.phases.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO check_phases (check_id, ordinal, phase, duration_ns)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(check_id)
-            .bind(int(ordinal))
-            .bind(phase.phase.as_str())
-            .bind(codec::duration_ns(phase.duration))
-            .execute(&mut *tx)
-            .await?;
+        if !rec.phases.is_empty() {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO check_phases (check_id, ordinal, phase, duration_ns) ",
+            );
+            insert.push_values(
+                rec.phases.iter().enumerate(),
+                |mut row, (ordinal, phase)| {
+                    row.push_bind(check_id)
+                        .push_bind(int(ordinal))
+                        .push_bind(phase.phase.as_str())
+                        .push_bind(codec::duration_ns(phase.duration));
+                },
+            );
+            insert.build().execute(&mut *tx).await?;
         }
 
-        for (ordinal, m) in rec.measurements.iter().enumerate() {
+        if !rec.measurements.is_empty() {
             // The history keeps the earliest first sighting and the latest last one, so checks
             // recorded out of order still leave the right bounds.
-            let value_id: i64 = sqlx::query_scalar(
+            let mut upsert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO measurement_values
                      (target_id, field, node, value, source,
-                      first_seen, last_seen, first_check, last_check)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)
-                 ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
+                      first_seen, last_seen, first_check, last_check) ",
+            );
+            upsert.push_values(&rec.measurements, |mut row, m| {
+                row.push_bind(target_id)
+                    .push_bind(&m.field)
+                    .push_bind(&m.node)
+                    .push_bind(&m.value)
+                    .push_bind(&m.source)
+                    .push_bind(finished_at)
+                    .push_bind(finished_at)
+                    .push_bind(check_id)
+                    .push_bind(check_id);
+            });
+            upsert.push(
+                " ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
                      first_check = CASE WHEN excluded.first_seen < first_seen
                                         THEN excluded.first_check ELSE first_check END,
                      first_seen = MIN(first_seen, excluded.first_seen),
                      last_check = CASE WHEN excluded.last_seen >= last_seen
                                        THEN excluded.last_check ELSE last_check END,
-                     last_seen = MAX(last_seen, excluded.last_seen)
-                 RETURNING id",
-            )
-            .bind(target_id)
-            .bind(&m.field)
-            .bind(&m.node)
-            .bind(&m.value)
-            .bind(&m.source)
-            .bind(finished_at)
-            .bind(check_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO check_measurements (check_id, ordinal, value_id) VALUES (?1, ?2, ?3)",
-            )
-            .bind(check_id)
-            .bind(int(ordinal))
-            .bind(value_id)
-            .execute(&mut *tx)
-            .await?;
+                     last_seen = MAX(last_seen, excluded.last_seen)",
+            );
+            upsert.build().execute(&mut *tx).await?;
+            // Then the check's links to those values, in measurement order, found by the
+            // history table's unique key.
+            let mut link = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO check_measurements (check_id, ordinal, value_id)
+                 SELECT ",
+            );
+            link.push_bind(check_id);
+            link.push(", m.column1, v.id FROM (");
+            link.push_values(
+                rec.measurements.iter().enumerate(),
+                |mut row, (ordinal, m)| {
+                    row.push_bind(int(ordinal))
+                        .push_bind(&m.field)
+                        .push_bind(&m.node)
+                        .push_bind(&m.value)
+                        .push_bind(&m.source);
+                },
+            );
+            link.push(") AS m JOIN measurement_values AS v ON v.target_id = ");
+            link.push_bind(target_id);
+            link.push(
+                " AND v.field = m.column2 AND v.node = m.column3 AND v.value = m.column4
+                  AND v.source = m.column5",
+            );
+            let linked = link.build().execute(&mut *tx).await?.rows_affected();
+            if usize::try_from(linked).ok() != Some(rec.measurements.len()) {
+                return Err(StoreError::Corrupt(format!(
+                    "expected {} measurement links, wrote {linked}",
+                    rec.measurements.len()
+                )));
+            }
         }
 
         for (event, at) in rec.drift.iter().zip(drift_at) {
