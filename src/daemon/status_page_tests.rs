@@ -260,9 +260,7 @@ fn a_page_of_two_thousand_targets_stays_light() {
     assert_eq!(order.first().map(String::as_str), Some("TEE/model-0000"));
     assert_eq!(order.get(20).map(String::as_str), Some("TEE/model-0001"));
     assert_eq!(order.last().map(String::as_str), Some("TEE/model-1999"));
-    assert!(
-        page.contains(">2000 targets: 1940 pass, 20 unknown, 20 fail, 20 not checked yet<")
-    );
+    assert!(page.contains(">2000 targets: 1940 pass, 20 unknown, 20 fail, 20 not checked yet<"));
     // Passing rows carry no lists and no URLs.
     assert_eq!(page.matches("<ul>").count(), 40);
     assert!(page.len() < 1_200_000, "{} bytes", page.len());
