@@ -199,6 +199,22 @@ async fn metrics_follow_a_pass_and_every_fault() {
     daemon.shutdown(Duration::from_secs(5)).await;
 }
 
+/// The series of `target` a restart must bring back from the store, as scraped lines.
+fn restored_gauges(scrape: &str, target: &str) -> Vec<String> {
+    [
+        "teewatch_target_state",
+        "teewatch_last_check_timestamp_seconds",
+        "teewatch_last_success_timestamp_seconds",
+        "teewatch_measurement_drift",
+        "teewatch_measurement_info",
+        "teewatch_tdx_tcb_status",
+    ]
+    .iter()
+    .flat_map(|name| series(scrape, name, &[("target", target)]))
+    .map(str::to_string)
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_stored_once_survives_a_restart_and_exports_re_verify() {
     let run = start("daemon-drift", SimOptions::default()).await;
@@ -261,18 +277,7 @@ async fn drift_is_stored_once_survives_a_restart_and_exports_re_verify() {
         ),
         Some(FAIL)
     );
-    let gauges_before: Vec<String> = [
-        "teewatch_target_state",
-        "teewatch_last_check_timestamp_seconds",
-        "teewatch_last_success_timestamp_seconds",
-        "teewatch_measurement_drift",
-        "teewatch_measurement_info",
-        "teewatch_tdx_tcb_status",
-    ]
-    .iter()
-    .flat_map(|name| series(&m, name, &[("target", t)]))
-    .map(str::to_string)
-    .collect();
+    let gauges_before = restored_gauges(&m, t);
     daemon.shutdown(Duration::from_secs(5)).await;
 
     // Another OS image changes MRTD and the RTMRs it measures: one event per changed field, all
@@ -322,18 +327,7 @@ async fn drift_is_stored_once_survives_a_restart_and_exports_re_verify() {
     // After a restart, before any check, the gauges come from the store.
     let daemon = start_daemon(&config_path(&run), &run.dir).await;
     let m = scrape(&daemon).await;
-    let gauges_after: Vec<String> = [
-        "teewatch_target_state",
-        "teewatch_last_check_timestamp_seconds",
-        "teewatch_last_success_timestamp_seconds",
-        "teewatch_measurement_drift",
-        "teewatch_measurement_info",
-        "teewatch_tdx_tcb_status",
-    ]
-    .iter()
-    .flat_map(|name| series(&m, name, &[("target", t)]))
-    .map(str::to_string)
-    .collect();
+    let gauges_after = restored_gauges(&m, t);
     assert_eq!(gauges_after, gauges_before);
     // The drifted value is known now: another check raises no second event.
     assert!(daemon.check_now(t).await);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::net::free_port;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
@@ -33,14 +34,6 @@ fn signal(child: &Child, name: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_ready(port: u16, within: Duration) {
@@ -251,4 +244,119 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
         .unwrap();
     assert_eq!(out.status.code(), Some(65));
     assert!(!missing.exists());
+}
+
+/// Scrapes `/metrics` of a daemon process.
+async fn scrape_port(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_restarts_with_its_gauges_and_drift_from_the_store() {
+    use common::daemon_run::{manual_schedule, sample, series};
+    use teewatch::sim::faults::Fault;
+
+    let run = start("daemon-kill", SimOptions::default()).await;
+    let config = run.dir.join("sim.toml");
+    let db = run.dir.join("kill.db");
+    let target = model_name(0);
+    let t = target.as_str();
+    let spawn = |port: u16| {
+        Command::new(BIN)
+            .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let port = free_port();
+    let mut guard = Guard(Some(spawn(port)));
+    wait_ready(port, Duration::from_secs(30)).await;
+
+    // A passing check, then a drift (the scheduler checks every 10 s).
+    let wait_for = |what: &'static str, done: Box<dyn Fn(&str) -> bool + Send>| async move {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let m = scrape_port(port).await;
+            if done(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within 40 s:\n{m}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let pass_line = format!("teewatch_checks_total{{state=\"pass\",target=\"{t}\"}} 1");
+    wait_for("a passing check", Box::new(move |m| m.contains(&pass_line))).await;
+    run.sim
+        .state
+        .set_fault(None, Fault::DriftCompose, true)
+        .unwrap();
+    let drift_line =
+        format!("teewatch_measurement_drift{{field=\"compose_hash\",target=\"{t}\"}} 1");
+    let before = wait_for("the drift", Box::new(move |m| m.contains(&drift_line))).await;
+
+    // SIGKILL: no drain, no clean close; every committed check must survive.
+    signal(guard.0.as_ref().unwrap(), "KILL");
+    let _ = guard.0.take().unwrap().wait();
+    // The restarted daemon runs no check of its own, so what it shows comes from the store.
+    manual_schedule(&config);
+    let port = free_port();
+    let mut guard = Guard(Some(spawn(port)));
+    wait_ready(port, Duration::from_secs(30)).await;
+    let after = scrape_port(port).await;
+    assert_eq!(
+        sample(
+            &after,
+            "teewatch_checks_total",
+            &[("target", t), ("state", "fail")]
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "the restarted daemon checked on its own"
+    );
+    for name in [
+        "teewatch_target_state",
+        "teewatch_measurement_drift",
+        "teewatch_measurement_info",
+        "teewatch_tdx_tcb_status",
+        "teewatch_last_success_timestamp_seconds",
+    ] {
+        assert_eq!(
+            series(&after, name, &[("target", t)]),
+            series(&before, name, &[("target", t)]),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        sample(&after, "teewatch_target_state", &[("target", t)]),
+        Some(2.0)
+    );
+    let last_before = sample(
+        &before,
+        "teewatch_last_check_timestamp_seconds",
+        &[("target", t)],
+    );
+    let last_after = sample(
+        &after,
+        "teewatch_last_check_timestamp_seconds",
+        &[("target", t)],
+    );
+    assert!(
+        last_after >= last_before,
+        "{last_after:?} < {last_before:?}"
+    );
+    signal(guard.0.as_ref().unwrap(), "TERM");
+    let status = guard.0.take().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }

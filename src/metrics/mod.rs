@@ -14,6 +14,7 @@ pub mod labels;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -83,6 +84,8 @@ struct Inner {
     registry: Registry,
     families: families::Families,
     tracked: Mutex<Tracked>,
+    /// The size of the last scrape, to size the next one's buffer.
+    last_render_len: AtomicUsize,
 }
 
 /// The label sets created per target, which the prometheus crate cannot list by one label.
@@ -136,6 +139,7 @@ impl Metrics {
                 registry,
                 families,
                 tracked: Mutex::new(Tracked::default()),
+                last_render_len: AtomicUsize::new(0),
             }),
         })
     }
@@ -409,10 +413,15 @@ impl Metrics {
 
     /// The text exposition format of every family.
     pub fn render(&self) -> Result<String, MetricsError> {
-        let mut buffer = Vec::new();
+        // Sized from the previous scrape, so a 10 MB exposition is not grown by doubling.
+        let expected = self.inner.last_render_len.load(Ordering::Relaxed);
+        let mut buffer = Vec::with_capacity(expected + expected / 8);
         TextEncoder::new()
             .encode(&self.inner.registry.gather(), &mut buffer)
             .map_err(MetricsError::Encode)?;
+        self.inner
+            .last_render_len
+            .store(buffer.len(), Ordering::Relaxed);
         Ok(String::from_utf8(buffer)?)
     }
 

@@ -187,6 +187,9 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // A local file does not go stale the way a network connection does; pinging it on
+            // every acquire was one more round trip to the SQLite worker thread per check.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(open_error)?;

@@ -7,6 +7,7 @@
 )]
 
 pub mod daemon_run;
+pub mod net;
 pub mod nras_mint;
 pub mod promtool;
 pub mod sim_run;

@@ -1,0 +1,76 @@
+//! `/metrics` rendering at fleet scale: 2,000 targets with every check, every fleet-wide
+//! measurement, drift flags, a TCB status, a skip and a fetch error each (about 65 series per
+//! target, 130,000 in all). Run with `cargo bench --bench scrape`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use teewatch::drift::FLEET_FIELDS;
+use teewatch::metrics::{Metrics, TargetSnapshot};
+use teewatch::verify::checks::all_checks;
+use teewatch::verify::{Check, State};
+
+/// The daemon's allocator (see `src/main.rs`), so the numbers are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn populated(targets: usize) -> Metrics {
+    let m = Metrics::new().unwrap();
+    m.set_targets(targets);
+    for i in 0..targets {
+        let name = format!("provider-{i:04}-model");
+        let checks = all_checks()
+            .map(|c| Check {
+                name: c.to_string(),
+                scope: String::new(),
+                state: if i % 7 == 0 { State::Fail } else { State::Pass },
+                reason: String::new(),
+            })
+            .collect();
+        let measurements: BTreeMap<String, String> = FLEET_FIELDS
+            .iter()
+            .map(|f| (f.to_string(), format!("{:096x}", i * 31 + f.len())))
+            .collect();
+        let drift = FLEET_FIELDS
+            .iter()
+            .map(|f| (f.to_string(), false))
+            .collect();
+        m.set_target(
+            &TargetSnapshot {
+                target: name.clone(),
+                state: State::Pass,
+                checks,
+                last_check: at("2026-01-01T00:05:00Z"),
+                last_success: Some(at("2026-01-01T00:05:00Z")),
+                last_duration: Duration::from_millis(2_345),
+                tcb_status: Some("UpToDate".to_string()),
+                measurements,
+                drift,
+            },
+            true,
+        );
+        m.check_finished(&name, State::Pass);
+        m.set_next_check(&name, at("2026-01-01T00:10:00Z"));
+        m.skipped(&name);
+        m.fetch_error(&name, "nras", "timeout");
+    }
+    m
+}
+
+fn scrape(c: &mut Criterion) {
+    let m = populated(2_000);
+    let mut group = c.benchmark_group("scrape");
+    group.sample_size(10);
+    group.bench_function("render-2000-targets", |b| b.iter(|| m.render().unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, scrape);
+criterion_main!(benches);
