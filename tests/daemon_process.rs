@@ -69,6 +69,28 @@ fn an_invalid_configuration_exits_78_naming_the_problem() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn an_address_in_use_is_a_fatal_runtime_error_70() {
+    let dir = std::env::temp_dir().join(format!("teewatch-run-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("empty.toml");
+    std::fs::write(&path, "").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["run", "--listen", &addr, "--db"])
+        .arg(dir.join("busy.db"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("listening on {addr}")), "{stderr}");
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history() {
     let run = start("daemon-process", SimOptions::default()).await;
