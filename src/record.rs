@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::drift::{DriftEvent, Measurement};
-use crate::verify::Verdict;
+use crate::verify::{Bundle, Verdict};
 
 /// The phases of one check whose durations are recorded and exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,23 +100,16 @@ pub struct CheckRecord {
 }
 
 impl CheckRecord {
-    /// The fetch errors listed in a bundle's `fetch_errors`.
-    pub fn fetch_errors_of(bundle: &Value) -> Vec<FetchErrorSummary> {
+    /// The fetch errors a (parsed) bundle recorded.
+    pub fn fetch_errors_of(bundle: &Bundle) -> Vec<FetchErrorSummary> {
         bundle
-            .get("fetch_errors")
-            .and_then(Value::as_array)
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| {
-                        Some(FetchErrorSummary {
-                            endpoint: e.get("endpoint")?.as_str()?.to_string(),
-                            kind: e.get("kind")?.as_str()?.to_string(),
-                        })
-                    })
-                    .collect()
+            .fetch_errors
+            .iter()
+            .map(|e| FetchErrorSummary {
+                endpoint: e.endpoint.clone(),
+                kind: e.kind.clone(),
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// The TDX TCB status of the verdict: the first one a quote reported, if any.

@@ -85,7 +85,7 @@ async fn check(
         started_at: started,
         finished_at: finished,
         phases,
-        fetch_errors: CheckRecord::fetch_errors_of(&fetched.bundle),
+        fetch_errors: CheckRecord::fetch_errors_of(&bundle),
         bundle: fetched.bundle,
         verdict,
         measurements,

@@ -11,19 +11,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rand::RngCore;
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, TargetHistory};
-use crate::fetch::check::{CheckError, Fetcher};
+use crate::fetch::check::{CheckError, Fetcher, timed_out_bundle};
 use crate::metrics::{Metrics, TargetSnapshot};
 use crate::record::{CheckRecord, Phase, PhaseDuration};
 use crate::schedule::{Due, PlannedTarget, Runner};
 use crate::store::{LatestCheck, Store};
-use crate::verify::{self, Bundle, Check, State, TrustAnchors, hexutil};
+use crate::verify::{self, Bundle, Check, State, TrustAnchors};
 
 /// How many request timeouts one whole check may take before it is cancelled: a check makes a
 /// handful of sequential requests (report, collateral, NRAS, two chats and their signatures).
@@ -190,7 +189,7 @@ impl Shared {
             deadline_s = due.deadline.as_secs(),
             "check exceeded its deadline"
         );
-        let bundle = deadline_bundle(&generation.config, &target, due.deadline);
+        let bundle = timed_out_bundle(&generation.config, &target, due.deadline);
         self.finish(generation, target, due, bundle, Vec::new())
             .await;
     }
@@ -206,13 +205,14 @@ impl Shared {
         let verify_start = Instant::now();
         // Verified in place: a few milliseconds of CPU, which the runtime's workers absorb more
         // cheaply than a hand-off to the blocking pool and back for every check.
-        let verdict = match Bundle::from_value(bundle_json.clone()) {
-            Ok(bundle) => verify::verify(&bundle, &target.policy, &generation.anchors),
+        let bundle = match Bundle::from_value(bundle_json.clone()) {
+            Ok(bundle) => bundle,
             Err(e) => {
                 tracing::error!(error = %e, "the fetched bundle is malformed; not recorded");
                 return;
             }
         };
+        let verdict = verify::verify(&bundle, &target.policy, &generation.anchors);
         phases.push(PhaseDuration {
             phase: Phase::Verify,
             duration: verify_start.elapsed(),
@@ -230,7 +230,7 @@ impl Shared {
             started_at: due.started_at,
             finished_at,
             phases: phases.clone(),
-            fetch_errors: CheckRecord::fetch_errors_of(&bundle_json),
+            fetch_errors: CheckRecord::fetch_errors_of(&bundle),
             bundle: bundle_json,
             verdict,
             measurements,
@@ -382,35 +382,6 @@ pub fn planned_targets(config: &Config) -> Vec<PlannedTarget> {
             deadline: monitor.timeout.saturating_mul(DEADLINE_TIMEOUTS),
         })
         .collect()
-}
-
-/// A bundle for a check cancelled at its deadline: nothing arrived in time, which the verifier
-/// turns into `unknown` (unverifiable), never `fail`.
-fn deadline_bundle(config: &Config, target: &TargetConfig, deadline: Duration) -> Value {
-    let mut nonce = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    json!({
-        "format": verify::bundle::BUNDLE_FORMAT,
-        "target": target.name,
-        "observed_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        "nonce": hexutil::lower(&nonce),
-        "endpoints": {
-            "provider": target.base_url(),
-            "nras": config.nvidia.nras_url,
-            "pccs": config.intel.pccs_url,
-        },
-        "attestation": null,
-        "fetch_errors": [{
-            "endpoint": "attestation",
-            "kind": "timeout",
-            "message": format!("the check did not finish within its deadline of {} s", deadline.as_secs()),
-        }],
-        "tdx_collateral": null,
-        "nras": null,
-        "canary": null,
-        "tls_peer_spki": null,
-        "policy": target.policy.snapshot(),
-    })
 }
 
 fn failing(checks: &[Check]) -> Vec<Check> {

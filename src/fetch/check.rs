@@ -41,6 +41,75 @@ pub struct Fetcher {
     refetched_for: Mutex<BTreeMap<String, Instant>>,
 }
 
+/// What one check gathered, before it becomes a bundle.
+struct BundleParts<'a> {
+    observed_at: chrono::DateTime<Utc>,
+    nonce_hex: String,
+    attestation: Value,
+    errors: &'a [FetchError],
+    collateral: Value,
+    nras: Value,
+    canary: Value,
+    tls_peer_spki: Value,
+}
+
+/// The one place a `teewatch-bundle/1` is put together, for fetched checks and for checks that
+/// ran out of time alike.
+fn assemble(config: &Config, target: &TargetConfig, parts: BundleParts<'_>) -> Value {
+    json!({
+        "format": crate::verify::bundle::BUNDLE_FORMAT,
+        "target": target.name,
+        "observed_at": parts.observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "nonce": parts.nonce_hex,
+        "endpoints": {
+            "provider": target.base_url(),
+            "nras": config.nvidia.nras_url,
+            "pccs": config.intel.pccs_url,
+        },
+        "attestation": parts.attestation,
+        "fetch_errors": parts.errors.iter().map(FetchError::bundle_entry).collect::<Vec<_>>(),
+        "tdx_collateral": parts.collateral,
+        "nras": parts.nras,
+        "canary": parts.canary,
+        "tls_peer_spki": parts.tls_peer_spki,
+        "policy": target.policy.snapshot(),
+    })
+}
+
+/// A fresh random 32-byte nonce as lowercase hex.
+fn fresh_nonce_hex() -> String {
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    hexutil::lower(&nonce)
+}
+
+/// The bundle of a check cancelled at its deadline: nothing arrived in time, which the verifier
+/// turns into `unknown` (unverifiable), never `fail`.
+pub fn timed_out_bundle(config: &Config, target: &TargetConfig, deadline: Duration) -> Value {
+    let error = FetchError::new(
+        Endpoint::Attestation,
+        ErrorKind::Timeout,
+        format!(
+            "the check did not finish within its deadline of {} s",
+            deadline.as_secs()
+        ),
+    );
+    assemble(
+        config,
+        target,
+        BundleParts {
+            observed_at: Utc::now(),
+            nonce_hex: fresh_nonce_hex(),
+            attestation: Value::Null,
+            errors: std::slice::from_ref(&error),
+            collateral: Value::Null,
+            nras: Value::Null,
+            canary: Value::Null,
+            tls_peer_spki: Value::Null,
+        },
+    )
+}
+
 /// A fetched bundle and the durations of the fetch phases that produced it.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -136,9 +205,7 @@ impl Fetcher {
             key_host: &key_host,
         };
         let mut errors: Vec<FetchError> = Vec::new();
-        let mut nonce = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let nonce_hex = hexutil::lower(&nonce);
+        let nonce_hex = fresh_nonce_hex();
 
         // 1. The attestation report for this nonce.
         let mut url = format!(
@@ -193,24 +260,20 @@ impl Fetcher {
         let canary = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
         lap(Phase::Canary, &mut phases);
 
-        let bundle = json!({
-            "format": "teewatch-bundle/1",
-            "target": target.name,
-            "observed_at": observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "nonce": nonce_hex,
-            "endpoints": {
-                "provider": monitor.base_url,
-                "nras": config.nvidia.nras_url,
-                "pccs": config.intel.pccs_url,
+        let bundle = assemble(
+            config,
+            target,
+            BundleParts {
+                observed_at,
+                nonce_hex,
+                attestation,
+                errors: &errors,
+                collateral,
+                nras,
+                canary,
+                tls_peer_spki,
             },
-            "attestation": attestation,
-            "fetch_errors": errors.iter().map(FetchError::bundle_entry).collect::<Vec<_>>(),
-            "tdx_collateral": collateral,
-            "nras": nras,
-            "canary": canary,
-            "tls_peer_spki": tls_peer_spki,
-            "policy": target.policy.snapshot(),
-        });
+        );
         Ok(Fetched { bundle, phases })
     }
 
@@ -529,4 +592,35 @@ pub fn bundle_file_name(target: &str) -> String {
         })
         .collect();
     format!("{safe}.json")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::verify::{self, Bundle, State};
+
+    #[test]
+    fn a_timed_out_check_is_a_bundle_whose_verdict_is_unknown_naming_the_deadline() {
+        let config = Config::parse(
+            "[[target]]\nname = \"t\"\nprofile = \"nanogpt\"\nmodel = \"TEE/m\"\n\
+             api_key_env = \"TEEWATCH_TEST_KEY\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let target = config.target("t").unwrap();
+        let json = timed_out_bundle(&config, target, Duration::from_secs(180));
+        assert_eq!(json["fetch_errors"][0]["kind"], "timeout");
+        let bundle = Bundle::from_value(json).unwrap();
+        let verdict = verify::verify(&bundle, &target.policy, &config.trust_anchors());
+        assert_eq!(verdict.state, State::Unknown);
+        assert!(
+            verdict
+                .checks
+                .iter()
+                .all(|c| c.state == State::Unknown && c.reason.contains("deadline of 180 s")),
+            "{:#?}",
+            verdict.checks
+        );
+    }
 }
