@@ -16,4 +16,5 @@ pub mod render;
 pub mod schedule;
 pub mod sim;
 pub mod store;
+mod sync;
 pub mod verify;

@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, TargetSnapshot};
 use crate::record::{CheckRecord, Phase, PhaseDuration};
 use crate::schedule::{Due, PlannedTarget, Runner};
 use crate::store::{LatestCheck, Store};
+use crate::sync::lock;
 use crate::verify::{self, Bundle, Check, State, TrustAnchors};
 
 /// How many request timeouts one whole check may take before it is cancelled: a check makes a
@@ -407,11 +408,4 @@ fn last_drift_of(history: &TargetHistory) -> Option<DriftEvent> {
             reasons: Vec::new(),
             at: *at,
         })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }

@@ -15,7 +15,7 @@ pub mod labels;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -450,10 +450,7 @@ impl Metrics {
     fn lock(&self) -> MutexGuard<'_, Tracked> {
         // The guarded data is only bookkeeping of label sets, consistent after every statement,
         // so a panic elsewhere while it was held leaves nothing to repair.
-        self.inner
-            .tracked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner.tracked)
     }
 }
 

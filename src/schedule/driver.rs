@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use super::ScheduleError;
 use super::planner::{Decision, Due, PlannedTarget, Planner, PlannerOptions};
+use crate::sync::lock;
 
 /// How long any call into tokio-cron-scheduler may take before the ticker is considered dead.
 const LIBRARY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,14 +117,6 @@ struct Inner {
     cancelled: AtomicUsize,
     ticker: tokio::sync::Mutex<Option<Ticker>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// Locks a mutex, taking the data even if a panicking thread poisoned it: the planner's state is
-/// updated in single steps, so it stays consistent through a panic elsewhere.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Bounds a call into tokio-cron-scheduler, whose actors may have died.
