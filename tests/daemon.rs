@@ -473,3 +473,40 @@ async fn reload_keeps_the_old_configuration_when_the_new_one_is_invalid() {
     assert!(!daemon.check_now(&model_name(1)).await);
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_check_in_flight_finish_and_be_stored() {
+    // Signatures appear 3 s after each chat, so every scheduled check takes several seconds.
+    let options = SimOptions {
+        signature_delay: Duration::from_secs(3),
+        ..SimOptions::default()
+    };
+    let run = start("daemon-drain", options).await;
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(&daemon).await;
+        if sample(&m, "teewatch_checks_in_flight", &[]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no check was in flight within 30 s:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A dispatched check waits up to one tick for its exact slot; a check that has not started
+    // when the shutdown begins is cancelled, not drained. Past that second it is running (and
+    // waits for its signatures for several seconds more).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        sample(&scrape(&daemon).await, "teewatch_checks_in_flight", &[]),
+        Some(1.0)
+    );
+    let report = daemon.shutdown(Duration::from_secs(30)).await;
+    assert_eq!((report.finished, report.cancelled), (1, 0), "{report:?}");
+    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let checks = store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(checks.len(), 1, "the drained check was stored");
+    store.close().await;
+}

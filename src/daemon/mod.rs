@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError};
 use crate::fetch::check::Fetcher;
 use crate::fetch::http::{Http, HttpOptions};
 use crate::metrics::Metrics;
-use crate::schedule::{PlannerOptions, Scheduler, SchedulerOptions};
+use crate::schedule::{PlannerOptions, Scheduler, SchedulerOptions, ShutdownReport};
 use crate::store::{Retention, Store, StoreError};
 use runner::{CheckRunner, Shared};
 
@@ -83,13 +83,6 @@ pub struct Daemon {
     stop_http: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
-}
-
-/// What a shutdown did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drained {
-    pub finished: usize,
-    pub cancelled: usize,
 }
 
 fn load_config(options: &RunOptions) -> Result<Config, ConfigError> {
@@ -281,26 +274,13 @@ impl Daemon {
 
     /// Stops scheduling, lets in-flight checks finish within `drain`, stops HTTP and closes
     /// the store.
-    pub async fn shutdown(self, drain: Duration) -> Drained {
+    pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         notify::stopping();
-        let drained = match Arc::try_unwrap(self.scheduler) {
-            Ok(cell) => match cell.into_inner() {
-                Some(scheduler) => {
-                    let report = scheduler.shutdown(drain).await;
-                    Drained {
-                        finished: report.finished,
-                        cancelled: report.cancelled,
-                    }
-                }
-                None => Drained {
-                    finished: 0,
-                    cancelled: 0,
-                },
-            },
-            Err(_) => Drained {
-                finished: 0,
-                cancelled: 0,
-            },
+        // The scheduler handle is cloned out of the cell: the HTTP server still holds the cell
+        // until it stops, so the cell itself cannot be taken apart here.
+        let drained = match self.scheduler.get().cloned() {
+            Some(scheduler) => scheduler.shutdown(drain).await,
+            None => ShutdownReport::default(),
         };
         for task in &self.tasks {
             task.abort();
