@@ -118,12 +118,13 @@ impl Shared {
         let generation = self.generation();
         let config = &generation.config;
         let window = config.daemon.drift_window;
-        let histories = lock(&self.histories).clone();
+        let histories = lock(&self.histories);
+        let no_history = TargetHistory::default();
         for stored in latest {
             let Some(target) = config.target(&stored.target) else {
                 continue;
             };
-            let history = histories.get(&stored.target).cloned().unwrap_or_default();
+            let history = histories.get(&stored.target).unwrap_or(&no_history);
             let snapshot = TargetSnapshot {
                 target: stored.target.clone(),
                 state: stored.state,
@@ -134,7 +135,7 @@ impl Shared {
                 tcb_status: stored.tcb_status.clone(),
                 measurements: drift::latest_values(&stored.measurements),
                 drift: drift::drift_flags(
-                    &history,
+                    history,
                     &stored.measurements,
                     &target.policy,
                     now,
@@ -142,7 +143,7 @@ impl Shared {
                 ),
             };
             self.metrics.set_target(&snapshot, false);
-            let last_drift = last_drift_of(&history);
+            let last_drift = last_drift_of(history);
             lock(&self.status).insert(
                 stored.target.clone(),
                 TargetStatus {
@@ -222,8 +223,9 @@ impl Shared {
         let measurements = drift::measurements(&verdict);
         let events = {
             let histories = lock(&self.histories);
-            let history = histories.get(&target.name).cloned().unwrap_or_default();
-            drift::detect(&history, &measurements, &target.policy, finished_at)
+            let no_history = TargetHistory::default();
+            let history = histories.get(&target.name).unwrap_or(&no_history);
+            drift::detect(history, &measurements, &target.policy, finished_at)
         };
         let record = CheckRecord {
             target: target.name.clone(),
