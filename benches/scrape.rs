@@ -51,6 +51,7 @@ fn populated(targets: usize) -> Metrics {
                 last_success: Some(at("2026-01-01T00:05:00Z")),
                 last_duration: Duration::from_millis(2_345),
                 tcb_status: Some("UpToDate".to_string()),
+                attestation_format: Some(teewatch::verify::AttestationFormat::Dstack),
                 measurements,
                 drift,
             },

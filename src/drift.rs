@@ -109,16 +109,21 @@ pub fn node_of(scope: &str) -> &str {
     scope.split('/').next().unwrap_or("")
 }
 
-/// The tracked measurements of a verdict: only values proven by evidence (never claims), GPU
-/// versions folded per node (distinct values joined by `,`), GPU blocks folded per node into
-/// `gpu_measurements`.
+/// The tracked measurements of a verdict: only values proven by evidence (never claims) of the
+/// parts that run the model (not the NEAR gateway or compose manager, whose software differs by
+/// design), GPU versions folded per node (distinct values joined by `,`), GPU blocks folded per
+/// node into `gpu_measurements`.
 pub fn measurements(verdict: &Verdict) -> Vec<Measurement> {
     let mut out: BTreeSet<Measurement> = BTreeSet::new();
     // node → GPU scope → block index → value.
     let mut blocks: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, &str>>> = BTreeMap::new();
     // (node, field) → distinct values.
     let mut gpu_versions: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for o in verdict.observed.iter().filter(|o| o.source.is_evidence()) {
+    for o in verdict
+        .observed
+        .iter()
+        .filter(|o| o.source.is_evidence() && crate::verify::report::scope_serves_inference(&o.scope))
+    {
         let node = node_of(&o.scope);
         if let Some(index) = o.field.strip_prefix("gpu_block_") {
             if let Ok(index) = index.parse::<u32>() {

@@ -84,6 +84,13 @@ enum Command {
         /// Write a ready teewatch configuration (and the API key and test roots beside it).
         #[arg(long)]
         write_config: Option<PathBuf>,
+        /// Attestation format of each model, in order: dstack, near-gateway, near-direct, chutes
+        /// or tinfoil (repeatable; models beyond the list serve dstack).
+        #[arg(long = "format", value_name = "NAME")]
+        formats: Vec<String>,
+        /// Serve everything over HTTPS with the simulator's self-signed certificate.
+        #[arg(long)]
+        tls: bool,
     },
     /// Run the daemon: check every target on its schedule, keep the history, serve /metrics.
     Run {
@@ -204,6 +211,8 @@ fn main() -> ExitCode {
             faults,
             signature_delay_ms,
             write_config,
+            formats,
+            tls,
         } => run_sim(
             listen,
             models,
@@ -212,6 +221,8 @@ fn main() -> ExitCode {
             &faults,
             signature_delay_ms,
             write_config.as_deref(),
+            &formats,
+            tls,
         ),
         Command::Run {
             config,
@@ -336,6 +347,8 @@ fn run_verify(
 }
 
 /// `teewatch sim`: serve until interrupted.
+// One argument per `teewatch sim` flag, passed straight from the parsed command line.
+#[allow(clippy::too_many_arguments)]
 fn run_sim(
     listen: std::net::SocketAddr,
     models: usize,
@@ -344,8 +357,11 @@ fn run_sim(
     faults: &[String],
     signature_delay_ms: u64,
     write_config: Option<&std::path::Path>,
+    formats: &[String],
+    tls: bool,
 ) -> anyhow::Result<u8> {
     use teewatch::sim::faults::Fault;
+    use teewatch::sim::format::SimFormat;
     use teewatch::sim::server::{SimOptions, Simulator, model_name};
 
     if !listen.ip().is_loopback() {
@@ -377,12 +393,32 @@ fn run_sim(
             }
         }
     }
+    let mut parsed_formats = Vec::new();
+    for name in formats {
+        match name.parse::<SimFormat>() {
+            Ok(format) => parsed_formats.push(format),
+            Err(e) => {
+                eprintln!("teewatch: --format {name}: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    if parsed_formats.len() > models.max(1) {
+        eprintln!(
+            "teewatch: {} --format given for {} model(s); pass one per model at most",
+            parsed_formats.len(),
+            models.max(1)
+        );
+        return Ok(exit::USAGE);
+    }
     let options = SimOptions {
         models,
         nodes,
         gpus,
         signature_delay: std::time::Duration::from_millis(signature_delay_ms),
         faults: parsed,
+        formats: parsed_formats,
+        tls,
         ..SimOptions::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -400,8 +436,9 @@ fn run_sim(
         );
         for model in &sim.state.models {
             println!(
-                "  model {}: {} node(s), {} gpu(s) each",
+                "  model {}: format {}, {} node(s), {} gpu(s) each",
                 model.name,
+                model.format,
                 model.nodes.len(),
                 model.gpus
             );

@@ -71,6 +71,7 @@ fn snapshot(target: &str, state: State, seed: usize, drifting: bool) -> TargetSn
         last_success: (state == State::Pass).then(|| at("2026-01-01T00:05:00Z")),
         last_duration: Duration::from_millis(2_345),
         tcb_status: Some("UpToDate".to_string()),
+        attestation_format: Some(teewatch::verify::AttestationFormat::Dstack),
         measurements,
         drift,
     }
@@ -154,6 +155,7 @@ fn populated_scrape_passes_promtool_check_metrics() {
         "teewatch_measurement_changes_total",
         "teewatch_measurement_info",
         "teewatch_tdx_tcb_status",
+        "teewatch_attestation_format_info",
         "teewatch_collateral_expiry_timestamp_seconds",
         "teewatch_fetch_errors_total",
         "teewatch_checks_skipped_total",

@@ -12,10 +12,11 @@ use super::{Validator, is_loopback_http};
 use crate::verify::policy::pem_to_der;
 
 /// The options this version understands.
-pub const DANGEROUS_KEYS: [&str; 3] = [
+pub const DANGEROUS_KEYS: [&str; 4] = [
     "dangerous_intel_root_ca",
     "dangerous_nvidia_device_root",
     "dangerous_nras_intermediates",
+    "dangerous_tls_root",
 ];
 
 /// The test roots a configuration puts in force, as DER.
@@ -24,6 +25,9 @@ pub struct DangerousRoots {
     pub intel_root_der: Option<Vec<u8>>,
     pub nvidia_device_root_der: Option<Vec<u8>>,
     pub nras_intermediates_der: Option<Vec<Vec<u8>>>,
+    /// A TLS root the HTTP client trusts beside the web PKI, for an HTTPS simulator on
+    /// loopback. It is read when the daemon starts (a reload does not change it).
+    pub tls_root_der: Option<Vec<u8>>,
     /// The names of the options set, for every verdict's `trust`.
     pub names: Vec<String>,
 }
@@ -87,6 +91,7 @@ pub(super) fn read(v: &mut Validator, root: &Table, base: &Path) -> DangerousRoo
             "dangerous_nvidia_device_root" => {
                 roots.nvidia_device_root_der = certificates.into_iter().next()
             }
+            "dangerous_tls_root" => roots.tls_root_der = certificates.into_iter().next(),
             _ => roots.nras_intermediates_der = Some(certificates),
         }
         roots.names.push(key.clone());
@@ -108,12 +113,17 @@ pub(super) fn require_loopback(
         return;
     }
     for (index, (name, base_url)) in targets.iter().enumerate() {
-        let loopback = base_url.as_deref().is_some_and(is_loopback_http);
+        let loopback = base_url.as_deref().is_some_and(|url| {
+            is_loopback_http(url)
+                || url
+                    .strip_prefix("https://")
+                    .is_some_and(|rest| is_loopback_http(&format!("http://{rest}")))
+        });
         if !loopback {
             v.issue(
                 &format!("target[{index}].base_url"),
                 format!(
-                    "[dangerous] test roots ({}) are refused for target \"{name}\": expected an http:// loopback base_url, found {}",
+                    "[dangerous] test roots ({}) are refused for target \"{name}\": expected an http:// or https:// loopback base_url, found {}",
                     roots.names.join(", "),
                     base_url.as_deref().map(|u| format!("\"{u}\"")).unwrap_or_else(|| "none".into())
                 ),

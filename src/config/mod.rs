@@ -34,7 +34,7 @@ pub use provider::{
     ProviderPaths,
 };
 pub use schedule::{DEFAULT_INTERVAL, MIN_INTERVAL, Schedule, check_cron, parse_interval};
-pub use target::{DEFAULT_TIMEOUT, MonitorConfig, TargetConfig};
+pub use target::{DEFAULT_TIMEOUT, MonitorConfig, SigningAlgo, TargetConfig};
 
 use validator::Validator;
 

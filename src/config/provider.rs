@@ -29,18 +29,22 @@ pub const DEFAULT_CANARY_MAX_TOKENS: u32 = 16;
 pub enum Profile {
     /// NanoGPT's TEE API (`https://nano-gpt.com`, `/api/v1/tee/...`).
     Nanogpt,
-    /// A vllm-proxy (NEAR AI / Phala style) deployment; no default base URL.
+    /// A vllm-proxy (Phala / RedPill style) deployment; no default base URL.
     VllmProxy,
+    /// NEAR AI cloud (`https://cloud-api.near.ai`): the gateway format, or a NEAR inference
+    /// proxy reached directly; ed25519 keys by default.
+    Near,
 }
 
 impl Profile {
     /// The names written in `profile`.
-    pub const NAMES: [&str; 2] = ["nanogpt", "vllm-proxy"];
+    pub const NAMES: [&str; 3] = ["nanogpt", "vllm-proxy", "near"];
 
     pub fn parse(name: &str) -> Option<Profile> {
         match name {
             "nanogpt" => Some(Profile::Nanogpt),
             "vllm-proxy" => Some(Profile::VllmProxy),
+            "near" => Some(Profile::Near),
             _ => None,
         }
     }
@@ -49,7 +53,24 @@ impl Profile {
         match self {
             Profile::Nanogpt => "nanogpt",
             Profile::VllmProxy => "vllm-proxy",
+            Profile::Near => "near",
         }
+    }
+
+    /// The signing algorithm asked for when a target names none. NEAR AI's own default is
+    /// ed25519; vllm-proxy and NanoGPT default to ECDSA.
+    pub fn default_signing_algo(self) -> super::target::SigningAlgo {
+        match self {
+            Profile::Near => super::target::SigningAlgo::Ed25519,
+            Profile::Nanogpt | Profile::VllmProxy => super::target::SigningAlgo::Ecdsa,
+        }
+    }
+
+    /// Whether teewatch's TLS connection ends at the attested service itself, so that the
+    /// peer's key can be compared with the attested TLS fingerprint. NanoGPT proxies the
+    /// request: its certificate is NanoGPT's, never the TD's.
+    pub fn connects_directly(self) -> bool {
+        !matches!(self, Profile::Nanogpt)
     }
 
     /// The base URL used when a target names none.
@@ -57,6 +78,7 @@ impl Profile {
         match self {
             Profile::Nanogpt => Some("https://nano-gpt.com"),
             Profile::VllmProxy => None,
+            Profile::Near => Some("https://cloud-api.near.ai"),
         }
     }
 
@@ -68,7 +90,7 @@ impl Profile {
                 "/api/v1/tee/signature/{id}",
                 "/api/v1/chat/completions",
             ),
-            Profile::VllmProxy => (
+            Profile::VllmProxy | Profile::Near => (
                 "/v1/attestation/report",
                 "/v1/signature/{id}",
                 "/v1/chat/completions",

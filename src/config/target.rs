@@ -18,10 +18,12 @@ use super::{describe, provider};
 use crate::verify::policy::{Policy, PolicyError, PolicySnapshot};
 
 pub use super::provider::{CanaryConfig, Profile, ProviderPaths};
+pub use crate::verify::binding::SigningAlgo;
 
-pub(super) const TARGET_KEYS: [&str; 14] = [
+pub(super) const TARGET_KEYS: [&str; 15] = [
     "name",
     "profile",
+    "signing_algo",
     "base_url",
     "model",
     "api_key_env",
@@ -36,8 +38,9 @@ pub(super) const TARGET_KEYS: [&str; 14] = [
     "paths",
 ];
 /// Keys that make a target monitored.
-const MONITOR_KEYS: [&str; 7] = [
+const MONITOR_KEYS: [&str; 8] = [
     "profile",
+    "signing_algo",
     "model",
     "interval",
     "cron",
@@ -80,6 +83,9 @@ pub struct MonitorConfig {
     pub timeout: Duration,
     pub paths: ProviderPaths,
     pub canary: CanaryConfig,
+    /// The key the provider is asked to attest and sign with (`signing_algo`; the profile's
+    /// default when not given: ed25519 for `near`, else ecdsa).
+    pub signing_algo: SigningAlgo,
 }
 
 impl MonitorConfig {
@@ -210,6 +216,18 @@ fn monitor(v: &mut Validator, t: &Table, path: &str, base: &Path) -> Read<Monito
     let timeout = v.integer(t, "timeout_seconds", &at("timeout_seconds"), 1..=600);
     let paths = provider::path_overrides(v, t, path);
     let canary = provider::canary(v, t, path);
+    let signing_algo = match t.get("signing_algo") {
+        None => Ok(None),
+        Some(Value::String(s)) if s == "ecdsa" => Ok(Some(SigningAlgo::Ecdsa)),
+        Some(Value::String(s)) if s == "ed25519" => Ok(Some(SigningAlgo::Ed25519)),
+        Some(other) => Err(v.report(
+            &at("signing_algo"),
+            format!(
+                "expected \"ecdsa\" or \"ed25519\", found {}",
+                describe(other)
+            ),
+        )),
+    };
     if !monitored {
         return if v.issues.len() > before {
             Err(Reported)
@@ -268,7 +286,8 @@ fn monitor(v: &mut Validator, t: &Table, path: &str, base: &Path) -> Read<Monito
     else {
         return Err(Reported);
     };
-    let (Ok(schedule), Ok(timeout), Ok(paths), Ok(canary)) = (schedule, timeout, paths, canary)
+    let (Ok(schedule), Ok(timeout), Ok(paths), Ok(canary), Ok(signing_algo)) =
+        (schedule, timeout, paths, canary, signing_algo)
     else {
         return Err(Reported);
     };
@@ -283,6 +302,7 @@ fn monitor(v: &mut Validator, t: &Table, path: &str, base: &Path) -> Read<Monito
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         paths: paths.over(profile.default_paths()),
         canary,
+        signing_algo: signing_algo.unwrap_or(profile.default_signing_algo()),
     }))
 }
 

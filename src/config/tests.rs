@@ -177,7 +177,7 @@ base_url = "http://127.0.0.1:8080"
     };
     let message = error.to_string();
     assert!(
-        message.contains("target[0].base_url: [dangerous] test roots (dangerous_intel_root_ca, dangerous_nvidia_device_root, dangerous_nras_intermediates) are refused for target \"sim\": expected an http:// loopback base_url, found \"https://nano-gpt.com\""),
+        message.contains("target[0].base_url: [dangerous] test roots (dangerous_intel_root_ca, dangerous_nvidia_device_root, dangerous_nras_intermediates) are refused for target \"sim\": expected an http:// or https:// loopback base_url, found \"https://nano-gpt.com\""),
         "{message}"
     );
     let missing = text.replace("base_url = \"http://127.0.0.1:8080\"\n", "");
@@ -312,7 +312,7 @@ api_key_env = "sk-live-0123456789abcdef"
         "target[8].canary.max_tokens: expected an integer from 1 to 4096, found 5000",
         "target[8].canary: expected stream or non_stream (or both) to be true, found both false",
         "target[9].timeout_seconds: expected an integer from 1 to 600, found 0",
-        "target[10].profile: expected one of nanogpt, vllm-proxy, found \"openai\"",
+        "target[10].profile: expected one of nanogpt, vllm-proxy, near, found \"openai\"",
         "target[10].api_key_env: expected an environment variable name",
     ];
     for needle in expected {

@@ -115,7 +115,8 @@ impl Daemon {
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
-        let http = Http::new(HttpOptions::default()).map_err(|e| RunError::Http(e.to_string()))?;
+        let http = Http::new(HttpOptions::for_config(&config))
+            .map_err(|e| RunError::Http(e.to_string()))?;
         let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
         let fetcher = Fetcher::new(http, cache_dir.as_deref());
         let listen = config.daemon.listen;

@@ -133,6 +133,10 @@ impl Shared {
                 last_success: stored.last_success_at,
                 last_duration: stored.duration,
                 tcb_status: stored.tcb_status.clone(),
+                attestation_format: crate::metrics::read_format(
+                    &stored.checks,
+                    stored.attestation_format,
+                ),
                 measurements: drift::latest_values(&stored.measurements),
                 drift: drift::drift_flags(
                     history,
@@ -297,6 +301,7 @@ impl Shared {
             last_success,
             last_duration: duration,
             tcb_status: record.tcb_status().map(str::to_string),
+            attestation_format: crate::metrics::read_format(&verdict.checks, verdict.attestation_format),
             measurements: drift::latest_values(&record.measurements),
             drift: flags,
         };

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
-use crate::config::{Config, MonitorConfig, Profile, TargetConfig};
+use crate::config::{Config, MonitorConfig, Profile, SigningAlgo, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
 use crate::verify::report::{self, NodeReport};
@@ -216,8 +216,9 @@ impl Fetcher {
                 percent_encoding::NON_ALPHANUMERIC
             )
         );
-        if monitor.profile == Profile::VllmProxy {
-            url.push_str("&signing_algo=ecdsa");
+        if monitor.profile != Profile::Nanogpt || monitor.signing_algo != SigningAlgo::Ecdsa {
+            url.push_str("&signing_algo=");
+            url.push_str(monitor.signing_algo.as_str());
         }
         let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
             let url = url.clone();
@@ -241,8 +242,8 @@ impl Fetcher {
         let observed_at = Utc::now();
         lap(Phase::Attestation, &mut phases);
         // The TLS peer is the attested service only when teewatch talks to it directly.
-        let tls_peer_spki = match (monitor.profile, peer) {
-            (Profile::VllmProxy, Some(spki)) => {
+        let tls_peer_spki = match peer {
+            Some(spki) if monitor.profile.connects_directly() => {
                 Value::String(base64::engine::general_purpose::STANDARD.encode(spki))
             }
             _ => Value::Null,
@@ -284,7 +285,9 @@ impl Fetcher {
         errors: &mut Vec<FetchError>,
     ) -> Value {
         let mut fmspcs: Vec<String> = Vec::new();
-        for node in report::nodes(attestation) {
+        // Every attested part's quote, each platform once: a gateway and its models may sit on
+        // different platforms.
+        for node in report::parts(attestation, report::detect_format(attestation)) {
             let quote = node.quote_hex().ok().and_then(|q| hexutil::decode(q).ok());
             let fmspc = quote
                 .and_then(|q| dcap_qvl::quote::Quote::parse(&q).ok())
@@ -372,10 +375,12 @@ impl Fetcher {
         errors: &mut Vec<FetchError>,
     ) -> Value {
         // The verifier's own node list, so each answer carries exactly the scope it will judge.
-        let nodes: Vec<NodeReport<'_>> = report::nodes(attestation);
+        let nodes: Vec<NodeReport<'_>> =
+            report::parts(attestation, report::detect_format(attestation));
         let several = nodes.iter().any(|n| !n.scope.is_empty());
         let mut answers = Vec::new();
-        for node in &nodes {
+        // CPU-only parts (the NEAR gateway, the compose manager) are never sent to NRAS.
+        for node in nodes.iter().filter(|n| n.role.serves_inference()) {
             let Some(payload) = node.fields.get("nvidia_payload").filter(|p| !p.is_null()) else {
                 continue;
             };
@@ -517,12 +522,13 @@ impl Fetcher {
                 }
                 Some(id) => {
                     let url = format!(
-                        "{}?model={}&signing_algo=ecdsa",
+                        "{}?model={}&signing_algo={}",
                         monitor.url(&monitor.paths.signature_for(&id)),
                         percent_encoding::utf8_percent_encode(
                             &monitor.model,
                             percent_encoding::NON_ALPHANUMERIC
-                        )
+                        ),
+                        monitor.signing_algo.as_str()
                     );
                     let fetched = with_retries(monitor.canary.signature_wait, || {
                         let url = url.clone();

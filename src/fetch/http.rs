@@ -167,6 +167,16 @@ impl Default for HttpOptions {
     }
 }
 
+impl HttpOptions {
+    /// The defaults, trusting the configuration's `dangerous_tls_root` when it has one.
+    pub fn for_config(config: &crate::config::Config) -> HttpOptions {
+        HttpOptions {
+            extra_roots_der: config.dangerous.tls_root_der.iter().cloned().collect(),
+            ..HttpOptions::default()
+        }
+    }
+}
+
 /// The API key of a request and the only host it may be sent to.
 #[derive(Clone, Copy)]
 pub struct Auth<'a> {

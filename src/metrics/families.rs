@@ -37,6 +37,7 @@ pub(super) struct Families {
     pub changes: IntCounterVec,
     pub info: IntGaugeVec,
     pub tcb_status: IntGaugeVec,
+    pub attestation_format: IntGaugeVec,
     pub collateral_expiry: GaugeVec,
     pub fetch_errors: IntCounterVec,
     pub skipped: IntCounterVec,
@@ -168,6 +169,18 @@ impl Families {
                          latest quote (other if not a known status).",
                     ),
                     &["target", "status"],
+                ),
+            )?,
+            attestation_format: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_attestation_format_info",
+                        "Always 1; the format label holds the attestation format of the \
+                         target's latest response (dstack, near-gateway, near-direct, chutes, \
+                         tinfoil or unknown).",
+                    ),
+                    &["target", "format"],
                 ),
             )?,
             collateral_expiry: add(

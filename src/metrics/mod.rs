@@ -25,7 +25,8 @@ use prometheus::{Encoder as _, Registry, TextEncoder};
 
 use crate::drift::FLEET_FIELDS;
 use crate::record::Phase;
-use crate::verify::{Check, State};
+use crate::verify::checks::ATTESTATION_FORMAT;
+use crate::verify::{AttestationFormat, Check, State};
 
 pub use collateral::{collateral_expiries, collateral_next_update};
 pub use families::PHASE_BUCKETS;
@@ -58,10 +59,21 @@ pub struct TargetSnapshot {
     pub last_success: Option<DateTime<Utc>>,
     pub last_duration: Duration,
     pub tcb_status: Option<String>,
+    /// The attestation format of the latest response (`None` when no response was read).
+    pub attestation_format: Option<AttestationFormat>,
     /// Field → value (`crate::drift::latest_values`); fields outside `FLEET_FIELDS` are ignored.
     pub measurements: BTreeMap<String, String>,
     /// Field → drifting (`crate::drift::drift_flags`); fields outside `FLEET_FIELDS` are ignored.
     pub drift: BTreeMap<String, bool>,
+}
+
+/// The format `teewatch_attestation_format_info` exports for a verdict: the detected format when
+/// a response was read (its `attestation_format` check was judged), else none.
+pub fn read_format(checks: &[Check], format: AttestationFormat) -> Option<AttestationFormat> {
+    checks
+        .iter()
+        .any(|c| c.name == ATTESTATION_FORMAT && c.state != State::Unknown)
+        .then_some(format)
 }
 
 /// The code of a state in `teewatch_target_state` and `teewatch_check_state`: 0 pass,
@@ -111,6 +123,8 @@ struct TargetSeries {
     last_keys: BTreeMap<&'static str, String>,
     /// The `status` label of `teewatch_tdx_tcb_status`.
     tcb: Option<&'static str>,
+    /// The `format` label of `teewatch_attestation_format_info`.
+    format: Option<&'static str>,
     /// The (endpoint, kind) labels of `teewatch_fetch_errors_total`.
     fetch_errors: BTreeSet<(&'static str, &'static str)>,
 }
@@ -193,6 +207,15 @@ impl Metrics {
             set_int(&f.tcb_status, &[target, status], 1);
         }
         entry.tcb = tcb;
+
+        let format = snapshot.attestation_format.map(AttestationFormat::as_str);
+        if let Some(old) = entry.format.filter(|old| Some(*old) != format) {
+            remove(&f.attestation_format, &[target, old]);
+        }
+        if let Some(format) = format {
+            set_int(&f.attestation_format, &[target, format], 1);
+        }
+        entry.format = format;
 
         for field in FLEET_FIELDS {
             self.set_measurement(entry, snapshot, field, count_changes);
@@ -405,6 +428,9 @@ impl Metrics {
         }
         if let Some(status) = tracked.tcb {
             remove(&f.tcb_status, &[target, status]);
+        }
+        if let Some(format) = tracked.format {
+            remove(&f.attestation_format, &[target, format]);
         }
         for (endpoint, kind) in &tracked.fetch_errors {
             remove(&f.fetch_errors, &[target, endpoint, kind]);

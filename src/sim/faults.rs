@@ -48,10 +48,15 @@ pub enum Fault {
     MalformedJson,
     /// A 50 MB attestation body.
     HugeBody,
+    /// The part terminating TLS (the NEAR gateway, or the answering node of a direct NEAR
+    /// response) names, and binds into REPORTDATA, the fingerprint of a key other than the
+    /// served certificate's: the quote is consistent, only the TLS peer disagrees. No effect on
+    /// formats without a TLS binding.
+    TlsWrongPeer,
 }
 
 /// Every fault, for listings and the fault-table test.
-pub const ALL_FAULTS: [Fault; 25] = [
+pub const ALL_FAULTS: [Fault; 26] = [
     Fault::DriftMrtd,
     Fault::DriftCompose,
     Fault::DriftGpu,
@@ -77,6 +82,7 @@ pub const ALL_FAULTS: [Fault; 25] = [
     Fault::TruncatedJson,
     Fault::MalformedJson,
     Fault::HugeBody,
+    Fault::TlsWrongPeer,
 ];
 
 impl Fault {
@@ -107,6 +113,7 @@ impl Fault {
             Fault::TruncatedJson => "truncated-json",
             Fault::MalformedJson => "malformed-json",
             Fault::HugeBody => "huge-body",
+            Fault::TlsWrongPeer => "tls-wrong-peer",
         }
     }
 

@@ -4,8 +4,11 @@
 
 pub mod dstack;
 pub mod faults;
+pub mod format;
 pub mod intel;
+pub mod keys;
 pub mod nvidia;
 pub mod provider;
 pub mod server;
+pub mod tls;
 pub mod write_config;

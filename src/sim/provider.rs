@@ -1,5 +1,6 @@
-//! The simulated provider: models served by dstack nodes, each with its own TD and secp256k1
-//! signing key, answering attestation requests and signing chats exactly as vllm-proxy does.
+//! The simulated provider: models served by dstack nodes, each with its own TD, a secp256k1 and
+//! an ed25519 signing key and an internal TLS certificate, answering attestation requests in the
+//! model's format and signing chats as vllm-proxy (or NEAR AI's proxy) does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -13,53 +14,65 @@ use sha2::{Digest, Sha256};
 
 use super::dstack::{DstackIdentity, DstackTd};
 use super::faults::Fault;
-use crate::verify::binding::ethereum_address;
+use super::format::SimFormat;
+use super::keys::{KeyError, NodeKeys};
+use super::tls::{TlsError, TlsIdentity};
 use crate::verify::canary::eip191_digest;
 use crate::verify::hexutil;
 
-/// One node: a TD and the key vllm-proxy generated inside it.
+/// One node: a TD, the keys the proxy generated inside it, and the internal TLS certificate it
+/// terminates connections with when nothing sits in front of it.
 pub struct SimNode {
     pub td: DstackTd,
-    pub key: SigningKey,
-    pub address: [u8; 20],
+    pub keys: NodeKeys,
+    pub tls: TlsIdentity,
+}
+
+/// A node's keys or certificate could not be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl SimNode {
-    fn new(identity: DstackIdentity) -> SimNode {
+    pub fn new(identity: DstackIdentity) -> Result<SimNode, NodeError> {
         let mut instance_id = [0u8; 20];
         rand::thread_rng().fill_bytes(&mut instance_id);
-        let key = SigningKey::random(&mut rand::thread_rng());
-        let address = address_of(&key);
-        SimNode {
+        Ok(SimNode {
             td: DstackTd::boot(identity, instance_id),
-            key,
-            address,
-        }
+            keys: NodeKeys::generate()?,
+            tls: TlsIdentity::generate()?,
+        })
+    }
+
+    /// The 20-byte Ethereum address of the node's secp256k1 key.
+    pub fn address(&self) -> [u8; 20] {
+        self.keys.address
     }
 
     /// The uncompressed public key without its 0x04 prefix, as `signing_public_key` carries it.
     pub fn public_key_xy(&self) -> Vec<u8> {
-        let point = self.key.verifying_key().to_encoded_point(false);
-        point
-            .as_bytes()
-            .get(1..)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default()
+        self.keys.public_key_xy()
     }
 }
 
-fn address_of(key: &SigningKey) -> [u8; 20] {
-    let point = key.verifying_key().to_encoded_point(false);
-    ethereum_address(point.as_bytes()).unwrap_or_default()
-}
-
-/// A signed chat kept for the signature endpoint.
+/// A signed chat kept for the signature endpoint: signed with both keys of the node that served
+/// it, since the algorithm is only chosen when the signature is asked for.
 #[derive(Debug, Clone)]
 pub struct SignedChat {
     pub model: String,
     pub text: String,
+    /// `0x` ‖ r ‖ s ‖ v, EIP-191.
     pub signature: String,
+    /// `0x` + the node's address.
     pub address: String,
+    /// 128 hex characters, no prefix.
+    pub ed25519_signature: String,
+    /// The node's ed25519 public key, 64 hex characters, no prefix.
+    pub ed25519_public_key: String,
     pub created: Instant,
 }
 
@@ -74,6 +87,7 @@ pub struct ChatRecord {
 /// One simulated model and the nodes that serve it round-robin.
 pub struct SimModel {
     pub name: String,
+    pub format: SimFormat,
     pub nodes: Vec<SimNode>,
     pub gpus: usize,
     round_robin: AtomicUsize,
@@ -85,20 +99,26 @@ pub struct SimModel {
 }
 
 impl SimModel {
-    pub fn new(name: &str, nodes: usize, gpus: usize) -> SimModel {
+    pub fn new(
+        name: &str,
+        format: SimFormat,
+        nodes: usize,
+        gpus: usize,
+    ) -> Result<SimModel, NodeError> {
         let identity = DstackIdentity::derived(name);
-        SimModel {
+        Ok(SimModel {
             name: name.to_string(),
+            format,
             nodes: (0..nodes.max(1))
                 .map(|_| SimNode::new(identity.clone()))
-                .collect(),
+                .collect::<Result<_, _>>()?,
             gpus: gpus.max(1),
             round_robin: AtomicUsize::new(0),
             faults: Mutex::new(BTreeSet::new()),
             identity,
             drifted: Mutex::new(None),
             last_chat: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn has(&self, fault: Fault) -> bool {
@@ -159,6 +179,16 @@ pub fn signed_text(request: &[u8], response: &[u8]) -> String {
         hexutil::lower(&Sha256::digest(request)),
         hexutil::lower(&Sha256::digest(response))
     )
+}
+
+/// The text a model of `format` signs: newer NEAR proxies prefix the requested model name.
+pub fn signed_text_for(format: SimFormat, model: &str, request: &[u8], response: &[u8]) -> String {
+    let hashes = signed_text(request, response);
+    if format.is_near() {
+        format!("{model}:{hashes}")
+    } else {
+        hashes
+    }
 }
 
 /// A fresh chat id like vllm's.

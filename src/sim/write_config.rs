@@ -4,10 +4,18 @@
 //! simulator's test roots through `[dangerous]` options (which the configuration only accepts for
 //! loopback targets), pins each model's app and OS identity so a healthy simulator is all-pass and
 //! an injected drift fails its pin, and names an API key file written beside it: no key inline.
+//!
+//! The simulator's TLS certificate is always written beside the roots and trusted through
+//! `dangerous_tls_root`, so the same file works whether the simulator serves HTTP or HTTPS. NEAR
+//! models are pinned on their model nodes' identity (the gateway and compose manager are
+//! infrastructure the verifier judges but a pin does not name); the Chutes and Tinfoil stand-ins
+//! get no pins, since nothing in them can be proven, and a short signature wait, since their
+//! chats are never signed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::format::SimFormat;
 use super::server::SimState;
 use crate::verify::hexutil;
 
@@ -19,7 +27,8 @@ pub struct WrittenConfig {
     pub roots: Vec<PathBuf>,
 }
 
-/// Writes the configuration, the API key file and the three test roots beside `path`.
+/// Writes the configuration, the API key file, the three test roots and the TLS certificate
+/// beside `path`.
 pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenConfig> {
     let dir = path
         .parent()
@@ -41,6 +50,10 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
                 .lock()
                 .map(|n| n.intermediate_pem())
                 .unwrap_or_default(),
+        ),
+        (
+            file("tls-root.pem"),
+            state.tls_certificate_pem().to_string(),
         ),
     ];
     std::fs::write(&key_path, format!("{}\n", state.api_key))?;
@@ -81,21 +94,31 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
     );
     let _ = writeln!(
         out,
-        "[dangerous]\ndangerous_intel_root_ca = \"{}\"\ndangerous_nvidia_device_root = \"{}\"\ndangerous_nras_intermediates = [\"{}\"]\n",
+        "[dangerous]\ndangerous_intel_root_ca = \"{}\"\ndangerous_nvidia_device_root = \"{}\"\ndangerous_nras_intermediates = [\"{}\"]\ndangerous_tls_root = \"{}\"\n",
         name_of(&roots[0].0),
         name_of(&roots[1].0),
-        name_of(&roots[2].0)
+        name_of(&roots[2].0),
+        name_of(&roots[3].0)
     );
     for model in &state.models {
-        let td = model.td_for(0);
-        let id = &td.identity;
+        let profile = if model.format.is_near() {
+            "near"
+        } else {
+            "vllm-proxy"
+        };
         let _ = writeln!(
             out,
-            "[[target]]\nname = \"{}\"\nprofile = \"vllm-proxy\"\nbase_url = \"{base}\"\nmodel = \"{}\"\napi_key_file = \"{}\"\ninterval = \"10s\"\n",
+            "[[target]]\nname = \"{}\"\nprofile = \"{profile}\"\nbase_url = \"{base}\"\nmodel = \"{}\"\napi_key_file = \"{}\"\ninterval = \"10s\"\n",
             model.name,
             model.name,
             name_of(&key_path)
         );
+        if matches!(model.format, SimFormat::Chutes | SimFormat::Tinfoil) {
+            let _ = writeln!(out, "[target.canary]\nsignature_wait_seconds = 1\n");
+            continue;
+        }
+        let td = model.td_for(0);
+        let id = &td.identity;
         let _ = writeln!(
             out,
             "[target.pins]\nmrtd = [\"{}\"]\nrtmr0 = [\"{}\"]\nrtmr1 = [\"{}\"]\nrtmr2 = [\"{}\"]\ncompose_hash = [\"{}\"]\napp_id = [\"{}\"]\nos_image_hash = [\"{}\"]\nkey_provider = [\"{}\"]\n",

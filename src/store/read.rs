@@ -153,6 +153,7 @@ impl Store {
                     .iter()
                     .find(|o| o.field == "tcb_status")
                     .map(|o| o.value.clone()),
+                attestation_format: verdict.attestation_format,
                 checks: verdict.checks,
                 measurements: measurements
                     .into_iter()

@@ -2,9 +2,12 @@
 //!
 //! The quote's REPORTDATA must be the signing address (20 bytes for ECDSA, the 32-byte public key
 //! for ed25519) right-padded with zeros to 32 bytes, followed by the raw 32-byte nonce this check
-//! sent. Only this proves that the key lives in the attested TD and that the quote is fresh; a
-//! nonce echoed elsewhere in the response proves nothing.
+//! sent. When the part carries a `tls_cert_fingerprint` (the NEAR AI formats), the first half is
+//! instead SHA-256 of the key bytes followed by the raw fingerprint bytes, which binds the TD's
+//! TLS certificate too. Only this proves that the key lives in the attested TD and that the quote
+//! is fresh; a nonce echoed elsewhere in the response proves nothing.
 
+use sha2::Sha256;
 use sha3::{Digest, Keccak256};
 
 use super::hexutil;
@@ -37,6 +40,14 @@ impl SigningAlgo {
         }
     }
 
+    /// The name providers use in `signing_algo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgo::Ecdsa => "ecdsa",
+            SigningAlgo::Ed25519 => "ed25519",
+        }
+    }
+
     fn key_len(self) -> usize {
         match self {
             SigningAlgo::Ecdsa => 20,
@@ -63,7 +74,34 @@ pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec
     Ok(bytes)
 }
 
-/// `report_data_binding`: REPORTDATA = signing key zero-padded to 32 bytes ‖ nonce.
+/// The part's `tls_cert_fingerprint` as 32 raw bytes: `None` when the part has none, an error
+/// text when it is present but unreadable.
+pub fn tls_fingerprint(node: &NodeReport<'_>) -> Option<Result<[u8; 32], String>> {
+    let value = node.fields.get("tls_cert_fingerprint")?;
+    if value.is_null() {
+        return None;
+    }
+    Some((|| {
+        let text = value.as_str().ok_or_else(|| {
+            format!(
+                "tls_cert_fingerprint: expected a hex string, found {}",
+                super::bundle::json_kind(value)
+            )
+        })?;
+        // Fingerprints are often printed with colons between the bytes.
+        let bytes = hexutil::decode(&text.replace(':', ""))
+            .map_err(|e| format!("tls_cert_fingerprint \"{text}\" is not hex: {e}"))?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            format!(
+                "tls_cert_fingerprint: expected 32 bytes (sha-256), found {}",
+                bytes.len()
+            )
+        })
+    })())
+}
+
+/// `report_data_binding`: REPORTDATA = signing key zero-padded to 32 bytes ‖ nonce, or
+/// SHA256(signing key ‖ TLS fingerprint) ‖ nonce when the part carries a fingerprint.
 pub fn report_data_binding(
     node: &NodeReport<'_>,
     report_data: &[u8; 64],
@@ -77,15 +115,45 @@ pub fn report_data_binding(
         Ok(k) => k,
         Err(e) => return Outcome::Fail(e),
     };
-    let mut expected_first = [0u8; 32];
-    if let Some(prefix) = expected_first.get_mut(..key.len()) {
-        prefix.copy_from_slice(&key);
-    }
+    let fingerprint = match tls_fingerprint(node) {
+        None => None,
+        Some(Ok(fp)) => Some(fp),
+        Some(Err(e)) => return Outcome::Fail(e),
+    };
+    let key_name = match algo {
+        SigningAlgo::Ecdsa => "signing address",
+        SigningAlgo::Ed25519 => "ed25519 public key",
+    };
+    let prefix = if algo == SigningAlgo::Ecdsa { "0x" } else { "" };
+    let key_text = format!("{key_name} {prefix}{}", hexutil::lower(&key));
+    // What the first half holds: in a pass reason with the key, in a failure without it (the
+    // failure shows both byte strings instead).
+    let (expected_first, first_meaning, first_half) = match fingerprint {
+        None => {
+            let mut padded = [0u8; 32];
+            if let Some(head) = padded.get_mut(..key.len()) {
+                head.copy_from_slice(&key);
+            }
+            (padded, format!("{key_text} zero-padded"), key_name.to_string())
+        }
+        Some(fp) => {
+            let digest: [u8; 32] = Sha256::new()
+                .chain_update(&key)
+                .chain_update(fp)
+                .finalize()
+                .into();
+            let meaning = format!(
+                "sha256({key_text} ‖ tls fingerprint {})",
+                hexutil::lower(&fp)
+            );
+            (digest, meaning.clone(), meaning)
+        }
+    };
     let (found_first, found_second) = report_data.split_at(32);
     let mut differences = Vec::new();
     if found_first != expected_first {
         differences.push(format!(
-            "first half (signing address): expected {}, found {}",
+            "first half ({first_half}): expected {}, found {}",
             hexutil::lower(&expected_first),
             hexutil::lower(found_first)
         ));
@@ -109,10 +177,7 @@ pub fn report_data_binding(
         differences.push(reason);
     }
     if differences.is_empty() {
-        Outcome::Pass(format!(
-            "reportdata = signing address 0x{} zero-padded ‖ nonce",
-            hexutil::lower(&key)
-        ))
+        Outcome::Pass(format!("reportdata = {first_meaning} ‖ nonce"))
     } else {
         Outcome::Fail(differences.join("; "))
     }

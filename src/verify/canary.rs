@@ -3,8 +3,9 @@
 //! teewatch sends a chat whose prompt carries the check's nonce, keeps the exact request and
 //! response bytes, and fetches the provider's signature over `sha256(request):sha256(response)`
 //! (or `model:req:resp`). Three checks follow: the chat is fresh (its request carries this nonce),
-//! the signed hashes are those of the bytes actually exchanged, and the signature recovers to the
-//! signing address of a node whose REPORTDATA binding passed.
+//! the signed hashes are those of the bytes actually exchanged, and the signature was made by the
+//! key of a model-serving part whose REPORTDATA binding passed: an ECDSA (EIP-191) signature
+//! recovers to its address, an ed25519 signature verifies under its public key.
 
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub struct NodeKey {
     /// Lowercase hex without prefix.
     pub address: String,
     pub bound: bool,
+    /// Whether the part runs the model (a node or model attestation, not the NEAR gateway).
+    pub serves_inference: bool,
 }
 
 /// The three canary outcomes of one exchange.
@@ -251,55 +254,124 @@ fn python_float(x: f64) -> String {
     }
 }
 
-/// `canary_signature`: EIP-191 recovery gives the signing address of an attested node.
+/// `canary_signature`: the signature was made by the key of an attested part that runs the model.
 fn judge_signature(response: &Value, text: &str, nodes: &[NodeKey]) -> Outcome {
-    let algo = response
-        .get("signing_algo")
-        .and_then(Value::as_str)
-        .unwrap_or("ecdsa");
-    if algo != "ecdsa" {
-        return Outcome::Unknown(format!(
-            "signing_algo {algo}: only ecdsa canary signatures are verified by this version"
-        ));
-    }
     let Some(signature) = response.get("signature").and_then(Value::as_str) else {
         return Outcome::Fail("the signature response has no `signature` string".into());
-    };
-    let recovered = match recover_eip191(text, signature) {
-        Ok(address) => hexutil::lower(&address),
-        Err(reason) => return Outcome::Fail(reason),
     };
     let claimed = response
         .get("signing_address")
         .and_then(Value::as_str)
         .and_then(|a| hexutil::decode(a).ok())
         .map(|a| hexutil::lower(&a));
+    // Without `signing_algo`, the signature's length says which it is (65 bytes r‖s‖v for
+    // ECDSA, 64 for ed25519).
+    let algo = match response.get("signing_algo").and_then(Value::as_str) {
+        Some(algo) => algo.to_string(),
+        None => match hexutil::decode(signature).map(|b| b.len()) {
+            Ok(64) => "ed25519".to_string(),
+            _ => "ecdsa".to_string(),
+        },
+    };
+    // How keys are written: ECDSA addresses with 0x, ed25519 keys as bare hex.
+    let (signer, verb, prefix, key_word) = match algo.as_str() {
+        "ecdsa" => match recover_eip191(text, signature) {
+            Ok(address) => (hexutil::lower(&address), "recovers to", "0x", "address"),
+            Err(reason) => return Outcome::Fail(reason),
+        },
+        "ed25519" => match ed25519_signer(text, signature, claimed.as_deref(), nodes) {
+            Ok(key) => (key, "verifies under ed25519 key", "", "key"),
+            Err(reason) => return Outcome::Fail(reason),
+        },
+        other => {
+            return Outcome::Fail(format!(
+                "signing_algo: expected \"ecdsa\" or \"ed25519\", found \"{other}\""
+            ));
+        }
+    };
     let mut note = String::new();
     if let Some(claimed) = &claimed {
-        if *claimed != recovered {
-            note = format!(" (the response claims 0x{claimed})");
+        if *claimed != signer {
+            note = format!(" (the response claims {prefix}{claimed})");
         }
     }
-    match nodes.iter().find(|n| n.address == recovered) {
+    let of_scope = |scope: &str| {
+        if scope.is_empty() {
+            String::new()
+        } else {
+            format!(" of {scope}")
+        }
+    };
+    match nodes.iter().find(|n| n.address == signer) {
+        Some(node) if !node.serves_inference => Outcome::Fail(format!(
+            "signature {verb} {prefix}{signer}, the signing {key_word}{}, which does not run the model: expected the key of a model attestation{note}",
+            of_scope(&node.scope)
+        )),
         Some(node) if node.bound => Outcome::Pass(format!(
-            "signature recovers to 0x{recovered}, the attested signing address{}{note}",
-            if node.scope.is_empty() {
-                String::new()
-            } else {
-                format!(" of {}", node.scope)
-            }
+            "signature {verb} {prefix}{signer}, the attested signing {key_word}{}{note}",
+            of_scope(&node.scope)
         )),
         Some(_) => Outcome::Unknown(format!(
-            "signature recovers to 0x{recovered}, whose report_data_binding did not pass{note}"
+            "signature {verb} {prefix}{signer}, whose report_data_binding did not pass{note}"
         )),
         None => {
-            let known: Vec<String> = nodes.iter().map(|n| format!("0x{}", n.address)).collect();
+            let known: Vec<String> = nodes
+                .iter()
+                .filter(|n| n.serves_inference)
+                .map(|n| format!("{prefix}{}", n.address))
+                .collect();
             Outcome::Fail(format!(
-                "signature recovers to 0x{recovered}, expected the signing address of an attested node [{}]{note}",
+                "signature {verb} {prefix}{signer}, expected the signing {key_word} of an attested node [{}]{note}",
                 known.join(", ")
             ))
         }
     }
+}
+
+/// The ed25519 public key (lowercase hex) under which `signature_hex` verifies `text`: the
+/// attested keys are tried first, then the key the response claims. ed25519 signatures do not
+/// recover their key, so an error lists what was tried.
+fn ed25519_signer(
+    text: &str,
+    signature_hex: &str,
+    claimed: Option<&str>,
+    nodes: &[NodeKey],
+) -> Result<String, String> {
+    use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+
+    let signature =
+        hexutil::decode(signature_hex).map_err(|e| format!("signature is not hex: {e}"))?;
+    if signature.len() != 64 {
+        return Err(format!(
+            "ed25519 signature: expected 64 bytes, found {} bytes",
+            signature.len()
+        ));
+    }
+    let mut candidates: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+    candidates.extend(claimed);
+    for candidate in &candidates {
+        let Ok(key) = hexutil::decode(candidate) else {
+            continue;
+        };
+        if key.len() == 32
+            && UnparsedPublicKey::new(&ED25519, &key)
+                .verify(text.as_bytes(), &signature)
+                .is_ok()
+        {
+            return Ok(candidate.to_string());
+        }
+    }
+    Err(format!(
+        "ed25519 signature verifies under none of the attested keys [{}]{}",
+        nodes
+            .iter()
+            .map(|n| n.address.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        claimed
+            .map(|c| format!(" nor under the key the response claims ({c})"))
+            .unwrap_or_default()
+    ))
 }
 
 /// The hash EIP-191 personal_sign signs: keccak256("\x19Ethereum Signed Message:\n" ‖ len ‖ text),

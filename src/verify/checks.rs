@@ -3,6 +3,7 @@
 //! These strings are part of the verdict format and of the metrics labels: never rename one. The
 //! README lists them as the operator's checklist, and a test keeps the two in step.
 
+pub const ATTESTATION_FORMAT: &str = "attestation_format";
 pub const TDX_QUOTE_PARSE: &str = "tdx_quote_parse";
 pub const TDX_QUOTE_SIGNATURE: &str = "tdx_quote_signature";
 pub const TDX_TCB_STATUS: &str = "tdx_tcb_status";
@@ -10,6 +11,7 @@ pub const TDX_DEBUG_DISABLED: &str = "tdx_debug_disabled";
 pub const TDX_TD_ATTRIBUTES: &str = "tdx_td_attributes";
 pub const REPORT_DATA_BINDING: &str = "report_data_binding";
 pub const SIGNING_KEY_ADDRESS: &str = "signing_key_address";
+pub const TLS_KEY_BINDING: &str = "tls_key_binding";
 pub const EVENT_LOG_REPLAY: &str = "event_log_replay";
 pub const COMPOSE_BINDING: &str = "compose_binding";
 pub const IDENTITY_PINNED: &str = "identity_pinned";
@@ -24,7 +26,7 @@ pub const CANARY_SIGNATURE: &str = "canary_signature";
 pub const PIN_PREFIX: &str = "pin:";
 
 /// The fixed checks of each attested node, in the order they are reported.
-pub const NODE_CHECKS: [&str; 9] = [
+pub const NODE_CHECKS: [&str; 10] = [
     TDX_QUOTE_PARSE,
     TDX_QUOTE_SIGNATURE,
     TDX_TCB_STATUS,
@@ -32,6 +34,7 @@ pub const NODE_CHECKS: [&str; 9] = [
     TDX_TD_ATTRIBUTES,
     REPORT_DATA_BINDING,
     SIGNING_KEY_ADDRESS,
+    TLS_KEY_BINDING,
     EVENT_LOG_REPLAY,
     COMPOSE_BINDING,
 ];
@@ -44,8 +47,9 @@ pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNAT
 
 /// Every fixed check name, in report order (pins add `pin:<field>` per configured field).
 pub fn all_checks() -> impl Iterator<Item = &'static str> {
-    NODE_CHECKS
+    [ATTESTATION_FORMAT]
         .into_iter()
+        .chain(NODE_CHECKS)
         .chain(GPU_CHECKS)
         .chain(CANARY_CHECKS)
         .chain([IDENTITY_PINNED])

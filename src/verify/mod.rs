@@ -18,6 +18,7 @@ pub mod pins;
 pub mod policy;
 pub mod report;
 pub mod tdx;
+pub mod tls;
 pub mod verdict;
 
 pub use bundle::{Bundle, BundleError};
@@ -41,6 +42,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         // 1. No response: nothing can be decided, and every check says why.
         None => {
             let reason = fetch_failure_reason(bundle);
+            rec.check(ATTESTATION_FORMAT, "", Outcome::Unknown(reason.clone()));
             for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
                 rec.check(name, "", Outcome::Unknown(reason.clone()));
             }
@@ -53,15 +55,14 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             rec.check(IDENTITY_PINNED, "", Outcome::Unknown(reason));
         }
         Some(attestation) => {
-            // 2. Each attested node: quote, TCB, attributes, binding, event log, compose.
-            let nodes = if format == AttestationFormat::Dstack {
-                report::nodes(attestation)
-            } else {
-                Vec::new()
-            };
-            if nodes.is_empty() {
-                unsupported_format(format, &mut rec);
+            // 2. Which format the response is in, and the attested parts it lists.
+            let parts = report::parts(attestation, format);
+            rec.check(ATTESTATION_FORMAT, "", judge_format(format, &parts));
+            if parts.is_empty() {
+                skip_parts(format, &mut rec);
             }
+
+            // 3. Each attested part: quote, TCB, attributes, binding, event log, compose, GPUs.
             let ctx = node::NodeContext {
                 bundle,
                 nonce: &nonce,
@@ -70,31 +71,46 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 anchors,
                 now: bundle.observed_at.timestamp(),
             };
-            for node in &nodes {
-                node::verify_node(node, &ctx, &mut rec);
+            for part in &parts {
+                node::verify_node(part, &ctx, &mut rec);
             }
 
-            // 3. Pins, per node scope, judged only on proven values.
-            let scopes: Vec<String> = if nodes.is_empty() {
-                vec![String::new()]
-            } else {
-                nodes.iter().map(|n| n.scope.clone()).collect()
-            };
+            // 4. The TLS connection the report was fetched over ended in the attested TD.
+            tls::judge(
+                &parts,
+                bundle.tls_peer_spki.as_deref(),
+                format.binds_tls(),
+                &mut rec,
+            );
+
+            // 5. Pins, per inference part, judged only on proven values. The NEAR gateway and
+            // compose manager run other software than the model, so the model's pins do not
+            // apply to them.
+            let pinned: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.role.serves_inference())
+                .map(|p| p.scope.as_str())
+                .collect();
             for field in policy.pins.keys() {
-                for scope in &scopes {
-                    let outcome = if nodes.is_empty() {
-                        Outcome::Unknown(format!("{TDX_QUOTE_PARSE} failed"))
+                if pinned.is_empty() {
+                    let reason = if parts.is_empty() {
+                        format!("{ATTESTATION_FORMAT} gave no attested part")
                     } else {
-                        pins::judge_pin(field, scope, policy, &rec.checks, &rec.observed)
+                        "the report has no model attestation".to_string()
                     };
+                    rec.check(&pin_check_name(field), "", Outcome::Unknown(reason));
+                }
+                for scope in &pinned {
+                    let outcome =
+                        pins::judge_pin(field, scope, policy, &rec.checks, &rec.observed);
                     rec.check(&pin_check_name(field), scope, outcome);
                 }
             }
 
-            // 4. The signed canary chats, against the nodes whose binding passed.
-            judge_canaries(bundle, &nonce, &mut rec);
+            // 6. The signed canary chats, against the inference parts whose binding passed.
+            judge_canaries(bundle, &nonce, &parts, &mut rec);
 
-            // 5. Whether the pins say which software runs, not only that the hardware is genuine.
+            // 7. Whether the pins say which software runs, not only that the hardware is genuine.
             rec.check(IDENTITY_PINNED, "", pins::identity_pinned(policy));
         }
     }
@@ -113,7 +129,12 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
 }
 
 /// The canary checks for every exchange (scope `canary:<i>`), or `unknown` when there is none.
-fn judge_canaries(bundle: &Bundle, nonce: &[u8; 32], rec: &mut Recorder) {
+fn judge_canaries(
+    bundle: &Bundle,
+    nonce: &[u8; 32],
+    parts: &[report::NodeReport<'_>],
+    rec: &mut Recorder,
+) {
     let exchanges = bundle.canary.as_deref().unwrap_or_default();
     if exchanges.is_empty() {
         for name in CANARY_CHECKS {
@@ -125,6 +146,8 @@ fn judge_canaries(bundle: &Bundle, nonce: &[u8; 32], rec: &mut Recorder) {
         }
         return;
     }
+    // The keys that may sign a chat: those of the parts that run the model. A gateway key
+    // signing a completion would mean the gateway, not the model, produced it.
     let nodes: Vec<canary::NodeKey> = rec
         .observed
         .iter()
@@ -133,6 +156,9 @@ fn judge_canaries(bundle: &Bundle, nonce: &[u8; 32], rec: &mut Recorder) {
             scope: o.scope.clone(),
             address: o.value.clone(),
             bound: o.source == Source::Quote,
+            serves_inference: parts
+                .iter()
+                .any(|p| p.scope == o.scope && p.role.serves_inference()),
         })
         .collect();
     for (index, exchange) in exchanges.iter().enumerate() {
@@ -141,9 +167,14 @@ fn judge_canaries(bundle: &Bundle, nonce: &[u8; 32], rec: &mut Recorder) {
         // Without any node whose report was read, there is no attested key to compare with: the
         // input is missing because an earlier step failed, so the signature cannot be judged.
         if nodes.is_empty() && outcomes.signature.state() == State::Fail {
-            outcomes.signature = Outcome::Unknown(format!(
-                "no signing address was read from an attested report ({TDX_QUOTE_PARSE} did not pass)"
-            ));
+            let reason = if parts.is_empty() {
+                format!("no attested part was read ({ATTESTATION_FORMAT} did not pass)")
+            } else {
+                format!(
+                    "no signing address was read from an attested report ({TDX_QUOTE_PARSE} did not pass)"
+                )
+            };
+            outcomes.signature = Outcome::Unknown(reason);
         }
         rec.check(CANARY_FRESH, &scope, outcomes.fresh);
         rec.check(CANARY_HASHES, &scope, outcomes.hashes);
@@ -171,26 +202,62 @@ fn fetch_failure_reason(bundle: &Bundle) -> String {
     }
 }
 
-/// A response this version cannot read as a dstack report: the quote checks cannot start.
-fn unsupported_format(format: AttestationFormat, rec: &mut Recorder) {
-    let reason = match format {
-        AttestationFormat::Dstack => "the dstack report lists no node".to_string(),
-        AttestationFormat::Unknown => {
-            "the response is not a recognised attestation format".to_string()
+/// `attestation_format`: a supported format with at least one attested part passes; anything
+/// else fails naming what was found, so that a model moving to another stack is never silent.
+fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> Outcome {
+    if !format.is_supported() {
+        return Outcome::Fail(match format {
+            AttestationFormat::Unknown => {
+                "attestation format: expected one of [dstack, near-gateway, near-direct], found a response in no recognised format".to_string()
+            }
+            other => format!(
+                "attestation format: expected one of [dstack, near-gateway, near-direct], found {} (not verifiable by this version of teewatch)",
+                other.as_str()
+            ),
+        });
+    }
+    if parts.is_empty() {
+        return Outcome::Fail(format!(
+            "the {} report lists no attested part",
+            format.as_str()
+        ));
+    }
+    let described = match format {
+        AttestationFormat::NearGateway => {
+            let models = parts
+                .iter()
+                .filter(|p| p.role == report::PartRole::Model)
+                .count();
+            let gateway = parts
+                .iter()
+                .any(|p| p.role == report::PartRole::Gateway);
+            format!(
+                "{}{models} model attestation(s)",
+                if gateway { "gateway and " } else { "no gateway, " }
+            )
         }
-        other => format!(
-            "attestation format {} is not supported by this version of teewatch",
-            other.as_str()
-        ),
+        _ => {
+            let nodes = parts.iter().filter(|p| p.role == report::PartRole::Node).count();
+            let manager = parts
+                .iter()
+                .any(|p| p.role == report::PartRole::ComposeManager);
+            format!(
+                "{nodes} node(s){}",
+                if manager { " and the compose manager" } else { "" }
+            )
+        }
     };
-    rec.check(TDX_QUOTE_PARSE, "", Outcome::Fail(reason));
-    for name in NODE_CHECKS.iter().skip(1) {
-        if *name != SIGNING_KEY_ADDRESS {
-            rec.check(
-                name,
-                "",
-                Outcome::Unknown(format!("{TDX_QUOTE_PARSE} failed")),
-            );
-        }
+    Outcome::Pass(format!("{}: {described}", format.as_str()))
+}
+
+/// Without an attested part the per-part checks cannot start: each is `unknown` naming why.
+fn skip_parts(format: AttestationFormat, rec: &mut Recorder) {
+    let reason = if format.is_supported() {
+        format!("the {} report lists no attested part", format.as_str())
+    } else {
+        format!("{ATTESTATION_FORMAT} failed")
+    };
+    for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
+        rec.check(name, "", Outcome::Unknown(reason.clone()));
     }
 }

@@ -136,8 +136,12 @@ fn observe_signing_address(node: &NodeReport<'_>, scope: &str, bound: bool, rec:
     }
 }
 
-/// The GPU evidence is independent of the quote, so it is judged whatever the quote said.
+/// The GPU evidence is independent of the quote, so it is judged whatever the quote said. The
+/// NEAR gateway and compose manager are CPU-only TDs: they get no GPU or NRAS checks at all.
 fn verify_gpus(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
+    if !node.role.serves_inference() {
+        return;
+    }
     super::gpu::part::verify_part_gpus(
         node.fields.get("nvidia_payload"),
         &node.scope,

@@ -35,12 +35,60 @@ pub fn detect_format(attestation: &Value) -> AttestationFormat {
     }
 }
 
-/// One node's report inside a dstack / vllm-proxy response.
+/// What a report part is in the provider's deployment, which decides the checks it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartRole {
+    /// An inference node: a dstack / vllm-proxy node, or a node of the NEAR AI direct format.
+    Node,
+    /// The NEAR AI cloud gateway: a CPU-only TD that routes requests to the models.
+    Gateway,
+    /// A model attestation behind the NEAR AI gateway.
+    Model,
+    /// The NEAR AI direct format's compose manager: a CPU-only TD beside the nodes.
+    ComposeManager,
+}
+
+impl PartRole {
+    /// Whether the part runs the model, so that it has GPUs, may sign chats and is pinned.
+    pub fn serves_inference(self) -> bool {
+        matches!(self, PartRole::Node | PartRole::Model)
+    }
+}
+
+/// The scope of the NEAR AI gateway's part.
+pub const GATEWAY_SCOPE: &str = "gateway";
+/// The scope of the NEAR AI direct format's compose manager.
+pub const COMPOSE_MANAGER_SCOPE: &str = "compose_manager";
+
+/// Whether a check or observation scope belongs to a part that runs the model (everything but
+/// the gateway and the compose manager).
+pub fn scope_serves_inference(scope: &str) -> bool {
+    let part = scope.split('/').next().unwrap_or_default();
+    part != GATEWAY_SCOPE && part != COMPOSE_MANAGER_SCOPE
+}
+
+/// Where a part sits relative to the TLS connection the attestation was fetched over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPosition {
+    /// The part that answered: its TLS key is the one the connection saw (the NEAR gateway, or
+    /// the node whose report is at the top level).
+    Terminating,
+    /// Behind the terminating part (a model behind the gateway): its key was never on the wire.
+    Behind,
+    /// Listed beside the part that answered (another node of a load-balanced deployment).
+    Beside,
+}
+
+/// One attested part of a response (a node, the gateway, a model attestation, the compose
+/// manager) and its fields.
 #[derive(Debug, Clone)]
 pub struct NodeReport<'a> {
-    /// `node:<address>` when the response lists several nodes, else empty.
+    /// `node:<address>` when the response lists several nodes, `gateway`, `model:<i>` or
+    /// `compose_manager` in the NEAR formats, else empty.
     pub scope: String,
     pub fields: &'a Map<String, Value>,
+    pub role: PartRole,
+    pub tls: TlsPosition,
     /// `info`, parsed once (dstack may serve it as a JSON string).
     info: Option<Value>,
     /// `info.tcb_info`, parsed once (dstack serves it as a JSON string).
@@ -49,6 +97,15 @@ pub struct NodeReport<'a> {
 
 impl<'a> NodeReport<'a> {
     pub fn new(scope: String, fields: &'a Map<String, Value>) -> NodeReport<'a> {
+        NodeReport::with_role(scope, fields, PartRole::Node, TlsPosition::Terminating)
+    }
+
+    pub fn with_role(
+        scope: String,
+        fields: &'a Map<String, Value>,
+        role: PartRole,
+        tls: TlsPosition,
+    ) -> NodeReport<'a> {
         let info = object_or_json_string(fields.get("info"));
         let tcb_info = info
             .as_ref()
@@ -56,15 +113,80 @@ impl<'a> NodeReport<'a> {
         NodeReport {
             scope,
             fields,
+            role,
+            tls,
             info,
             tcb_info,
         }
     }
 }
 
+/// Lists the attested parts of a response in a supported format, in report order; an
+/// unsupported format has none.
+pub fn parts(attestation: &Value, format: AttestationFormat) -> Vec<NodeReport<'_>> {
+    match format {
+        AttestationFormat::Dstack => nodes(attestation),
+        AttestationFormat::NearDirect => {
+            let mut parts = nodes(attestation);
+            if let Some(manager) = attestation
+                .get("compose_manager_attestation")
+                .and_then(Value::as_object)
+            {
+                parts.push(NodeReport::with_role(
+                    COMPOSE_MANAGER_SCOPE.into(),
+                    manager,
+                    PartRole::ComposeManager,
+                    TlsPosition::Beside,
+                ));
+            }
+            parts
+        }
+        AttestationFormat::NearGateway => near_gateway_parts(attestation),
+        AttestationFormat::Chutes | AttestationFormat::Tinfoil | AttestationFormat::Unknown => {
+            Vec::new()
+        }
+    }
+}
+
+/// The NEAR AI gateway format: the gateway (scope `gateway`), then each model attestation
+/// (scope `model:<i>`, by position in `model_attestations`). An entry that is not an object is
+/// kept as an empty part, so that its absence of evidence is reported rather than skipped.
+fn near_gateway_parts(attestation: &Value) -> Vec<NodeReport<'_>> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(Map::new);
+    let mut parts = Vec::new();
+    match attestation.get("gateway_attestation") {
+        Some(Value::Object(gateway)) => parts.push(NodeReport::with_role(
+            GATEWAY_SCOPE.into(),
+            gateway,
+            PartRole::Gateway,
+            TlsPosition::Terminating,
+        )),
+        Some(Value::Null) | None => {}
+        Some(_) => parts.push(NodeReport::with_role(
+            GATEWAY_SCOPE.into(),
+            empty,
+            PartRole::Gateway,
+            TlsPosition::Terminating,
+        )),
+    }
+    if let Some(models) = attestation.get("model_attestations").and_then(Value::as_array) {
+        for (index, model) in models.iter().enumerate() {
+            parts.push(NodeReport::with_role(
+                format!("model:{index}"),
+                model.as_object().unwrap_or(empty),
+                PartRole::Model,
+                TlsPosition::Behind,
+            ));
+        }
+    }
+    parts
+}
+
 /// Lists the nodes of a dstack response. With several entries in `all_attestations` each is a
 /// node (and the top-level report too, if its signing address is not among them); otherwise the
-/// top-level report is the one node.
+/// top-level report is the one node. The node whose address is the top-level report's answered
+/// the request; the others are beside it.
 pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
     let Some(top) = attestation.as_object() else {
         return Vec::new();
@@ -90,13 +212,21 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
         reports.insert(0, top);
     }
     let mut seen: Vec<String> = Vec::new();
+    let mut answered = false;
     reports
         .into_iter()
         .enumerate()
         .map(|(index, fields)| {
             // Scopes must be unique: a node is named by its address when that is hex and not
             // taken, else by its position (`#` cannot occur in a hex address).
-            let scope = match address_of(fields) {
+            let address = address_of(fields);
+            let tls = if !answered && address.is_some() && address == top_address {
+                answered = true;
+                TlsPosition::Terminating
+            } else {
+                TlsPosition::Beside
+            };
+            let scope = match address {
                 Some(address)
                     if !seen.contains(&address) && super::hexutil::decode(&address).is_ok() =>
                 {
@@ -105,7 +235,7 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
                 }
                 _ => format!("node:#{index}"),
             };
-            NodeReport::new(scope, fields)
+            NodeReport::with_role(scope, fields, PartRole::Node, tls)
         })
         .collect()
 }

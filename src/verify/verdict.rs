@@ -101,6 +101,22 @@ impl AttestationFormat {
             AttestationFormat::Unknown => "unknown",
         }
     }
+
+    /// Whether this version can verify the format.
+    pub fn is_supported(self) -> bool {
+        matches!(
+            self,
+            AttestationFormat::Dstack | AttestationFormat::NearGateway | AttestationFormat::NearDirect
+        )
+    }
+
+    /// Whether the format binds each part's TLS certificate into its quote.
+    pub fn binds_tls(self) -> bool {
+        matches!(
+            self,
+            AttestationFormat::NearGateway | AttestationFormat::NearDirect
+        )
+    }
 }
 
 /// The result of verifying one bundle.

@@ -1,9 +1,18 @@
 //! The simulator's HTTP server: provider (NanoGPT and vllm-proxy paths), PCCS, NRAS and an admin
-//! endpoint for faults, all on one loopback listener. `provider_routes` answers the provider
-//! paths, `services` the PCCS, NRAS and admin paths.
+//! endpoint for faults, all on one loopback listener, over plain HTTP or (with `tls`) HTTPS.
+//! `provider_routes` answers the provider paths with the responses `reports` builds in each
+//! model's format, `services` the PCCS, NRAS and admin paths, `https` terminates TLS.
+//!
+//! The TLS certificate is generated at every start even over plain HTTP, because NEAR-format
+//! reports bind its fingerprint either way; the NEAR gateway and the compose manager are one TD
+//! each for the whole simulator, as they front every model.
 
+mod https;
 mod provider_routes;
+mod reports;
 mod services;
+#[cfg(test)]
+mod tests;
 
 use provider_routes::{attestation, chat, signature};
 use services::*;
@@ -18,10 +27,13 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use rand::RngCore;
 
+use super::dstack::DstackIdentity;
 use super::faults::Fault;
+use super::format::SimFormat;
 use super::intel::{self, IntelTestPki, TcbStatusChoice};
 use super::nvidia::{NrasSim, NvidiaTestPki};
-use super::provider::{SignedChat, SimModel};
+use super::provider::{SignedChat, SimModel, SimNode};
+use super::tls::TlsIdentity;
 use crate::verify::hexutil;
 
 /// How the simulator is shaped.
@@ -38,6 +50,10 @@ pub struct SimOptions {
     /// How long ago the Intel collateral was issued (zero: now). Collateral lives 30 days, so an
     /// age beyond that serves expired collateral, as a PCCS that stopped updating would.
     pub collateral_age: chrono::Duration,
+    /// Model `i` serves `formats[i]`, or dstack when the list is shorter.
+    pub formats: Vec<SimFormat>,
+    /// Serve every route over HTTPS with the generated certificate.
+    pub tls: bool,
 }
 
 impl Default for SimOptions {
@@ -52,6 +68,8 @@ impl Default for SimOptions {
             signature_delay: Duration::from_millis(0),
             faults: Vec::new(),
             collateral_age: chrono::Duration::zero(),
+            formats: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -70,6 +88,10 @@ pub enum SimStartError {
     Intel(String),
     #[error("generating the test nvidia pki: {0}")]
     Nvidia(String),
+    #[error("generating a node's keys or certificate: {0}")]
+    Node(String),
+    #[error("setting up tls: {0}")]
+    Tls(String),
 }
 
 /// Everything the handlers share.
@@ -81,11 +103,31 @@ pub struct SimState {
     pub nras: Mutex<NrasSim>,
     pub models: Vec<SimModel>,
     pub service_faults: Mutex<BTreeSet<Fault>>,
+    /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only).
+    pub gateway: SimNode,
+    /// The compose manager whose attestation every NEAR-direct response carries (CPU only).
+    pub compose_manager: SimNode,
+    tls: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,
     signature_delay: Duration,
 }
 
 impl SimState {
+    /// The certificate the simulator serves (over HTTPS) and NEAR reports bind, as DER.
+    pub fn tls_certificate_der(&self) -> &[u8] {
+        self.tls.cert_der()
+    }
+
+    /// The same certificate as PEM.
+    pub fn tls_certificate_pem(&self) -> &str {
+        self.tls.cert_pem()
+    }
+
+    /// SHA256 of the served leaf's SubjectPublicKeyInfo DER.
+    pub fn tls_spki_fingerprint(&self) -> [u8; 32] {
+        self.tls.spki_fingerprint()
+    }
+
     fn service_fault(&self, fault: Fault) -> bool {
         self.service_faults
             .lock()
@@ -180,7 +222,9 @@ impl Simulator {
                 addr: listen,
                 source,
             })?;
-        let base_url = format!("http://{addr}");
+        let scheme = if options.tls { "https" } else { "http" };
+        let base_url = format!("{scheme}://{addr}");
+        let tls = TlsIdentity::generate().map_err(|e| SimStartError::Tls(e.to_string()))?;
         let now = Utc::now();
         let intel = IntelTestPki::generate(&base_url, now - options.collateral_age)
             .map_err(|e| SimStartError::Intel(e.to_string()))?;
@@ -188,9 +232,22 @@ impl Simulator {
             .map_err(|e| SimStartError::Nvidia(e.to_string()))?;
         let nras =
             NrasSim::generate(&base_url, now).map_err(|e| SimStartError::Nvidia(e.to_string()))?;
+        let node_error = |e: super::provider::NodeError| SimStartError::Node(e.to_string());
         let models = (0..options.models.max(1))
-            .map(|i| SimModel::new(&model_name(i), options.nodes, options.gpus))
-            .collect();
+            .map(|i| {
+                let format = options.formats.get(i).copied().unwrap_or_default();
+                SimModel::new(&model_name(i), format, options.nodes, options.gpus)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(node_error)?;
+        let gateway = SimNode::new(DstackIdentity::derived("near-gateway")).map_err(node_error)?;
+        let compose_manager =
+            SimNode::new(DstackIdentity::derived("compose-manager")).map_err(node_error)?;
+        let server_config = if options.tls {
+            Some(https::server_config(&tls).map_err(SimStartError::Tls)?)
+        } else {
+            None
+        };
         let state = Arc::new(SimState {
             base_url: base_url.clone(),
             api_key: options.api_key.clone(),
@@ -199,6 +256,9 @@ impl Simulator {
             nras: Mutex::new(nras),
             models,
             service_faults: Mutex::new(BTreeSet::new()),
+            gateway,
+            compose_manager,
+            tls,
             chats: Mutex::new(HashMap::new()),
             signature_delay: options.signature_delay,
         });
@@ -207,9 +267,17 @@ impl Simulator {
             let _ = state.set_fault(model.as_deref(), *fault, true);
         }
         let app = router(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = match server_config {
+            Some(config) => {
+                let listener = https::TlsListener::new(listener, config);
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                })
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+        };
         Ok(Simulator {
             base_url,
             state,

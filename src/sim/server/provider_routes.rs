@@ -1,5 +1,6 @@
-//! The provider paths: attestation reports, chats signed like vllm-proxy, and their signatures,
-//! with the HTTP-level and evidence faults a model can be switched into.
+//! The provider paths: attestation reports (built in `reports`), chats signed like vllm-proxy or
+//! NEAR AI's proxy with both of the serving node's keys, and their signatures, with the
+//! HTTP-level and evidence faults a model can be switched into.
 
 use std::time::{Duration, Instant};
 
@@ -10,14 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SimState;
+use super::reports::{ReportRequest, build_report};
 use crate::sim::faults::Fault;
-use crate::sim::intel::TdBody;
-use crate::sim::nvidia::GpuState;
+use crate::sim::format::SigningAlgo;
+use crate::sim::keys::{ed25519_sign_hex, generate_ed25519};
 use crate::sim::provider::{self, SignedChat, SimModel};
 use crate::verify::hexutil;
 
@@ -44,6 +45,12 @@ fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
 pub(super) struct AttestationQuery {
     model: Option<String>,
     nonce: Option<String>,
+    signing_algo: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignatureQuery {
+    signing_algo: Option<String>,
 }
 
 /// The HTTP-level faults of the attestation endpoint, if one is on.
@@ -89,11 +96,20 @@ pub(super) async fn attestation(
     let Ok(nonce) = <[u8; 32]>::try_from(nonce.as_slice()) else {
         return detail(StatusCode::BAD_REQUEST, "Nonce must be 32 bytes");
     };
+    let algo =
+        match SigningAlgo::from_query(query.signing_algo.as_deref(), model.format.default_algo()) {
+            Ok(algo) => algo,
+            Err(e) => return detail(StatusCode::BAD_REQUEST, &e),
+        };
     if let Some(response) = http_fault(model).await {
         return response;
     }
-    let nanogpt = uri.path().starts_with("/api/");
-    let report = match build_report(&state, model, &nonce, nanogpt) {
+    let request = ReportRequest {
+        nonce: &nonce,
+        algo,
+        nanogpt: uri.path().starts_with("/api/"),
+    };
+    let report = match build_report(&state, model, request) {
         Ok(r) => r,
         Err(e) => return detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
@@ -116,112 +132,13 @@ pub(super) async fn attestation(
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// One model's attestation response: the answering node's report, and every node's in
-/// `all_attestations` when there are several.
-fn build_report(
-    state: &SimState,
-    model: &SimModel,
-    nonce: &[u8; 32],
-    nanogpt: bool,
-) -> Result<Value, String> {
-    let answering = model.next_node();
-    // With the unbound-nonce fault the evidence is bound to a nonce of the server's choosing.
-    let mut bound_nonce = *nonce;
-    if model.has(Fault::UnboundNonce) {
-        rand::thread_rng().fill_bytes(&mut bound_nonce);
-    }
-    let reports: Vec<Value> = (0..model.nodes.len())
-        .map(|i| node_report(state, model, i, &bound_nonce))
-        .collect::<Result<_, _>>()?;
-    let mut top = reports.get(answering).cloned().unwrap_or(Value::Null);
-    if model.nodes.len() > 1 {
-        set(&mut top, "all_attestations", Value::Array(reports));
-    }
-    if nanogpt || model.has(Fault::UnboundNonce) {
-        // NanoGPT echoes the client's nonce; it proves nothing.
-        set(&mut top, "nonce", Value::String(hexutil::lower(nonce)));
-    }
-    set(
-        &mut top,
-        "request_nonce",
-        Value::String(hexutil::lower(nonce)),
-    );
-    Ok(top)
-}
-
-fn node_report(
-    state: &SimState,
-    model: &SimModel,
-    index: usize,
-    nonce: &[u8; 32],
-) -> Result<Value, String> {
-    let node = model.nodes.get(index).ok_or("no such node")?;
-    let td = model.td_for(index);
-    let mut report_data = [0u8; 64];
-    let mut address = node.address;
-    if model.has(Fault::WrongAddress) {
-        rand::thread_rng().fill_bytes(&mut address);
-    }
-    if let Some(first) = report_data.get_mut(..20) {
-        first.copy_from_slice(&address);
-    }
-    if let Some(second) = report_data.get_mut(32..) {
-        second.copy_from_slice(nonce);
-    }
-    let mut body = TdBody {
-        mrtd: td.identity.mrtd,
-        mrconfigid: td.identity.mrconfigid(),
-        rtmr: td.rtmr,
-        report_data,
-        ..TdBody::default()
-    };
-    if model.has(Fault::DebugTd) {
-        if let Some(b) = body.td_attributes.first_mut() {
-            *b |= 0x01;
-        }
-    }
-    let quote = if model.has(Fault::BadQuoteSignature) {
-        state.intel.quote_v4_bad_signature(&body)
-    } else {
-        state.intel.quote_v4(&body)
-    }
-    .map_err(|e| e.to_string())?;
-    let gpus: Vec<GpuState> = (0..model.gpus)
-        .map(|_| {
-            let mut gpu = GpuState::default();
-            if model.has(Fault::DriftGpu) {
-                if let Some((_, value)) = gpu.blocks.first_mut() {
-                    if let Some(b) = value.first_mut() {
-                        *b ^= 0xff;
-                    }
-                }
-            }
-            gpu
-        })
-        .collect();
-    let payload = if model.has(Fault::BadGpuSignature) {
-        state.nvidia.payload_bad_signature(nonce, &gpus, 0)
-    } else {
-        state.nvidia.payload(nonce, &gpus)
-    }
-    .map_err(|e| e.to_string())?;
-    Ok(json!({
-        "signing_address": format!("0x{}", hexutil::lower(&node.address)),
-        "signing_algo": "ecdsa",
-        "signing_public_key": hexutil::lower(&node.public_key_xy()),
-        "intel_quote": hexutil::lower(&quote),
-        "quote": hexutil::lower(&quote),
-        "nvidia_payload": payload.to_string(),
-        "event_log": td.event_log(),
-        "info": td.info(),
-        "vm_config": td.vm_config(model.gpus).to_string(),
-    }))
-}
-
+/// `GET /v1/signature/{id}?model=..&signing_algo=..`: the chat's signature by the key the
+/// algorithm names, defaulting as the attestation endpoint does for the chat's model.
 pub(super) async fn signature(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<SignatureQuery>,
 ) -> Response {
     if !authorized(&state, &headers) {
         return detail(StatusCode::UNAUTHORIZED, "invalid api key");
@@ -231,14 +148,28 @@ pub(super) async fn signature(
         .lock()
         .ok()
         .and_then(|chats| chats.get(&id).cloned());
+    let default = found
+        .as_ref()
+        .and_then(|chat| state.model(&chat.model))
+        .map_or(SigningAlgo::Ecdsa, |m| m.format.default_algo());
+    let algo = match SigningAlgo::from_query(query.signing_algo.as_deref(), default) {
+        Ok(algo) => algo,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &e),
+    };
     match found {
-        Some(chat) if chat.created.elapsed() >= state.signature_delay => axum::Json(json!({
-            "text": chat.text,
-            "signature": chat.signature,
-            "signing_address": chat.address,
-            "signing_algo": "ecdsa",
-        }))
-        .into_response(),
+        Some(chat) if chat.created.elapsed() >= state.signature_delay => {
+            let (signature, address) = match algo {
+                SigningAlgo::Ecdsa => (chat.signature, chat.address),
+                SigningAlgo::Ed25519 => (chat.ed25519_signature, chat.ed25519_public_key),
+            };
+            axum::Json(json!({
+                "text": chat.text,
+                "signature": signature,
+                "signing_address": address,
+                "signing_algo": algo.name(),
+            }))
+            .into_response()
+        }
         _ => (
             StatusCode::NOT_FOUND,
             axum::Json(
@@ -296,34 +227,17 @@ pub(super) async fn chat(
     } else {
         provider::completion_body(&id, &model.name, &content, created).to_string()
     };
-    let text = provider::signed_text(&request, body.as_bytes());
-    let key = if model.has(Fault::SignatureOtherKey) {
-        k256::ecdsa::SigningKey::random(&mut rand::thread_rng())
-    } else {
-        match model.nodes.get(node) {
-            Some(n) => n.key.clone(),
-            None => return detail(StatusCode::INTERNAL_SERVER_ERROR, "no node"),
-        }
-    };
-    let address = model
-        .nodes
-        .get(node)
-        .map(|n| format!("0x{}", hexutil::lower(&n.address)))
-        .unwrap_or_default();
-    if !model.has(Fault::SignatureNever) {
-        if let (Some(signature), Ok(mut chats)) =
-            (provider::personal_sign(&key, &text), state.chats.lock())
-        {
-            chats.insert(
-                id.clone(),
-                SignedChat {
-                    model: model.name.clone(),
-                    text,
-                    signature,
-                    address,
-                    created: Instant::now(),
-                },
-            );
+    // Chutes and Tinfoil stand-ins answer chats but sign none; the signature endpoint then
+    // finds nothing, as it does for an unknown id.
+    if model.format.signs_chats() && !model.has(Fault::SignatureNever) {
+        let text = provider::signed_text_for(model.format, &model.name, &request, body.as_bytes());
+        match sign_chat(model, node, text) {
+            Ok(signed) => {
+                if let Ok(mut chats) = state.chats.lock() {
+                    chats.insert(id.clone(), signed);
+                }
+            }
+            Err(e) => return detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
         }
     }
     if let Ok(mut last) = model.last_chat.lock() {
@@ -337,6 +251,36 @@ pub(super) async fn chat(
         );
     }
     respond(body, stream)
+}
+
+/// Signs a chat's text with both keys of the node that served it, or under the
+/// signature-other-key fault with fresh keys no attested node holds (the reported address stays
+/// the node's, as a proxy that signed with the wrong key would report).
+fn sign_chat(model: &SimModel, node: usize, text: String) -> Result<SignedChat, String> {
+    let node = model.nodes.get(node).ok_or("no node")?;
+    let other_key = model.has(Fault::SignatureOtherKey);
+    let ecdsa_key = if other_key {
+        k256::ecdsa::SigningKey::random(&mut rand::thread_rng())
+    } else {
+        node.keys.ecdsa.clone()
+    };
+    let fresh;
+    let ed25519_key = if other_key {
+        fresh = generate_ed25519().map_err(|e| e.to_string())?;
+        &fresh
+    } else {
+        &node.keys.ed25519
+    };
+    let signature = provider::personal_sign(&ecdsa_key, &text).ok_or("ecdsa signing failed")?;
+    Ok(SignedChat {
+        model: model.name.clone(),
+        signature,
+        address: node.keys.signing_address(SigningAlgo::Ecdsa),
+        ed25519_signature: ed25519_sign_hex(ed25519_key, &text),
+        ed25519_public_key: node.keys.signing_address(SigningAlgo::Ed25519),
+        text,
+        created: Instant::now(),
+    })
 }
 
 fn respond(body: String, stream: bool) -> Response {

@@ -1,0 +1,346 @@
+//! Attestation responses in each simulated format: dstack / vllm-proxy, NEAR AI's gateway and
+//! direct shapes, and the Chutes and Tinfoil stand-ins.
+//!
+//! Every TD in a response ("part") is quoted with REPORTDATA binding the key the request's
+//! `signing_algo` picks, the nonce, and for NEAR parts the TLS certificate fingerprint the part
+//! names. The quote-level faults (wrong address, bad quote signature, debug TD, unbound nonce)
+//! apply to every part of a response, the gateway and compose manager included, so a fault trips
+//! its check whichever format a model serves; drift and GPU faults apply to the model's nodes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rand::RngCore;
+use serde_json::{Map, Value, json};
+
+use super::SimState;
+use super::provider_routes::set;
+use crate::sim::dstack::DstackTd;
+use crate::sim::faults::Fault;
+use crate::sim::format::{SigningAlgo, SimFormat};
+use crate::sim::intel::TdBody;
+use crate::sim::keys::{NodeKeys, report_data};
+use crate::sim::nvidia::GpuState;
+use crate::sim::provider::SimModel;
+use crate::sim::tls::fresh_spki_fingerprint;
+use crate::verify::hexutil;
+
+/// What one attestation request asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReportRequest<'a> {
+    /// The client's nonce.
+    pub nonce: &'a [u8; 32],
+    pub algo: SigningAlgo,
+    /// Asked on NanoGPT's `/api/...` path, which echoes the nonce.
+    pub nanogpt: bool,
+}
+
+/// One model's attestation response in its format.
+pub(super) fn build_report(
+    state: &SimState,
+    model: &SimModel,
+    request: ReportRequest<'_>,
+) -> Result<Value, String> {
+    // With the unbound-nonce fault the evidence is bound to a nonce of the server's choosing.
+    let mut bound = *request.nonce;
+    if model.has(Fault::UnboundNonce) {
+        rand::thread_rng().fill_bytes(&mut bound);
+    }
+    let ctx = Ctx {
+        state,
+        model,
+        algo: request.algo,
+        client_nonce: request.nonce,
+        bound_nonce: &bound,
+    };
+    match model.format {
+        SimFormat::Dstack => dstack_report(&ctx, request.nanogpt),
+        SimFormat::NearGateway => gateway_report(&ctx),
+        SimFormat::NearDirect => direct_report(&ctx),
+        SimFormat::Chutes => Ok(chutes_body(request.nonce)),
+        SimFormat::Tinfoil => Ok(tinfoil_body()),
+    }
+}
+
+/// The request and model every part of one response is built for.
+struct Ctx<'a> {
+    state: &'a SimState,
+    model: &'a SimModel,
+    algo: SigningAlgo,
+    client_nonce: &'a [u8; 32],
+    bound_nonce: &'a [u8; 32],
+}
+
+/// One TD to quote: its measured state, its keys, its GPUs (none for a CPU-only part) and the
+/// TLS fingerprint its REPORTDATA binds, if any.
+struct PartTd<'a> {
+    td: DstackTd,
+    keys: &'a NodeKeys,
+    gpus: usize,
+    fingerprint: Option<[u8; 32]>,
+}
+
+/// A part's quote and, with GPUs, its `nvidia_payload` object.
+fn evidence(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<(Vec<u8>, Option<Value>), String> {
+    let model = ctx.model;
+    let mut key = part.keys.key_bytes(ctx.algo);
+    if model.has(Fault::WrongAddress) {
+        rand::thread_rng().fill_bytes(&mut key);
+    }
+    let mut body = TdBody {
+        mrtd: part.td.identity.mrtd,
+        mrconfigid: part.td.identity.mrconfigid(),
+        rtmr: part.td.rtmr,
+        report_data: report_data(&key, part.fingerprint.as_ref(), ctx.bound_nonce),
+        ..TdBody::default()
+    };
+    if model.has(Fault::DebugTd) {
+        if let Some(b) = body.td_attributes.first_mut() {
+            *b |= 0x01;
+        }
+    }
+    let quote = if model.has(Fault::BadQuoteSignature) {
+        ctx.state.intel.quote_v4_bad_signature(&body)
+    } else {
+        ctx.state.intel.quote_v4(&body)
+    }
+    .map_err(|e| e.to_string())?;
+    if part.gpus == 0 {
+        return Ok((quote, None));
+    }
+    let gpus: Vec<GpuState> = (0..part.gpus)
+        .map(|_| {
+            let mut gpu = GpuState::default();
+            if model.has(Fault::DriftGpu) {
+                if let Some((_, value)) = gpu.blocks.first_mut() {
+                    if let Some(b) = value.first_mut() {
+                        *b ^= 0xff;
+                    }
+                }
+            }
+            gpu
+        })
+        .collect();
+    let payload = if model.has(Fault::BadGpuSignature) {
+        ctx.state
+            .nvidia
+            .payload_bad_signature(ctx.bound_nonce, &gpus, 0)
+    } else {
+        ctx.state.nvidia.payload(ctx.bound_nonce, &gpus)
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((quote, Some(payload)))
+}
+
+/// A model node's TD, under the drift faults in force.
+fn model_td<'a>(
+    ctx: &Ctx<'a>,
+    index: usize,
+    fingerprint: Option<[u8; 32]>,
+) -> Result<PartTd<'a>, String> {
+    let node = ctx.model.nodes.get(index).ok_or("no such node")?;
+    Ok(PartTd {
+        td: ctx.model.td_for(index),
+        keys: &node.keys,
+        gpus: ctx.model.gpus,
+        fingerprint,
+    })
+}
+
+/// A dstack / vllm-proxy node report, field for field as vllm-proxy serves it.
+fn dstack_part(ctx: &Ctx<'_>, index: usize) -> Result<Value, String> {
+    let part = model_td(ctx, index, None)?;
+    let (quote, payload) = evidence(ctx, &part)?;
+    Ok(json!({
+        "signing_address": part.keys.signing_address(ctx.algo),
+        "signing_algo": ctx.algo.name(),
+        "signing_public_key": part.keys.signing_public_key(ctx.algo),
+        "intel_quote": hexutil::lower(&quote),
+        "quote": hexutil::lower(&quote),
+        "nvidia_payload": payload.map(|p| p.to_string()).unwrap_or_default(),
+        "event_log": part.td.event_log(),
+        "info": part.td.info(),
+        "vm_config": part.td.vm_config(ctx.model.gpus).to_string(),
+    }))
+}
+
+/// The answering node's report, and every node's in `all_attestations` when there are several.
+fn dstack_report(ctx: &Ctx<'_>, nanogpt: bool) -> Result<Value, String> {
+    let answering = ctx.model.next_node();
+    let reports: Vec<Value> = (0..ctx.model.nodes.len())
+        .map(|i| dstack_part(ctx, i))
+        .collect::<Result<_, _>>()?;
+    let mut top = reports.get(answering).cloned().unwrap_or(Value::Null);
+    if ctx.model.nodes.len() > 1 {
+        set(&mut top, "all_attestations", Value::Array(reports));
+    }
+    if nanogpt || ctx.model.has(Fault::UnboundNonce) {
+        // NanoGPT echoes the client's nonce; it proves nothing.
+        set(
+            &mut top,
+            "nonce",
+            Value::String(hexutil::lower(ctx.client_nonce)),
+        );
+    }
+    set(
+        &mut top,
+        "request_nonce",
+        Value::String(hexutil::lower(ctx.client_nonce)),
+    );
+    Ok(top)
+}
+
+/// A NEAR part: the key fields, the echoed nonce, the quote, the GPU payload (GPU parts only),
+/// the dstack event log, info and vm_config, and the bound TLS fingerprint if any.
+fn near_part(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<Map<String, Value>, String> {
+    let (quote, payload) = evidence(ctx, part)?;
+    let mut out = Map::new();
+    let mut put = |key: &str, value: Value| {
+        out.insert(key.to_string(), value);
+    };
+    put(
+        "signing_address",
+        Value::String(part.keys.signing_address(ctx.algo)),
+    );
+    put("signing_algo", Value::String(ctx.algo.name().to_string()));
+    put(
+        "signing_public_key",
+        Value::String(part.keys.signing_public_key(ctx.algo)),
+    );
+    put(
+        "request_nonce",
+        Value::String(hexutil::lower(ctx.client_nonce)),
+    );
+    put("intel_quote", Value::String(hexutil::lower(&quote)));
+    if let Some(payload) = payload {
+        put("nvidia_payload", Value::String(payload.to_string()));
+    }
+    put("event_log", part.td.event_log());
+    put("info", part.td.info());
+    put(
+        "vm_config",
+        Value::String(part.td.vm_config(part.gpus).to_string()),
+    );
+    if let Some(fp) = part.fingerprint {
+        put("tls_cert_fingerprint", Value::String(hexutil::lower(&fp)));
+    }
+    Ok(out)
+}
+
+/// A model node's NEAR part, with its model name.
+fn near_model_part(
+    ctx: &Ctx<'_>,
+    index: usize,
+    fingerprint: [u8; 32],
+) -> Result<Map<String, Value>, String> {
+    let part = model_td(ctx, index, Some(fingerprint))?;
+    let mut out = near_part(ctx, &part)?;
+    out.insert(
+        "model_name".to_string(),
+        Value::String(ctx.model.name.clone()),
+    );
+    Ok(out)
+}
+
+/// The fingerprint the part terminating the client's connection names: the served
+/// certificate's, or under `tls-wrong-peer` that of a key no served certificate holds.
+fn terminating_fingerprint(ctx: &Ctx<'_>) -> Result<[u8; 32], String> {
+    if ctx.model.has(Fault::TlsWrongPeer) {
+        fresh_spki_fingerprint().map_err(|e| e.to_string())
+    } else {
+        Ok(ctx.state.tls_spki_fingerprint())
+    }
+}
+
+/// The internal certificate fingerprint of a model node.
+fn node_fingerprint(ctx: &Ctx<'_>, index: usize) -> Result<[u8; 32], String> {
+    ctx.model
+        .nodes
+        .get(index)
+        .map(|n| n.tls.spki_fingerprint())
+        .ok_or_else(|| "no such node".to_string())
+}
+
+/// NEAR AI through its gateway: the gateway CVM's CPU-only part bound to the served certificate,
+/// every model node's part bound to its own internal certificate, and the served certificate.
+fn gateway_report(ctx: &Ctx<'_>) -> Result<Value, String> {
+    let gateway = &ctx.state.gateway;
+    let gateway_part = PartTd {
+        td: gateway.td.clone(),
+        keys: &gateway.keys,
+        gpus: 0,
+        fingerprint: Some(terminating_fingerprint(ctx)?),
+    };
+    let gateway_attestation = near_part(ctx, &gateway_part)?;
+    let models: Vec<Value> = (0..ctx.model.nodes.len())
+        .map(|i| near_model_part(ctx, i, node_fingerprint(ctx, i)?).map(Value::Object))
+        .collect::<Result<_, _>>()?;
+    Ok(json!({
+        "gateway_attestation": Value::Object(gateway_attestation),
+        "model_attestations": models,
+        "tls_certificate": ctx.state.tls_certificate_pem(),
+    }))
+}
+
+/// NEAR AI answered by the model node itself: its part at top level bound to the served
+/// certificate, the compose manager's CPU-only part, and every node's part when there are
+/// several.
+fn direct_report(ctx: &Ctx<'_>) -> Result<Value, String> {
+    let answering = ctx.model.next_node();
+    let terminating = terminating_fingerprint(ctx)?;
+    let parts: Vec<Map<String, Value>> = (0..ctx.model.nodes.len())
+        .map(|i| {
+            let fp = if i == answering {
+                terminating
+            } else {
+                node_fingerprint(ctx, i)?
+            };
+            near_model_part(ctx, i, fp)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut top = parts.get(answering).cloned().ok_or("no answering node")?;
+    let manager = &ctx.state.compose_manager;
+    let manager_part = PartTd {
+        td: manager.td.clone(),
+        keys: &manager.keys,
+        gpus: 0,
+        fingerprint: None,
+    };
+    top.insert(
+        "compose_manager_attestation".to_string(),
+        Value::Object(near_part(ctx, &manager_part)?),
+    );
+    if parts.len() > 1 {
+        top.insert(
+            "all_attestations".to_string(),
+            Value::Array(parts.into_iter().map(Value::Object).collect()),
+        );
+    }
+    Ok(Value::Object(top))
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A Chutes-shaped stand-in: only `attestation_type` is from a real capture.
+pub(super) fn chutes_body(nonce: &[u8; 32]) -> Value {
+    json!({
+        "attestation_type": "chutes",
+        "nonce": hexutil::lower(nonce),
+        "evidence": [{
+            "instance_id": hexutil::lower(&random_bytes(16)),
+            "quote": BASE64.encode(random_bytes(1024)),
+            "gpu_evidence": [],
+        }],
+    })
+}
+
+/// A Tinfoil-shaped stand-in: only the `format` predicate URL is from a real capture.
+pub(super) fn tinfoil_body() -> Value {
+    json!({
+        "format": "https://tinfoil.sh/predicate/tdx-guest/v2",
+        "body": BASE64.encode(random_bytes(512)),
+    })
+}

@@ -1,0 +1,185 @@
+//! `tls_key_binding`: whether the TLS connection teewatch fetched the attestation over ended in
+//! the attested TD.
+//!
+//! The NEAR AI formats put a `tls_cert_fingerprint` (SHA-256 of the certificate's
+//! SubjectPublicKeyInfo DER) into each part, and the quote binds it through REPORTDATA (see
+//! `binding`). The fetch records the SPKI the connection actually saw (`tls_peer_spki`). Only the
+//! part that terminated that connection can be compared with it: the gateway, or the node whose
+//! report answered in the direct format. Parts behind it and nodes listed beside it were never on
+//! the wire, and a proxying profile (or plain HTTP) records no peer, so those are `unknown` with
+//! the reason, never a pass. A peer key that no part's fingerprint names fails: teewatch talked to
+//! something the report does not attest.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::binding;
+use super::checks::{REPORT_DATA_BINDING, TLS_KEY_BINDING};
+use super::hexutil;
+use super::report::{NodeReport, TlsPosition};
+use super::verdict::{Outcome, Recorder, State};
+
+/// One part's fingerprint as far as this check is concerned.
+enum Fingerprint {
+    Absent,
+    Unreadable(String),
+    Present([u8; 32]),
+}
+
+/// Records `tls_key_binding` for every part that carries a fingerprint, and for the part that
+/// answered when the format binds TLS keys (`format_binds_tls`) even if it carries none.
+/// `tls_peer_spki` is the bundle's base64 DER of the peer's SPKI.
+pub fn judge(
+    parts: &[NodeReport<'_>],
+    tls_peer_spki: Option<&str>,
+    format_binds_tls: bool,
+    rec: &mut Recorder,
+) {
+    let fingerprints: Vec<Fingerprint> = parts
+        .iter()
+        .map(|part| match binding::tls_fingerprint(part) {
+            None => Fingerprint::Absent,
+            Some(Ok(fp)) => Fingerprint::Present(fp),
+            Some(Err(reason)) => Fingerprint::Unreadable(reason),
+        })
+        .collect();
+    let any_fingerprint = fingerprints
+        .iter()
+        .any(|f| !matches!(f, Fingerprint::Absent));
+    if !any_fingerprint && !format_binds_tls {
+        // The dstack format binds no TLS key: the check does not apply.
+        return;
+    }
+
+    let peer = match tls_peer_spki.map(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(|der| -> [u8; 32] { Sha256::digest(der).into() })
+    }) {
+        None => None,
+        Some(Ok(fp)) => Some(fp),
+        Some(Err(e)) => {
+            rec.check(
+                TLS_KEY_BINDING,
+                "",
+                Outcome::Fail(format!("the bundle's tls_peer_spki is not base64: {e}")),
+            );
+            return;
+        }
+    };
+    let matching: Vec<&str> = parts
+        .iter()
+        .zip(&fingerprints)
+        .filter(|(_, fp)| matches!((fp, &peer), (Fingerprint::Present(a), Some(b)) if a == b))
+        .map(|(part, _)| part.scope.as_str())
+        .collect();
+    let terminating = parts
+        .iter()
+        .find(|p| p.tls == TlsPosition::Terminating)
+        .map(|p| p.scope.as_str());
+
+    for (part, fingerprint) in parts.iter().zip(&fingerprints) {
+        let outcome = match (fingerprint, part.tls) {
+            (Fingerprint::Absent, TlsPosition::Terminating) if format_binds_tls => {
+                judge_missing(peer.as_ref(), &matching)
+            }
+            (Fingerprint::Absent, _) => continue,
+            (Fingerprint::Unreadable(reason), _) => Outcome::Fail(reason.clone()),
+            (Fingerprint::Present(_), TlsPosition::Behind) => Outcome::Unknown(format!(
+                "behind {}: teewatch's tls connection ended there, so this part's certificate was never seen",
+                terminating.unwrap_or("the part that answered")
+            )),
+            (Fingerprint::Present(_), TlsPosition::Beside) => Outcome::Unknown(
+                "listed beside the node that answered: teewatch's tls connection did not reach this part"
+                    .into(),
+            ),
+            (Fingerprint::Present(fp), TlsPosition::Terminating) => {
+                judge_terminating(part, fp, peer.as_ref(), &matching, rec)
+            }
+        };
+        rec.check(TLS_KEY_BINDING, &part.scope, outcome);
+    }
+    if terminating.is_none() && peer.is_some() && matching.is_empty() {
+        rec.check(
+            TLS_KEY_BINDING,
+            "",
+            Outcome::Fail(no_match_reason(peer.as_ref())),
+        );
+    }
+}
+
+fn no_peer() -> Outcome {
+    Outcome::Unknown(
+        "no tls peer key was recorded (the attestation was fetched through a proxying profile such as nanogpt, or over plain http), so the connection cannot be compared with the attested certificate"
+            .into(),
+    )
+}
+
+fn no_match_reason(peer: Option<&[u8; 32]>) -> String {
+    format!(
+        "the tls peer's spki sha256 is {}, and no part of the report carries that fingerprint: the connection did not end in an attested td",
+        peer.map(|p| hexutil::lower(p)).unwrap_or_default()
+    )
+}
+
+/// The answering part of a format that binds TLS keys carries no fingerprint.
+fn judge_missing(peer: Option<&[u8; 32]>, matching: &[&str]) -> Outcome {
+    match peer {
+        None => no_peer(),
+        Some(_) if matching.is_empty() => Outcome::Fail(format!(
+            "the part that answered carries no tls_cert_fingerprint; {}",
+            no_match_reason(peer)
+        )),
+        Some(_) => Outcome::Unknown(format!(
+            "the part that answered carries no tls_cert_fingerprint; the peer's key is that of {}",
+            matching.join(", ")
+        )),
+    }
+}
+
+fn judge_terminating(
+    part: &NodeReport<'_>,
+    fingerprint: &[u8; 32],
+    peer: Option<&[u8; 32]>,
+    matching: &[&str],
+    rec: &Recorder,
+) -> Outcome {
+    let Some(peer) = peer else {
+        return no_peer();
+    };
+    if peer != fingerprint {
+        let others: Vec<&str> = matching
+            .iter()
+            .copied()
+            .filter(|s| *s != part.scope)
+            .collect();
+        return if others.is_empty() {
+            Outcome::Fail(format!(
+                "tls peer spki sha256: expected {} (the attested tls_cert_fingerprint of the part that answered), found {}; no part of the report carries the peer's fingerprint",
+                hexutil::lower(fingerprint),
+                hexutil::lower(peer)
+            ))
+        } else {
+            Outcome::Unknown(format!(
+                "the tls peer's key is that of {}, not of the part that answered (fingerprint {})",
+                others.join(", "),
+                hexutil::lower(fingerprint)
+            ))
+        };
+    }
+    let bound = rec
+        .checks
+        .iter()
+        .any(|c| c.name == REPORT_DATA_BINDING && c.scope == part.scope && c.state == State::Pass);
+    if bound {
+        Outcome::Pass(format!(
+            "the tls peer's spki sha256 {} equals the tls_cert_fingerprint the quote binds",
+            hexutil::lower(peer)
+        ))
+    } else {
+        Outcome::Unknown(format!(
+            "the tls peer's spki sha256 {} equals the report's tls_cert_fingerprint, but {REPORT_DATA_BINDING} did not pass, so the quote does not vouch for it",
+            hexutil::lower(peer)
+        ))
+    }
+}
