@@ -119,11 +119,9 @@ pub fn measurements(verdict: &Verdict) -> Vec<Measurement> {
     let mut blocks: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, &str>>> = BTreeMap::new();
     // (node, field) → distinct values.
     let mut gpu_versions: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for o in verdict
-        .observed
-        .iter()
-        .filter(|o| o.source.is_evidence() && crate::verify::report::scope_serves_inference(&o.scope))
-    {
+    for o in verdict.observed.iter().filter(|o| {
+        o.source.is_evidence() && crate::verify::report::scope_serves_inference(&o.scope)
+    }) {
         let node = node_of(&o.scope);
         if let Some(index) = o.field.strip_prefix("gpu_block_") {
             if let Ok(index) = index.parse::<u32>() {

@@ -495,8 +495,8 @@ fn run_check(
     };
     let anchors = config.trust_anchors();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let http =
-        Http::new(HttpOptions::default()).map_err(|e| anyhow::anyhow!("http client: {e}"))?;
+    let http = Http::new(HttpOptions::for_config(&config))
+        .map_err(|e| anyhow::anyhow!("http client: {e}"))?;
     let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
     let fetcher = Fetcher::new(http, cache_dir.as_deref());
     let mut verdicts = Vec::new();

@@ -35,6 +35,7 @@ fn node(address: &str, bound: bool) -> NodeKey {
         scope: String::new(),
         address: address_hex(address),
         bound,
+        serves_inference: true,
     }
 }
 

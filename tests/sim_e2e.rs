@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::sim_run::{check, cold_check, failing, start};
+use common::sim_run::{check, cold_check, failing, start, unproven};
 
 use teewatch::sim::faults::Fault;
+use teewatch::sim::format::SimFormat;
 use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, State, TrustAnchors};
 
@@ -20,7 +21,8 @@ async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
         [
             "dangerous_intel_root_ca",
             "dangerous_nvidia_device_root",
-            "dangerous_nras_intermediates"
+            "dangerous_nras_intermediates",
+            "dangerous_tls_root"
         ]
     );
     // Under the production anchors nothing of the simulator is genuine.
@@ -42,37 +44,160 @@ async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
     }
 }
 
-/// One row per fault: the check it must trip, and to which state.
-const FAULT_TABLE: [(Fault, &str, State); 25] = [
-    (Fault::DriftMrtd, "pin:mrtd", State::Fail),
-    (Fault::DriftCompose, "pin:compose_hash", State::Fail),
-    (Fault::DriftGpu, "pin:gpu_block_1", State::Fail),
-    (Fault::UnboundNonce, "report_data_binding", State::Fail),
-    (Fault::WrongAddress, "report_data_binding", State::Fail),
-    (Fault::BadQuoteSignature, "tdx_quote_signature", State::Fail),
-    (Fault::TcbOutdated, "tdx_tcb_status", State::Fail),
-    (Fault::TcbRevoked, "tdx_tcb_status", State::Fail),
-    (Fault::DebugTd, "tdx_debug_disabled", State::Fail),
+/// One row per fault: the format of the model it is injected into, the check it must trip, and
+/// to which state. The TLS fault needs a NEAR model (the dstack format binds no TLS key).
+const FAULT_TABLE: [(Fault, SimFormat, &str, State); 26] = [
+    (Fault::DriftMrtd, SimFormat::Dstack, "pin:mrtd", State::Fail),
+    (
+        Fault::DriftCompose,
+        SimFormat::Dstack,
+        "pin:compose_hash",
+        State::Fail,
+    ),
+    (
+        Fault::DriftGpu,
+        SimFormat::Dstack,
+        "pin:gpu_block_1",
+        State::Fail,
+    ),
+    (
+        Fault::UnboundNonce,
+        SimFormat::Dstack,
+        "report_data_binding",
+        State::Fail,
+    ),
+    (
+        Fault::WrongAddress,
+        SimFormat::Dstack,
+        "report_data_binding",
+        State::Fail,
+    ),
+    (
+        Fault::BadQuoteSignature,
+        SimFormat::Dstack,
+        "tdx_quote_signature",
+        State::Fail,
+    ),
+    (
+        Fault::TcbOutdated,
+        SimFormat::Dstack,
+        "tdx_tcb_status",
+        State::Fail,
+    ),
+    (
+        Fault::TcbRevoked,
+        SimFormat::Dstack,
+        "tdx_tcb_status",
+        State::Fail,
+    ),
+    (
+        Fault::DebugTd,
+        SimFormat::Dstack,
+        "tdx_debug_disabled",
+        State::Fail,
+    ),
     (
         Fault::BadGpuSignature,
+        SimFormat::Dstack,
         "gpu_evidence_signature",
         State::Fail,
     ),
-    (Fault::NrasFalse, "nras_result", State::Fail),
-    (Fault::NrasDown, "nras_token", State::Unknown),
-    (Fault::NrasSlow, "nras_token", State::Unknown),
-    (Fault::PccsDown, "tdx_quote_signature", State::Unknown),
-    (Fault::JwksUntrusted, "nras_token", State::Fail),
-    (Fault::SignatureNever, "canary_signature", State::Unknown),
-    (Fault::SignatureOtherKey, "canary_signature", State::Fail),
-    (Fault::CanaryReplay, "canary_hashes", State::Fail),
-    (Fault::Http429, "tdx_quote_parse", State::Unknown),
-    (Fault::Http500, "tdx_quote_parse", State::Unknown),
-    (Fault::Http503, "tdx_quote_parse", State::Unknown),
-    (Fault::Timeout, "tdx_quote_parse", State::Unknown),
-    (Fault::TruncatedJson, "tdx_quote_parse", State::Unknown),
-    (Fault::MalformedJson, "tdx_quote_parse", State::Unknown),
-    (Fault::HugeBody, "tdx_quote_parse", State::Unknown),
+    (
+        Fault::NrasFalse,
+        SimFormat::Dstack,
+        "nras_result",
+        State::Fail,
+    ),
+    (
+        Fault::NrasDown,
+        SimFormat::Dstack,
+        "nras_token",
+        State::Unknown,
+    ),
+    (
+        Fault::NrasSlow,
+        SimFormat::Dstack,
+        "nras_token",
+        State::Unknown,
+    ),
+    (
+        Fault::PccsDown,
+        SimFormat::Dstack,
+        "tdx_quote_signature",
+        State::Unknown,
+    ),
+    (
+        Fault::JwksUntrusted,
+        SimFormat::Dstack,
+        "nras_token",
+        State::Fail,
+    ),
+    (
+        Fault::SignatureNever,
+        SimFormat::Dstack,
+        "canary_signature",
+        State::Unknown,
+    ),
+    (
+        Fault::SignatureOtherKey,
+        SimFormat::Dstack,
+        "canary_signature",
+        State::Fail,
+    ),
+    (
+        Fault::CanaryReplay,
+        SimFormat::Dstack,
+        "canary_hashes",
+        State::Fail,
+    ),
+    (
+        Fault::Http429,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::Http500,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::Http503,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::Timeout,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::TruncatedJson,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::MalformedJson,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::HugeBody,
+        SimFormat::Dstack,
+        "tdx_quote_parse",
+        State::Unknown,
+    ),
+    (
+        Fault::TlsWrongPeer,
+        SimFormat::NearGateway,
+        "tls_key_binding",
+        State::Fail,
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,13 +207,24 @@ async fn every_fault_trips_its_check() {
         teewatch::sim::faults::ALL_FAULTS.len(),
         "every fault has a row"
     );
-    let run = start("faults", SimOptions::default()).await;
-    let model = model_name(0);
+    // Over HTTPS, with a dstack model and a NEAR AI gateway model.
+    let formats = [SimFormat::Dstack, SimFormat::NearGateway];
+    let options = SimOptions {
+        models: formats.len(),
+        formats: formats.to_vec(),
+        tls: true,
+        ..SimOptions::default()
+    };
+    let run = start("faults", options).await;
     // A healthy check first: it also leaves a signed chat for the replay fault to return.
-    let healthy = check(&run, &model).await;
-    assert_eq!(healthy.state, State::Pass, "{:#?}", failing(&healthy));
+    for index in 0..formats.len() {
+        let healthy = check(&run, &model_name(index)).await;
+        assert_eq!(unproven(&healthy), Vec::<String>::new());
+    }
     let mut problems = Vec::new();
-    for (fault, name, expected) in FAULT_TABLE {
+    for (fault, format, name, expected) in FAULT_TABLE {
+        let index = formats.iter().position(|f| *f == format).unwrap();
+        let model = model_name(index);
         run.sim.state.set_fault(Some(&model), fault, true).unwrap();
         // Cold caches: the first check after the fault, with nothing cached to fall back on.
         let v = cold_check(&run, &model, fault.name()).await;
@@ -105,8 +241,10 @@ async fn every_fault_trips_its_check() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Faults off again: healthy once more.
-    let v = check(&run, &model).await;
-    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
+    for index in 0..formats.len() {
+        let v = check(&run, &model_name(index)).await;
+        assert_eq!(unproven(&v), Vec::<String>::new());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

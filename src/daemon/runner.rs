@@ -301,7 +301,10 @@ impl Shared {
             last_success,
             last_duration: duration,
             tcb_status: record.tcb_status().map(str::to_string),
-            attestation_format: crate::metrics::read_format(&verdict.checks, verdict.attestation_format),
+            attestation_format: crate::metrics::read_format(
+                &verdict.checks,
+                verdict.attestation_format,
+            ),
             measurements: drift::latest_values(&record.measurements),
             drift: flags,
         };

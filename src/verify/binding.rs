@@ -134,7 +134,11 @@ pub fn report_data_binding(
             if let Some(head) = padded.get_mut(..key.len()) {
                 head.copy_from_slice(&key);
             }
-            (padded, format!("{key_text} zero-padded"), key_name.to_string())
+            (
+                padded,
+                format!("{key_text} zero-padded"),
+                key_name.to_string(),
+            )
         }
         Some(fp) => {
             let digest: [u8; 32] = Sha256::new()
@@ -241,4 +245,85 @@ pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
         Ok(reason) => Outcome::Pass(reason),
         Err(reason) => Outcome::Fail(reason),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::verify::verdict::State;
+
+    const NONCE: [u8; 32] = [7; 32];
+
+    fn report(fields: Value) -> Map<String, Value> {
+        fields.as_object().cloned().unwrap()
+    }
+
+    /// REPORTDATA as a NEAR node computes it: sha256(key ‖ fingerprint) ‖ nonce.
+    fn tls_report_data(key: &[u8], fingerprint: &[u8; 32]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(
+            &Sha256::new()
+                .chain_update(key)
+                .chain_update(fingerprint)
+                .finalize(),
+        );
+        out[32..].copy_from_slice(&NONCE);
+        out
+    }
+
+    #[test]
+    fn an_ed25519_key_with_a_tls_fingerprint_is_bound_through_sha256() {
+        let key = [0x11u8; 32];
+        let fp = [0x22u8; 32];
+        let fields = report(json!({
+            "signing_algo": "ed25519",
+            "signing_address": hexutil::lower(&key),
+            "tls_cert_fingerprint": hexutil::lower(&fp),
+        }));
+        let node = NodeReport::new(String::new(), &fields);
+        let outcome = report_data_binding(&node, &tls_report_data(&key, &fp), &NONCE);
+        assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
+
+        // The same quote against a report naming another certificate fails on the first half.
+        let mut other = fields.clone();
+        other.insert(
+            "tls_cert_fingerprint".into(),
+            json!(hexutil::lower(&[0x23u8; 32])),
+        );
+        let node = NodeReport::new(String::new(), &other);
+        let outcome = report_data_binding(&node, &tls_report_data(&key, &fp), &NONCE);
+        assert_eq!(outcome.state(), State::Fail);
+        let Outcome::Fail(reason) = outcome else {
+            unreachable!()
+        };
+        assert!(
+            reason.starts_with("first half (sha256(ed25519 public key"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_ecdsa_address_with_a_fingerprint_hashes_the_20_address_bytes() {
+        let address = [0x33u8; 20];
+        let fp = [0x44u8; 32];
+        let fields = report(json!({
+            "signing_algo": "ecdsa",
+            "signing_address": format!("0x{}", hexutil::lower(&address)),
+            "tls_cert_fingerprint": hexutil::lower(&fp),
+        }));
+        let node = NodeReport::new(String::new(), &fields);
+        let outcome = report_data_binding(&node, &tls_report_data(&address, &fp), &NONCE);
+        assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
+        // Zero-padding the address (the binding without TLS) is not accepted for such a part.
+        let mut padded = [0u8; 64];
+        padded[..20].copy_from_slice(&address);
+        padded[32..].copy_from_slice(&NONCE);
+        assert_eq!(
+            report_data_binding(&node, &padded, &NONCE).state(),
+            State::Fail
+        );
+    }
 }

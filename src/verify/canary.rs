@@ -421,6 +421,95 @@ pub fn recover_eip191(text: &str, signature_hex: &str) -> Result<[u8; 20], Strin
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::verify::verdict::State;
+
+    fn ed25519_key() -> aws_lc_rs::signature::Ed25519KeyPair {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn key_hex(key: &aws_lc_rs::signature::Ed25519KeyPair) -> String {
+        use aws_lc_rs::signature::KeyPair as _;
+        hexutil::lower(key.public_key().as_ref())
+    }
+
+    fn signed(key: &aws_lc_rs::signature::Ed25519KeyPair, text: &str) -> Value {
+        serde_json::json!({
+            "text": text,
+            "signature": hexutil::lower(key.sign(text.as_bytes()).as_ref()),
+            "signing_address": key_hex(key),
+            "signing_algo": "ed25519",
+        })
+    }
+
+    fn node(key: &str, serves_inference: bool) -> NodeKey {
+        NodeKey {
+            scope: if serves_inference {
+                "model:0"
+            } else {
+                "gateway"
+            }
+            .into(),
+            address: key.into(),
+            bound: true,
+            serves_inference,
+        }
+    }
+
+    #[test]
+    fn an_ed25519_signature_passes_only_under_an_attested_model_key() {
+        let text = "TEE/glm-4.7:aa:bb";
+        let model = ed25519_key();
+        let gateway = ed25519_key();
+        let nodes = [
+            node(&key_hex(&gateway), false),
+            node(&key_hex(&model), true),
+        ];
+        let outcome = judge_signature(&signed(&model, text), text, &nodes);
+        assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
+
+        // One changed byte of the signed text: no attested key verifies it.
+        let outcome = judge_signature(&signed(&model, text), "TEE/glm-4.7:aa:bc", &nodes);
+        let Outcome::Fail(reason) = outcome else {
+            panic!("expected a failure, found {outcome:?}")
+        };
+        assert!(
+            reason.starts_with("ed25519 signature verifies under none"),
+            "{reason}"
+        );
+
+        // The gateway's key is attested but does not run the model.
+        let outcome = judge_signature(&signed(&gateway, text), text, &nodes);
+        let Outcome::Fail(reason) = outcome else {
+            panic!("expected a failure, found {outcome:?}")
+        };
+        assert!(reason.contains("which does not run the model"), "{reason}");
+
+        // A key no part attests, although the response names it as its own.
+        let stranger = ed25519_key();
+        let outcome = judge_signature(&signed(&stranger, text), text, &nodes);
+        let Outcome::Fail(reason) = outcome else {
+            panic!("expected a failure, found {outcome:?}")
+        };
+        assert!(
+            reason.contains(&format!(
+                "verifies under ed25519 key {}",
+                key_hex(&stranger)
+            )),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_signature_without_signing_algo_is_read_by_its_length() {
+        let text = "a:b";
+        let model = ed25519_key();
+        let mut response = signed(&model, text);
+        response.as_object_mut().unwrap().remove("signing_algo");
+        let outcome = judge_signature(&response, text, &[node(&key_hex(&model), true)]);
+        assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
+    }
 
     #[test]
     fn python_dumps_matches_python() {

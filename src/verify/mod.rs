@@ -101,8 +101,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                     rec.check(&pin_check_name(field), "", Outcome::Unknown(reason));
                 }
                 for scope in &pinned {
-                    let outcome =
-                        pins::judge_pin(field, scope, policy, &rec.checks, &rec.observed);
+                    let outcome = pins::judge_pin(field, scope, policy, &rec.checks, &rec.observed);
                     rec.check(&pin_check_name(field), scope, outcome);
                 }
             }
@@ -228,22 +227,31 @@ fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> 
                 .iter()
                 .filter(|p| p.role == report::PartRole::Model)
                 .count();
-            let gateway = parts
-                .iter()
-                .any(|p| p.role == report::PartRole::Gateway);
+            let gateway = parts.iter().any(|p| p.role == report::PartRole::Gateway);
             format!(
                 "{}{models} model attestation(s)",
-                if gateway { "gateway and " } else { "no gateway, " }
+                if gateway {
+                    "gateway and "
+                } else {
+                    "no gateway, "
+                }
             )
         }
         _ => {
-            let nodes = parts.iter().filter(|p| p.role == report::PartRole::Node).count();
+            let nodes = parts
+                .iter()
+                .filter(|p| p.role == report::PartRole::Node)
+                .count();
             let manager = parts
                 .iter()
                 .any(|p| p.role == report::PartRole::ComposeManager);
             format!(
                 "{nodes} node(s){}",
-                if manager { " and the compose manager" } else { "" }
+                if manager {
+                    " and the compose manager"
+                } else {
+                    ""
+                }
             )
         }
     };

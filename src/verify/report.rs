@@ -170,7 +170,10 @@ fn near_gateway_parts(attestation: &Value) -> Vec<NodeReport<'_>> {
             TlsPosition::Terminating,
         )),
     }
-    if let Some(models) = attestation.get("model_attestations").and_then(Value::as_array) {
+    if let Some(models) = attestation
+        .get("model_attestations")
+        .and_then(Value::as_array)
+    {
         for (index, model) in models.iter().enumerate() {
             parts.push(NodeReport::with_role(
                 format!("model:{index}"),

@@ -183,3 +183,190 @@ fn judge_terminating(
         ))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::verify::report::PartRole;
+
+    const SPKI: &[u8] = b"the der of the gateway's subject public key info";
+
+    fn fingerprint_of(spki: &[u8]) -> String {
+        hexutil::lower(&Sha256::digest(spki))
+    }
+
+    fn peer(spki: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(spki)
+    }
+
+    fn fields(fingerprint: Option<&str>) -> Map<String, Value> {
+        let mut map = Map::new();
+        if let Some(fp) = fingerprint {
+            map.insert("tls_cert_fingerprint".into(), json!(fp));
+        }
+        map
+    }
+
+    fn part<'a>(
+        scope: &str,
+        fields: &'a Map<String, Value>,
+        role: PartRole,
+        tls: TlsPosition,
+    ) -> NodeReport<'a> {
+        NodeReport::with_role(scope.into(), fields, role, tls)
+    }
+
+    /// A recorder in which the named scopes' `report_data_binding` passed.
+    fn bound(scopes: &[&str]) -> Recorder {
+        let mut rec = Recorder::default();
+        for scope in scopes {
+            rec.check(REPORT_DATA_BINDING, scope, Outcome::Pass(String::new()));
+        }
+        rec
+    }
+
+    fn outcome<'a>(rec: &'a Recorder, scope: &str) -> (State, &'a str) {
+        let c = rec
+            .checks
+            .iter()
+            .find(|c| c.name == TLS_KEY_BINDING && c.scope == scope)
+            .unwrap_or_else(|| panic!("no tls_key_binding for {scope:?}: {:?}", rec.checks));
+        (c.state, c.reason.as_str())
+    }
+
+    #[test]
+    fn the_gateway_passes_on_its_own_key_and_models_behind_it_are_unknown() {
+        let fp = fingerprint_of(SPKI);
+        let gateway = fields(Some(&fp));
+        let model = fields(Some(&fingerprint_of(b"model")));
+        let parts = [
+            part(
+                "gateway",
+                &gateway,
+                PartRole::Gateway,
+                TlsPosition::Terminating,
+            ),
+            part("model:0", &model, PartRole::Model, TlsPosition::Behind),
+        ];
+        let mut rec = bound(&["gateway", "model:0"]);
+        judge(&parts, Some(&peer(SPKI)), true, &mut rec);
+        let (state, reason) = outcome(&rec, "gateway");
+        assert_eq!(state, State::Pass, "{reason}");
+        assert!(reason.contains(&fp), "{reason}");
+        let (state, reason) = outcome(&rec, "model:0");
+        assert_eq!(state, State::Unknown);
+        assert!(reason.starts_with("behind gateway"), "{reason}");
+    }
+
+    #[test]
+    fn another_peer_key_fails_naming_both_fingerprints() {
+        let fp = fingerprint_of(SPKI);
+        let gateway = fields(Some(&fp));
+        let parts = [part(
+            "gateway",
+            &gateway,
+            PartRole::Gateway,
+            TlsPosition::Terminating,
+        )];
+        let mut rec = bound(&["gateway"]);
+        judge(&parts, Some(&peer(b"a man in the middle")), true, &mut rec);
+        let (state, reason) = outcome(&rec, "gateway");
+        assert_eq!(state, State::Fail);
+        assert!(reason.contains(&format!("expected {fp}")), "{reason}");
+        assert!(
+            reason.contains(&format!("found {}", fingerprint_of(b"a man in the middle"))),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn no_recorded_peer_is_unknown_never_a_pass() {
+        let fp = fingerprint_of(SPKI);
+        let gateway = fields(Some(&fp));
+        let parts = [part(
+            "gateway",
+            &gateway,
+            PartRole::Gateway,
+            TlsPosition::Terminating,
+        )];
+        let mut rec = bound(&["gateway"]);
+        judge(&parts, None, true, &mut rec);
+        let (state, reason) = outcome(&rec, "gateway");
+        assert_eq!(state, State::Unknown);
+        assert!(reason.contains("no tls peer key was recorded"), "{reason}");
+    }
+
+    #[test]
+    fn a_matching_fingerprint_without_a_passing_binding_is_unknown() {
+        let fp = fingerprint_of(SPKI);
+        let node = fields(Some(&fp));
+        let parts = [part("", &node, PartRole::Node, TlsPosition::Terminating)];
+        let mut rec = Recorder::default();
+        rec.check(REPORT_DATA_BINDING, "", Outcome::Fail("differs".into()));
+        judge(&parts, Some(&peer(SPKI)), true, &mut rec);
+        let (state, reason) = outcome(&rec, "");
+        assert_eq!(state, State::Unknown);
+        assert!(
+            reason.contains("report_data_binding did not pass"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_is_a_node_beside_the_answering_one_is_unknown() {
+        let answering = fields(Some(&fingerprint_of(b"node a")));
+        let beside = fields(Some(&fingerprint_of(SPKI)));
+        let parts = [
+            part(
+                "node:a",
+                &answering,
+                PartRole::Node,
+                TlsPosition::Terminating,
+            ),
+            part("node:b", &beside, PartRole::Node, TlsPosition::Beside),
+        ];
+        let mut rec = bound(&["node:a", "node:b"]);
+        judge(&parts, Some(&peer(SPKI)), true, &mut rec);
+        let (state, reason) = outcome(&rec, "node:a");
+        assert_eq!(state, State::Unknown);
+        assert!(reason.contains("that of node:b"), "{reason}");
+        assert_eq!(outcome(&rec, "node:b").0, State::Unknown);
+    }
+
+    #[test]
+    fn the_dstack_format_without_fingerprints_gets_no_check() {
+        let node = fields(None);
+        let parts = [part("", &node, PartRole::Node, TlsPosition::Terminating)];
+        let mut rec = bound(&[""]);
+        judge(&parts, Some(&peer(SPKI)), false, &mut rec);
+        assert!(rec.checks.iter().all(|c| c.name != TLS_KEY_BINDING));
+    }
+
+    #[test]
+    fn a_near_report_whose_answering_part_has_no_fingerprint_fails_when_nothing_matches() {
+        let node = fields(None);
+        let parts = [part("", &node, PartRole::Node, TlsPosition::Terminating)];
+        let mut rec = bound(&[""]);
+        judge(&parts, Some(&peer(SPKI)), true, &mut rec);
+        let (state, reason) = outcome(&rec, "");
+        assert_eq!(state, State::Fail);
+        assert!(
+            reason.contains("carries no tls_cert_fingerprint"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_fingerprint_fails_with_its_reason() {
+        let node = fields(Some("not hex"));
+        let parts = [part("", &node, PartRole::Node, TlsPosition::Terminating)];
+        let mut rec = bound(&[""]);
+        judge(&parts, Some(&peer(SPKI)), true, &mut rec);
+        let (state, reason) = outcome(&rec, "");
+        assert_eq!(state, State::Fail);
+        assert!(reason.starts_with("tls_cert_fingerprint"), "{reason}");
+    }
+}

@@ -106,7 +106,9 @@ impl AttestationFormat {
     pub fn is_supported(self) -> bool {
         matches!(
             self,
-            AttestationFormat::Dstack | AttestationFormat::NearGateway | AttestationFormat::NearDirect
+            AttestationFormat::Dstack
+                | AttestationFormat::NearGateway
+                | AttestationFormat::NearDirect
         )
     }
 

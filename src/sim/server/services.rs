@@ -147,7 +147,13 @@ pub(super) async fn admin_state(State(state): State<Arc<SimState>>) -> Response 
                 .lock()
                 .map(|f| f.iter().map(|x| x.name()).collect())
                 .unwrap_or_default();
-            json!({"model": m.name, "nodes": m.nodes.len(), "gpus": m.gpus, "faults": faults})
+            json!({
+                "model": m.name,
+                "format": m.format.name(),
+                "nodes": m.nodes.len(),
+                "gpus": m.gpus,
+                "faults": faults,
+            })
         })
         .collect();
     let service: Vec<&str> = state
