@@ -80,6 +80,23 @@ pub async fn fetch(run: &Running, model: &str) -> serde_json::Value {
     run.fetcher.check(&run.config, target).await.unwrap()
 }
 
+/// One live check of `model` with the target's configuration changed by `adjust` first (another
+/// profile, signing algorithm or paths), verified under the written config.
+pub async fn check_adjusted(
+    run: &Running,
+    model: &str,
+    adjust: impl FnOnce(&mut teewatch::config::MonitorConfig),
+) -> (Verdict, teewatch::verify::Bundle) {
+    let mut config = run.config.clone();
+    let target = config.targets.iter_mut().find(|t| t.name == model).unwrap();
+    adjust(target.monitor.as_mut().unwrap());
+    let target = config.target(model).unwrap();
+    let bundle = run.fetcher.check(&config, target).await.unwrap();
+    let bundle = teewatch::verify::Bundle::from_value(bundle).unwrap();
+    let verdict = teewatch::verify::verify(&bundle, &target.policy, &config.trust_anchors());
+    (verdict, bundle)
+}
+
 async fn check_with(run: &Running, fetcher: &Fetcher, model: &str) -> Verdict {
     let target = run.config.target(model).unwrap();
     let bundle = fetcher.check(&run.config, target).await.unwrap();
@@ -87,7 +104,6 @@ async fn check_with(run: &Running, fetcher: &Fetcher, model: &str) -> Verdict {
     teewatch::verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
 }
 
-/// Every check that did not pass, one line each, for assertion messages.
 /// What keeps a healthy verdict from passing, beyond what the format rules out: every check that
 /// did not pass, except `tls_key_binding` on a part whose TLS key teewatch cannot have seen (a
 /// model behind the NEAR gateway, a node beside the one that answered), which is `unknown` by
@@ -105,6 +121,7 @@ pub fn unproven(v: &Verdict) -> Vec<String> {
         .collect()
 }
 
+/// Every check that did not pass, one line each, for assertion messages.
 pub fn failing(v: &Verdict) -> Vec<String> {
     v.checks
         .iter()

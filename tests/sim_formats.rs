@@ -1,0 +1,249 @@
+//! Every attestation format NanoGPT serves, end to end through the live path: the simulator
+//! answers in the NEAR AI gateway and direct formats (ed25519 keys, TLS fingerprints bound into
+//! REPORTDATA, served over HTTPS so the fetch records a real TLS peer), and in the Chutes and
+//! Tinfoil formats teewatch cannot verify. Each verdict must be honest and specific.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::sim_run::{Running, check, check_adjusted, failing, start, unproven};
+
+use teewatch::config::{Profile, SigningAlgo};
+use teewatch::sim::faults::Fault;
+use teewatch::sim::format::SimFormat;
+use teewatch::sim::server::{SimOptions, model_name};
+use teewatch::verify::{AttestationFormat, State, Verdict};
+
+async fn start_formats(name: &str, formats: &[SimFormat], nodes: usize, tls: bool) -> Running {
+    start(
+        name,
+        SimOptions {
+            models: formats.len(),
+            formats: formats.to_vec(),
+            nodes,
+            tls,
+            ..SimOptions::default()
+        },
+    )
+    .await
+}
+
+/// (scope, state, reason) of every check with this name.
+fn named<'a>(v: &'a Verdict, name: &'a str) -> Vec<(&'a str, State, &'a str)> {
+    v.checks_named(name)
+        .map(|c| (c.scope.as_str(), c.state, c.reason.as_str()))
+        .collect()
+}
+
+fn scopes<'a>(v: &'a Verdict, name: &'a str) -> Vec<&'a str> {
+    named(v, name).into_iter().map(|(s, _, _)| s).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
+    let run = start_formats("near-gateway", &[SimFormat::NearGateway], 2, true).await;
+    let model = model_name(0);
+    let (v, bundle) = check_adjusted(&run, &model, |_| {}).await;
+    assert_eq!(unproven(&v), Vec::<String>::new());
+    assert_eq!(v.attestation_format, AttestationFormat::NearGateway);
+    assert_eq!(
+        named(&v, "attestation_format"),
+        [(
+            "",
+            State::Pass,
+            "near-gateway: gateway and 2 model attestation(s)"
+        )]
+    );
+    // Every part's quote, binding, event log and compose; GPUs and NRAS only for the models.
+    assert_eq!(
+        scopes(&v, "tdx_quote_signature"),
+        ["gateway", "model:0", "model:1"]
+    );
+    assert_eq!(scopes(&v, "nras_token"), ["model:0", "model:1"]);
+    assert_eq!(
+        scopes(&v, "gpu_evidence_signature"),
+        ["model:0/gpu:0", "model:1/gpu:0"]
+    );
+    assert!(v.checks.iter().all(|c| !c.scope.starts_with("gateway/")));
+    let nras = bundle.nras.as_ref().unwrap().as_array().unwrap();
+    let nras_scopes: Vec<&str> = nras.iter().map(|e| e["scope"].as_str().unwrap()).collect();
+    assert_eq!(nras_scopes, ["model:0", "model:1"]);
+    // The binding hashes the ed25519 key with the TLS fingerprint.
+    for (scope, state, reason) in named(&v, "report_data_binding") {
+        assert_eq!(state, State::Pass, "{scope}: {reason}");
+        assert!(
+            reason.starts_with("reportdata = sha256(ed25519 public key "),
+            "{reason}"
+        );
+    }
+    // The gateway ended the TLS connection; the models behind it were never on the wire.
+    let tls = named(&v, "tls_key_binding");
+    assert_eq!(tls[0].0, "gateway");
+    assert_eq!(tls[0].1, State::Pass, "{}", tls[0].2);
+    for (scope, state, reason) in &tls[1..] {
+        assert!(scope.starts_with("model:"));
+        assert_eq!(*state, State::Unknown);
+        assert!(reason.starts_with("behind gateway"), "{reason}");
+    }
+    assert_eq!(v.state, State::Unknown, "only the unseen models' TLS keys");
+    // Pins apply to the models, not to the gateway's other software.
+    assert_eq!(scopes(&v, "pin:mrtd"), ["model:0", "model:1"]);
+    // Both canary chats are signed with a model's ed25519 key over `model:req:resp`.
+    for (scope, state, reason) in named(&v, "canary_signature") {
+        assert_eq!(state, State::Pass, "{scope}: {reason}");
+        assert!(reason.contains("verifies under ed25519 key"), "{reason}");
+        assert!(reason.contains("of model:"), "{reason}");
+    }
+    for (_, state, reason) in named(&v, "canary_hashes") {
+        assert_eq!(state, State::Pass, "{reason}");
+        assert!(reason.contains(&format!("model {model}")), "{reason}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_gateway_with_ecdsa_keys_binds_the_address_and_recovers_canaries() {
+    let run = start_formats("near-ecdsa", &[SimFormat::NearGateway], 1, true).await;
+    let (v, _) = check_adjusted(&run, &model_name(0), |m| {
+        m.signing_algo = SigningAlgo::Ecdsa;
+    })
+    .await;
+    assert_eq!(unproven(&v), Vec::<String>::new());
+    for (_, state, reason) in named(&v, "report_data_binding") {
+        assert_eq!(state, State::Pass, "{reason}");
+        assert!(
+            reason.starts_with("reportdata = sha256(signing address 0x"),
+            "{reason}"
+        );
+    }
+    for (_, state, reason) in named(&v, "canary_signature") {
+        assert_eq!(state, State::Pass, "{reason}");
+        assert!(reason.contains("recovers to 0x"), "{reason}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_direct_single_node_passes_with_its_compose_manager() {
+    let run = start_formats("near-direct", &[SimFormat::NearDirect], 1, true).await;
+    let v = check(&run, &model_name(0)).await;
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
+    assert_eq!(
+        named(&v, "attestation_format"),
+        [(
+            "",
+            State::Pass,
+            "near-direct: 1 node(s) and the compose manager"
+        )]
+    );
+    assert_eq!(scopes(&v, "tdx_quote_signature"), ["", "compose_manager"]);
+    assert_eq!(scopes(&v, "nras_token"), [""]);
+    // The compose manager carries no fingerprint: only the answering node is compared.
+    assert_eq!(scopes(&v, "tls_key_binding"), [""]);
+    assert_eq!(scopes(&v, "pin:compose_hash"), [""]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_direct_nodes_beside_the_answering_one_stay_unknown() {
+    let run = start_formats("near-direct-nodes", &[SimFormat::NearDirect], 3, true).await;
+    let v = check(&run, &model_name(0)).await;
+    assert_eq!(unproven(&v), Vec::<String>::new());
+    let tls = named(&v, "tls_key_binding");
+    assert_eq!(tls.len(), 3, "{tls:?}");
+    let passed: Vec<_> = tls.iter().filter(|t| t.1 == State::Pass).collect();
+    assert_eq!(passed.len(), 1, "only the node that answered: {tls:?}");
+    assert!(passed[0].0.starts_with("node:"));
+    for (_, state, reason) in tls.iter().filter(|t| t.1 != State::Pass) {
+        assert_eq!(*state, State::Unknown);
+        assert!(reason.starts_with("listed beside"), "{reason}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_tls_peer_fails_tls_key_binding_and_nothing_else() {
+    let run = start_formats("wrong-peer", &[SimFormat::NearGateway], 1, true).await;
+    let model = model_name(0);
+    run.sim
+        .state
+        .set_fault(Some(&model), Fault::TlsWrongPeer, true)
+        .unwrap();
+    let v = check(&run, &model).await;
+    assert_eq!(v.state, State::Fail);
+    let failed: Vec<_> = v.checks.iter().filter(|c| c.state == State::Fail).collect();
+    assert_eq!(failed.len(), 1, "{:#?}", failing(&v));
+    assert_eq!(
+        (failed[0].name.as_str(), failed[0].scope.as_str()),
+        ("tls_key_binding", "gateway")
+    );
+    assert!(
+        failed[0]
+            .reason
+            .contains("no part of the report carries the peer's fingerprint"),
+        "{}",
+        failed[0].reason
+    );
+    // The quote consistently binds the other certificate: the binding itself holds.
+    assert_eq!(named(&v, "report_data_binding")[0].1, State::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_proxying_profile_or_plain_http_tls_is_unknown_never_pass() {
+    // NanoGPT's paths over HTTPS: the connection ends at the proxy, so no peer is recorded.
+    let run = start_formats("proxied", &[SimFormat::NearGateway], 1, true).await;
+    let (v, bundle) = check_adjusted(&run, &model_name(0), |m| {
+        m.profile = Profile::Nanogpt;
+        m.paths = Profile::Nanogpt.default_paths();
+    })
+    .await;
+    assert_eq!(bundle.tls_peer_spki, None);
+    let gateway = &named(&v, "tls_key_binding")[0];
+    assert_eq!(gateway.0, "gateway");
+    assert_eq!(gateway.1, State::Unknown);
+    assert!(
+        gateway.2.contains("no tls peer key was recorded"),
+        "{gateway:?}"
+    );
+
+    // The near profile over plain HTTP: there is no TLS peer at all.
+    let plain = start_formats("plain", &[SimFormat::NearGateway], 1, false).await;
+    let v = check(&plain, &model_name(0)).await;
+    assert_eq!(v.state, State::Unknown, "{:#?}", failing(&v));
+    let gateway = &named(&v, "tls_key_binding")[0];
+    assert_eq!((gateway.0, gateway.1), ("gateway", State::Unknown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chutes_and_tinfoil_fail_attestation_format_naming_the_format() {
+    let formats = [SimFormat::Chutes, SimFormat::Tinfoil];
+    let run = start_formats("unsupported", &formats, 1, true).await;
+    for (index, (format, name)) in [
+        (AttestationFormat::Chutes, "chutes"),
+        (AttestationFormat::Tinfoil, "tinfoil"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = check(&run, &model_name(index)).await;
+        assert_eq!(v.attestation_format, format);
+        assert_eq!(v.state, State::Fail);
+        let failed: Vec<_> = v.checks.iter().filter(|c| c.state == State::Fail).collect();
+        assert_eq!(failed.len(), 1, "{:#?}", failing(&v));
+        assert_eq!(failed[0].name, "attestation_format");
+        assert!(
+            failed[0]
+                .reason
+                .contains(&format!("found {name} (not verifiable")),
+            "{}",
+            failed[0].reason
+        );
+        // The part checks cannot start, and say why.
+        let parse = &named(&v, "tdx_quote_parse")[0];
+        assert_eq!(
+            (parse.1, parse.2),
+            (State::Unknown, "attestation_format failed")
+        );
+        // Chats are answered but never signed: the canary signature is unknown, not a pass.
+        assert!(
+            v.checks_named("canary_signature")
+                .all(|c| c.state == State::Unknown)
+        );
+    }
+}
