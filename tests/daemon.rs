@@ -510,3 +510,64 @@ async fn shutdown_lets_a_check_in_flight_finish_and_be_stored() {
     assert_eq!(checks.len(), 1, "the drained check was stored");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_each_target_format_and_fail_an_unsupported_one() {
+    use teewatch::sim::format::SimFormat;
+    let formats = [SimFormat::NearGateway, SimFormat::Chutes];
+    let options = SimOptions {
+        models: formats.len(),
+        formats: formats.to_vec(),
+        tls: true,
+        ..SimOptions::default()
+    };
+    let run = start("daemon-formats", options).await;
+    manual_schedule(&config_path(&run));
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    let (gateway, chutes) = (model_name(0), model_name(1));
+    assert!(daemon.check_now(&gateway).await);
+    assert!(daemon.check_now(&chutes).await);
+    let m = scrape(&daemon).await;
+    let format_info = |target: &str, format: &str| {
+        sample(
+            &m,
+            "teewatch_attestation_format_info",
+            &[("target", target), ("format", format)],
+        )
+    };
+    let check_state = |target: &str, check: &str| {
+        sample(
+            &m,
+            "teewatch_check_state",
+            &[("target", target), ("check", check)],
+        )
+    };
+    // The NEAR gateway target: everything it can prove passes; the models behind the gateway
+    // leave tls_key_binding unknown, never a pass.
+    assert_eq!(format_info(&gateway, "near-gateway"), Some(1.0), "{m}");
+    assert_eq!(check_state(&gateway, "attestation_format"), Some(PASS));
+    assert_eq!(check_state(&gateway, "canary_signature"), Some(PASS));
+    assert_eq!(check_state(&gateway, "tls_key_binding"), Some(UNKNOWN));
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", &gateway)]),
+        Some(UNKNOWN)
+    );
+    // The Chutes target: the operator sees the format and a failing attestation_format.
+    assert_eq!(format_info(&chutes, "chutes"), Some(1.0), "{m}");
+    assert_eq!(
+        series(
+            &m,
+            "teewatch_attestation_format_info",
+            &[("target", &chutes)]
+        )
+        .len(),
+        1
+    );
+    assert_eq!(check_state(&chutes, "attestation_format"), Some(FAIL));
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", &chutes)]),
+        Some(FAIL)
+    );
+    common::promtool::assert_clean(&m);
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

@@ -507,5 +507,28 @@ fn cardinality_at_2000_targets() {
         text.len() as f64 / 1e6
     );
     assert!(per_target <= 70.0, "{per_target} series per target");
-    assert!(text.len() <= 12_000_000, "scrape of {} bytes", text.len());
+    // 68 series per target since `attestation_format`, `tls_key_binding` and the format info
+    // series were added (12.3 MB); the bound leaves room for label growth, not for new families.
+    assert!(text.len() <= 13_000_000, "scrape of {} bytes", text.len());
+}
+
+#[test]
+fn a_target_that_changes_format_exports_only_the_new_one() {
+    use teewatch::verify::AttestationFormat;
+    let m = Metrics::new().unwrap();
+    m.retain_targets(&["moving".to_string()]);
+    let mut s = snapshot("moving", State::Pass, 1, false);
+    m.set_target(&s, true);
+    s.attestation_format = Some(AttestationFormat::Chutes);
+    s.state = State::Fail;
+    m.set_target(&s, true);
+    let text = m.render().unwrap();
+    let lines = lines_of(&text, "teewatch_attestation_format_info", "\"moving\"");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("format=\"chutes\""), "{lines:?}");
+    // A check that read no response exports no format at all.
+    s.attestation_format = None;
+    m.set_target(&s, true);
+    let text = m.render().unwrap();
+    assert!(lines_of(&text, "teewatch_attestation_format_info", "\"moving\"").is_empty());
 }
