@@ -1,0 +1,179 @@
+//! Golden verdicts for the formats beyond dstack: bundles the simulator served in the NEAR AI
+//! gateway and direct formats (ed25519, TLS-bound, a wrong TLS peer, through a proxying profile)
+//! and in the Chutes and Tinfoil formats, each stored with the configuration and test roots it
+//! verifies under (`tests/bundles/formats/<name>/`). The verdict must stay what is committed in
+//! `tests/golden/formats/<name>.json`; a deliberate change is recorded with
+//! `TEEWATCH_BLESS=1 cargo test --test format_golden` in a commit that says why.
+//!
+//! No public capture of these formats exists to test against, so these bundles come from the
+//! simulator (real cryptography under test roots, see `tests/bundles/formats/README.md`);
+//! `TEEWATCH_REGENERATE=1 cargo test --test format_golden -- --ignored` writes them anew.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use teewatch::config::{Config, Profile};
+use teewatch::sim::faults::Fault;
+use teewatch::sim::format::SimFormat;
+use teewatch::sim::server::{SimOptions, model_name};
+use teewatch::verify::{self, Bundle};
+
+fn formats_dir() -> PathBuf {
+    common::repo_path("tests/bundles/formats")
+}
+
+/// The configuration a stored bundle verifies under: the simulator's written config, whose
+/// `[dangerous]` roots sit beside it.
+fn verify_stored(dir: &Path) -> String {
+    let config = Config::load(&dir.join("sim.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(dir.join("bundle.json")).unwrap();
+    let bundle = Bundle::from_json(&text).unwrap();
+    let target = config.target(&bundle.target).unwrap();
+    let verdict = verify::verify(&bundle, &target.policy, &config.trust_anchors());
+    serde_json::to_string_pretty(&verdict).unwrap() + "\n"
+}
+
+#[test]
+fn every_format_bundle_matches_its_golden_verdict() {
+    let bless = std::env::var_os("TEEWATCH_BLESS").is_some();
+    let mut names: Vec<String> = std::fs::read_dir(formats_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "chutes",
+            "near-direct-3-nodes",
+            "near-gateway-ecdsa",
+            "near-gateway-ed25519",
+            "near-gateway-proxied",
+            "near-gateway-wrong-tls-peer",
+            "tinfoil"
+        ]
+    );
+    let golden_dir = common::repo_path("tests/golden/formats");
+    let mut mismatches = Vec::new();
+    for name in &names {
+        let text = verify_stored(&formats_dir().join(name));
+        let golden = golden_dir.join(format!("{name}.json"));
+        if bless {
+            std::fs::create_dir_all(&golden_dir).unwrap();
+            std::fs::write(&golden, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(expected) if expected == text => {}
+            Ok(_) => mismatches.push(format!("{name}: verdict differs from {golden:?}")),
+            Err(_) => mismatches.push(format!("{name}: no golden verdict at {golden:?}")),
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
+        mismatches.join("\n")
+    );
+}
+
+/// One stored case: how the simulator is shaped and how the check is made.
+struct Case {
+    name: &'static str,
+    format: SimFormat,
+    nodes: usize,
+    fault: Option<Fault>,
+    adjust: fn(&mut teewatch::config::MonitorConfig),
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        name: "near-gateway-ed25519",
+        format: SimFormat::NearGateway,
+        nodes: 2,
+        fault: None,
+        adjust: |_| {},
+    },
+    Case {
+        name: "near-gateway-ecdsa",
+        format: SimFormat::NearGateway,
+        nodes: 1,
+        fault: None,
+        adjust: |m| m.signing_algo = teewatch::config::SigningAlgo::Ecdsa,
+    },
+    Case {
+        name: "near-gateway-wrong-tls-peer",
+        format: SimFormat::NearGateway,
+        nodes: 1,
+        fault: Some(Fault::TlsWrongPeer),
+        adjust: |_| {},
+    },
+    Case {
+        name: "near-gateway-proxied",
+        format: SimFormat::NearGateway,
+        nodes: 1,
+        fault: None,
+        adjust: |m| {
+            m.profile = Profile::Nanogpt;
+            m.paths = Profile::Nanogpt.default_paths();
+        },
+    },
+    Case {
+        name: "near-direct-3-nodes",
+        format: SimFormat::NearDirect,
+        nodes: 3,
+        fault: None,
+        adjust: |_| {},
+    },
+    Case {
+        name: "chutes",
+        format: SimFormat::Chutes,
+        nodes: 1,
+        fault: None,
+        adjust: |_| {},
+    },
+    Case {
+        name: "tinfoil",
+        format: SimFormat::Tinfoil,
+        nodes: 1,
+        fault: None,
+        adjust: |_| {},
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/bundles/formats; run with TEEWATCH_REGENERATE=1 and --ignored"]
+async fn regenerate_format_bundles() {
+    if std::env::var_os("TEEWATCH_REGENERATE").is_none() {
+        return;
+    }
+    for case in CASES {
+        let options = SimOptions {
+            formats: vec![case.format],
+            nodes: case.nodes,
+            tls: true,
+            ..SimOptions::default()
+        };
+        let run = common::sim_run::start(&format!("golden-{}", case.name), options).await;
+        let model = model_name(0);
+        if let Some(fault) = case.fault {
+            run.sim.state.set_fault(Some(&model), fault, true).unwrap();
+        }
+        let (_, bundle) = common::sim_run::check_adjusted(&run, &model, case.adjust).await;
+        let dir = formats_dir().join(case.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&run.dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // The configuration and its test roots; not the API key, the database or caches.
+            if name == "sim.toml" || name.ends_with(".pem") {
+                std::fs::copy(&path, dir.join(&name)).unwrap();
+            }
+        }
+        std::fs::write(dir.join("bundle.json"), bundle.to_json_pretty() + "\n").unwrap();
+    }
+}
