@@ -37,7 +37,6 @@ fn verify_stored(dir: &Path) -> String {
 
 #[test]
 fn every_format_bundle_matches_its_golden_verdict() {
-    let bless = std::env::var_os("TEEWATCH_BLESS").is_some();
     let mut names: Vec<String> = std::fs::read_dir(formats_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -57,27 +56,11 @@ fn every_format_bundle_matches_its_golden_verdict() {
             "tinfoil"
         ]
     );
-    let golden_dir = common::repo_path("tests/golden/formats");
-    let mut mismatches = Vec::new();
-    for name in &names {
-        let text = verify_stored(&formats_dir().join(name));
-        let golden = golden_dir.join(format!("{name}.json"));
-        if bless {
-            std::fs::create_dir_all(&golden_dir).unwrap();
-            std::fs::write(&golden, &text).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(expected) if expected == text => {}
-            Ok(_) => mismatches.push(format!("{name}: verdict differs from {golden:?}")),
-            Err(_) => mismatches.push(format!("{name}: no golden verdict at {golden:?}")),
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
-        mismatches.join("\n")
-    );
+    let verdicts: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (name.clone(), verify_stored(&formats_dir().join(name))))
+        .collect();
+    common::assert_golden(&common::repo_path("tests/golden/formats"), &verdicts);
 }
 
 /// One stored case: how the simulator is shaped and how the check is made.

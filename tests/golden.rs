@@ -7,7 +7,6 @@ mod common;
 
 #[test]
 fn every_bundle_matches_its_golden_verdict() {
-    let bless = std::env::var_os("TEEWATCH_BLESS").is_some();
     let mut names: Vec<String> = std::fs::read_dir(common::repo_path("tests/bundles"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -19,26 +18,17 @@ fn every_bundle_matches_its_golden_verdict() {
         names.len() >= 11,
         "expected the real-vector bundles, found {names:?}"
     );
-    let mut mismatches = Vec::new();
-    for name in &names {
-        let verdict = common::verdict(&common::bundle(name));
-        let text = serde_json::to_string_pretty(&verdict).unwrap() + "\n";
-        let golden = common::repo_path(&format!("tests/golden/{name}.json"));
-        if bless {
-            std::fs::write(&golden, &text).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(expected) if expected == text => {}
-            Ok(_) => mismatches.push(format!("{name}: verdict differs from {golden:?}")),
-            Err(_) => mismatches.push(format!("{name}: no golden verdict at {golden:?}")),
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
-        mismatches.join("\n")
-    );
+    let verdicts: Vec<(String, String)> = names
+        .iter()
+        .map(|name| {
+            let verdict = common::verdict(&common::bundle(name));
+            (
+                name.clone(),
+                serde_json::to_string_pretty(&verdict).unwrap() + "\n",
+            )
+        })
+        .collect();
+    common::assert_golden(&common::repo_path("tests/golden"), &verdicts);
 }
 
 #[test]

@@ -478,7 +478,7 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     // The pin is judged per node: local-sgx on the first, kms on the second.
     assert_eq!(check(&v, "pin:key_provider", first).0, Fail);
     assert_eq!(check(&v, "pin:key_provider", other).0, Pass);
-    // Only the canary checks (no canary here) and identity_pinned are bundle-wide.
+    // Only the format, the canary checks (no canary here) and identity_pinned are bundle-wide.
     let bundle_wide: Vec<&str> = v
         .checks
         .iter()
@@ -488,6 +488,7 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     assert_eq!(
         bundle_wide,
         [
+            "attestation_format",
             "canary_fresh",
             "canary_hashes",
             "canary_signature",
@@ -502,10 +503,6 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
 #[test]
 fn formats_this_version_cannot_read_fail_honestly() {
     for (attestation, format) in [
-        (
-            json!({"gateway_attestation": {}, "model_attestations": []}),
-            "near-gateway",
-        ),
         (json!({"attestation_type": "chutes"}), "chutes"),
         (
             json!({"format": "https://tinfoil.sh/predicate/sev-snp-guest/v1"}),
@@ -516,8 +513,14 @@ fn formats_this_version_cannot_read_fail_honestly() {
         b["attestation"] = attestation;
         let v = verdict(&from_json(b));
         assert_eq!(v.attestation_format.as_str(), format);
-        assert_eq!(state(&v, "tdx_quote_parse"), Fail);
-        assert!(reason(&v, "tdx_quote_parse").contains(format));
+        assert_eq!(state(&v, "attestation_format"), Fail);
+        assert!(
+            reason(&v, "attestation_format").contains(&format!("found {format} (not verifiable")),
+            "{}",
+            reason(&v, "attestation_format")
+        );
+        assert_eq!(state(&v, "tdx_quote_parse"), Unknown);
+        assert_eq!(reason(&v, "tdx_quote_parse"), "attestation_format failed");
         assert_eq!(v.state, Fail);
     }
     let mut b = bundle_json("dstack-quote-report");
@@ -525,9 +528,20 @@ fn formats_this_version_cannot_read_fail_honestly() {
     let v = verdict(&from_json(b));
     assert_eq!(v.attestation_format.as_str(), "unknown");
     assert_eq!(
-        reason(&v, "tdx_quote_parse"),
-        "the response is not a recognised attestation format"
+        reason(&v, "attestation_format"),
+        "attestation format: expected one of [dstack, near-gateway, near-direct], found a response in no recognised format"
     );
+    // A NEAR gateway answer without any model attestation proves nothing about the model.
+    let mut b = bundle_json("dstack-quote-report");
+    b["attestation"] = json!({"gateway_attestation": {}, "model_attestations": []});
+    let v = verdict(&from_json(b));
+    assert_eq!(v.attestation_format.as_str(), "near-gateway");
+    assert_eq!(
+        reason(&v, "attestation_format"),
+        "the near-gateway report lists no model attestation"
+    );
+    assert_eq!(check(&v, "tdx_quote_parse", "gateway").0, Fail);
+    assert_eq!(v.state, Fail);
 }
 
 #[test]

@@ -221,6 +221,12 @@ fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> 
             format.as_str()
         ));
     }
+    if !parts.iter().any(|p| p.role.serves_inference()) {
+        return Outcome::Fail(format!(
+            "the {} report lists no model attestation",
+            format.as_str()
+        ));
+    }
     let described = match format {
         AttestationFormat::NearGateway => {
             let models = parts

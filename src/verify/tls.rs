@@ -261,10 +261,9 @@ mod tests {
         assert!(reason.starts_with("behind gateway"), "{reason}");
     }
 
-    #[test]
-    fn another_peer_key_fails_naming_both_fingerprints() {
-        let fp = fingerprint_of(SPKI);
-        let gateway = fields(Some(&fp));
+    /// Judges a lone, bound gateway whose certificate is `SPKI` against `peer_spki`.
+    fn judge_lone_gateway(peer_spki: Option<&[u8]>) -> Recorder {
+        let gateway = fields(Some(&fingerprint_of(SPKI)));
         let parts = [part(
             "gateway",
             &gateway,
@@ -272,7 +271,14 @@ mod tests {
             TlsPosition::Terminating,
         )];
         let mut rec = bound(&["gateway"]);
-        judge(&parts, Some(&peer(b"a man in the middle")), true, &mut rec);
+        judge(&parts, peer_spki.map(peer).as_deref(), true, &mut rec);
+        rec
+    }
+
+    #[test]
+    fn another_peer_key_fails_naming_both_fingerprints() {
+        let fp = fingerprint_of(SPKI);
+        let rec = judge_lone_gateway(Some(b"a man in the middle"));
         let (state, reason) = outcome(&rec, "gateway");
         assert_eq!(state, State::Fail);
         assert!(reason.contains(&format!("expected {fp}")), "{reason}");
@@ -284,16 +290,7 @@ mod tests {
 
     #[test]
     fn no_recorded_peer_is_unknown_never_a_pass() {
-        let fp = fingerprint_of(SPKI);
-        let gateway = fields(Some(&fp));
-        let parts = [part(
-            "gateway",
-            &gateway,
-            PartRole::Gateway,
-            TlsPosition::Terminating,
-        )];
-        let mut rec = bound(&["gateway"]);
-        judge(&parts, None, true, &mut rec);
+        let rec = judge_lone_gateway(None);
         let (state, reason) = outcome(&rec, "gateway");
         assert_eq!(state, State::Unknown);
         assert!(reason.contains("no tls peer key was recorded"), "{reason}");

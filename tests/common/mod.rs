@@ -16,6 +16,31 @@ use std::path::PathBuf;
 
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
 
+/// Compares each `(name, verdict JSON)` with `<golden_dir>/<name>.json`, or writes them all when
+/// `TEEWATCH_BLESS` is set; panics listing every mismatch.
+pub fn assert_golden(golden_dir: &std::path::Path, verdicts: &[(String, String)]) {
+    let bless = std::env::var_os("TEEWATCH_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for (name, text) in verdicts {
+        let golden = golden_dir.join(format!("{name}.json"));
+        if bless {
+            std::fs::create_dir_all(golden_dir).unwrap();
+            std::fs::write(&golden, text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(expected) if expected == *text => {}
+            Ok(_) => mismatches.push(format!("{name}: verdict differs from {golden:?}")),
+            Err(_) => mismatches.push(format!("{name}: no golden verdict at {golden:?}")),
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
+        mismatches.join("\n")
+    );
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
