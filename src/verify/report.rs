@@ -28,7 +28,18 @@ pub fn detect_format(attestation: &Value) -> AttestationFormat {
         && (has("tls_cert_fingerprint") || has("compose_manager_attestation"))
     {
         AttestationFormat::NearDirect
-    } else if has("intel_quote") || has("quote") || has("all_attestations") {
+    } else if [
+        "intel_quote",
+        "quote",
+        "all_attestations",
+        "signing_address",
+        "event_log",
+    ]
+    .iter()
+    .any(|key| has(key))
+    {
+        // A dstack report that lost its quote is still a dstack report: its quote check fails
+        // naming what is missing, rather than the response passing for an unknown format.
         AttestationFormat::Dstack
     } else {
         AttestationFormat::Unknown
