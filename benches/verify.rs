@@ -165,6 +165,22 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A NEAR AI gateway answer as the simulator serves it over HTTPS (stored with its config and
+    // test roots): three quotes (gateway and two models) with collateral, two GPUs with their
+    // NRAS answers, the TLS binding and two ed25519 canary signatures.
+    let dir = format!(
+        "{}/tests/bundles/formats/near-gateway-ed25519",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let config =
+        teewatch::config::Config::load(std::path::Path::new(&format!("{dir}/sim.toml"))).unwrap();
+    let bundle =
+        Bundle::from_json(&std::fs::read_to_string(format!("{dir}/bundle.json")).unwrap()).unwrap();
+    let policy = config.target(&bundle.target).unwrap().policy.clone();
+    let near_anchors = config.trust_anchors();
+    c.bench_function("verify/near-gateway-2-models/steady", |b| {
+        b.iter(|| verify::verify(&bundle, &policy, &near_anchors))
+    });
     // dcap-qvl alone on the same quote and collateral, for the ratio: teewatch's Intel side is
     // dcap-qvl plus collateral-window checks, FMSPC selection, body parsing and the other checks.
     let v4 = load("dcapqvl-v4-uptodate");

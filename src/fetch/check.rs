@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
-use crate::config::{Config, MonitorConfig, Profile, SigningAlgo, TargetConfig};
+use crate::config::{Config, MonitorConfig, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
 use crate::verify::report::{self, NodeReport};
@@ -216,10 +216,11 @@ impl Fetcher {
                 percent_encoding::NON_ALPHANUMERIC
             )
         );
-        if monitor.profile != Profile::Nanogpt || monitor.signing_algo != SigningAlgo::Ecdsa {
-            url.push_str("&signing_algo=");
-            url.push_str(monitor.signing_algo.as_str());
-        }
+        // The same algorithm on the attestation and the signature request, for every profile: a
+        // backend that defaults to ed25519 (NEAR AI, behind NanoGPT too) would otherwise attest
+        // one key and sign the canary with another.
+        url.push_str("&signing_algo=");
+        url.push_str(monitor.signing_algo.as_str());
         let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
             let url = url.clone();
             let auth = &auth;
