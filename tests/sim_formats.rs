@@ -247,3 +247,51 @@ async fn chutes_and_tinfoil_fail_attestation_format_naming_the_format() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_and_its_models_are_each_verified_with_their_own_platforms_collateral() {
+    let run = start_formats("platforms", &[SimFormat::NearGateway], 1, true).await;
+    let (v, bundle) = check_adjusted(&run, &model_name(0), |_| {}).await;
+    assert_eq!(unproven(&v), Vec::<String>::new());
+    // The gateway sits on another platform than its model: the bundle carries both collaterals.
+    let fmspcs: Vec<(&str, &str)> = v
+        .observed
+        .iter()
+        .filter(|o| o.field == "fmspc")
+        .map(|o| (o.scope.as_str(), o.value.as_str()))
+        .collect();
+    assert_eq!(
+        fmspcs,
+        [("gateway", "7e5700000001"), ("model:0", "7e5700000000")]
+    );
+    let collateral = bundle.tdx_collateral.clone().unwrap();
+    assert_eq!(collateral.as_array().unwrap().len(), 2);
+
+    // Without the gateway platform's collateral only the gateway's quote is undecided.
+    let mut value = serde_json::to_value(&bundle).unwrap();
+    let kept: Vec<serde_json::Value> = collateral
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["tcb_info"].as_str().unwrap().contains("7E5700000001"))
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 1);
+    value["tdx_collateral"] = serde_json::Value::Array(kept);
+    let stripped = teewatch::verify::Bundle::from_value(value).unwrap();
+    let target = run.config.target(&model_name(0)).unwrap();
+    let v = teewatch::verify::verify(&stripped, &target.policy, &run.config.trust_anchors());
+    let signature = named(&v, "tdx_quote_signature");
+    assert_eq!(
+        (signature[0].0, signature[0].1),
+        ("gateway", State::Unknown)
+    );
+    assert!(
+        signature[0]
+            .2
+            .contains("no collateral for fmspc 7e5700000001"),
+        "{}",
+        signature[0].2
+    );
+    assert_eq!((signature[1].0, signature[1].1), ("model:0", State::Pass));
+}

@@ -170,13 +170,17 @@ fn read_collateral(collateral: &Value) -> ReadCollateral {
 }
 
 /// Picks the collateral for a quote: the one whose TCB info names the quote's FMSPC, or the only
-/// one given.
+/// one given unless it names another FMSPC (then the quote's platform has none, which says more
+/// than dcap-qvl's "fmspc mismatch").
 fn select_collateral<'a>(
     candidates: &'a [Candidate],
     fmspc: Option<&str>,
 ) -> Result<&'a Candidate, String> {
     if let [only] = candidates {
-        return Ok(only);
+        let other_platform = matches!((only.fmspc.as_deref(), fmspc), (Some(a), Some(b)) if a != b);
+        if !other_platform {
+            return Ok(only);
+        }
     }
     let Some(fmspc) = fmspc else {
         return Err("the quote's fmspc could not be read to pick among several collaterals".into());

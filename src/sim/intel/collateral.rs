@@ -89,8 +89,8 @@ fn level(
     level
 }
 
-/// The TCB info for the test FMSPC with the level the simulated platform sits on set to
-/// `status`.
+/// The TCB info for a simulated platform's `fmspc` with the level the platform sits on set to
+/// `status` (every simulated platform has the same TCB components).
 pub(super) fn tcb_info(
     fmspc: &[u8; 6],
     status: TcbStatusChoice,

@@ -2,31 +2,34 @@
 //!
 //! `IntelTestPki::generate` makes, at simulator start, everything Intel and a PCCS would
 //! provide: a self-signed root ("teewatch TEST Intel SGX Root CA — not Intel"), a PCK Platform
-//! CA, a PCK leaf carrying the SGX extension (FMSPC, CPUSVN, PCESVN…), the TCB signing
-//! certificate, the root CA and PCK CRLs, the signed TCB info and QE identity, and the QE's
-//! attestation key with a QE report signed by the PCK key. Quotes built from a `TdBody` then pass every check of dcap-qvl
-//! 0.7.1 when it is given this root instead of Intel's, and fail with Intel's real root: nothing
-//! here can pass for genuine evidence.
+//! CA, the TCB signing certificate, the root CA and PCK CRLs, the QE identity and, for each
+//! simulated platform (`Platform`, in `platform.rs`), a PCK leaf carrying the SGX extension
+//! (FMSPC, CPUSVN, PCESVN…), a QE attestation key with a QE report signed by that PCK key, and
+//! the signed TCB info of the platform's FMSPC. Quotes built from a `TdBody` on a platform then
+//! pass every check of dcap-qvl 0.7.1 when it is given this root instead of Intel's and that
+//! platform's collateral, and fail with Intel's real root or another platform's TCB info:
+//! nothing here can pass for genuine evidence.
 //!
-//! The simulated platform is fixed (see the constants below) so the TCB info can be written to
-//! match it; the TCB status of the platform's level is chosen per collateral
-//! (`TcbStatusChoice`). The TD quoting enclave's identity (MRSIGNER, ISVPRODID, attributes) is
-//! Intel's published one, so the QE report looks like a real one; only the keys differ.
+//! The simulated platforms are fixed (see the constants below and in `platform.rs`) so the TCB
+//! info can be written to match them; the TCB status of a platform's level is chosen per
+//! collateral (`TcbStatusChoice`). The TD quoting enclave's identity (MRSIGNER, ISVPRODID,
+//! attributes) is Intel's published one, so the QE report looks like a real one; only the keys
+//! differ.
 
+mod certs;
 mod collateral;
 mod der;
+mod platform;
 mod quote;
 
 use std::fmt;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use chrono::{DateTime, Duration, Utc};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
-};
+use rcgen::{BasicConstraints, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
+
+use certs::{SignedJson, cert_params, crl, raw_signer, signed_json};
+pub use platform::Platform;
+use platform::{PlatformIssuer, SimPlatform};
 
 /// Why the test PKI or a quote could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +64,7 @@ pub const PCK_CRL_ISSUER_CHAIN_HEADER: &str = "SGX-PCK-CRL-Issuer-Chain";
 /// The advisory the platform's level carries when it is out of date or revoked.
 pub const OUT_OF_DATE_ADVISORY: &str = "INTEL-SA-00999";
 
-/// The test FMSPC: "7E57" (TEST) and zeros, a value no Intel platform has, so test collateral can
-/// never be picked for a real quote (or the reverse) when collaterals are selected by FMSPC.
-const FMSPC: [u8; 6] = [0x7e, 0x57, 0x00, 0x00, 0x00, 0x00];
-/// The platform's CPUSVN and PCESVN, those of a Sapphire Rapids host in dcap-qvl's sample PCK
+/// The platforms' CPUSVN and PCESVN, those of a Sapphire Rapids host in dcap-qvl's sample PCK
 /// certificate, so the TCB components look like a real TDX machine's.
 const CPU_SVN: [u8; 16] = [3, 3, 2, 2, 4, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0];
 const PCE_SVN: u16 = 11;
@@ -246,33 +246,18 @@ pub fn header_value(pem_chain: &str) -> String {
     out
 }
 
-/// A JSON document and the TCB signing key's raw r‖s signature over its exact bytes.
-#[derive(Clone)]
-struct SignedJson {
-    json: String,
-    signature: [u8; 64],
-}
-
-/// The test Intel PKI, its collateral and the quoting enclave. Generate once; quotes and
-/// collateral are then cheap.
+/// The test Intel PKI, its collateral and each platform's quoting enclave. Generate once; quotes
+/// and collateral are then cheap.
 pub struct IntelTestPki {
     root_der: Vec<u8>,
     root_pem: String,
     pck_ca_pem: String,
-    pck_leaf_pem: String,
     tcb_signing_pem: String,
     root_crl_der: Vec<u8>,
     pck_crl_der: Vec<u8>,
-    /// The QE's attestation key, which signs every quote.
-    attestation_key: EcdsaKeyPair,
-    attestation_public: [u8; 64],
-    /// Certification data type 6 (QE report, its PCK signature, auth data, PCK chain): the same
-    /// for every quote, as with a real QE whose attestation key does not change.
-    qe_certification: Vec<u8>,
-    qe_id: [u8; 16],
-    tcb_up_to_date: SignedJson,
-    tcb_out_of_date: SignedJson,
-    tcb_revoked: SignedJson,
+    /// `Platform::First` and `Platform::Second`, in that order (see `platform`).
+    first: SimPlatform,
+    second: SimPlatform,
     qe_identity: SignedJson,
     issued: DateTime<Utc>,
     next_update: DateTime<Utc>,
@@ -280,91 +265,17 @@ pub struct IntelTestPki {
 
 impl fmt::Debug for IntelTestPki {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fmspcs: Vec<String> = self.fmspcs().iter().map(hex::encode).collect();
         f.debug_struct("IntelTestPki")
-            .field("fmspc", &hex::encode(FMSPC))
+            .field("fmspcs", &fmspcs)
             .field("issued", &self.issued)
             .field("next_update", &self.next_update)
             .finish_non_exhaustive()
     }
 }
 
-/// Seconds since the epoch as the `Duration` rcgen's dates are built from (rcgen takes `time`
-/// dates, which this crate does not name).
-fn since_epoch(t: DateTime<Utc>) -> Result<std::time::Duration, SimError> {
-    u64::try_from(t.timestamp())
-        .map(std::time::Duration::from_secs)
-        .map_err(|_| SimError::Time(t.to_rfc3339()))
-}
-
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, "teewatch test PKI");
-    dn.push(DnType::CountryName, "ZZ");
-    dn
-}
-
-fn cert_params(
-    common_name: &str,
-    is_ca: IsCa,
-    key_usages: Vec<KeyUsagePurpose>,
-    crl_url: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<CertificateParams, SimError> {
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    let mut params = CertificateParams::default();
-    params.distinguished_name = name(common_name);
-    params.is_ca = is_ca;
-    params.key_usages = key_usages;
-    params.not_before = epoch + since_epoch(from)?;
-    params.not_after = epoch + since_epoch(to)?;
-    params.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![crl_url.to_string()],
-    }];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::Sha256;
-    Ok(params)
-}
-
-fn crl(
-    issuer: &Issuer<'_, &KeyPair>,
-    this_update: DateTime<Utc>,
-    next_update: DateTime<Utc>,
-) -> Result<Vec<u8>, SimError> {
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    let params = CertificateRevocationListParams {
-        this_update: epoch + since_epoch(this_update)?,
-        next_update: epoch + since_epoch(next_update)?,
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: Vec::new(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    Ok(params.signed_by(issuer)?.der().to_vec())
-}
-
-/// The aws-lc-rs signer for an rcgen key, to produce raw r‖s signatures (rcgen signs DER).
-fn raw_signer(key: &KeyPair) -> Result<EcdsaKeyPair, SimError> {
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.serialized_der())
-        .map_err(|_| SimError::Crypto("key import"))
-}
-
-/// ECDSA P-256 / SHA-256 over `message`, as the 64-byte r‖s Intel's structures carry.
-fn sign_raw(key: &EcdsaKeyPair, message: &[u8]) -> Result<[u8; 64], SimError> {
-    let signature = key
-        .sign(&SystemRandom::new(), message)
-        .map_err(|_| SimError::Crypto("signing"))?;
-    <[u8; 64]>::try_from(signature.as_ref()).map_err(|_| SimError::Crypto("signature length"))
-}
-
-fn signed_json(key: &EcdsaKeyPair, json: String) -> Result<SignedJson, SimError> {
-    let signature = sign_raw(key, json.as_bytes())?;
-    Ok(SignedJson { json, signature })
-}
-
 impl IntelTestPki {
-    /// Generates the PKI, CRLs, collateral and QE.
+    /// Generates the PKI, CRLs, collateral and each platform's PCK certificate and QE.
     ///
     /// `crl_base_url`: loopback base URL the simulator serves; the root's CRL distribution point
     /// is `{crl_base_url}/sgx/certification/v4/rootcacrl`. `now`: certificates valid from
@@ -379,10 +290,6 @@ impl IntelTestPki {
         let issued = now - Duration::hours(1);
         let next_update = now + Duration::days(30);
         let ca_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let signer_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::ContentCommitment,
-        ];
 
         // 1. Root CA: self-signed, path length 1 (PCK Platform CA below it), CRL at the
         //    simulator. Its CRL covers itself, the PCK Platform CA and the TCB signing cert.
@@ -412,95 +319,66 @@ impl IntelTestPki {
         let pck_ca = pck_ca_params.signed_by(&pck_ca_key, &root_issuer)?;
         let pck_ca_issuer = Issuer::from_params(&pck_ca_params, &pck_ca_key);
 
-        // 3. PCK leaf with the SGX extension describing the simulated platform.
-        let platform = der::PckPlatform {
-            ppid: rand::random(),
-            cpu_svn: CPU_SVN,
-            pce_svn: PCE_SVN,
-            pce_id: PCE_ID,
-            fmspc: FMSPC,
-            sgx_type: SGX_TYPE,
-            platform_instance_id: rand::random(),
-        };
-        let pck_leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut pck_leaf_params = cert_params(
-            "teewatch TEST Intel SGX PCK Certificate — not Intel",
-            IsCa::ExplicitNoCa,
-            signer_usages.clone(),
-            &pck_crl_url,
-            valid_from,
-            valid_to,
-        )?;
-        pck_leaf_params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                &der::SGX_EXTENSION,
-                der::sgx_extension(&platform)?,
-            ));
-        let pck_leaf = pck_leaf_params.signed_by(&pck_leaf_key, &pck_ca_issuer)?;
-
-        // 4. TCB signing certificate, issued directly by the root as dcap-qvl requires.
+        // 3. TCB signing certificate, issued directly by the root as dcap-qvl requires.
         let tcb_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let tcb_params = cert_params(
             "teewatch TEST Intel SGX TCB Signing — not Intel",
             IsCa::ExplicitNoCa,
-            signer_usages,
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
             &root_crl_url,
             valid_from,
             valid_to,
         )?;
         let tcb_signing = tcb_params.signed_by(&tcb_key, &root_issuer)?;
+        let tcb_signer = raw_signer(&tcb_key)?;
 
-        // 5. CRLs, empty: nothing in the test PKI is revoked.
+        // 4. CRLs, empty: nothing in the test PKI is revoked.
         let root_crl_der = crl(&root_issuer, issued, next_update)?;
         let pck_crl_der = crl(&pck_ca_issuer, issued, next_update)?;
 
-        // 6. The QE: an attestation key, and its report signed by the PCK key, binding the key.
-        let attestation_key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| SimError::Crypto("key generation"))?;
-        let attestation_public: [u8; 64] = attestation_key
-            .public_key()
-            .as_ref()
-            .get(1..)
-            .and_then(|xy| <[u8; 64]>::try_from(xy).ok())
-            .ok_or(SimError::Crypto("attestation public key encoding"))?;
-        let pck_chain_pem = [pck_leaf.pem(), pck_ca.pem(), root.pem()].concat();
-        let qe_report = quote::qe_report(&attestation_public);
-        let qe_report_signature = sign_raw(&raw_signer(&pck_leaf_key)?, &qe_report)?;
-        let qe_certification =
-            quote::qe_certification_data(&qe_report, &qe_report_signature, &pck_chain_pem)?;
-
-        // 7. TCB info for each status and the QE identity, signed once so that `collateral`
-        //    and `pccs` hand out the same bytes.
-        let tcb_signer = raw_signer(&tcb_key)?;
-        let tcb_for = |status| -> Result<SignedJson, SimError> {
-            signed_json(
-                &tcb_signer,
-                collateral::tcb_info(&FMSPC, status, issued, next_update, now)?,
-            )
+        // 5. Each platform: its PCK leaf under the one PCK Platform CA, its QE and its TCB info.
+        let platform_issuer = PlatformIssuer {
+            pck_ca: &pck_ca_issuer,
+            ca_chain_pem: [pck_ca.pem(), root.pem()].concat(),
+            pck_crl_url: &pck_crl_url,
+            tcb_signer: &tcb_signer,
+            valid_from,
+            valid_to,
+            issued,
+            next_update,
+            now,
         };
+        let first = SimPlatform::generate(Platform::First, &platform_issuer)?;
+        let second = SimPlatform::generate(Platform::Second, &platform_issuer)?;
+
+        // 6. The QE identity, shared by every platform's QE, signed once like the TCB info.
+        let qe_identity = signed_json(
+            &tcb_signer,
+            collateral::qe_identity(issued, next_update, now)?,
+        )?;
         Ok(IntelTestPki {
             root_der: root.der().to_vec(),
             root_pem: root.pem(),
             pck_ca_pem: pck_ca.pem(),
-            pck_leaf_pem: pck_leaf.pem(),
             tcb_signing_pem: tcb_signing.pem(),
             root_crl_der,
             pck_crl_der,
-            attestation_key,
-            attestation_public,
-            qe_certification,
-            qe_id: rand::random(),
-            tcb_up_to_date: tcb_for(TcbStatusChoice::UpToDate)?,
-            tcb_out_of_date: tcb_for(TcbStatusChoice::OutOfDate)?,
-            tcb_revoked: tcb_for(TcbStatusChoice::Revoked)?,
-            qe_identity: signed_json(
-                &tcb_signer,
-                collateral::qe_identity(issued, next_update, now)?,
-            )?,
+            first,
+            second,
+            qe_identity,
             issued,
             next_update,
         })
+    }
+
+    fn platform(&self, platform: Platform) -> &SimPlatform {
+        match platform {
+            Platform::First => &self.first,
+            Platform::Second => &self.second,
+        }
     }
 
     /// The test root CA certificate (DER), the trust anchor to verify simulated quotes with.
@@ -512,14 +390,24 @@ impl IntelTestPki {
         self.root_pem.clone()
     }
 
-    /// The FMSPC in the PCK certificate and the TCB info: 7E5700000000.
+    /// The first platform's FMSPC, in its PCK certificate and TCB info: 7E5700000000.
     pub fn fmspc(&self) -> [u8; 6] {
-        FMSPC
+        Platform::First.fmspc()
     }
 
-    /// PCK leaf, PCK Platform CA, root: the chain every quote embeds.
+    /// Every simulated platform's FMSPC, `Platform::ALL`'s order: 7E5700000000, 7E5700000001.
+    pub fn fmspcs(&self) -> [[u8; 6]; 2] {
+        Platform::ALL.map(Platform::fmspc)
+    }
+
+    /// The first platform's PCK leaf, PCK Platform CA, root: the chain its quotes embed.
     pub fn pck_chain_pem(&self) -> String {
-        [self.pck_leaf_pem.as_str(), &self.pck_ca_pem, &self.root_pem].concat()
+        self.pck_chain_pem_on(Platform::First)
+    }
+
+    /// `platform`'s PCK leaf, PCK Platform CA, root: the chain its quotes embed.
+    pub fn pck_chain_pem_on(&self, platform: Platform) -> String {
+        self.platform(platform).pck_chain_pem().to_string()
     }
 
     /// TCB signing certificate, then root: the issuer chain of the TCB info and QE identity.
@@ -542,23 +430,29 @@ impl IntelTestPki {
         self.next_update
     }
 
-    /// The QE attestation public key (x‖y) that signs quotes.
+    /// The first platform's QE attestation public key (x‖y) that signs its quotes.
     pub fn attestation_public_key(&self) -> [u8; 64] {
-        self.attestation_public
+        self.attestation_public_key_on(Platform::First)
     }
 
-    fn tcb_info(&self, status: TcbStatusChoice) -> &SignedJson {
-        match status {
-            TcbStatusChoice::UpToDate => &self.tcb_up_to_date,
-            TcbStatusChoice::OutOfDate => &self.tcb_out_of_date,
-            TcbStatusChoice::Revoked => &self.tcb_revoked,
-        }
+    /// `platform`'s QE attestation public key (x‖y) that signs its quotes.
+    pub fn attestation_public_key_on(&self, platform: Platform) -> [u8; 64] {
+        self.platform(platform).attestation_public_key()
     }
 
-    /// Collateral exactly as dcap-qvl's `QuoteCollateralV3` JSON, the platform's TCB level having
-    /// `status`. `pck_certificate_chain` is left out: quotes carry their chain.
+    /// The first platform's collateral (see `collateral_on`).
     pub fn collateral(&self, status: TcbStatusChoice) -> Result<serde_json::Value, SimError> {
-        let tcb = self.tcb_info(status);
+        self.collateral_on(Platform::First, status)
+    }
+
+    /// `platform`'s collateral exactly as dcap-qvl's `QuoteCollateralV3` JSON, the platform's TCB
+    /// level having `status`. `pck_certificate_chain` is left out: quotes carry their chain.
+    pub fn collateral_on(
+        &self,
+        platform: Platform,
+        status: TcbStatusChoice,
+    ) -> Result<serde_json::Value, SimError> {
+        let tcb = self.platform(platform).tcb_info(status);
         let chain = self.tcb_signing_chain_pem();
         let collateral = dcap_qvl::QuoteCollateralV3 {
             pck_crl_issuer_chain: self.pck_crl_issuer_chain_pem(),
@@ -575,9 +469,20 @@ impl IntelTestPki {
         Ok(serde_json::to_value(collateral)?)
     }
 
-    /// What the simulator's PCCS serves, in Intel PCS v4 shapes, for `status`.
+    /// What the simulator's PCCS serves for the first platform (see `pccs_on`).
     pub fn pccs(&self, status: TcbStatusChoice) -> Result<PccsResponses, SimError> {
-        let tcb = self.tcb_info(status);
+        self.pccs_on(Platform::First, status)
+    }
+
+    /// What the simulator's PCCS serves, in Intel PCS v4 shapes, for `platform`'s FMSPC and
+    /// `status`. Only the TCB info differs between platforms; the CRLs and the QE identity are
+    /// shared.
+    pub fn pccs_on(
+        &self,
+        platform: Platform,
+        status: TcbStatusChoice,
+    ) -> Result<PccsResponses, SimError> {
+        let tcb = self.platform(platform).tcb_info(status);
         // Written by hand around the exact signed string: re-serialising a parsed object could
         // reorder or reformat it and break the signature.
         let body = |key: &str, doc: &SignedJson| {
@@ -598,33 +503,31 @@ impl IntelTestPki {
         })
     }
 
-    /// A TDX v4 quote of `body`, signed by the attestation key, with the QE report certification
-    /// data (type 6) holding the PCK chain (type 5).
+    /// A TDX v4 quote of `body` made on the first platform (see `quote_v4_on`).
     pub fn quote_v4(&self, body: &TdBody) -> Result<Vec<u8>, SimError> {
-        self.build_quote(body, false)
+        self.quote_v4_on(Platform::First, body)
     }
 
-    /// The same quote with its ECDSA quote signature corrupted: every other part still verifies.
+    /// A first-platform quote with its ECDSA quote signature corrupted (see
+    /// `quote_v4_bad_signature_on`).
     pub fn quote_v4_bad_signature(&self, body: &TdBody) -> Result<Vec<u8>, SimError> {
-        self.build_quote(body, true)
+        self.quote_v4_bad_signature_on(Platform::First, body)
     }
 
-    fn build_quote(&self, body: &TdBody, corrupt: bool) -> Result<Vec<u8>, SimError> {
-        let mut signed = quote::header(&self.qe_id);
-        signed.extend_from_slice(&quote::td10_body(body));
-        let mut signature = sign_raw(&self.attestation_key, &signed)?;
-        if corrupt {
-            // Flip a bit of s: still a well-formed 64-byte signature, but not of these bytes.
-            if let Some(last) = signature.last_mut() {
-                *last ^= 0x01;
-            }
-        }
-        quote::assemble(
-            &signed,
-            &signature,
-            &self.attestation_public,
-            &self.qe_certification,
-        )
+    /// A TDX v4 quote of `body` made on `platform`: signed by that platform's attestation key,
+    /// with the QE report certification data (type 6) holding its PCK chain (type 5).
+    pub fn quote_v4_on(&self, platform: Platform, body: &TdBody) -> Result<Vec<u8>, SimError> {
+        self.platform(platform).quote(body, false)
+    }
+
+    /// The same quote as `quote_v4_on` with its ECDSA quote signature corrupted: every other part
+    /// still verifies.
+    pub fn quote_v4_bad_signature_on(
+        &self,
+        platform: Platform,
+        body: &TdBody,
+    ) -> Result<Vec<u8>, SimError> {
+        self.platform(platform).quote(body, true)
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! The TLS certificate is generated at every start even over plain HTTP, because NEAR-format
 //! reports bind its fingerprint either way; the NEAR gateway and the compose manager are one TD
-//! each for the whole simulator, as they front every model.
+//! each for the whole simulator, as they front every model, and run on the second simulated Intel
+//! platform (FMSPC 7E5700000001) while the model nodes run on the first.
 
 mod https;
 mod provider_routes;
@@ -13,6 +14,8 @@ mod reports;
 mod services;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_platforms;
 
 use provider_routes::{attestation, chat, signature};
 use services::*;
@@ -103,9 +106,11 @@ pub struct SimState {
     pub nras: Mutex<NrasSim>,
     pub models: Vec<SimModel>,
     pub service_faults: Mutex<BTreeSet<Fault>>,
-    /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only).
+    /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only), quoted on the
+    /// second Intel platform.
     pub gateway: SimNode,
-    /// The compose manager whose attestation every NEAR-direct response carries (CPU only).
+    /// The compose manager whose attestation every NEAR-direct response carries (CPU only),
+    /// quoted on the second Intel platform.
     pub compose_manager: SimNode,
     tls: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,

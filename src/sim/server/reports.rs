@@ -6,6 +6,10 @@
 //! names. The quote-level faults (wrong address, bad quote signature, debug TD, unbound nonce)
 //! apply to every part of a response, the gateway and compose manager included, so a fault trips
 //! its check whichever format a model serves; drift and GPU faults apply to the model's nodes.
+//!
+//! Model nodes (and dstack TDs) are quoted on the first simulated Intel platform, the NEAR
+//! gateway and the compose manager on the second, so a NEAR response carries quotes of two
+//! FMSPCs, each to be verified with its own platform's collateral.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,7 +21,7 @@ use super::provider_routes::set;
 use crate::sim::dstack::DstackTd;
 use crate::sim::faults::Fault;
 use crate::sim::format::{SigningAlgo, SimFormat};
-use crate::sim::intel::TdBody;
+use crate::sim::intel::{Platform, TdBody};
 use crate::sim::keys::{NodeKeys, report_data};
 use crate::sim::nvidia::GpuState;
 use crate::sim::provider::SimModel;
@@ -70,10 +74,11 @@ struct Ctx<'a> {
     bound_nonce: &'a [u8; 32],
 }
 
-/// One TD to quote: its measured state, its keys, its GPUs (none for a CPU-only part) and the
-/// TLS fingerprint its REPORTDATA binds, if any.
+/// One TD to quote: its measured state, the Intel platform it runs on, its keys, its GPUs (none
+/// for a CPU-only part) and the TLS fingerprint its REPORTDATA binds, if any.
 struct PartTd<'a> {
     td: DstackTd,
+    platform: Platform,
     keys: &'a NodeKeys,
     gpus: usize,
     fingerprint: Option<[u8; 32]>,
@@ -98,10 +103,11 @@ fn evidence(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<(Vec<u8>, Option<Value>)
             *b |= 0x01;
         }
     }
+    let intel = &ctx.state.intel;
     let quote = if model.has(Fault::BadQuoteSignature) {
-        ctx.state.intel.quote_v4_bad_signature(&body)
+        intel.quote_v4_bad_signature_on(part.platform, &body)
     } else {
-        ctx.state.intel.quote_v4(&body)
+        intel.quote_v4_on(part.platform, &body)
     }
     .map_err(|e| e.to_string())?;
     if part.gpus == 0 {
@@ -140,6 +146,7 @@ fn model_td<'a>(
     let node = ctx.model.nodes.get(index).ok_or("no such node")?;
     Ok(PartTd {
         td: ctx.model.td_for(index),
+        platform: Platform::First,
         keys: &node.keys,
         gpus: ctx.model.gpus,
         fingerprint,
@@ -266,6 +273,7 @@ fn gateway_report(ctx: &Ctx<'_>) -> Result<Value, String> {
     let gateway = &ctx.state.gateway;
     let gateway_part = PartTd {
         td: gateway.td.clone(),
+        platform: Platform::Second,
         keys: &gateway.keys,
         gpus: 0,
         fingerprint: Some(terminating_fingerprint(ctx)?),
@@ -301,6 +309,7 @@ fn direct_report(ctx: &Ctx<'_>) -> Result<Value, String> {
     let manager = &ctx.state.compose_manager;
     let manager_part = PartTd {
         td: manager.td.clone(),
+        platform: Platform::Second,
         keys: &manager.keys,
         gpus: 0,
         fingerprint: None,

@@ -1,12 +1,13 @@
 //! The shared services: a PCCS (Intel PCS v4 shapes), NRAS and its JWKS, and the admin endpoint
-//! that switches faults.
+//! that switches faults. The PCCS answers TCB info for every simulated platform's FMSPC; its
+//! CRLs and QE identity are shared by all of them.
 
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use super::SimState;
 use super::provider_routes::detail;
 use crate::sim::faults::Fault;
-use crate::sim::intel;
+use crate::sim::intel::{self, Platform};
 
 async fn pccs_guard(state: &SimState) -> Option<Response> {
     state
@@ -48,11 +49,35 @@ pub(super) async fn pccs_pck_crl(State(state): State<Arc<SimState>>) -> Response
     }
 }
 
-pub(super) async fn pccs_tcb_info(State(state): State<Arc<SimState>>) -> Response {
+/// The query of a TCB info request: `fmspc` (twelve hex digits, either case); anything else,
+/// such as dcap-qvl's `update=standard`, is ignored.
+#[derive(Deserialize)]
+pub(super) struct TcbInfoQuery {
+    fmspc: Option<String>,
+}
+
+/// The TCB info of the simulated platform the queried FMSPC names: 400 without a well-formed
+/// FMSPC, 404 for one no simulated platform has, as Intel PCS answers.
+pub(super) async fn pccs_tcb_info(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<TcbInfoQuery>,
+) -> Response {
     if let Some(r) = pccs_guard(&state).await {
         return r;
     }
-    match state.intel.pccs(state.tcb_choice()) {
+    let Some(fmspc) = query
+        .fmspc
+        .filter(|f| f.len() == 12 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return detail(StatusCode::BAD_REQUEST, "fmspc must be 12 hex digits");
+    };
+    let Some(platform) = Platform::from_fmspc_hex(&fmspc) else {
+        return detail(
+            StatusCode::NOT_FOUND,
+            &format!("no tcb info for fmspc {fmspc}"),
+        );
+    };
+    match state.intel.pccs_on(platform, state.tcb_choice()) {
         Ok(p) => with_chain(
             Body::from(p.tcb_info_body),
             intel::TCB_INFO_ISSUER_CHAIN_HEADER,

@@ -20,7 +20,7 @@ use crate::verify::hexutil;
 /// REPORTDATA's offset in a v4 quote: the 48-byte header, then 520 bytes of the TD report body.
 const REPORT_DATA_OFFSET: usize = 48 + 520;
 
-async fn start(formats: Vec<SimFormat>, nodes: usize, tls: bool) -> Simulator {
+pub(super) async fn start(formats: Vec<SimFormat>, nodes: usize, tls: bool) -> Simulator {
     let options = SimOptions {
         models: formats.len().max(1),
         nodes,
@@ -32,7 +32,7 @@ async fn start(formats: Vec<SimFormat>, nodes: usize, tls: bool) -> Simulator {
     Simulator::start(listen, options).await.unwrap()
 }
 
-fn client(sim: &Simulator) -> reqwest::Client {
+pub(super) fn client(sim: &Simulator) -> reqwest::Client {
     let root = reqwest::Certificate::from_der(sim.state.tls_certificate_der()).unwrap();
     reqwest::Client::builder()
         .add_root_certificate(root)
@@ -40,7 +40,12 @@ fn client(sim: &Simulator) -> reqwest::Client {
         .unwrap()
 }
 
-async fn attest(sim: &Simulator, model: usize, nonce: &[u8; 32], algo: Option<&str>) -> Value {
+pub(super) async fn attest(
+    sim: &Simulator,
+    model: usize,
+    nonce: &[u8; 32],
+    algo: Option<&str>,
+) -> Value {
     let response = attest_raw(sim, model, nonce, algo).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
