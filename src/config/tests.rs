@@ -371,3 +371,44 @@ fn docs_config_md_documents_every_key_and_its_example_is_valid() {
     assert_eq!(config.targets.len(), 3);
     assert_eq!(config.monitored().count(), 2);
 }
+
+#[test]
+fn the_near_profile_defaults_to_ed25519_and_signing_algo_is_checked() {
+    let text = r#"
+[[target]]
+name = "near"
+profile = "near"
+model = "zai-org/GLM-4.7"
+api_key_env = "NEAR_KEY"
+
+[[target]]
+name = "via-nanogpt"
+profile = "nanogpt"
+model = "TEE/glm-4.7"
+api_key_env = "NANOGPT_KEY"
+signing_algo = "ed25519"
+"#;
+    let config = Config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let near = config.target("near").and_then(|t| t.monitor.as_ref());
+    let near = near.unwrap_or_else(|| panic!("near is monitored"));
+    assert_eq!(near.base_url, "https://cloud-api.near.ai");
+    assert_eq!(near.signing_algo, SigningAlgo::Ed25519);
+    assert_eq!(near.paths.attestation, "/v1/attestation/report");
+    let proxied = config
+        .target("via-nanogpt")
+        .and_then(|t| t.monitor.as_ref());
+    let proxied = proxied.unwrap_or_else(|| panic!("via-nanogpt is monitored"));
+    assert_eq!(proxied.signing_algo, SigningAlgo::Ed25519);
+    assert!(!proxied.profile.connects_directly());
+
+    let bad = text.replace("signing_algo = \"ed25519\"", "signing_algo = \"rsa\"");
+    let Err(error) = Config::parse(&bad, "t.toml") else {
+        panic!("expected an unknown signing_algo to be refused");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("target[1].signing_algo: expected \"ecdsa\" or \"ed25519\", found \"rsa\""),
+        "{error}"
+    );
+}
