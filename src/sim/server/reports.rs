@@ -267,18 +267,30 @@ fn node_fingerprint(ctx: &Ctx<'_>, index: usize) -> Result<[u8; 32], String> {
         .ok_or_else(|| "no such node".to_string())
 }
 
+/// The part of a CPU-only TD of the NEAR stack (the gateway, the compose manager): no GPUs, on
+/// the second platform, as such a TD can run on other hardware than the models.
+fn cpu_only_part(
+    ctx: &Ctx<'_>,
+    node: &crate::sim::provider::SimNode,
+    fingerprint: Option<[u8; 32]>,
+) -> Result<Map<String, Value>, String> {
+    near_part(
+        ctx,
+        &PartTd {
+            td: node.td.clone(),
+            platform: Platform::Second,
+            keys: &node.keys,
+            gpus: 0,
+            fingerprint,
+        },
+    )
+}
+
 /// NEAR AI through its gateway: the gateway CVM's CPU-only part bound to the served certificate,
 /// every model node's part bound to its own internal certificate, and the served certificate.
 fn gateway_report(ctx: &Ctx<'_>) -> Result<Value, String> {
-    let gateway = &ctx.state.gateway;
-    let gateway_part = PartTd {
-        td: gateway.td.clone(),
-        platform: Platform::Second,
-        keys: &gateway.keys,
-        gpus: 0,
-        fingerprint: Some(terminating_fingerprint(ctx)?),
-    };
-    let gateway_attestation = near_part(ctx, &gateway_part)?;
+    let gateway_attestation =
+        cpu_only_part(ctx, &ctx.state.gateway, Some(terminating_fingerprint(ctx)?))?;
     let models: Vec<Value> = (0..ctx.model.nodes.len())
         .map(|i| near_model_part(ctx, i, node_fingerprint(ctx, i)?).map(Value::Object))
         .collect::<Result<_, _>>()?;
@@ -306,17 +318,9 @@ fn direct_report(ctx: &Ctx<'_>) -> Result<Value, String> {
         })
         .collect::<Result<_, _>>()?;
     let mut top = parts.get(answering).cloned().ok_or("no answering node")?;
-    let manager = &ctx.state.compose_manager;
-    let manager_part = PartTd {
-        td: manager.td.clone(),
-        platform: Platform::Second,
-        keys: &manager.keys,
-        gpus: 0,
-        fingerprint: None,
-    };
     top.insert(
         "compose_manager_attestation".to_string(),
-        Value::Object(near_part(ctx, &manager_part)?),
+        Value::Object(cpu_only_part(ctx, &ctx.state.compose_manager, None)?),
     );
     if parts.len() > 1 {
         top.insert(
