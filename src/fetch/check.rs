@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
-use crate::config::{Config, MonitorConfig, TargetConfig};
+use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
 use crate::verify::report::{self, NodeReport};
@@ -34,7 +34,7 @@ const ATTESTATION_RETRY_BUDGET: Duration = Duration::from_secs(3);
 
 /// Long-lived fetch state shared by all checks: the HTTP client and the caches.
 pub struct Fetcher {
-    http: Http,
+    pub(super) http: Http,
     collateral: CollateralCache,
     jwks: Mutex<Option<(Value, Instant)>>,
     /// Unknown kids that triggered a refetch, and when.
@@ -467,122 +467,6 @@ impl Fetcher {
             *slot = Some((jwks.clone(), Instant::now()));
         }
         Ok(jwks)
-    }
-
-    async fn canaries(
-        &self,
-        monitor: &MonitorConfig,
-        auth: &Auth<'_>,
-        nonce_hex: &str,
-        errors: &mut Vec<FetchError>,
-    ) -> Value {
-        let mut exchanges = Vec::new();
-        let modes: Vec<bool> = [
-            (false, monitor.canary.non_stream),
-            (true, monitor.canary.stream),
-        ]
-        .into_iter()
-        .filter_map(|(stream, on)| on.then_some(stream))
-        .collect();
-        for stream in modes {
-            // Serialise once, hash those bytes, send those bytes.
-            let request = json!({
-                "model": monitor.model,
-                "messages": [{"role": "user", "content": format!("{} (teewatch nonce {nonce_hex})", monitor.canary.prompt)}],
-                "stream": stream,
-                "max_tokens": monitor.canary.max_tokens,
-            })
-            .to_string();
-            let url = monitor.url(&monitor.paths.chat);
-            let response = match self
-                .http
-                .post_json(
-                    Endpoint::Chat,
-                    &url,
-                    request.clone().into_bytes(),
-                    Some(auth),
-                )
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let body = String::from_utf8_lossy(&response.body).into_owned();
-            let id = chat_id(&body, stream);
-            let signature = match id {
-                None => {
-                    errors.push(FetchError::new(
-                        Endpoint::Chat,
-                        ErrorKind::InvalidJson,
-                        "the chat response carries no id",
-                    ));
-                    Value::Null
-                }
-                Some(id) => {
-                    let url = format!(
-                        "{}?model={}&signing_algo={}",
-                        monitor.url(&monitor.paths.signature_for(&id)),
-                        percent_encoding::utf8_percent_encode(
-                            &monitor.model,
-                            percent_encoding::NON_ALPHANUMERIC
-                        ),
-                        monitor.signing_algo.as_str()
-                    );
-                    let fetched = with_retries(monitor.canary.signature_wait, || {
-                        let url = url.clone();
-                        async move {
-                            let r = self.http.get(Endpoint::Signature, &url, Some(auth)).await;
-                            // "Not found" right after a chat means "not yet": retry it too.
-                            match r {
-                                Err(mut e) if e.status == Some(404) => {
-                                    e.retry_after = Some(Duration::from_millis(250));
-                                    e.kind = ErrorKind::HttpStatus;
-                                    Err(FetchError {
-                                        status: Some(503),
-                                        ..e
-                                    })
-                                }
-                                other => other,
-                            }
-                        }
-                    })
-                    .await;
-                    match fetched.and_then(|r| r.json(Endpoint::Signature)) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            errors.push(e);
-                            Value::Null
-                        }
-                    }
-                }
-            };
-            exchanges.push(json!({
-                "stream": stream,
-                "request_body": request,
-                "response_body": body,
-                "signature": signature,
-            }));
-        }
-        Value::Array(exchanges)
-    }
-}
-
-/// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's.
-fn chat_id(body: &str, stream: bool) -> Option<String> {
-    if stream {
-        body.lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .find_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
-    } else {
-        serde_json::from_str::<Value>(body)
-            .ok()?
-            .get("id")?
-            .as_str()
-            .map(str::to_string)
     }
 }
 

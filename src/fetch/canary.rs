@@ -1,0 +1,133 @@
+//! The canary chats of a live check: a streaming and a non-streaming completion whose prompt
+//! carries the check's nonce, sent as exactly the bytes that are hashed, and the provider's
+//! signature over them, fetched with the target's `signing_algo` and waited for while the proxy
+//! still answers "not found".
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::check::Fetcher;
+use super::http::{Auth, Endpoint, ErrorKind, FetchError, with_retries};
+use crate::config::MonitorConfig;
+
+impl Fetcher {
+    /// Runs the configured canary chats and returns the bundle's `canary` list. A chat that
+    /// fails is recorded in `errors` and left out; a chat whose signature could not be fetched is
+    /// kept with a null `signature`, so the verifier reports it as unknown.
+    pub(super) async fn canaries(
+        &self,
+        monitor: &MonitorConfig,
+        auth: &Auth<'_>,
+        nonce_hex: &str,
+        errors: &mut Vec<FetchError>,
+    ) -> Value {
+        let mut exchanges = Vec::new();
+        let modes: Vec<bool> = [
+            (false, monitor.canary.non_stream),
+            (true, monitor.canary.stream),
+        ]
+        .into_iter()
+        .filter_map(|(stream, on)| on.then_some(stream))
+        .collect();
+        for stream in modes {
+            // Serialise once, hash those bytes, send those bytes.
+            let request = json!({
+                "model": monitor.model,
+                "messages": [{"role": "user", "content": format!("{} (teewatch nonce {nonce_hex})", monitor.canary.prompt)}],
+                "stream": stream,
+                "max_tokens": monitor.canary.max_tokens,
+            })
+            .to_string();
+            let url = monitor.url(&monitor.paths.chat);
+            let response = match self
+                .http
+                .post_json(
+                    Endpoint::Chat,
+                    &url,
+                    request.clone().into_bytes(),
+                    Some(auth),
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            let id = chat_id(&body, stream);
+            let signature = match id {
+                None => {
+                    errors.push(FetchError::new(
+                        Endpoint::Chat,
+                        ErrorKind::InvalidJson,
+                        "the chat response carries no id",
+                    ));
+                    Value::Null
+                }
+                Some(id) => {
+                    let url = format!(
+                        "{}?model={}&signing_algo={}",
+                        monitor.url(&monitor.paths.signature_for(&id)),
+                        percent_encoding::utf8_percent_encode(
+                            &monitor.model,
+                            percent_encoding::NON_ALPHANUMERIC
+                        ),
+                        monitor.signing_algo.as_str()
+                    );
+                    let fetched = with_retries(monitor.canary.signature_wait, || {
+                        let url = url.clone();
+                        async move {
+                            let r = self.http.get(Endpoint::Signature, &url, Some(auth)).await;
+                            // "Not found" right after a chat means "not yet": retry it too.
+                            match r {
+                                Err(mut e) if e.status == Some(404) => {
+                                    e.retry_after = Some(Duration::from_millis(250));
+                                    e.kind = ErrorKind::HttpStatus;
+                                    Err(FetchError {
+                                        status: Some(503),
+                                        ..e
+                                    })
+                                }
+                                other => other,
+                            }
+                        }
+                    })
+                    .await;
+                    match fetched.and_then(|r| r.json(Endpoint::Signature)) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            errors.push(e);
+                            Value::Null
+                        }
+                    }
+                }
+            };
+            exchanges.push(json!({
+                "stream": stream,
+                "request_body": request,
+                "response_body": body,
+                "signature": signature,
+            }));
+        }
+        Value::Array(exchanges)
+    }
+}
+
+/// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's.
+fn chat_id(body: &str, stream: bool) -> Option<String> {
+    if stream {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
+    } else {
+        serde_json::from_str::<Value>(body)
+            .ok()?
+            .get("id")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
