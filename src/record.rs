@@ -111,13 +111,4 @@ impl CheckRecord {
             })
             .collect()
     }
-
-    /// The TDX TCB status of the verdict: the first one a quote reported, if any.
-    pub fn tcb_status(&self) -> Option<&str> {
-        self.verdict
-            .observed
-            .iter()
-            .find(|o| o.field == "tcb_status")
-            .map(|o| o.value.as_str())
-    }
 }

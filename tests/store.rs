@@ -352,7 +352,7 @@ async fn histories_and_latest_checks_survive_a_reopen() {
     assert_eq!(a.state, State::Fail);
     assert_eq!(a.checks, drifted.verdict.checks);
     assert_eq!(a.measurements, drifted.measurements);
-    assert_eq!(a.tcb_status.as_deref(), drifted.tcb_status());
+    assert_eq!(a.tcb_status.as_deref(), drifted.verdict.tcb_status());
     assert!(a.tcb_status.is_some());
     assert_eq!(
         (a.started_at, a.finished_at),

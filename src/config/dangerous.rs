@@ -8,7 +8,7 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::{Validator, is_loopback_http};
+use super::{Validator, is_loopback_url};
 use crate::verify::policy::pem_to_der;
 
 /// The options this version understands.
@@ -113,12 +113,7 @@ pub(super) fn require_loopback(
         return;
     }
     for (index, (name, base_url)) in targets.iter().enumerate() {
-        let loopback = base_url.as_deref().is_some_and(|url| {
-            is_loopback_http(url)
-                || url
-                    .strip_prefix("https://")
-                    .is_some_and(|rest| is_loopback_http(&format!("http://{rest}")))
-        });
+        let loopback = base_url.as_deref().is_some_and(is_loopback_url);
         if !loopback {
             v.issue(
                 &format!("target[{index}].base_url"),

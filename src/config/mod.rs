@@ -241,9 +241,19 @@ fn read_targets(
 /// `http://` to a loopback host (`localhost`, 127.0.0.0/8 or `[::1]`), allowed for test
 /// services only.
 pub fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
+    url.strip_prefix("http://")
+        .is_some_and(is_loopback_authority)
+}
+
+/// `http://` or `https://` to a loopback host, as `is_loopback_http` reads it.
+pub fn is_loopback_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .is_some_and(is_loopback_authority)
+}
+
+/// Whether the part of a URL after its scheme names a loopback host.
+fn is_loopback_authority(rest: &str) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     // Credentials before an `@` would make the real host the part after it; refuse them outright.
     if authority.contains('@') {

@@ -69,6 +69,16 @@ fn loopback_means_a_loopback_address() {
     ] {
         assert!(!is_loopback_http(url), "{url}");
     }
+    // Either scheme for the test roots' rule, with the same reading of the host.
+    assert!(is_loopback_url("https://127.0.0.1:8443"));
+    assert!(is_loopback_url("http://localhost/x"));
+    for url in [
+        "https://nano-gpt.com",
+        "https://127.0.0.1:1@example.com/",
+        "ftp://127.0.0.1",
+    ] {
+        assert!(!is_loopback_url(url), "{url}");
+    }
 }
 
 #[test]

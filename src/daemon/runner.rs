@@ -133,10 +133,7 @@ impl Shared {
                 last_success: stored.last_success_at,
                 last_duration: stored.duration,
                 tcb_status: stored.tcb_status.clone(),
-                attestation_format: crate::metrics::read_format(
-                    &stored.checks,
-                    stored.attestation_format,
-                ),
+                attestation_format: stored.attestation_format,
                 measurements: drift::latest_values(&stored.measurements),
                 drift: drift::drift_flags(
                     history,
@@ -300,11 +297,8 @@ impl Shared {
             last_check: record.finished_at,
             last_success,
             last_duration: duration,
-            tcb_status: record.tcb_status().map(str::to_string),
-            attestation_format: crate::metrics::read_format(
-                &verdict.checks,
-                verdict.attestation_format,
-            ),
+            tcb_status: verdict.tcb_status().map(str::to_string),
+            attestation_format: verdict.response_format(),
             measurements: drift::latest_values(&record.measurements),
             drift: flags,
         };

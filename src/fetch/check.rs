@@ -250,12 +250,16 @@ impl Fetcher {
             _ => Value::Null,
         };
 
+        // The verifier's own list of attested parts, read once for both steps below, so that
+        // each NRAS answer carries exactly the scope the verifier will judge.
+        let parts = report::parts(&attestation, report::detect_format(&attestation));
+
         // 2. Collateral for each platform the report's quotes come from.
-        let collateral = self.collateral_for(config, &attestation, &mut errors).await;
+        let collateral = self.collateral_for(config, &parts, &mut errors).await;
         lap(Phase::Collateral, &mut phases);
 
-        // 3. NRAS, per node with GPU evidence, and the JWKS its tokens name.
-        let nras = self.nras_for(config, &attestation, &mut errors).await;
+        // 3. NRAS, per part with GPU evidence, and the JWKS its tokens name.
+        let nras = self.nras_for(config, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
         // 4. The canary chats.
@@ -282,13 +286,13 @@ impl Fetcher {
     async fn collateral_for(
         &self,
         config: &Config,
-        attestation: &Value,
+        parts: &[NodeReport<'_>],
         errors: &mut Vec<FetchError>,
     ) -> Value {
         let mut fmspcs: Vec<String> = Vec::new();
         // Every attested part's quote, each platform once: a gateway and its models may sit on
         // different platforms.
-        for node in report::parts(attestation, report::detect_format(attestation)) {
+        for node in parts {
             let quote = node.quote_hex().ok().and_then(|q| hexutil::decode(q).ok());
             let fmspc = quote
                 .and_then(|q| dcap_qvl::quote::Quote::parse(&q).ok())
@@ -372,16 +376,13 @@ impl Fetcher {
     async fn nras_for(
         &self,
         config: &Config,
-        attestation: &Value,
+        parts: &[NodeReport<'_>],
         errors: &mut Vec<FetchError>,
     ) -> Value {
-        // The verifier's own node list, so each answer carries exactly the scope it will judge.
-        let nodes: Vec<NodeReport<'_>> =
-            report::parts(attestation, report::detect_format(attestation));
-        let several = nodes.iter().any(|n| !n.scope.is_empty());
+        let several = parts.iter().any(|n| !n.scope.is_empty());
         let mut answers = Vec::new();
         // CPU-only parts (the NEAR gateway, the compose manager) are never sent to NRAS.
-        for node in nodes.iter().filter(|n| n.role.serves_inference()) {
+        for node in parts.iter().filter(|n| n.role.serves_inference()) {
             let Some(payload) = node.fields.get("nvidia_payload").filter(|p| !p.is_null()) else {
                 continue;
             };

@@ -25,7 +25,6 @@ use prometheus::{Encoder as _, Registry, TextEncoder};
 
 use crate::drift::FLEET_FIELDS;
 use crate::record::Phase;
-use crate::verify::checks::ATTESTATION_FORMAT;
 use crate::verify::{AttestationFormat, Check, State};
 
 pub use collateral::{collateral_expiries, collateral_next_update};
@@ -65,15 +64,6 @@ pub struct TargetSnapshot {
     pub measurements: BTreeMap<String, String>,
     /// Field → drifting (`crate::drift::drift_flags`); fields outside `FLEET_FIELDS` are ignored.
     pub drift: BTreeMap<String, bool>,
-}
-
-/// The format `teewatch_attestation_format_info` exports for a verdict: the detected format when
-/// a response was read (its `attestation_format` check was judged), else none.
-pub fn read_format(checks: &[Check], format: AttestationFormat) -> Option<AttestationFormat> {
-    checks
-        .iter()
-        .any(|c| c.name == ATTESTATION_FORMAT && c.state != State::Unknown)
-        .then_some(format)
 }
 
 /// The code of a state in `teewatch_target_state` and `teewatch_check_state`: 0 pass,

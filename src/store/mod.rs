@@ -142,8 +142,8 @@ pub struct LatestCheck {
     pub measurements: Vec<Measurement>,
     /// The TDX TCB status the verdict observed first, if any.
     pub tcb_status: Option<String>,
-    /// The attestation format the verdict detected.
-    pub attestation_format: crate::verify::AttestationFormat,
+    /// The format of the response the verdict judged (`Verdict::response_format`).
+    pub attestation_format: Option<crate::verify::AttestationFormat>,
     /// When the last passing check of the target (among those retained) finished.
     pub last_success_at: Option<DateTime<Utc>>,
     /// `finished_at - started_at`.

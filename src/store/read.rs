@@ -148,12 +148,8 @@ impl Store {
                 started_at,
                 finished_at,
                 state: state_from_name(&state)?,
-                tcb_status: verdict
-                    .observed
-                    .iter()
-                    .find(|o| o.field == "tcb_status")
-                    .map(|o| o.value.clone()),
-                attestation_format: verdict.attestation_format,
+                tcb_status: verdict.tcb_status().map(str::to_string),
+                attestation_format: verdict.response_format(),
                 checks: verdict.checks,
                 measurements: measurements
                     .into_iter()

@@ -43,9 +43,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         None => {
             let reason = fetch_failure_reason(bundle);
             rec.check(ATTESTATION_FORMAT, "", Outcome::Unknown(reason.clone()));
-            for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
-                rec.check(name, "", Outcome::Unknown(reason.clone()));
-            }
+            skip_parts(&reason, &mut rec);
             for field in policy.pins.keys() {
                 rec.check(&pin_check_name(field), "", Outcome::Unknown(reason.clone()));
             }
@@ -59,7 +57,12 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             let parts = report::parts(attestation, format);
             rec.check(ATTESTATION_FORMAT, "", judge_format(format, &parts));
             if parts.is_empty() {
-                skip_parts(format, &mut rec);
+                let reason = if format.is_supported() {
+                    format!("the {} report lists no attested part", format.as_str())
+                } else {
+                    format!("{ATTESTATION_FORMAT} failed")
+                };
+                skip_parts(&reason, &mut rec);
             }
 
             // 3. Each attested part: quote, TCB, attributes, binding, event log, compose, GPUs.
@@ -155,9 +158,7 @@ fn judge_canaries(
             scope: o.scope.clone(),
             address: o.value.clone(),
             bound: o.source == Source::Quote,
-            serves_inference: parts
-                .iter()
-                .any(|p| p.scope == o.scope && p.role.serves_inference()),
+            serves_inference: report::scope_serves_inference(&o.scope),
         })
         .collect();
     for (index, exchange) in exchanges.iter().enumerate() {
@@ -264,14 +265,10 @@ fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> 
     Outcome::Pass(format!("{}: {described}", format.as_str()))
 }
 
-/// Without an attested part the per-part checks cannot start: each is `unknown` naming why.
-fn skip_parts(format: AttestationFormat, rec: &mut Recorder) {
-    let reason = if format.is_supported() {
-        format!("the {} report lists no attested part", format.as_str())
-    } else {
-        format!("{ATTESTATION_FORMAT} failed")
-    };
+/// Without an attested part the per-part checks cannot start: each is `unknown` with scope `""`,
+/// naming why.
+fn skip_parts(reason: &str, rec: &mut Recorder) {
     for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
-        rec.check(name, "", Outcome::Unknown(reason.clone()));
+        rec.check(name, "", Outcome::Unknown(reason.to_string()));
     }
 }

@@ -150,6 +150,23 @@ impl Verdict {
     }
 
     /// The checks with the given name, in order.
+    /// The TDX TCB status the verdict observed first (the first part's quote), if any.
+    pub fn tcb_status(&self) -> Option<&str> {
+        self.observed
+            .iter()
+            .find(|o| o.field == "tcb_status")
+            .map(|o| o.value.as_str())
+    }
+
+    /// The format of the response the verdict judged: `None` when no response was read (its
+    /// `attestation_format` check is then `unknown`).
+    pub fn response_format(&self) -> Option<AttestationFormat> {
+        self.checks
+            .iter()
+            .any(|c| c.name == super::checks::ATTESTATION_FORMAT && c.state != State::Unknown)
+            .then_some(self.attestation_format)
+    }
+
     pub fn checks_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
         self.checks.iter().filter(move |c| c.name == name)
     }
