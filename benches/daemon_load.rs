@@ -11,21 +11,14 @@
 #[path = "../tests/common/net.rs"]
 mod net;
 use net::free_port;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 
-struct Guard(Vec<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+#[path = "../tests/common/process.rs"]
+mod process;
+use process::KillOnDrop;
 
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -107,7 +100,7 @@ fn run_size(targets: usize, measure: Duration) -> Row {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut guard = Guard(vec![sim]);
+    let mut guard = vec![KillOnDrop::new(sim)];
     let deadline = Instant::now() + Duration::from_secs(600);
     while !config.exists() {
         assert!(
@@ -137,7 +130,7 @@ fn run_size(targets: usize, measure: Duration) -> Row {
         .spawn()
         .unwrap();
     let pid = daemon.id();
-    guard.0.push(daemon);
+    guard.push(KillOnDrop::new(daemon));
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     wait_for(&metrics_url, Duration::from_secs(60));
 
@@ -174,12 +167,8 @@ fn run_size(targets: usize, measure: Duration) -> Row {
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
 
     // Stop the daemon cleanly, then read the store.
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut daemon = guard.0.pop().unwrap();
+    process::signal(pid, "TERM");
+    let mut daemon = guard.pop().unwrap().take();
     let _ = daemon.wait();
     let (lags, checks, bytes) = runtime.block_on(async {
         let store = teewatch::store::Store::open_existing(&db).await.unwrap();

@@ -5,19 +5,11 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::process::teewatch;
 use common::sim_run::start;
 use serde_json::Value;
 use teewatch::sim::faults::Fault;
 use teewatch::sim::server::{SimOptions, model_name};
-
-fn teewatch(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_teewatch"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_and_saved_bundles_reverify_identically() {
@@ -36,7 +28,7 @@ async fn check_passes_and_saved_bundles_reverify_identically() {
         saved.to_str().unwrap().to_string(),
     );
     let out = tokio::task::spawn_blocking(move || {
-        teewatch(&[
+        teewatch([
             "check",
             "--config",
             &config_s,
@@ -62,7 +54,7 @@ async fn check_passes_and_saved_bundles_reverify_identically() {
         let file = saved.join(format!("{}.json", target.replace('/', "_")));
         assert!(file.exists(), "{file:?}");
         // The saved bundle re-verifies to exactly the verdict `check` printed.
-        let again = teewatch(&[
+        let again = teewatch([
             "verify",
             "--json",
             "--config",
@@ -94,7 +86,7 @@ async fn fetch_failures_are_unknown_and_evidence_faults_fail() {
         run.sim.state.set_fault(Some(&model), fault, true).unwrap();
         let args = config.clone();
         let out =
-            tokio::task::spawn_blocking(move || teewatch(&["check", "--config", &args, "--json"]))
+            tokio::task::spawn_blocking(move || teewatch(["check", "--config", &args, "--json"]))
                 .await
                 .unwrap();
         run.sim.state.set_fault(Some(&model), fault, false).unwrap();
@@ -119,10 +111,9 @@ async fn the_collateral_cache_serves_while_the_pccs_is_down() {
     let config = run.dir.join("sim.toml").to_str().unwrap().to_string();
     // A first check fills the on-disk cache beside the database.
     let args = config.clone();
-    let out =
-        tokio::task::spawn_blocking(move || teewatch(&["check", "--config", &args, "--json"]))
-            .await
-            .unwrap();
+    let out = tokio::task::spawn_blocking(move || teewatch(["check", "--config", &args, "--json"]))
+        .await
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -135,10 +126,9 @@ async fn the_collateral_cache_serves_while_the_pccs_is_down() {
         .set_fault(None, Fault::PccsDown, true)
         .unwrap();
     let args = config.clone();
-    let out =
-        tokio::task::spawn_blocking(move || teewatch(&["check", "--config", &args, "--json"]))
-            .await
-            .unwrap();
+    let out = tokio::task::spawn_blocking(move || teewatch(["check", "--config", &args, "--json"]))
+        .await
+        .unwrap();
     let verdicts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let signature = verdicts[0]["checks"]
         .as_array()

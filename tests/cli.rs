@@ -3,8 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use process::teewatch;
 
 use serde_json::{Value, json};
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors};
@@ -45,17 +50,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn teewatch<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(env!("CARGO_BIN_EXE_teewatch"))
-        .args(args)
-        .output()
-        .expect("run the teewatch binary")
 }
 
 fn code(output: &Output) -> i32 {

@@ -8,33 +8,15 @@ mod common;
 use common::net::free_port;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{KillOnDrop, assert_success, signal, teewatch};
 use common::sim_run::start;
+use std::ffi::OsStr;
 use teewatch::sim::server::{SimOptions, model_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
-
-/// Kills the child when a test fails half-way.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 async fn wait_ready(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
@@ -123,7 +105,7 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = Guard(Some(child));
+    let mut guard = KillOnDrop::new(child);
     wait_ready(port, Duration::from_secs(30)).await;
 
     // READY with a STATUS line, then watchdog pets every half period.
@@ -168,7 +150,7 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
         good.replacen("[daemon]\n", "[daemon]\nretention_days = 0\n", 1),
     )
     .unwrap();
-    signal(guard.0.as_ref().unwrap(), "HUP");
+    signal(guard.id(), "HUP");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
         .await
@@ -177,8 +159,8 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
     std::fs::write(&config, &good).unwrap();
 
     // SIGTERM drains and exits 0.
-    signal(guard.0.as_ref().unwrap(), "TERM");
-    let mut child = guard.0.take().unwrap();
+    signal(guard.id(), "TERM");
+    let mut child = guard.take();
     let deadline = Instant::now() + Duration::from_secs(40);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -209,47 +191,35 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
     assert!(stderr.contains("teewatch stopped"), "{stderr}");
 
     // The history lists the checks; an exported bundle verifies offline.
-    let out = Command::new(BIN)
-        .args(["history", "--json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = teewatch([
+        OsStr::new("history"),
+        "--json".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+    ]);
+    assert_success(&out);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = listed["checks"].as_array().unwrap();
     assert!(!checks.is_empty());
     let id = checks[0]["id"].as_i64().unwrap();
     let exported = run.dir.join("exported.json");
-    let out = Command::new(BIN)
-        .args(["history", "export", "--db"])
-        .arg(&db)
-        .args(["--check", &id.to_string(), "--out"])
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(BIN)
-        .args(["verify", "--config"])
-        .arg(&config)
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let id = id.to_string();
+    assert_success(&teewatch([
+        OsStr::new("history"),
+        "export".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+        "--check".as_ref(),
+        id.as_ref(),
+        "--out".as_ref(),
+        exported.as_ref(),
+    ]));
+    assert_success(&teewatch([
+        OsStr::new("verify"),
+        "--config".as_ref(),
+        config.as_ref(),
+        exported.as_ref(),
+    ]));
     // A check id that does not exist is a data error, and a missing database is not created.
     let out = Command::new(BIN)
         .args(["history", "export", "--db"])
@@ -300,7 +270,7 @@ async fn a_killed_daemon_restarts_with_its_gauges_and_drift_from_the_store() {
             .unwrap()
     };
     let port = free_port();
-    let mut guard = Guard(Some(spawn(port)));
+    let mut guard = KillOnDrop::new(spawn(port));
     wait_ready(port, Duration::from_secs(30)).await;
 
     // A passing check, then a drift (the scheduler checks every 10 s).
@@ -329,12 +299,12 @@ async fn a_killed_daemon_restarts_with_its_gauges_and_drift_from_the_store() {
     let before = wait_for("the drift", Box::new(move |m| m.contains(&drift_line))).await;
 
     // SIGKILL: no drain, no clean close; every committed check must survive.
-    signal(guard.0.as_ref().unwrap(), "KILL");
-    let _ = guard.0.take().unwrap().wait();
+    signal(guard.id(), "KILL");
+    let _ = guard.take().wait();
     // The restarted daemon runs no check of its own, so what it shows comes from the store.
     manual_schedule(&config);
     let port = free_port();
-    let mut guard = Guard(Some(spawn(port)));
+    let mut guard = KillOnDrop::new(spawn(port));
     wait_ready(port, Duration::from_secs(30)).await;
     let after = scrape_port(port).await;
     assert_eq!(
@@ -378,7 +348,7 @@ async fn a_killed_daemon_restarts_with_its_gauges_and_drift_from_the_store() {
         last_after >= last_before,
         "{last_after:?} < {last_before:?}"
     );
-    signal(guard.0.as_ref().unwrap(), "TERM");
-    let status = guard.0.take().unwrap().wait().unwrap();
+    signal(guard.id(), "TERM");
+    let status = guard.take().wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -12,26 +12,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use teewatch::config::{Config, Profile};
+use teewatch::config::Profile;
 use teewatch::sim::faults::Fault;
 use teewatch::sim::format::SimFormat;
 use teewatch::sim::server::{SimOptions, model_name};
-use teewatch::verify::{self, Bundle};
 
 fn formats_dir() -> PathBuf {
     common::repo_path("tests/bundles/formats")
 }
 
-/// The configuration a stored bundle verifies under: the simulator's written config, whose
-/// `[dangerous]` roots sit beside it.
-fn verify_stored(dir: &Path) -> String {
-    let config = Config::load(&dir.join("sim.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let text = std::fs::read_to_string(dir.join("bundle.json")).unwrap();
-    let bundle = Bundle::from_json(&text).unwrap();
-    let target = config.target(&bundle.target).unwrap();
-    let verdict = verify::verify(&bundle, &target.policy, &config.trust_anchors());
+/// The verdict on a stored bundle under the configuration stored beside it, as golden JSON.
+fn verify_stored(name: &str) -> String {
+    let (value, config) = common::format_case(name);
+    let verdict = common::verify_format_case(value, &config);
     serde_json::to_string_pretty(&verdict).unwrap() + "\n"
 }
 
@@ -58,7 +53,7 @@ fn every_format_bundle_matches_its_golden_verdict() {
     );
     let verdicts: Vec<(String, String)> = names
         .iter()
-        .map(|name| (name.clone(), verify_stored(&formats_dir().join(name))))
+        .map(|name| (name.clone(), verify_stored(name)))
         .collect();
     common::assert_golden(&common::repo_path("tests/golden/formats"), &verdicts);
 }

@@ -6,21 +6,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use teewatch::config::Config;
-use teewatch::verify::{self, Bundle, State, Verdict};
-
-fn stored(name: &str) -> (Value, Config) {
-    let dir = common::repo_path(&format!("tests/bundles/formats/{name}"));
-    let text = std::fs::read_to_string(dir.join("bundle.json")).unwrap();
-    let config = Config::load(&dir.join("sim.toml")).unwrap_or_else(|e| panic!("{e}"));
-    (serde_json::from_str(&text).unwrap(), config)
-}
-
-fn verify_value(value: Value, config: &Config) -> Verdict {
-    let bundle = Bundle::from_value(value).unwrap();
-    let target = config.target(&bundle.target).unwrap();
-    verify::verify(&bundle, &target.policy, &config.trust_anchors())
-}
+use teewatch::verify::State;
 
 fn garbage() -> Vec<Value> {
     vec![
@@ -54,7 +40,7 @@ fn reader_of(field: &str) -> Option<&'static str> {
 #[test]
 fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
     for name in ["near-gateway-ed25519", "near-direct-3-nodes"] {
-        let (base, config) = stored(name);
+        let (base, config) = common::format_case(name);
         // (JSON pointer of a part, its scope in the verdict)
         let parts: Vec<(String, String)> = if name.starts_with("near-gateway") {
             let models = base["attestation"]["model_attestations"]
@@ -88,7 +74,7 @@ fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
                 for bad in garbage() {
                     let mut value = base.clone();
                     value.pointer_mut(pointer).unwrap()[field.as_str()] = bad.clone();
-                    let v = verify_value(value, &config);
+                    let v = common::verify_format_case(value, &config);
                     let what = format!("{name} {scope}.{field} = {bad}");
                     // A null `event_log` means "take the one in info.tcb_info" (documented), which
                     // is intact here.
@@ -115,19 +101,19 @@ fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
 
 #[test]
 fn garbage_part_lists_and_tls_peers_are_judged_without_panic() {
-    let (base, config) = stored("near-gateway-ed25519");
+    let (base, config) = common::format_case("near-gateway-ed25519");
     for key in ["gateway_attestation", "model_attestations"] {
         for bad in garbage() {
             let mut value = base.clone();
             value["attestation"][key] = bad.clone();
-            let v = verify_value(value, &config);
+            let v = common::verify_format_case(value, &config);
             assert_ne!(v.state, State::Pass, "{key} = {bad}");
         }
     }
     // Model entries that are not objects are kept as empty parts and fail, never skipped.
     let mut value = base.clone();
     value["attestation"]["model_attestations"] = json!([42, "x"]);
-    let v = verify_value(value, &config);
+    let v = common::verify_format_case(value, &config);
     let parse: Vec<_> = v
         .checks_named("tdx_quote_parse")
         .map(|c| (c.scope.as_str(), c.state))
@@ -143,7 +129,7 @@ fn garbage_part_lists_and_tls_peers_are_judged_without_panic() {
     for bad in ["", "!!!", "AAAA", "not base64 at all"] {
         let mut value = base.clone();
         value["tls_peer_spki"] = json!(bad);
-        let v = verify_value(value, &config);
+        let v = common::verify_format_case(value, &config);
         assert!(
             v.checks_named("tls_key_binding")
                 .all(|c| c.state != State::Pass),

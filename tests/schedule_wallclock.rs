@@ -14,12 +14,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+#[path = "common/process.rs"]
+mod process;
+
 use chrono::{DateTime, Utc};
+use process::{KillOnDrop, signal};
 use teewatch::config::Schedule;
 use teewatch::schedule::{Due, PlannedTarget, PlannerOptions, Runner, Scheduler, SchedulerOptions};
 
@@ -433,24 +437,6 @@ fn sigstop_child() {
     });
 }
 
-/// Kills the child however the test ends; SIGKILL also ends a stopped process.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
-
 /// Receives check lines until `until`, returning when each arrived.
 fn collect_until(lines: &mpsc::Receiver<Instant>, until: Instant) -> Vec<Instant> {
     let mut arrived = Vec::new();
@@ -481,10 +467,10 @@ fn sigstop_resumes_within_one_interval() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = ChildGuard(child);
-    let pid = child.0.id();
-    let stdout = child.0.stdout.take().unwrap();
-    let stderr = child.0.stderr.take().unwrap();
+    let mut child = KillOnDrop::new(child);
+    let pid = child.id();
+    let stdout = child.child().stdout.take().unwrap();
+    let stderr = child.child().stderr.take().unwrap();
     let logs = Arc::new(Mutex::new(String::new()));
     let child_logs = Arc::clone(&logs);
     std::thread::spawn(move || {

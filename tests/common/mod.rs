@@ -9,6 +9,7 @@
 pub mod daemon_run;
 pub mod net;
 pub mod nras_mint;
+pub mod process;
 pub mod promtool;
 pub mod sim_run;
 
@@ -39,6 +40,23 @@ pub fn assert_golden(golden_dir: &std::path::Path, verdicts: &[(String, String)]
         "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
         mismatches.join("\n")
     );
+}
+
+/// A stored simulator bundle of `tests/bundles/formats/<name>/` as JSON, with the configuration
+/// (pins, NRAS URL, `[dangerous]` test roots) it verifies under.
+pub fn format_case(name: &str) -> (serde_json::Value, teewatch::config::Config) {
+    let dir = repo_path(&format!("tests/bundles/formats/{name}"));
+    let text = std::fs::read_to_string(dir.join("bundle.json")).unwrap();
+    let config =
+        teewatch::config::Config::load(&dir.join("sim.toml")).unwrap_or_else(|e| panic!("{e}"));
+    (serde_json::from_str(&text).unwrap(), config)
+}
+
+/// Verifies a stored simulator bundle (as JSON) under its configuration.
+pub fn verify_format_case(value: serde_json::Value, config: &teewatch::config::Config) -> Verdict {
+    let bundle = Bundle::from_value(value).unwrap();
+    let target = config.target(&bundle.target).unwrap();
+    verify::verify(&bundle, &target.policy, &config.trust_anchors())
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {

@@ -90,18 +90,24 @@ pub async fn check_adjusted(
     let mut config = run.config.clone();
     let target = config.targets.iter_mut().find(|t| t.name == model).unwrap();
     adjust(target.monitor.as_mut().unwrap());
-    let target = config.target(model).unwrap();
-    let bundle = run.fetcher.check(&config, target).await.unwrap();
-    let bundle = teewatch::verify::Bundle::from_value(bundle).unwrap();
-    let verdict = teewatch::verify::verify(&bundle, &target.policy, &config.trust_anchors());
-    (verdict, bundle)
+    fetch_and_verify(&config, &run.fetcher, model).await
 }
 
 async fn check_with(run: &Running, fetcher: &Fetcher, model: &str) -> Verdict {
-    let target = run.config.target(model).unwrap();
-    let bundle = fetcher.check(&run.config, target).await.unwrap();
+    fetch_and_verify(&run.config, fetcher, model).await.0
+}
+
+/// One live check of `model` under `config`, and the bundle it gathered.
+async fn fetch_and_verify(
+    config: &Config,
+    fetcher: &Fetcher,
+    model: &str,
+) -> (Verdict, teewatch::verify::Bundle) {
+    let target = config.target(model).unwrap();
+    let bundle = fetcher.check(config, target).await.unwrap();
     let bundle = teewatch::verify::Bundle::from_value(bundle).unwrap();
-    teewatch::verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
+    let verdict = teewatch::verify::verify(&bundle, &target.policy, &config.trust_anchors());
+    (verdict, bundle)
 }
 
 /// What keeps a healthy verdict from passing, beyond what the format rules out: every check that

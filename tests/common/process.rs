@@ -1,0 +1,70 @@
+//! Child processes of tests and the load bench: killed however the test ends, and signalled by
+//! name (shared through `#[path]` by files that do not use the rest of `common`).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::process::{Child, Command, Output};
+
+/// Runs the teewatch binary with `args` and waits for it.
+pub fn teewatch<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_teewatch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Asserts that a run exited 0, showing its output when it did not.
+pub fn assert_success(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Kills (SIGKILL, which also ends a stopped process) and reaps the child when dropped, unless
+/// the test took it back with `take` to end it its own way.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child, while the guard holds it.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// The child, no longer killed on drop.
+    pub fn take(&mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends the signal `name` (such as `TERM`, `HUP`, `STOP`) to process `pid` with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
