@@ -25,7 +25,11 @@ fn exchange(v: &Value) -> CanaryExchange {
     CanaryExchange {
         stream: true,
         request_body: v["request_body_exact"].as_str().unwrap().to_string(),
-        response_body: v["response_body_exact"].as_str().unwrap().to_string(),
+        response_body: v["response_body_exact"]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
         signature: Some(v["signature_response"].clone()),
     }
 }
@@ -82,7 +86,10 @@ fn a_one_byte_change_in_either_body_fails_naming_the_half() {
     );
 
     let mut changed = exchange(v);
-    changed.response_body = changed.response_body.replacen("chatcmpl", "chatcmpL", 1);
+    changed.response_body = String::from_utf8(changed.response_body)
+        .unwrap()
+        .replacen("chatcmpl", "chatcmpL", 1)
+        .into_bytes();
     let out = canary::judge(&changed, &[0; 32], &nodes);
     assert!(
         matches!(&out.hashes, Outcome::Fail(r) if r.starts_with("request hash matches; response hash differs")),

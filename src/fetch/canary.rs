@@ -1,7 +1,7 @@
 //! The canary chats of a live check: a streaming and a non-streaming completion whose prompt
 //! carries the check's nonce, sent as exactly the bytes that are hashed, and the provider's
 //! signature over them, fetched with the target's `signing_algo` and waited for while the proxy
-//! still answers "not found".
+//! still answers "not found". The response is recorded as the exact bytes received.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::check::Fetcher;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, with_retries};
 use crate::config::MonitorConfig;
+use crate::verify::bundle::CanaryExchange;
 
 impl Fetcher {
     /// Runs the configured canary chats and returns the bundle's `canary` list. A chat that
@@ -56,8 +57,7 @@ impl Fetcher {
                     continue;
                 }
             };
-            let body = String::from_utf8_lossy(&response.body).into_owned();
-            let id = chat_id(&body, stream);
+            let id = chat_id(&response.body, stream);
             let signature = match id {
                 None => {
                     errors.push(FetchError::new(
@@ -105,26 +105,39 @@ impl Fetcher {
                     }
                 }
             };
-            exchanges.push(json!({
-                "stream": stream,
-                "request_body": request,
-                "response_body": body,
-                "signature": signature,
-            }));
+            // The bytes received, unaltered: the bundle writes them as text when they are
+            // UTF-8 and as base64 otherwise, so the verifier hashes exactly what arrived.
+            let exchange = CanaryExchange {
+                stream,
+                request_body: request,
+                response_body: response.body,
+                signature: Some(signature),
+            };
+            match serde_json::to_value(&exchange) {
+                Ok(entry) => exchanges.push(entry),
+                Err(e) => errors.push(FetchError::new(
+                    Endpoint::Chat,
+                    ErrorKind::InvalidJson,
+                    format!("the chat exchange could not be recorded: {e}"),
+                )),
+            }
         }
         Value::Array(exchanges)
     }
 }
 
-/// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's.
-fn chat_id(body: &str, stream: bool) -> Option<String> {
+/// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's. The body is read
+/// lossily here because only the id is wanted (a stray byte elsewhere must not lose the
+/// signature); the bundle keeps the bytes as received.
+fn chat_id(body: &[u8], stream: bool) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
     if stream {
-        body.lines()
+        text.lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .filter_map(|d| serde_json::from_str::<Value>(d).ok())
             .find_map(|c| c.get("id").and_then(Value::as_str).map(str::to_string))
     } else {
-        serde_json::from_str::<Value>(body)
+        serde_json::from_str::<Value>(&text)
             .ok()?
             .get("id")?
             .as_str()

@@ -53,13 +53,85 @@ pub struct FetchError {
 }
 
 /// One canary chat: the exact bytes sent and received, and the signature endpoint's answer.
+///
+/// The response is kept as bytes because the signature covers the bytes received: a lossy text
+/// conversion would hash something the provider never sent. The request is text because teewatch
+/// serialises it itself (always UTF-8) and sends exactly those bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CanaryExchangeWire", into = "CanaryExchangeWire")]
 pub struct CanaryExchange {
     pub stream: bool,
     pub request_body: String,
-    pub response_body: String,
-    #[serde(default)]
+    pub response_body: Vec<u8>,
     pub signature: Option<Value>,
+}
+
+/// A canary entry as written: the response as `response_body` text when it is valid UTF-8 (so
+/// bundles written before byte-exact storage read and write unchanged), otherwise as
+/// `response_body_base64`; exactly one of the two.
+#[derive(Serialize, Deserialize)]
+struct CanaryExchangeWire {
+    stream: bool,
+    request_body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_body_base64: Option<String>,
+    #[serde(default)]
+    signature: Option<Value>,
+}
+
+impl TryFrom<CanaryExchangeWire> for CanaryExchange {
+    type Error = String;
+
+    fn try_from(wire: CanaryExchangeWire) -> Result<CanaryExchange, String> {
+        use base64::Engine as _;
+        let response_body = match (wire.response_body, wire.response_body_base64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|e| {
+                    let e = e.to_string().to_lowercase();
+                    format!(
+                        "canary entry `response_body_base64`: expected standard base64, found invalid base64 ({})",
+                        e.trim_end_matches('.')
+                    )
+                })?,
+            (text, encoded) => {
+                return Err(format!(
+                    "canary entry: expected exactly one of `response_body` and `response_body_base64`, found {}",
+                    if text.is_some() && encoded.is_some() { "both" } else { "neither" }
+                ));
+            }
+        };
+        Ok(CanaryExchange {
+            stream: wire.stream,
+            request_body: wire.request_body,
+            response_body,
+            signature: wire.signature,
+        })
+    }
+}
+
+impl From<CanaryExchange> for CanaryExchangeWire {
+    fn from(exchange: CanaryExchange) -> CanaryExchangeWire {
+        use base64::Engine as _;
+        let (response_body, response_body_base64) = match String::from_utf8(exchange.response_body)
+        {
+            Ok(text) => (Some(text), None),
+            Err(e) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+            ),
+        };
+        CanaryExchangeWire {
+            stream: exchange.stream,
+            request_body: exchange.request_body,
+            response_body,
+            response_body_base64,
+            signature: exchange.signature,
+        }
+    }
 }
 
 /// A loaded bundle. Evidence parts stay as JSON values: judging them is the verifier's job.

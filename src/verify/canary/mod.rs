@@ -5,7 +5,9 @@
 //! (or `model:req:resp`). Three checks follow: the chat is fresh (its request carries this nonce),
 //! the signed hashes are those of the bytes actually exchanged, and the signature was made by the
 //! key of a model-serving part whose REPORTDATA binding passed: an ECDSA (EIP-191) signature
-//! recovers to its address, an ed25519 signature verifies under its public key.
+//! recovers to its address, an ed25519 signature verifies under its public key. The Python
+//! `json.dumps` form a non-streamed body may be signed in, and when it is accepted, is in
+//! `json_forms`.
 
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use serde_json::Value;
@@ -16,6 +18,10 @@ use super::binding;
 use super::bundle::{CanaryExchange, json_kind};
 use super::hexutil;
 use super::verdict::Outcome;
+
+mod json_forms;
+
+pub use json_forms::python_json_dumps;
 
 /// A signing address and whether the quote binds it (its node's `report_data_binding` passed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,17 +104,36 @@ fn judge_hashes(exchange: &CanaryExchange, text: &str) -> Outcome {
         ));
     };
     let model = parts.next();
-    let request = match_half(&exchange.request_body, signed_request, exchange.stream);
-    let response = match_half(&exchange.response_body, signed_response, exchange.stream);
-    let describe = |half: &str, found: &str, forms: &[(String, &str)]| {
-        let expected: Vec<String> = forms
+    let request = match_half(
+        "request",
+        exchange.request_body.as_bytes(),
+        signed_request,
+        exchange.stream,
+    );
+    let response = match_half(
+        "response",
+        &exchange.response_body,
+        signed_response,
+        exchange.stream,
+    );
+    let describe = |half: &str, found: &str, mismatch: &Mismatch| {
+        let expected: Vec<String> = mismatch
+            .tried
             .iter()
             .map(|(h, form)| format!("{h} ({form})"))
             .collect();
-        format!(
+        let mut text = format!(
             "{half} hash differs: expected {}, found {found}",
             expected.join(" or ")
-        )
+        );
+        if let Some(refused) = &mismatch.refused {
+            if refused.dumps_matches {
+                text.push_str(" (the hash of its python json.dumps form)");
+            }
+            text.push_str("; ");
+            text.push_str(&refused.reason);
+        }
+        text
     };
     match (request, response) {
         (Ok(req_form), Ok(resp_form)) => {
@@ -117,141 +142,75 @@ fn judge_hashes(exchange: &CanaryExchange, text: &str) -> Outcome {
                 "signed text matches the exchange ({model}request as {req_form}, response as {resp_form})"
             ))
         }
-        (Ok(_), Err(forms)) => Outcome::Fail(format!(
+        (Ok(_), Err(mismatch)) => Outcome::Fail(format!(
             "request hash matches; {}",
-            describe("response", signed_response, &forms)
+            describe("response", signed_response, &mismatch)
         )),
-        (Err(forms), Ok(_)) => Outcome::Fail(format!(
+        (Err(mismatch), Ok(_)) => Outcome::Fail(format!(
             "response hash matches; {}",
-            describe("request", signed_request, &forms)
+            describe("request", signed_request, &mismatch)
         )),
-        (Err(req_forms), Err(resp_forms)) => Outcome::Fail(format!(
+        (Err(req_mismatch), Err(resp_mismatch)) => Outcome::Fail(format!(
             "{}; {}",
-            describe("request", signed_request, &req_forms),
-            describe("response", signed_response, &resp_forms)
+            describe("request", signed_request, &req_mismatch),
+            describe("response", signed_response, &resp_mismatch)
         )),
     }
 }
 
-/// Whether `signed` is the SHA-256 of `body` as sent, or (non-streaming JSON) of Python's
-/// `json.dumps` rendering of it, which some vllm-proxy versions hash. Returns the form that
-/// matched, or every form tried with its hash.
+/// Why one half's signed hash matched no accepted form of its body.
+#[derive(Debug)]
+struct Mismatch {
+    /// Every accepted form tried, with its hash.
+    tried: Vec<(String, &'static str)>,
+    /// Why the `json.dumps` form was not tried, when the body is JSON but that form may not
+    /// stand for it.
+    refused: Option<Refused>,
+}
+
+#[derive(Debug)]
+struct Refused {
+    reason: String,
+    /// Whether the refused form's hash is the signed one: the shape of the duplicate-key attack.
+    dumps_matches: bool,
+}
+
+/// Whether `signed` is the SHA-256 of `body` exactly as exchanged, or (non-streaming JSON) of
+/// Python's `json.dumps` rendering of its parse, which some vllm-proxy versions hash; that second
+/// form counts only for a body that is the compact serialisation of its parse without duplicate
+/// keys (`json_forms`). Returns the form that matched, or what was tried and refused.
 fn match_half(
-    body: &str,
+    half: &str,
+    body: &[u8],
     signed: &str,
     stream: bool,
-) -> Result<&'static str, Vec<(String, &'static str)>> {
+) -> Result<&'static str, Mismatch> {
     let signed = signed.to_ascii_lowercase();
-    let raw = hexutil::lower(&Sha256::digest(body.as_bytes()));
+    let raw = hexutil::lower(&Sha256::digest(body));
     if raw == signed {
         return Ok("raw bytes");
     }
-    let mut tried = vec![(raw, "raw bytes")];
-    if !stream {
-        if let Ok(value) = serde_json::from_str::<Value>(body) {
-            let dumped = hexutil::lower(&Sha256::digest(python_json_dumps(&value).as_bytes()));
-            if dumped == signed {
-                return Ok("python json.dumps form");
-            }
-            tried.push((dumped, "python json.dumps form"));
-        }
+    let mut mismatch = Mismatch {
+        tried: vec![(raw, "raw bytes")],
+        refused: None,
+    };
+    if stream {
+        return Err(mismatch);
     }
-    Err(tried)
-}
-
-/// Renders JSON as Python's `json.dumps(value)` does with its defaults: `", "` and `": "`
-/// separators, ASCII-only output with `\uXXXX` escapes, and Python's float repr.
-pub fn python_json_dumps(value: &Value) -> String {
-    let mut out = String::new();
-    write_python(value, &mut out);
-    out
-}
-
-fn write_python(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            if n.is_f64() {
-                out.push_str(&python_float(n.as_f64().unwrap_or(0.0)));
-            } else {
-                out.push_str(&n.to_string());
+    if let Some(form) = json_forms::dumps_form(body, half) {
+        let dumped = hexutil::lower(&Sha256::digest(form.text.as_bytes()));
+        match form.refused {
+            None if dumped == signed => return Ok("python json.dumps form"),
+            None => mismatch.tried.push((dumped, "python json.dumps form")),
+            Some(reason) => {
+                mismatch.refused = Some(Refused {
+                    reason,
+                    dumps_matches: dumped == signed,
+                });
             }
         }
-        Value::String(s) => write_python_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_string(key, out);
-                out.push_str(": ");
-                write_python(item, out);
-            }
-            out.push('}');
-        }
     }
-}
-
-fn write_python_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) >= 0x80 => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16,
-/// with a signed two-digit exponent.
-fn python_float(x: f64) -> String {
-    if x.is_nan() {
-        return "NaN".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let text = format!("{x:?}");
-    match text.split_once('e') {
-        Some((mantissa, exponent)) => {
-            let (sign, digits) = match exponent.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exponent),
-            };
-            let mantissa = mantissa.strip_suffix(".0").unwrap_or(mantissa);
-            format!("{mantissa}e{sign}{digits:0>2}")
-        }
-        None => text,
-    }
+    Err(mismatch)
 }
 
 /// `canary_signature`: the signature was made by the key of an attested part that runs the model.
@@ -511,16 +470,110 @@ mod tests {
         assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
     }
 
+    fn sha(bytes: &[u8]) -> String {
+        hexutil::lower(&Sha256::digest(bytes))
+    }
+
+    /// A non-streamed exchange whose provider signed `signed_response` as the response.
+    fn non_streamed(response: &[u8], signed_response: &[u8]) -> (CanaryExchange, String) {
+        let request = r#"{"model":"m","stream":false}"#;
+        let text = format!("{}:{}", sha(request.as_bytes()), sha(signed_response));
+        let exchange = CanaryExchange {
+            stream: false,
+            request_body: request.into(),
+            response_body: response.to_vec(),
+            signature: None,
+        };
+        (exchange, text)
+    }
+
+    fn dumps_of(body: &str) -> String {
+        python_json_dumps(&serde_json::from_str(body).unwrap())
+    }
+
     #[test]
-    fn python_dumps_matches_python() {
-        let value: Value = serde_json::from_str(
-            r#"{"a":[1,2.5,1e-5,1e16,-0.0],"é":"ü\n\u0001😀","t":true,"n":null,"x":1.0}"#,
-        )
-        .unwrap();
-        // The text Python 3 prints for json.dumps of the same object.
+    fn the_json_dumps_form_of_a_compact_body_passes_and_says_so() {
+        let body = r#"{"id":"x","choices":[{"message":{"content":"héllo"}}]}"#;
+        let (exchange, text) = non_streamed(body.as_bytes(), dumps_of(body).as_bytes());
+        let outcome = judge_hashes(&exchange, &text);
         assert_eq!(
-            python_json_dumps(&value),
-            r#"{"a": [1, 2.5, 1e-05, 1e+16, -0.0], "\u00e9": "\u00fc\n\u0001\ud83d\ude00", "t": true, "n": null, "x": 1.0}"#
+            outcome,
+            Outcome::Pass(
+                "signed text matches the exchange (request as raw bytes, response as python json.dumps form)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_refuses_the_json_dumps_form_even_when_its_hash_is_signed() {
+        // Every parser that keeps the last duplicate reads the honest body; one that keeps the
+        // first reads "evil". The signature covers only the parse.
+        let honest = r#"{"id":"x","choices":[{"message":{"content":"ok"}}]}"#;
+        let attack = r#"{"id":"x","choices":[{"message":{"content":"evil"}}],"choices":[{"message":{"content":"ok"}}]}"#;
+        assert_eq!(dumps_of(attack), dumps_of(honest));
+        let (exchange, text) = non_streamed(attack.as_bytes(), dumps_of(honest).as_bytes());
+        let Outcome::Fail(reason) = judge_hashes(&exchange, &text) else {
+            panic!("expected a failure")
+        };
+        assert_eq!(
+            reason,
+            format!(
+                "request hash matches; response hash differs: expected {} (raw bytes), found {} (the hash of its python json.dumps form); response body has a duplicate key `choices`: the json.dumps form is not accepted",
+                sha(attack.as_bytes()),
+                sha(dumps_of(honest).as_bytes())
+            )
+        );
+    }
+
+    #[test]
+    fn a_non_compact_body_refuses_the_json_dumps_form() {
+        // One space after a comma: not the compact form, and not the json.dumps form either.
+        let body = r#"{"id":"x", "n":1}"#;
+        let (exchange, text) = non_streamed(body.as_bytes(), dumps_of(body).as_bytes());
+        let Outcome::Fail(reason) = judge_hashes(&exchange, &text) else {
+            panic!("expected a failure")
+        };
+        assert!(
+            reason.ends_with("(the hash of its python json.dumps form); response body is not the compact serialisation of its own parse (whitespace at byte 10): the json.dumps form is not accepted"),
+            "{reason}"
+        );
+        // Its raw bytes, signed as they are, still pass.
+        let (exchange, text) = non_streamed(body.as_bytes(), body.as_bytes());
+        assert_eq!(judge_hashes(&exchange, &text).state(), State::Pass);
+    }
+
+    #[test]
+    fn a_refused_body_whose_dumps_form_is_not_signed_says_why_it_was_not_tried() {
+        let body = r#"{"a":1,"a":2}"#;
+        let (exchange, text) = non_streamed(body.as_bytes(), b"something else");
+        let Outcome::Fail(reason) = judge_hashes(&exchange, &text) else {
+            panic!("expected a failure")
+        };
+        assert!(
+            reason.ends_with(&format!(
+                "expected {} (raw bytes), found {}; response body has a duplicate key `a`: the json.dumps form is not accepted",
+                sha(body.as_bytes()),
+                sha(b"something else")
+            )),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_hashed_as_its_bytes() {
+        let body = b"{\"id\":\"x\",\"content\":\"caf\xe9\"}";
+        let (exchange, text) = non_streamed(body, body);
+        assert_eq!(judge_hashes(&exchange, &text).state(), State::Pass);
+        // The lossy text form is not what was received, so its hash is not accepted.
+        let lossy = String::from_utf8_lossy(body).into_owned();
+        let (exchange, text) = non_streamed(body, lossy.as_bytes());
+        let Outcome::Fail(reason) = judge_hashes(&exchange, &text) else {
+            panic!("expected a failure")
+        };
+        assert!(
+            reason.starts_with("request hash matches; response hash differs"),
+            "{reason}"
         );
     }
 }
