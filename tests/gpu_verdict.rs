@@ -172,7 +172,18 @@ fn gpu_nonce_names_the_nonce_that_differs() {
 /// A detached EAT minted with the test NRAS PKI for nvtrust's evidence, with `gpu_claims`
 /// edited by `edit`.
 fn minted_nras(edit: impl Fn(&mut Value)) -> Value {
+    minted_nras_with(|_| {}, edit)
+}
+
+/// [`minted_nras`] with the overall claims edited by `overall_edit` as well. The claim set is
+/// NRAS's claims version 3.0 with every claim that version requires.
+fn minted_nras_with(overall_edit: impl Fn(&mut Value), edit: impl Fn(&mut Value)) -> Value {
     let leaf = signer("test-kid-1", "leaf1");
+    let chain = json!({
+        "x-nvidia-cert-status": "valid", "x-nvidia-cert-ocsp-status": "good",
+        "x-nvidia-cert-expiration-date": "9999-12-31T23:59:59Z",
+        "x-nvidia-cert-revocation-reason": null,
+    });
     let mut gpu = json!({
         "iss": "https://nras.attestation.nvidia.com", "eat_nonce": NVTRUST_NONCE,
         "iat": NRAS_TEST_NOW_SECS - 5, "nbf": NRAS_TEST_NOW_SECS - 5, "exp": NRAS_TEST_NOW_SECS + 3595,
@@ -182,14 +193,22 @@ fn minted_nras(edit: impl Fn(&mut Value)) -> Value {
         "x-nvidia-gpu-attestation-report-parsed": true,
         "x-nvidia-gpu-attestation-report-nonce-match": true,
         "x-nvidia-gpu-attestation-report-signature-verified": true,
+        "x-nvidia-gpu-attestation-report-cert-chain": chain,
+        "x-nvidia-gpu-attestation-report-cert-chain-fwid-match": true,
+        "x-nvidia-gpu-driver-rim-signature-verified": true,
+        "x-nvidia-gpu-driver-rim-cert-chain": chain,
+        "x-nvidia-gpu-vbios-rim-signature-verified": true,
+        "x-nvidia-gpu-vbios-rim-cert-chain": chain,
     });
     edit(&mut gpu);
     let tokens = vec![("GPU-0".to_string(), mint(&gpu, &leaf))];
-    let overall = json!({
+    let mut overall = json!({
         "iss": "https://nras.attestation.nvidia.com", "eat_nonce": NVTRUST_NONCE,
+        "x-nvidia-ver": "3.0",
         "x-nvidia-overall-att-result": true, "submods": submods(&tokens),
         "iat": NRAS_TEST_NOW_SECS - 5, "nbf": NRAS_TEST_NOW_SECS - 5, "exp": NRAS_TEST_NOW_SECS + 3595,
     });
+    overall_edit(&mut overall);
     let leaf_der = pki("leaf1.der");
     json!({
         "response": detached(&mint(&overall, &leaf), &tokens),
@@ -250,6 +269,68 @@ fn a_verified_nras_token_for_real_evidence_passes_end_to_end() {
     let v = verify::verify(&from_json(b), &Policy::default(), &test_nras_anchors());
     assert_eq!(state(&v, "nras_token"), Unknown);
     assert!(reason(&v, "nras_token").contains("nras timeout: no answer in 30 s"));
+}
+
+#[test]
+fn nras_claims_of_a_version_not_understood_never_pass_end_to_end() {
+    let mut b = bundle_json("gpu-nvtrust-hopper");
+    b["observed_at"] = json!(NRAS_TEST_NOW);
+    // The valid answer passes, so each change below is the only reason for what follows.
+    b["nras"] = minted_nras(|_| {});
+    let v = verify::verify(
+        &from_json(b.clone()),
+        &Policy::default(),
+        &test_nras_anchors(),
+    );
+    assert_eq!(check(&v, "nras_result", "gpu:0").0, Pass);
+
+    // No x-nvidia-ver: the token is NRAS's, but its claims cannot be read.
+    b["nras"] = minted_nras_with(
+        |overall| {
+            overall.as_object_mut().unwrap().remove("x-nvidia-ver");
+        },
+        |_| {},
+    );
+    let v = verify::verify(
+        &from_json(b.clone()),
+        &Policy::default(),
+        &test_nras_anchors(),
+    );
+    assert_eq!(state(&v, "nras_token"), Pass);
+    let (result, why) = check(&v, "nras_result", "gpu:0");
+    assert_eq!(result, Unknown, "{why}");
+    assert!(
+        why.contains("the overall token carries no x-nvidia-ver: claims version not understood"),
+        "{why}"
+    );
+
+    // A claims version this release does not know.
+    b["nras"] = minted_nras_with(|overall| overall["x-nvidia-ver"] = json!("4.0"), |_| {});
+    let v = verify::verify(
+        &from_json(b.clone()),
+        &Policy::default(),
+        &test_nras_anchors(),
+    );
+    assert_eq!(state(&v, "nras_token"), Pass);
+    let (result, why) = check(&v, "nras_result", "gpu:0");
+    assert_eq!(result, Unknown, "{why}");
+    assert!(why.contains("claims version 4.0 not understood"), "{why}");
+
+    // Version 3.0 without the GPU certificate chain's status and OCSP verdict.
+    b["nras"] = minted_nras(|gpu| {
+        gpu.as_object_mut()
+            .unwrap()
+            .remove("x-nvidia-gpu-attestation-report-cert-chain");
+    });
+    let v = verify::verify(&from_json(b), &Policy::default(), &test_nras_anchors());
+    let (result, why) = check(&v, "nras_result", "gpu:0");
+    assert_eq!(result, Fail, "{why}");
+    assert!(
+        why.contains(
+            "x-nvidia-gpu-attestation-report-cert-chain: required by claims version 3.0, found none"
+        ),
+        "{why}"
+    );
 }
 
 #[test]

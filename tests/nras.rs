@@ -13,6 +13,7 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
+use teewatch::verify::Outcome;
 use teewatch::verify::gpu::nras::{
     self, GpuRef, MatchRule, MatchedGpu, NRAS_ISSUER, NrasAnchors, NrasError, NrasInputs,
     VerifiedNras,
@@ -150,6 +151,34 @@ fn run_default(response: &Value, n: usize) -> Result<VerifiedNras, NrasError> {
     run(response, &jwks(), NOW, &gpus(n))
 }
 
+/// The reason of a passing judgement; panics naming any other.
+fn passed(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Pass(reason) => reason,
+        other => panic!("expected a pass, found {other:?}"),
+    }
+}
+
+/// The reason of a failing judgement; panics naming any other.
+fn failed(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Fail(reason) => reason,
+        other => panic!("expected a failure, found {other:?}"),
+    }
+}
+
+/// The reason of an `unknown` judgement; panics naming any other.
+fn unknown(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Unknown(reason) => reason,
+        other => panic!("expected unknown, found {other:?}"),
+    }
+}
+
+fn all_pass(judged: &[(usize, Outcome)]) -> bool {
+    judged.iter().all(|(_, o)| matches!(o, Outcome::Pass(_)))
+}
+
 // ---- valid answers ----------------------------------------------------------------------------
 
 #[test]
@@ -164,7 +193,7 @@ fn valid_one_gpu_answer_verifies_and_passes() {
     assert_eq!(judged.len(), 1);
     let (index, outcome) = &judged[0];
     assert_eq!(*index, 0);
-    let reason = outcome.as_ref().unwrap();
+    let reason = passed(outcome);
     assert!(reason.contains("GPU-0"), "{reason}");
     assert!(reason.contains("claims version 3.0"), "{reason}");
 }
@@ -191,7 +220,7 @@ fn valid_eight_gpu_answer_verifies_with_submods_in_any_order() {
     assert_eq!(pairs, expected);
     let judged = nras::judge_result(&verified);
     assert_eq!(judged.len(), 8);
-    assert!(judged.iter().all(|(_, r)| r.is_ok()), "{judged:?}");
+    assert!(all_pass(&judged), "{judged:?}");
 }
 
 #[test]
@@ -661,14 +690,14 @@ fn verified_with(
 fn judged_failure(verified: &VerifiedNras) -> String {
     let judged = nras::judge_result(verified);
     assert_eq!(judged.len(), 1);
-    judged[0].1.clone().unwrap_err()
+    failed(&judged[0].1).to_string()
 }
 
 #[test]
 fn good_claims_pass() {
     let judged = nras::judge_result(&verified_with(|_| {}, |_| {}));
     assert_eq!(judged.len(), 1);
-    let reason = judged[0].1.as_ref().unwrap();
+    let reason = passed(&judged[0].1);
     assert!(reason.contains("driver 570.172.08"), "{reason}");
     assert!(reason.contains("vbios 96.00.CF.00.02"), "{reason}");
 }
@@ -753,7 +782,7 @@ fn overall_false_fails_every_gpu() {
     let judged = nras::judge_result(&verified);
     assert_eq!(judged.len(), 2);
     for (index, outcome) in &judged {
-        let reason = outcome.as_ref().unwrap_err();
+        let reason = failed(outcome);
         assert!(
             reason.contains("x-nvidia-overall-att-result: expected true, found false"),
             "{index}: {reason}"
@@ -793,7 +822,7 @@ fn missing_optional_claims_are_not_failures() {
             }
         },
     );
-    assert!(nras::judge_result(&verified)[0].1.is_ok());
+    passed(&nras::judge_result(&verified)[0].1);
 }
 
 #[test]
@@ -807,7 +836,7 @@ fn claims_a_version_always_carries_must_be_present() {
                 .remove("x-nvidia-gpu-vbios-rim-cert-chain");
         },
     );
-    let why = nras::judge_result(&verified)[0].1.clone().unwrap_err();
+    let why = failed(&nras::judge_result(&verified)[0].1).to_string();
     assert!(
         why.contains(
             "x-nvidia-gpu-vbios-rim-cert-chain: required by claims version 3.0, found none"
@@ -816,13 +845,208 @@ fn claims_a_version_always_carries_must_be_present() {
     );
     // The same claim set labelled version 2.0 is held to 2.0's claims, which it lacks.
     let verified = verified_with(|o| o["x-nvidia-ver"] = json!("2.0"), |_| {});
-    let why = nras::judge_result(&verified)[0].1.clone().unwrap_err();
+    let why = failed(&nras::judge_result(&verified)[0].1).to_string();
     assert!(
         why.contains(
             "x-nvidia-gpu-attestation-report-cert-chain-validated: required by claims version 2.0"
         ),
         "{why}"
     );
+}
+
+// ---- claims versions --------------------------------------------------------------------------
+
+/// A per-GPU claim set as NRAS claims version 2.0 carries it (the shape of the private-ml-sdk
+/// responses in `tests/vectors/`): certificate chains as `…-cert-validated` booleans, no
+/// certificate-chain objects, FWID or RIM version matches.
+fn gpu_claims_v2(ueid: &str) -> Value {
+    let mut claims = gpu_claims(ueid);
+    let map = claims.as_object_mut().unwrap();
+    for claim in [
+        "x-nvidia-gpu-attestation-report-cert-chain",
+        "x-nvidia-gpu-attestation-report-cert-chain-fwid-match",
+        "x-nvidia-gpu-driver-rim-cert-chain",
+        "x-nvidia-gpu-vbios-rim-cert-chain",
+        "x-nvidia-gpu-driver-rim-version-match",
+        "x-nvidia-gpu-vbios-rim-version-match",
+    ] {
+        map.remove(claim);
+    }
+    for claim in [
+        "x-nvidia-gpu-attestation-report-cert-chain-validated",
+        "x-nvidia-gpu-driver-rim-cert-validated",
+        "x-nvidia-gpu-vbios-rim-cert-validated",
+    ] {
+        map.insert(claim.to_string(), json!(true));
+    }
+    claims
+}
+
+/// NRAS's judgement of a minted 1-GPU answer of claims version `version` (its GPU claims as
+/// that version carries them), after `overall_edit` and `gpu_edit`, verified end to end: the
+/// token must pass `verify_token`, so only the claim judgement can object.
+fn judged_answer(
+    version: &str,
+    overall_edit: impl FnOnce(&mut Value),
+    gpu_edit: impl FnOnce(&mut Value),
+) -> Outcome {
+    let signer = leaf1();
+    let mut gpu = match version {
+        "2.0" => gpu_claims_v2(&ueid(0)),
+        _ => gpu_claims(&ueid(0)),
+    };
+    gpu_edit(&mut gpu);
+    let tokens = vec![("GPU-0".to_string(), mint(&gpu, &signer))];
+    let mut overall = overall_claims(submods(&tokens));
+    overall["x-nvidia-ver"] = json!(version);
+    overall_edit(&mut overall);
+    let response = detached(&mint(&overall, &signer), &tokens);
+    let verified = run_default(&response, 1).unwrap();
+    let mut judged = nras::judge_result(&verified);
+    assert_eq!(judged.len(), 1);
+    judged.remove(0).1
+}
+
+#[test]
+fn valid_answers_of_every_known_claims_version_pass() {
+    for version in ["2.0", "3.0"] {
+        let outcome = judged_answer(version, |_| {}, |_| {});
+        let reason = passed(&outcome);
+        assert!(
+            reason.contains(&format!("claims version {version}")),
+            "{version}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn an_answer_without_a_claims_version_is_unknown_naming_it() {
+    let outcome = judged_answer(
+        "3.0",
+        |o| {
+            o.as_object_mut().unwrap().remove("x-nvidia-ver");
+        },
+        |_| {},
+    );
+    let reason = unknown(&outcome);
+    assert!(
+        reason.contains("the overall token carries no x-nvidia-ver: claims version not understood"),
+        "{reason}"
+    );
+    assert!(reason.contains("GPU-0"), "{reason}");
+}
+
+#[test]
+fn an_answer_of_an_unknown_claims_version_is_unknown() {
+    let outcome = judged_answer("3.0", |o| o["x-nvidia-ver"] = json!("4.0"), |_| {});
+    let reason = unknown(&outcome);
+    assert!(
+        reason.contains("claims version 4.0 not understood"),
+        "{reason}"
+    );
+    // A version that is not a string is not understood either.
+    let outcome = judged_answer("3.0", |o| o["x-nvidia-ver"] = json!(3.0), |_| {});
+    let reason = unknown(&outcome);
+    assert!(
+        reason.contains("x-nvidia-ver: expected a version string, found 3.0"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_rejection_in_an_unknown_claims_version_still_fails() {
+    // NRAS saying no is a rejection whatever the version; the unknown version is named too.
+    let outcome = judged_answer("4.0", |_| {}, |g| g["measres"] = json!("fail"));
+    let reason = failed(&outcome);
+    assert!(
+        reason.contains("measres: expected \"success\", found \"fail\""),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("claims version 4.0 not understood"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn every_known_claims_version_requires_its_certificate_and_ocsp_claims() {
+    // (version, claim removed, expected reason): each case removes one claim from a valid answer.
+    let cases = [
+        (
+            "2.0",
+            "x-nvidia-gpu-attestation-report-cert-chain-validated",
+            "x-nvidia-gpu-attestation-report-cert-chain-validated: required by claims version 2.0, found none",
+        ),
+        (
+            "2.0",
+            "x-nvidia-gpu-driver-rim-cert-validated",
+            "x-nvidia-gpu-driver-rim-cert-validated: required by claims version 2.0, found none",
+        ),
+        (
+            "2.0",
+            "x-nvidia-gpu-vbios-rim-cert-validated",
+            "x-nvidia-gpu-vbios-rim-cert-validated: required by claims version 2.0, found none",
+        ),
+        (
+            "3.0",
+            "x-nvidia-gpu-attestation-report-cert-chain",
+            "x-nvidia-gpu-attestation-report-cert-chain: required by claims version 3.0, found none",
+        ),
+        (
+            "3.0",
+            "x-nvidia-gpu-driver-rim-cert-chain",
+            "x-nvidia-gpu-driver-rim-cert-chain: required by claims version 3.0, found none",
+        ),
+        (
+            "3.0",
+            "x-nvidia-gpu-vbios-rim-cert-chain",
+            "x-nvidia-gpu-vbios-rim-cert-chain: required by claims version 3.0, found none",
+        ),
+    ];
+    for (version, claim, expected) in cases {
+        let outcome = judged_answer(
+            version,
+            |_| {},
+            |g| {
+                g.as_object_mut().unwrap().remove(claim).unwrap();
+            },
+        );
+        let reason = failed(&outcome);
+        assert!(
+            reason.starts_with("nras rejects GPU-0: "),
+            "{claim}: {reason}"
+        );
+        assert!(reason.contains(expected), "{claim}: {reason}");
+    }
+}
+
+#[test]
+fn a_version_3_certificate_chain_without_its_ocsp_status_fails() {
+    // The OCSP verdict inside a 3.0 certificate-chain object is required as well.
+    for chain in [
+        "x-nvidia-gpu-attestation-report-cert-chain",
+        "x-nvidia-gpu-driver-rim-cert-chain",
+        "x-nvidia-gpu-vbios-rim-cert-chain",
+    ] {
+        let outcome = judged_answer(
+            "3.0",
+            |_| {},
+            |g| {
+                g[chain]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("x-nvidia-cert-ocsp-status")
+                    .unwrap();
+            },
+        );
+        let reason = failed(&outcome);
+        assert!(
+            reason.contains(&format!(
+                "{chain}.x-nvidia-cert-ocsp-status: expected \"good\", found missing"
+            )),
+            "{chain}: {reason}"
+        );
+    }
 }
 
 // ---- real vectors -----------------------------------------------------------------------------
@@ -877,7 +1101,7 @@ fn real_one_gpu_response_decodes() {
         json!(true)
     );
     assert!(!gpu.contains_key("x-nvidia-gpu-attestation-report-cert-chain"));
-    assert!(nras::judge_result(&as_verified(&decoded))[0].1.is_ok());
+    passed(&nras::judge_result(&as_verified(&decoded))[0].1);
 }
 
 #[test]
@@ -903,11 +1127,7 @@ fn real_eight_gpu_response_decodes_with_matching_digests() {
     for (_, claims) in &decoded.gpus {
         assert_eq!(claims["eat_nonce"], decoded.overall["eat_nonce"]);
     }
-    assert!(
-        nras::judge_result(&as_verified(&decoded))
-            .iter()
-            .all(|(_, r)| r.is_ok())
-    );
+    assert!(all_pass(&nras::judge_result(&as_verified(&decoded))));
 }
 
 #[test]
@@ -938,7 +1158,7 @@ fn attestation_sdk_detached_eat_decodes_to_its_published_claims() {
         overall["submods"]["GPU-0"],
         json!(["DIGEST", ["SHA-256", digest(&token)]])
     );
-    assert!(nras::judge_result(&as_verified(&decoded))[0].1.is_ok());
+    passed(&nras::judge_result(&as_verified(&decoded))[0].1);
 }
 
 #[test]
@@ -999,10 +1219,10 @@ fn real_claim_sets_pass_judgement() {
             )],
         };
         let judged = nras::judge_result(&as_verified(&decoded));
-        let reason = judged[0]
-            .1
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{detached}: {e}"));
+        let reason = match &judged[0].1 {
+            Outcome::Pass(reason) => reason,
+            other => panic!("{detached}: {other:?}"),
+        };
         if detached.contains("granular") {
             // This set carries a warning about a RIM signer certificate on hold; it is passed
             // on, not judged.

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use teewatch::sim::nvidia::{GpuState, NrasSim, NvidiaSimError, NvidiaTestPki};
+use teewatch::verify::Outcome;
 use teewatch::verify::gpu::certs::{ChainCache, GpuEvidenceError, verify_gpu_evidence};
 use teewatch::verify::gpu::nras::{
     GpuRef, MatchRule, NrasAnchors, NrasError, NrasInputs, VerifiedNras, judge_result, verify_token,
@@ -256,7 +257,9 @@ fn nras_answer_verifies_and_passes_every_gpu() {
         assert_eq!(results.len(), n);
         for (index, (evidence_index, outcome)) in results.iter().enumerate() {
             assert_eq!(*evidence_index, index);
-            let reason = outcome.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            let Outcome::Pass(reason) = outcome else {
+                panic!("expected a pass, found {outcome:?}")
+            };
             assert!(reason.contains("570.172.08"), "{reason}");
             assert!(reason.contains("96.00.CF.00.02"), "{reason}");
         }
@@ -272,7 +275,11 @@ fn nras_answer_verifies_and_passes_every_gpu() {
         let as_string = Value::String(payload.to_string());
         let eat = sim.attest(&as_string, now, true).unwrap();
         let verified = verify_nras(&sim, &eat, &sim.jwks(), &pki, n, now.timestamp()).unwrap();
-        assert!(judge_result(&verified).iter().all(|(_, r)| r.is_ok()));
+        assert!(
+            judge_result(&verified)
+                .iter()
+                .all(|(_, r)| matches!(r, Outcome::Pass(_)))
+        );
     }
 }
 
@@ -286,7 +293,9 @@ fn failing_verdict_fails_judge_result() {
     let verified = verify_nras(&sim, &eat, &sim.jwks(), &pki, 2, now.timestamp()).unwrap();
     assert_eq!(verified.overall["x-nvidia-overall-att-result"], false);
     for (_, outcome) in judge_result(&verified) {
-        let reason = outcome.unwrap_err();
+        let Outcome::Fail(reason) = outcome else {
+            panic!("expected a failure, found {outcome:?}")
+        };
         assert!(reason.contains("x-nvidia-overall-att-result"), "{reason}");
         assert!(reason.contains("measres"), "{reason}");
     }

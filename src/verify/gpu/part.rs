@@ -227,11 +227,7 @@ pub fn verify_part_gpus(
                     verified.matched_by.as_str()
                 )),
             );
-            for (index, result) in nras::judge_result(&verified) {
-                let outcome = match result {
-                    Ok(reason) => Outcome::Pass(reason),
-                    Err(reason) => Outcome::Fail(reason),
-                };
+            for (index, outcome) in nras::judge_result(&verified) {
                 rec.check(NRAS_RESULT, &gpu_scope(scope, index), outcome);
             }
         }

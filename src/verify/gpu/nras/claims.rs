@@ -2,10 +2,14 @@
 //! validity window and nonce, that the overall token's `submods` digests vouch for exactly the
 //! GPU tokens sent, and which GPU of the evidence each token speaks for; `judge_result` and
 //! `judge_gpu_claims` then read NRAS's verdict from the claims, naming every claim that is not
-//! as required.
+//! as required. Only claims versions this release knows can pass: each requires its
+//! certificate-chain and OCSP claims, and a token of another version, or of none, is `unknown`
+//! however good its core claims look.
 
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+
+use crate::verify::verdict::Outcome;
 
 use super::jws::Jws;
 use super::{
@@ -25,9 +29,8 @@ const REQUIRED_TRUE: [&str; 5] = [
 /// The per-GPU claims that must be present with exactly this string value.
 const REQUIRED_STRING: [(&str, &str); 2] = [("measres", "success"), ("dbgstat", "disabled")];
 
-/// Per-GPU claims that only some claims versions carry; each must be true when present. Version
-/// 2.0 tokens report certificate chains as `…-cert-validated` booleans, version 3.0 tokens as the
-/// objects in `CERT_CHAIN_CLAIMS` plus the FWID and RIM version matches.
+/// Per-GPU boolean claims that are judged wherever they appear: each must be true when present.
+/// Which of them a token must carry depends on its claims version (`KNOWN_VERSIONS`).
 const OPTIONAL_TRUE: [&str; 15] = [
     "x-nvidia-gpu-attestation-report-cert-chain-fwid-match",
     "x-nvidia-gpu-attestation-report-cert-chain-validated",
@@ -53,19 +56,35 @@ const CERT_CHAIN_CLAIMS: [&str; 3] = [
     "x-nvidia-gpu-vbios-rim-cert-chain",
 ];
 
-/// Per-GPU claims a claims version always carries: a token of that version without one of them
-/// has dropped a check, which must not pass for "not present". Versions not listed here are held
-/// to the core claims only.
-fn required_by_version(version: &str) -> &'static [&'static str] {
-    match version {
-        "2.0" => &[
+/// A claims version this release understands, and the per-GPU claims a token of it always
+/// carries: the certificate-chain and OCSP verdicts, the RIM signatures and, from 3.0, the FWID
+/// match. A token that lacks one of them has dropped a check, which must not pass for "not
+/// present".
+struct ClaimsVersion {
+    name: &'static str,
+    required: &'static [&'static str],
+}
+
+/// Every claims version this release judges, as seen in NRAS's real answers (`tests/vectors/`:
+/// the private-ml-sdk responses are 2.0, the attestation-sdk and nvtrust granular sets 3.0).
+/// Version 2.0 reports each certificate chain, its OCSP status included, as one
+/// `…-cert-validated` boolean; version 3.0 as an object whose status and OCSP status are judged
+/// in `judge_gpu_claims`. A version not listed here is not understood: its claims may mean
+/// something else, or carry the revocation verdicts under names this release does not read.
+const KNOWN_VERSIONS: [ClaimsVersion; 2] = [
+    ClaimsVersion {
+        name: "2.0",
+        required: &[
             "x-nvidia-gpu-attestation-report-cert-chain-validated",
             "x-nvidia-gpu-driver-rim-cert-validated",
             "x-nvidia-gpu-vbios-rim-cert-validated",
             "x-nvidia-gpu-driver-rim-signature-verified",
             "x-nvidia-gpu-vbios-rim-signature-verified",
         ],
-        "3.0" => &[
+    },
+    ClaimsVersion {
+        name: "3.0",
+        required: &[
             "x-nvidia-gpu-attestation-report-cert-chain",
             "x-nvidia-gpu-attestation-report-cert-chain-fwid-match",
             "x-nvidia-gpu-driver-rim-cert-chain",
@@ -73,9 +92,45 @@ fn required_by_version(version: &str) -> &'static [&'static str] {
             "x-nvidia-gpu-driver-rim-signature-verified",
             "x-nvidia-gpu-vbios-rim-signature-verified",
         ],
-        _ => &[],
+    },
+];
+
+/// The overall token's claims version, or why it is not one this release understands.
+fn claims_version(overall: &Map<String, Value>) -> Result<&'static ClaimsVersion, String> {
+    let known = || {
+        KNOWN_VERSIONS
+            .iter()
+            .map(|v| v.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match overall.get(CLAIMS_VERSION) {
+        None => Err(format!(
+            "the overall token carries no {CLAIMS_VERSION}: claims version not understood \
+             (expected one of [{}])",
+            known()
+        )),
+        Some(Value::String(name)) => {
+            KNOWN_VERSIONS
+                .iter()
+                .find(|v| v.name == name)
+                .ok_or_else(|| {
+                    format!(
+                        "claims version {} not understood ({CLAIMS_VERSION}: expected one of [{}])",
+                        describe(Some(&Value::String(name.clone()))).trim_matches('"'),
+                        known()
+                    )
+                })
+        }
+        Some(other) => Err(format!(
+            "{CLAIMS_VERSION}: expected a version string, found {}: claims version not understood",
+            describe(Some(other))
+        )),
     }
 }
+
+/// The overall claim that names the claims version.
+const CLAIMS_VERSION: &str = "x-nvidia-ver";
 
 /// The claim NRAS puts its error explanation in.
 const ERROR_DETAILS: &str = "x-nvidia-error-details";
@@ -83,10 +138,11 @@ const ERROR_DETAILS: &str = "x-nvidia-error-details";
 /// The claim NRAS puts non-fatal remarks in, such as a RIM signer certificate on hold.
 const WARNING: &str = "x-nvidia-attestation-warning";
 
-/// NRAS's verdict for each GPU, by evidence index: `Ok(reason)` when the overall result and all
-/// of that GPU's claims say it is genuine and in a trusted state, `Err(reason)` naming every
-/// claim that does not, with NRAS's own error details quoted.
-pub fn judge_result(verified: &VerifiedNras) -> Vec<(usize, Result<String, String>)> {
+/// NRAS's verdict for each GPU, by evidence index: `Pass` when the overall result and all of
+/// that GPU's claims say it is genuine and in a trusted state, `Fail` naming every claim that
+/// does not (with NRAS's own error details quoted), and `Unknown` when the claims version is
+/// not one this release understands and no claim it can read says no.
+pub fn judge_result(verified: &VerifiedNras) -> Vec<(usize, Outcome)> {
     let mut overall_problems = Vec::new();
     let overall_result = verified.overall.get("x-nvidia-overall-att-result");
     if overall_result != Some(&Value::Bool(true)) {
@@ -103,32 +159,43 @@ pub fn judge_result(verified: &VerifiedNras) -> Vec<(usize, Result<String, Strin
             .map(|d| format!("{prefix}{ERROR_DETAILS}: {d}"))
     };
     let overall_details = details(&verified.overall, "overall ");
-    let version = verified
-        .overall
-        .get("x-nvidia-ver")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
+    let version = claims_version(&verified.overall);
 
-    let mut results: Vec<(usize, Result<String, String>)> = verified
+    let mut results: Vec<(usize, Outcome)> = verified
         .gpus
         .iter()
         .map(|gpu| {
             let (judged, mut problems) = judge_gpu_claims(&gpu.claims);
-            for claim in required_by_version(version) {
-                if !gpu.claims.contains_key(*claim) {
-                    problems.push(format!(
-                        "{claim}: required by claims version {version}, found none"
-                    ));
+            if let Ok(version) = &version {
+                for claim in version.required {
+                    if !gpu.claims.contains_key(*claim) {
+                        problems.push(format!(
+                            "{claim}: required by claims version {}, found none",
+                            version.name
+                        ));
+                    }
                 }
             }
             let mut all = overall_problems.clone();
             all.append(&mut problems);
-            let outcome = if all.is_empty() {
-                Ok(pass_reason(gpu, judged, version))
-            } else {
-                all.extend(overall_details.clone());
-                all.extend(details(&gpu.claims, ""));
-                Err(format!("nras rejects {}: {}", gpu.submod, all.join("; ")))
+            let outcome = match (all.is_empty(), &version) {
+                (true, Ok(version)) => Outcome::Pass(pass_reason(gpu, judged, version.name)),
+                // The core claims alone never pass: in a version this release does not know,
+                // the certificate and revocation verdicts may be missing or named otherwise.
+                (true, Err(why)) => Outcome::Unknown(format!(
+                    "nras's claims for {} cannot be judged: {why}",
+                    gpu.submod
+                )),
+                (false, version) => {
+                    // A claim that says no is a rejection in any version; an unknown version is
+                    // named so that the reader knows the list may be incomplete.
+                    if let Err(why) = version {
+                        all.push(why.clone());
+                    }
+                    all.extend(overall_details.clone());
+                    all.extend(details(&gpu.claims, ""));
+                    Outcome::Fail(format!("nras rejects {}: {}", gpu.submod, all.join("; ")))
+                }
             };
             (gpu.evidence_index, outcome)
         })
