@@ -1,13 +1,17 @@
 //! Canary chat signatures on NEAR AI's real vectors: EIP-191 recovery, the signed hashes of the
-//! exact bodies, and one-byte changes that must fail naming the half.
+//! exact bodies, and one-byte changes that must fail naming the half. Then the bytes themselves:
+//! the json.dumps form only for a compact body without duplicate keys, a response that is not
+//! UTF-8 stored as base64 and hashed as received, and the fetcher recording such a response
+//! byte-exact from a loopback provider.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
-use teewatch::verify::bundle::CanaryExchange;
+use teewatch::verify::bundle::{Bundle, CanaryExchange};
 use teewatch::verify::canary::{self, NodeKey};
-use teewatch::verify::{Outcome, State};
+use teewatch::verify::{Outcome, State, Verdict};
 
 fn vectors() -> Vec<Value> {
     let path = common::repo_path("tests/vectors/provider/nearai/signature_vectors.json");
@@ -174,4 +178,284 @@ fn a_missing_signature_is_unknown_not_fail() {
 fn sha2_256(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).to_vec()
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2_256(bytes))
+}
+
+/// The real NEAR bundle with only its canary list replaced, verified under its own policy.
+fn verdict_with_canary(entries: Vec<Value>) -> Verdict {
+    let mut value = common::bundle_json("nearai-canary");
+    value["canary"] = Value::Array(entries);
+    common::verdict(&common::from_json(value))
+}
+
+const REQUEST: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false}"#;
+
+/// A compact non-streamed reply, as vllm sends it.
+const HONEST: &str =
+    r#"{"id":"x","choices":[{"message":{"content":"ok"}}],"usage":{"total_tokens":3}}"#;
+
+/// A non-streamed canary entry whose provider signed `signed_response` as the response.
+fn entry(response: &str, signed_response: &str) -> Value {
+    json!({
+        "stream": false,
+        "request_body": REQUEST,
+        "response_body": response,
+        "signature": {
+            "text": format!("{}:{}", sha_hex(REQUEST.as_bytes()), sha_hex(signed_response.as_bytes())),
+            "signature": "0x00",
+            "signing_algo": "ecdsa",
+        },
+    })
+}
+
+fn dumps_of(body: &str) -> String {
+    canary::python_json_dumps(&serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn a_compact_body_signed_in_its_json_dumps_form_still_passes() {
+    // Some dstack vllm-proxy versions send compact JSON and sign json.dumps of its parse.
+    let verdict = verdict_with_canary(vec![entry(HONEST, &dumps_of(HONEST))]);
+    let (state, reason) = common::check(&verdict, "canary_hashes", "canary:0");
+    assert_eq!(state, State::Pass, "{reason}");
+    assert_eq!(
+        reason,
+        "signed text matches the exchange (request as raw bytes, response as python json.dumps form)"
+    );
+}
+
+#[test]
+fn a_duplicate_choices_key_fails_although_its_json_dumps_form_is_signed() {
+    // The attack: the provider signs json.dumps of an honest parse and sends a body whose first
+    // `choices` says something else. Parsers that keep the last duplicate (serde_json, Python)
+    // read the honest answer; those that keep the first read the other one.
+    let attack = HONEST.replacen(
+        r#""choices":"#,
+        r#""choices":[{"message":{"content":"send your key to evil.example"}}],"choices":"#,
+        1,
+    );
+    assert_eq!(dumps_of(&attack), dumps_of(HONEST));
+    let verdict = verdict_with_canary(vec![
+        entry(HONEST, &dumps_of(HONEST)),
+        entry(&attack, &dumps_of(HONEST)),
+    ]);
+    assert_eq!(
+        common::check(&verdict, "canary_hashes", "canary:0").0,
+        State::Pass
+    );
+    let (state, reason) = common::check(&verdict, "canary_hashes", "canary:1");
+    assert_eq!(state, State::Fail, "{reason}");
+    assert_eq!(
+        reason,
+        format!(
+            "request hash matches; response hash differs: expected {} (raw bytes), found {} (the hash of its python json.dumps form); response body has a duplicate key `choices`: the json.dumps form is not accepted",
+            sha_hex(attack.as_bytes()),
+            sha_hex(dumps_of(HONEST).as_bytes())
+        )
+    );
+}
+
+#[test]
+fn a_non_compact_body_fails_although_its_json_dumps_form_is_signed() {
+    let spaced = HONEST.replacen(r#""id":"x","#, r#""id":"x", "#, 1);
+    assert_eq!(dumps_of(&spaced), dumps_of(HONEST));
+    let verdict = verdict_with_canary(vec![entry(&spaced, &dumps_of(HONEST))]);
+    let (state, reason) = common::check(&verdict, "canary_hashes", "canary:0");
+    assert_eq!(state, State::Fail, "{reason}");
+    assert!(
+        reason.ends_with("(the hash of its python json.dumps form); response body is not the compact serialisation of its own parse (whitespace at byte 10): the json.dumps form is not accepted"),
+        "{reason}"
+    );
+}
+
+/// A streamed reply with a byte that is not UTF-8 (a Latin-1 `é`) inside a chunk.
+const NOT_UTF8: &[u8] =
+    b"data: {\"id\":\"chat-s\",\"choices\":[{\"delta\":{\"content\":\"caf\xe9\"}}]}\n\ndata: [DONE]\n\n";
+
+/// A streamed canary entry for `response`, signed over those exact bytes.
+fn bytes_entry(response: &[u8], signed_response: &[u8]) -> Value {
+    let exchange = CanaryExchange {
+        stream: true,
+        request_body: REQUEST.replace("false", "true"),
+        response_body: response.to_vec(),
+        signature: Some(json!({
+            "text": format!("{}:{}", sha_hex(REQUEST.replace("false", "true").as_bytes()), sha_hex(signed_response)),
+            "signature": "0x00",
+            "signing_algo": "ecdsa",
+        })),
+    };
+    serde_json::to_value(&exchange).unwrap()
+}
+
+#[test]
+fn a_response_that_is_not_utf8_round_trips_as_base64_and_hashes_as_received() {
+    let written = bytes_entry(NOT_UTF8, NOT_UTF8);
+    assert!(written.get("response_body").is_none(), "{written}");
+    assert_eq!(
+        written["response_body_base64"],
+        base64::engine::general_purpose::STANDARD.encode(NOT_UTF8)
+    );
+
+    // Through a whole bundle as text and back: the same bytes, written the same way.
+    let mut value = common::bundle_json("nearai-canary");
+    value["canary"] = json!([written.clone()]);
+    let bundle = Bundle::from_json(&value.to_string()).unwrap();
+    let exchanges = bundle.canary.as_deref().unwrap();
+    assert_eq!(exchanges[0].response_body, NOT_UTF8);
+    assert_eq!(Bundle::from_json(&bundle.to_json_pretty()).unwrap(), bundle);
+    assert_eq!(serde_json::to_value(&bundle).unwrap()["canary"][0], written);
+    let verdict = common::verdict(&bundle);
+    let (state, reason) = common::check(&verdict, "canary_hashes", "canary:0");
+    assert_eq!(state, State::Pass, "{reason}");
+
+    // One byte flipped in the stored response: the signed hash no longer matches.
+    let mut flipped = NOT_UTF8.to_vec();
+    flipped[10] ^= 0x01;
+    let verdict = verdict_with_canary(vec![bytes_entry(&flipped, NOT_UTF8)]);
+    let (state, reason) = common::check(&verdict, "canary_hashes", "canary:0");
+    assert_eq!(state, State::Fail, "{reason}");
+    assert!(
+        reason.starts_with(&format!(
+            "request hash matches; response hash differs: expected {} (raw bytes), found {}",
+            sha_hex(&flipped),
+            sha_hex(NOT_UTF8)
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn bundles_with_text_bodies_write_them_back_unchanged() {
+    let value = common::bundle_json("nearai-canary");
+    let bundle = common::from_json(value.clone());
+    assert_eq!(
+        serde_json::to_value(&bundle).unwrap()["canary"],
+        value["canary"]
+    );
+}
+
+#[test]
+fn a_canary_entry_carries_exactly_one_response_field() {
+    let mut both = bytes_entry(NOT_UTF8, NOT_UTF8);
+    both["response_body"] = json!("text");
+    let mut neither = bytes_entry(NOT_UTF8, NOT_UTF8);
+    neither
+        .as_object_mut()
+        .unwrap()
+        .remove("response_body_base64");
+    let mut bad = bytes_entry(NOT_UTF8, NOT_UTF8);
+    bad["response_body_base64"] = json!("not base64!");
+    for (entry, reason) in [
+        (
+            both,
+            "canary entry: expected exactly one of `response_body` and `response_body_base64`, found both",
+        ),
+        (
+            neither,
+            "canary entry: expected exactly one of `response_body` and `response_body_base64`, found neither",
+        ),
+        (
+            bad,
+            "canary entry `response_body_base64`: expected standard base64, found invalid base64 (invalid symbol 32, offset 3)",
+        ),
+    ] {
+        let mut value = common::bundle_json("nearai-canary");
+        value["canary"] = json!([entry]);
+        let error = Bundle::from_value(value).unwrap_err();
+        assert_eq!(error.to_string(), format!("field `canary`: {reason}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fetcher_stores_a_response_that_is_not_utf8_byte_exact() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, State as Shared};
+    use axum::routing::{get, post};
+    use teewatch::config::Config;
+    use teewatch::fetch::check::Fetcher;
+    use teewatch::fetch::http::{Http, HttpOptions};
+
+    const NON_STREAMED: &[u8] =
+        b"{\"id\":\"chat-n\",\"choices\":[{\"message\":{\"content\":\"caf\xe9\"}}]}";
+    // A provider that answers bytes that are not UTF-8 and signs the hashes of the exact bytes it
+    // received and sent.
+    type Signed = Arc<Mutex<HashMap<String, String>>>;
+    let app = axum::Router::new()
+        .route(
+            "/v1/attestation/report",
+            get(|| async { axum::Json(json!({})) }),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(
+                |Shared(signed): Shared<Signed>, request: axum::body::Bytes| async move {
+                    let stream =
+                        serde_json::from_slice::<Value>(&request).unwrap()["stream"] == true;
+                    let (id, answer) = if stream {
+                        ("chat-s", NOT_UTF8)
+                    } else {
+                        ("chat-n", NON_STREAMED)
+                    };
+                    let text = format!("{}:{}", sha_hex(&request), sha_hex(answer));
+                    signed.lock().unwrap().insert(id.to_string(), text);
+                    answer
+                },
+            ),
+        )
+        .route(
+            "/v1/signature/{id}",
+            get(
+                |Shared(signed): Shared<Signed>, Path(id): Path<String>| async move {
+                    let text = signed.lock().unwrap().get(&id).cloned().unwrap();
+                    axum::Json(json!({"text": text, "signature": "0x00", "signing_algo": "ecdsa"}))
+                },
+            ),
+        )
+        .with_state(Signed::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = std::env::temp_dir().join(format!("teewatch-canary-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), "test-key").unwrap();
+    let text = format!(
+        "[[target]]\nname = \"bytes\"\nprofile = \"vllm-proxy\"\nbase_url = \"http://{address}\"\nmodel = \"m\"\napi_key_file = \"key\"\ninterval = \"10s\"\n\n[target.canary]\nsignature_wait_seconds = 1\n"
+    );
+    let config = Config::parse_in(&text, "bytes.toml", &dir).unwrap_or_else(|e| panic!("{e}"));
+    let fetcher = Fetcher::new(Http::new(HttpOptions::for_config(&config)).unwrap(), None);
+    let fetched = fetcher
+        .check(&config, config.target("bytes").unwrap())
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // The non-streamed chat, then the streamed one, each as the base64 of the bytes sent.
+    let entries = fetched["canary"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{fetched:#}");
+    for (entry, sent) in entries.iter().zip([NON_STREAMED, NOT_UTF8]) {
+        assert!(entry.get("response_body").is_none(), "{entry}");
+        assert_eq!(
+            entry["response_body_base64"],
+            base64::engine::general_purpose::STANDARD.encode(sent)
+        );
+    }
+    let bundle = common::from_json(fetched);
+    for (exchange, sent) in bundle
+        .canary
+        .as_deref()
+        .unwrap()
+        .iter()
+        .zip([NON_STREAMED, NOT_UTF8])
+    {
+        assert_eq!(exchange.response_body, sent);
+        let out = canary::judge(exchange, &bundle.nonce_bytes(), &[]);
+        assert_eq!(out.fresh.state(), State::Pass, "{:?}", out.fresh);
+        assert_eq!(out.hashes.state(), State::Pass, "{:?}", out.hashes);
+    }
 }
