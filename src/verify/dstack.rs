@@ -157,6 +157,16 @@ pub fn replay(events: &[Event]) -> Replay {
     let mut event_counts = [0usize; 4];
     let mut problems = Vec::new();
     for (index, event) in events.iter().enumerate() {
+        // RTMR3 is where dstack's OS and application write runtime events, whose digests are
+        // recomputed here. Another type on imr 3 would be folded with the digest the response
+        // supplies, letting a provider keep a genuine event's digest while renaming it.
+        if event.imr == 3 && event.event_type != RUNTIME_EVENT_TYPE {
+            problems.push(format!(
+                "event {index} ({}) on imr 3: expected a runtime event (type 0x{RUNTIME_EVENT_TYPE:08x}), found type 0x{:08x}",
+                if event.name.is_empty() { "unnamed" } else { event.name.as_str() },
+                event.event_type
+            ));
+        }
         let digest = if event.event_type == RUNTIME_EVENT_TYPE {
             let recomputed = runtime_event_digest(event);
             if !event.supplied_digest.is_empty() && event.supplied_digest != recomputed {
@@ -195,7 +205,30 @@ pub fn replay(events: &[Event]) -> Replay {
     }
 }
 
-/// The app identity carried by runtime events, read as the log states it.
+/// The runtime event that ends the OS's part of RTMR3: after it, dstack's guest agent lets the
+/// application extend RTMR3 with events of any name.
+pub const SYSTEM_READY: &str = "system-ready";
+
+/// The names the guest OS writes before `system-ready`. Each may appear once: a second event of
+/// one of these names, or one after `system-ready` (where the application writes), is an attempt
+/// to pass an application's event off as the OS's.
+pub const OS_EVENT_NAMES: [&str; 12] = [
+    "system-preparing",
+    "app-id",
+    "compose-hash",
+    "instance-id",
+    "boot-mr-done",
+    "mr-kms",
+    "mr-image",
+    "os-image-hash",
+    "key-provider",
+    "storage-fs",
+    "init-script-hash",
+    SYSTEM_READY,
+];
+
+/// The app identity the OS wrote into RTMR3 before `system-ready`, and the events the
+/// application added after it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeIdentity {
     pub compose_hash: Option<Vec<u8>>,
@@ -204,34 +237,72 @@ pub struct RuntimeIdentity {
     pub os_image_hash: Option<Vec<u8>>,
     /// The `name` of the key-provider event's JSON payload (`kms`, `local-sgx`…).
     pub key_provider: Option<String>,
+    /// Whether the log has a `system-ready` event.
+    pub system_ready: bool,
+    /// Names of the events after `system-ready`: the application's, never identity.
+    pub application_events: Vec<String>,
 }
 
-/// Reads the identity events of RTMR3. The first event of each name counts: a later event of
-/// the same name cannot overwrite what was measured first.
-pub fn runtime_identity(events: &[Event]) -> RuntimeIdentity {
+/// Why the identity events of RTMR3 cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error(
+        "two {name} events (events {first} and {second}): each os event is written once, a second one is an application posing as the os"
+    )]
+    Duplicate {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "event {index} ({name}) comes after system-ready, where the application writes: an os event name there is an application posing as the os"
+    )]
+    AfterSystemReady { name: String, index: usize },
+}
+
+/// Reads the identity events of RTMR3 (runtime events on imr 3, in log order).
+///
+/// Only events before `system-ready` are the OS's; a second event of an OS name anywhere, or an
+/// OS name after `system-ready`, is an error, never a tie resolved by order.
+pub fn runtime_identity(events: &[Event]) -> Result<RuntimeIdentity, IdentityError> {
     let mut id = RuntimeIdentity::default();
-    for event in events
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (index, event) in events
         .iter()
-        .filter(|e| e.imr == 3 && e.event_type == RUNTIME_EVENT_TYPE)
+        .enumerate()
+        .filter(|(_, e)| e.imr == 3 && e.event_type == RUNTIME_EVENT_TYPE)
     {
-        let slot = match event.name.as_str() {
-            "compose-hash" => &mut id.compose_hash,
-            "app-id" => &mut id.app_id,
-            "instance-id" => &mut id.instance_id,
-            "os-image-hash" => &mut id.os_image_hash,
-            "key-provider" => {
-                if id.key_provider.is_none() {
-                    id.key_provider = key_provider_name(&event.payload);
-                }
-                continue;
+        let name = event.name.as_str();
+        if let Some(os_name) = OS_EVENT_NAMES.iter().find(|n| **n == name) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| n == os_name) {
+                return Err(IdentityError::Duplicate {
+                    name: name.to_string(),
+                    first: *first,
+                    second: index,
+                });
             }
-            _ => continue,
-        };
-        if slot.is_none() {
-            *slot = Some(event.payload.clone());
+            if id.system_ready {
+                return Err(IdentityError::AfterSystemReady {
+                    name: name.to_string(),
+                    index,
+                });
+            }
+            seen.push((os_name, index));
+        } else if id.system_ready {
+            id.application_events.push(name.to_string());
+            continue;
+        }
+        match name {
+            "compose-hash" => id.compose_hash = Some(event.payload.clone()),
+            "app-id" => id.app_id = Some(event.payload.clone()),
+            "instance-id" => id.instance_id = Some(event.payload.clone()),
+            "os-image-hash" => id.os_image_hash = Some(event.payload.clone()),
+            "key-provider" => id.key_provider = key_provider_name(&event.payload),
+            SYSTEM_READY => id.system_ready = true,
+            _ => {}
         }
     }
-    id
+    Ok(id)
 }
 
 /// The `name` member of a key-provider payload (`{"name": "kms", "id": …}`).
@@ -358,16 +429,56 @@ mod tests {
         assert!(replay(&[event]).problems[0].contains("expected a 48-byte digest, found 3 bytes"));
     }
 
-    #[test]
-    fn first_identity_event_wins() {
-        let events = [
+    fn os_log() -> Vec<Event> {
+        vec![
+            runtime("system-preparing", b"", b""),
+            runtime("app-id", &[9; 20], b""),
             runtime("compose-hash", &[1; 32], b""),
-            runtime("compose-hash", &[2; 32], b""),
             runtime("key-provider", br#"{"name":"kms","id":"ab"}"#, b""),
-        ];
-        let id = runtime_identity(&events);
+            runtime("system-ready", b"", b""),
+            runtime("LIUM_MINER_HOTKEY", b"5F", b""),
+        ]
+    }
+
+    #[test]
+    fn identity_is_read_before_system_ready_and_app_events_after() {
+        let id = runtime_identity(&os_log()).unwrap();
         assert_eq!(id.compose_hash, Some(vec![1; 32]));
+        assert_eq!(id.app_id, Some(vec![9; 20]));
         assert_eq!(id.key_provider.as_deref(), Some("kms"));
+        assert!(id.system_ready);
+        assert_eq!(id.application_events, ["LIUM_MINER_HOTKEY"]);
+    }
+
+    #[test]
+    fn a_second_identity_event_is_an_error_not_a_tie() {
+        let mut events = os_log();
+        events.insert(3, runtime("compose-hash", &[2; 32], b""));
+        assert_eq!(
+            runtime_identity(&events).unwrap_err().to_string(),
+            "two compose-hash events (events 2 and 3): each os event is written once, a second one is an application posing as the os"
+        );
+    }
+
+    #[test]
+    fn an_identity_name_after_system_ready_is_an_error() {
+        let mut events = os_log();
+        events.push(runtime("os-image-hash", &[3; 32], b""));
+        assert!(matches!(
+            runtime_identity(&events),
+            Err(IdentityError::AfterSystemReady { index: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn another_event_type_on_imr_3_is_a_replay_problem() {
+        let mut event = runtime("compose-hash", &[1; 32], &[5; 48]);
+        event.event_type = 4;
+        let replay = replay(&[event]);
+        assert_eq!(
+            replay.problems,
+            ["event 0 (compose-hash) on imr 3: expected a runtime event (type 0x08000001), found type 0x00000004"]
+        );
     }
 
     #[test]

@@ -279,14 +279,14 @@ fn observe_quote(raw: &[u8], quote: &TdxQuote, scope: &str, rec: &mut Recorder) 
     }
 }
 
-/// Step 8: replays the log. Returns the events when the replay matched the quote, so that
-/// their identity values count as evidence.
+/// Step 8: replays the log. Returns the OS-written identity when the replay matched the quote
+/// and the identity events obey the RTMR3 rules, so that its values count as evidence.
 fn replay_event_log(
     node: &NodeReport<'_>,
     quote: &TdxQuote,
     scope: &str,
     rec: &mut Recorder,
-) -> Option<Vec<dstack::Event>> {
+) -> Option<dstack::RuntimeIdentity> {
     let Some(log) = node.event_log() else {
         rec.check(
             EVENT_LOG_REPLAY,
@@ -322,9 +322,57 @@ fn replay_event_log(
             ));
         }
     }
-    let identity = dstack::runtime_identity(&events);
+    let identity = match dstack::runtime_identity(&events) {
+        Ok(identity) => Some(identity),
+        Err(e) => {
+            mismatches.push(e.to_string());
+            None
+        }
+    };
+    // Values from a log that did not replay are still shown, as claims.
     let ok = mismatches.is_empty();
     let source = if ok { Source::EventLog } else { Source::Claim };
+    if let Some(identity) = &identity {
+        observe_identity(identity, scope, source, rec);
+    }
+    let Some(identity) = identity.filter(|_| ok) else {
+        rec.check(
+            EVENT_LOG_REPLAY,
+            scope,
+            Outcome::Fail(mismatches.join("; ")),
+        );
+        return None;
+    };
+    let mut reason = format!(
+        "{} replayed from {} events match the quote (runtime digests recomputed from payloads)",
+        replayed.join(", "),
+        events.len()
+    );
+    if !skipped.is_empty() {
+        reason.push_str(&format!(
+            "; {} not replayed: no boot events in the log",
+            skipped.join(", ")
+        ));
+    }
+    if identity.system_ready {
+        reason.push_str(&format!(
+            "; identity events written by the os before system-ready, {} application event(s) after it",
+            identity.application_events.len()
+        ));
+    } else {
+        reason.push_str("; no system-ready event: every runtime event is the os's");
+    }
+    rec.check(EVENT_LOG_REPLAY, scope, Outcome::Pass(reason));
+    Some(identity)
+}
+
+/// Records the identity values of RTMR3 with their source.
+fn observe_identity(
+    identity: &dstack::RuntimeIdentity,
+    scope: &str,
+    source: Source,
+    rec: &mut Recorder,
+) {
     let hex_fields = [
         ("compose_hash", &identity.compose_hash),
         ("app_id", &identity.app_id),
@@ -339,43 +387,24 @@ fn replay_event_log(
     if let Some(name) = &identity.key_provider {
         rec.observe(scope, "key_provider", name.clone(), source);
     }
-    if ok {
-        let mut reason = format!(
-            "{} replayed from {} events match the quote (runtime digests recomputed from payloads)",
-            replayed.join(", "),
-            events.len()
-        );
-        if !skipped.is_empty() {
-            reason.push_str(&format!(
-                "; {} not replayed: no boot events in the log",
-                skipped.join(", ")
-            ));
-        }
-        rec.check(EVENT_LOG_REPLAY, scope, Outcome::Pass(reason));
-        Some(events)
-    } else {
-        rec.check(
-            EVENT_LOG_REPLAY,
-            scope,
-            Outcome::Fail(mismatches.join("; ")),
-        );
-        None
+    // The application's own events are shown for what they are, never as identity.
+    for name in &identity.application_events {
+        rec.observe(scope, "application_event", name.clone(), source);
     }
 }
 
-/// Step 9: the compose binding, judged on the replayed events and the quote's MRCONFIGID.
+/// Step 9: the compose binding, judged on the replayed identity and the quote's MRCONFIGID.
 fn judge_compose(
     node: &NodeReport<'_>,
     quote: &TdxQuote,
-    replayed: Option<&Vec<dstack::Event>>,
+    identity: Option<&dstack::RuntimeIdentity>,
 ) -> Outcome {
-    let Some(events) = replayed else {
+    let Some(identity) = identity else {
         return after(EVENT_LOG_REPLAY, "did not pass");
     };
-    let event_hash = dstack::runtime_identity(events).compose_hash;
     dstack::compose_binding(
         node.app_compose().as_deref(),
-        event_hash.as_deref(),
+        identity.compose_hash.as_deref(),
         &quote.body.mrconfigid,
     )
 }
