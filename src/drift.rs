@@ -17,8 +17,11 @@ use sha2::{Digest, Sha256};
 use crate::verify::{Policy, Source, Verdict};
 
 /// The measurements expected to be equal on every node of a target, tracked for drift and
-/// exported as `teewatch_measurement_info`. GPU blocks are folded into `gpu_measurements`.
-pub const FLEET_FIELDS: [&str; 12] = [
+/// exported as `teewatch_measurement_info`. GPU blocks are folded into `gpu_measurements`; the
+/// NEAR gateway's measurements are tracked under `gateway:<field>` (it runs other software than
+/// the model, so its values would otherwise look like the model's drift); `attestation_format`
+/// is the format the response came in.
+pub const FLEET_FIELDS: [&str; 22] = [
     "mrtd",
     "rtmr0",
     "rtmr1",
@@ -31,7 +34,23 @@ pub const FLEET_FIELDS: [&str; 12] = [
     "gpu_measurements",
     "gpu_driver_version",
     "gpu_vbios_version",
+    "attestation_format",
+    "gateway:mrtd",
+    "gateway:rtmr0",
+    "gateway:rtmr1",
+    "gateway:rtmr2",
+    "gateway:mrseam",
+    "gateway:compose_hash",
+    "gateway:app_id",
+    "gateway:os_image_hash",
+    "gateway:key_provider",
 ];
+
+/// The prefix of the gateway's tracked fields.
+pub const GATEWAY_PREFIX: &str = "gateway:";
+
+/// The field that tracks the response's attestation format.
+pub const ATTESTATION_FORMAT_FIELD: &str = "attestation_format";
 
 /// Values that differ per node by design: stored with their node, never drift.
 pub const PER_NODE_FIELDS: [&str; 2] = ["signing_address", "instance_id"];
@@ -109,19 +128,48 @@ pub fn node_of(scope: &str) -> &str {
     scope.split('/').next().unwrap_or("")
 }
 
-/// The tracked measurements of a verdict: only values proven by evidence (never claims) of the
-/// parts that run the model (not the NEAR gateway or compose manager, whose software differs by
-/// design), GPU versions folded per node (distinct values joined by `,`), GPU blocks folded per
-/// node into `gpu_measurements`.
+/// The tracked measurements of a verdict: only values proven by evidence (never claims), and of
+/// the TDX side only from quotes whose signature verified (a forged quote must not seed "already
+/// seen" values); the parts that run the model under their field names, the NEAR gateway under
+/// `gateway:<field>` (the compose manager runs in the model's TD and is not tracked apart); GPU
+/// versions folded per node (distinct values joined by `,`), GPU blocks folded per node into
+/// `gpu_measurements`; and the response's attestation format.
 pub fn measurements(verdict: &Verdict) -> Vec<Measurement> {
+    use crate::verify::checks::{ATTESTATION_FORMAT, TDX_QUOTE_SIGNATURE};
+    use crate::verify::report::{GATEWAY_SCOPE, scope_serves_inference};
     let mut out: BTreeSet<Measurement> = BTreeSet::new();
     // node → GPU scope → block index → value.
     let mut blocks: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, &str>>> = BTreeMap::new();
     // (node, field) → distinct values.
     let mut gpu_versions: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for o in verdict.observed.iter().filter(|o| {
-        o.source.is_evidence() && crate::verify::report::scope_serves_inference(&o.scope)
-    }) {
+    let verified_quotes: BTreeSet<&str> = verdict
+        .checks
+        .iter()
+        .filter(|c| c.name == TDX_QUOTE_SIGNATURE && c.state == crate::verify::State::Pass)
+        .map(|c| c.scope.as_str())
+        .collect();
+    // GPU values count only from evidence whose signature verified (their source says so); TDX
+    // values only from a verified quote.
+    let proven = |o: &&crate::verify::Observed| {
+        o.source.is_evidence()
+            && (o.source == Source::GpuEvidence || verified_quotes.contains(o.scope.as_str()))
+    };
+    for o in verdict.observed.iter().filter(proven) {
+        if o.scope == GATEWAY_SCOPE {
+            let field = format!("{GATEWAY_PREFIX}{}", o.field);
+            if FLEET_FIELDS.contains(&field.as_str()) {
+                out.insert(Measurement {
+                    field,
+                    node: GATEWAY_SCOPE.to_string(),
+                    value: o.value.clone(),
+                    source: o.source.as_str().to_string(),
+                });
+            }
+            continue;
+        }
+        if !scope_serves_inference(&o.scope) {
+            continue;
+        }
         let node = node_of(&o.scope);
         if let Some(index) = o.field.strip_prefix("gpu_block_") {
             if let Ok(index) = index.parse::<u32>() {
@@ -164,6 +212,19 @@ pub fn measurements(verdict: &Verdict) -> Vec<Measurement> {
             source: "derived".to_string(),
         });
     }
+    // A response arrived (the format check was decided): the format it came in.
+    if verdict
+        .checks
+        .iter()
+        .any(|c| c.name == ATTESTATION_FORMAT && c.state != crate::verify::State::Unknown)
+    {
+        out.insert(Measurement {
+            field: ATTESTATION_FORMAT_FIELD.to_string(),
+            node: String::new(),
+            value: verdict.attestation_format.as_str().to_string(),
+            source: "response".to_string(),
+        });
+    }
     out.into_iter().collect()
 }
 
@@ -183,9 +244,17 @@ fn gpu_digest<'a>(gpus: impl Iterator<Item = &'a BTreeMap<u32, &'a str>>) -> Str
     hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
 }
 
-/// Whether a value is outside the field's allowlist (a field without pins has none).
+/// Whether a value is outside the field's allowlist (a field without pins has none): the
+/// gateway's fields against `gateway_pins`, the format against `formats`.
 fn not_allowed(policy: &Policy, field: &str, value: &str) -> bool {
-    policy.pins.contains_key(field) && !policy.pin_accepts(field, value)
+    if field == ATTESTATION_FORMAT_FIELD {
+        return !policy.accepts_format(value);
+    }
+    let (pins, field) = match field.strip_prefix(GATEWAY_PREFIX) {
+        Some(field) => (&policy.gateway_pins, field),
+        None => (&policy.pins, field),
+    };
+    pins.contains_key(field) && !crate::verify::policy::pins_accept(pins, field, value)
 }
 
 /// The drift events a check's measurements raise against what the target showed before.
@@ -318,7 +387,13 @@ mod tests {
             observed_at: "2026-01-01T00:00:00Z".into(),
             attestation_format: crate::verify::AttestationFormat::Dstack,
             state: State::Pass,
-            checks: vec![],
+            // The quote of the single part verified, so its values count.
+            checks: vec![crate::verify::Check {
+                name: crate::verify::checks::TDX_QUOTE_SIGNATURE.into(),
+                scope: String::new(),
+                state: State::Pass,
+                reason: String::new(),
+            }],
             observed: observed
                 .iter()
                 .map(|(scope, field, value, source)| Observed {
@@ -329,11 +404,24 @@ mod tests {
                 })
                 .collect(),
             trust: vec![],
+            policy_source: None,
         }
     }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn values_of_a_quote_whose_signature_did_not_verify_are_not_measurements() {
+        let mut v = verdict(&[
+            ("", "mrtd", "aa", Source::Quote),
+            ("", "compose_hash", "cc", Source::EventLog),
+            ("gpu:0", "gpu_driver_version", "550.1", Source::GpuEvidence),
+        ]);
+        v.checks[0].state = State::Unknown;
+        let fields: Vec<String> = measurements(&v).into_iter().map(|m| m.field).collect();
+        assert_eq!(fields, ["gpu_driver_version"]);
     }
 
     #[test]

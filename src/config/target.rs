@@ -15,12 +15,12 @@ use super::api_key::{ApiKeySource, is_credential_name, is_env_name};
 use super::schedule::{Schedule, check_cron, parse_interval};
 use super::validator::{Read, Reported, UrlKind, Validator};
 use super::{describe, provider};
-use crate::verify::policy::{Policy, PolicyError, PolicySnapshot};
+use crate::verify::policy::{Pins, Policy, PolicyError, PolicySnapshot};
 
 pub use super::provider::{CanaryConfig, Profile, ProviderPaths};
 pub use crate::verify::binding::SigningAlgo;
 
-pub(super) const TARGET_KEYS: [&str; 15] = [
+pub(super) const TARGET_KEYS: [&str; 17] = [
     "name",
     "profile",
     "signing_algo",
@@ -35,6 +35,8 @@ pub(super) const TARGET_KEYS: [&str; 15] = [
     "allowed_tcb_statuses",
     "canary",
     "pins",
+    "gateway_pins",
+    "formats",
     "paths",
 ];
 /// Keys that make a target monitored.
@@ -123,10 +125,21 @@ pub(super) fn read(
     };
     let policy = policy(v, t, path, global_tcb);
     let monitor = monitor(v, t, path, base);
+    let mut policy = policy?;
+    let monitor = monitor.ok()?;
+    // A NEAR target reached directly binds its TLS key in the NEAR formats; answering in a
+    // format without a TLS fingerprint must not silently drop that check.
+    if policy.formats.is_none()
+        && monitor
+            .as_ref()
+            .is_some_and(|m| m.profile == Profile::Near)
+    {
+        policy.formats = Some(vec!["near-gateway".into(), "near-direct".into()]);
+    }
     Some(TargetConfig {
         name: name?,
-        policy: policy?,
-        monitor: monitor.ok()?,
+        policy,
+        monitor,
     })
 }
 
@@ -140,32 +153,14 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
         }
         None => global_tcb.to_vec(),
     };
-    let mut pins = BTreeMap::new();
-    if let Some(pin_table) = v.table(t, "pins", &format!("{path}.pins")) {
-        for (key, value) in pin_table {
-            let pin_path = format!("{path}.pins.{key}");
-            match value {
-                Value::String(s) => {
-                    pins.insert(key.clone(), vec![s.clone()]);
-                }
-                Value::Array(_) => {
-                    if let Some(list) = v.string_list(pin_table, key, &pin_path) {
-                        pins.insert(key.clone(), list);
-                    }
-                }
-                other => v.issue(
-                    &pin_path,
-                    format!(
-                        "expected a list of accepted values, found {}",
-                        other.type_str()
-                    ),
-                ),
-            }
-        }
-    }
+    let pins = pin_table(v, t, "pins", path);
+    let gateway_pins = pin_table(v, t, "gateway_pins", path);
+    let formats = v.string_list(t, "formats", &format!("{path}.formats"));
     let snapshot = PolicySnapshot {
         allowed_tcb_statuses: Some(allowed),
         pins,
+        gateway_pins,
+        formats,
     };
     match Policy::from_snapshot(&snapshot) {
         Ok(p) => Some(p),
@@ -181,6 +176,35 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
             None
         }
     }
+}
+
+/// A pin table (`pins`, `gateway_pins`): field to its accepted values, a single string being a
+/// list of one. The values are checked by the policy.
+fn pin_table(v: &mut Validator, t: &Table, key: &str, path: &str) -> Pins {
+    let mut pins = BTreeMap::new();
+    if let Some(pin_table) = v.table(t, key, &format!("{path}.{key}")) {
+        for (field, value) in pin_table {
+            let pin_path = format!("{path}.{key}.{field}");
+            match value {
+                Value::String(s) => {
+                    pins.insert(field.clone(), vec![s.clone()]);
+                }
+                Value::Array(_) => {
+                    if let Some(list) = v.string_list(pin_table, field, &pin_path) {
+                        pins.insert(field.clone(), list);
+                    }
+                }
+                other => v.issue(
+                    &pin_path,
+                    format!(
+                        "expected a list of accepted values, found {}",
+                        other.type_str()
+                    ),
+                ),
+            }
+        }
+    }
+    pins
 }
 
 /// The monitoring keys: `Ok(None)` for a policy-only target, `Err` once anything was reported.

@@ -424,3 +424,41 @@ api_key_file = ""
     }
     assert!(!message.contains("pasted"), "{message}");
 }
+
+#[test]
+fn gateway_pins_and_formats_are_read_and_checked() {
+    let config = parse(
+        "[[target]]\nname = \"g\"\nformats = [\"near-gateway\"]\n[target.gateway_pins]\nmrtd = \"f06dfda6dce1cf904d4e2bab1dc370634cf95cefa2ceb2de2eee127c9382698090d7a4a13e14c536ec6c9c3c8fa87077\"\ncompose_hash = [\"aa00000000000000000000000000000000000000000000000000000000000000\"]\n",
+    );
+    let policy = &config.targets[0].policy;
+    assert_eq!(policy.formats.as_deref(), Some(&["near-gateway".to_string()][..]));
+    assert_eq!(policy.gateway_pins.len(), 2);
+    assert!(policy.pins.is_empty());
+
+    // A near target accepts the NEAR formats unless it names its own; others accept any.
+    let config = parse(
+        "[[target]]\nname = \"n\"\nprofile = \"near\"\nmodel = \"m\"\napi_key_env = \"K\"\n[[target]]\nname = \"v\"\nprofile = \"nanogpt\"\nmodel = \"m\"\napi_key_env = \"K\"\n",
+    );
+    assert_eq!(
+        config.targets[0].policy.formats.as_deref(),
+        Some(&["near-gateway".to_string(), "near-direct".to_string()][..])
+    );
+    assert_eq!(config.targets[1].policy.formats, None);
+
+    let text = "[[target]]\nname = \"bad\"\nformats = [\"chutes\"]\n[target.gateway_pins]\ngpu_driver_version = \"550.1\"\nmrtd = \"00\"\n[[target]]\nname = \"empty\"\nformats = []\n";
+    let Err(error) = Config::parse(text, "t.toml") else {
+        panic!("expected errors");
+    };
+    let message = error.to_string();
+    for needle in [
+        "target[0].gateway_pins.gpu_driver_version: unknown field; expected one of mrtd,",
+        "target[0].gateway_pins.mrtd[0]: expected 96 hex characters (48 bytes), found \"00\"",
+        "target[0].formats[0]: expected one of dstack, near-gateway, near-direct, found \"chutes\"",
+        "target[1].formats: expected at least one accepted format, found an empty list",
+    ] {
+        assert!(message.contains(needle), "missing {needle:?} in:\n{message}");
+    }
+    // The gateway has no GPU: no GPU field is offered for it.
+    assert!(!message.contains("gpu_block_<n>"), "{message}");
+    assert_eq!(error.issues.len(), 4, "{message}");
+}

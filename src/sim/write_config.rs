@@ -117,22 +117,17 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
             let _ = writeln!(out, "[target.canary]\nsignature_wait_seconds = 1\n");
             continue;
         }
-        let td = model.td_for(0);
-        let id = &td.identity;
-        let _ = writeln!(
-            out,
-            "[target.pins]\nmrtd = [\"{}\"]\nrtmr0 = [\"{}\"]\nrtmr1 = [\"{}\"]\nrtmr2 = [\"{}\"]\ncompose_hash = [\"{}\"]\napp_id = [\"{}\"]\nos_image_hash = [\"{}\"]\nkey_provider = [\"{}\"]\n",
-            hexutil::lower(&id.mrtd),
-            hexutil::lower(&td.rtmr[0]),
-            hexutil::lower(&td.rtmr[1]),
-            hexutil::lower(&td.rtmr[2]),
-            hexutil::lower(&id.compose_hash()),
-            hexutil::lower(&id.app_id),
-            hexutil::lower(&id.os_image_hash),
-            id.key_provider
-        );
+        let _ = write!(out, "[target.pins]\n{}", identity_pins(&model.td_for(0)));
         if let Some((index, value)) = super::nvidia::GpuState::default().blocks.first() {
             let _ = writeln!(out, "gpu_block_{index} = [\"{}\"]\n", hexutil::lower(value));
+        }
+        // The gateway sees every prompt: its OS and application are pinned like the model's.
+        if model.format == SimFormat::NearGateway {
+            let _ = writeln!(
+                out,
+                "[target.gateway_pins]\n{}",
+                identity_pins(&state.gateway.td)
+            );
         }
     }
     std::fs::write(path, out)?;
@@ -141,4 +136,21 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
         api_key: key_path,
         roots: roots.into_iter().map(|(p, _)| p).collect(),
     })
+}
+
+/// The pin lines of a TD's OS (MRTD, RTMR0–2) and application (compose hash, app id) identity,
+/// with the event-log fields its log proves.
+fn identity_pins(td: &super::dstack::DstackTd) -> String {
+    let id = &td.identity;
+    format!(
+        "mrtd = [\"{}\"]\nrtmr0 = [\"{}\"]\nrtmr1 = [\"{}\"]\nrtmr2 = [\"{}\"]\ncompose_hash = [\"{}\"]\napp_id = [\"{}\"]\nos_image_hash = [\"{}\"]\nkey_provider = [\"{}\"]\n",
+        hexutil::lower(&id.mrtd),
+        hexutil::lower(&td.rtmr[0]),
+        hexutil::lower(&td.rtmr[1]),
+        hexutil::lower(&td.rtmr[2]),
+        hexutil::lower(&id.compose_hash()),
+        hexutil::lower(&id.app_id),
+        hexutil::lower(&id.os_image_hash),
+        id.key_provider
+    )
 }

@@ -55,7 +55,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         Some(attestation) => {
             // 2. Which format the response is in, and the attested parts it lists.
             let parts = report::parts(attestation, format);
-            rec.check(ATTESTATION_FORMAT, "", judge_format(format, &parts));
+            rec.check(ATTESTATION_FORMAT, "", judge_format(format, &parts, policy));
             if parts.is_empty() {
                 let reason = if format.is_supported() {
                     format!("the {} report lists no attested part", format.as_str())
@@ -86,34 +86,21 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 &mut rec,
             );
 
-            // 5. Pins, per inference part, judged only on proven values. The NEAR gateway and
-            // compose manager run other software than the model, so the model's pins do not
-            // apply to them.
-            let pinned: Vec<&str> = parts
-                .iter()
-                .filter(|p| p.role.serves_inference())
-                .map(|p| p.scope.as_str())
-                .collect();
-            for field in policy.pins.keys() {
-                if pinned.is_empty() {
-                    let reason = if parts.is_empty() {
-                        format!("{ATTESTATION_FORMAT} gave no attested part")
-                    } else {
-                        "the report has no model attestation".to_string()
-                    };
-                    rec.check(&pin_check_name(field), "", Outcome::Unknown(reason));
-                }
-                for scope in &pinned {
-                    let outcome = pins::judge_pin(field, scope, policy, &rec.checks, &rec.observed);
-                    rec.check(&pin_check_name(field), scope, outcome);
-                }
-            }
+            // 5. Pins, per part, judged only on proven values: the model's pins on the parts
+            // that run the model, the gateway's pins on the NEAR gateway (it runs other
+            // software and sees every prompt). The compose manager runs in the model's TD.
+            judge_pins(&parts, policy, &mut rec);
 
             // 6. The signed canary chats, against the inference parts whose binding passed.
             judge_canaries(bundle, &nonce, &parts, &mut rec);
 
             // 7. Whether the pins say which software runs, not only that the hardware is genuine.
-            rec.check(IDENTITY_PINNED, "", pins::identity_pinned(policy));
+            let has_gateway = parts.iter().any(|p| p.role == report::PartRole::Gateway);
+            rec.check(
+                IDENTITY_PINNED,
+                "",
+                pins::identity_pinned(policy, has_gateway),
+            );
         }
     }
 
@@ -133,6 +120,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
 /// The canary checks for every exchange (scope `canary:<i>`), or `unknown` when there is none.
 fn judge_canaries(
     bundle: &Bundle,
+        policy_source: None,
     nonce: &[u8; 32],
     parts: &[report::NodeReport<'_>],
     rec: &mut Recorder,
@@ -188,6 +176,49 @@ pub fn pin_check_name(field: &str) -> String {
 }
 
 /// Why there is no attestation to judge, from the bundle's fetch errors.
+/// Step 5: every pin of both tables, for every part it applies to.
+fn judge_pins(parts: &[report::NodeReport<'_>], policy: &Policy, rec: &mut Recorder) {
+    for table in [pins::PinTable::Model, pins::PinTable::Gateway] {
+        let pin_set = table.pins(policy);
+        let scopes: Vec<&str> = parts
+            .iter()
+            .filter(|p| match table {
+                pins::PinTable::Model => p.role.serves_inference(),
+                pins::PinTable::Gateway => p.role == report::PartRole::Gateway,
+            })
+            .map(|p| p.scope.as_str())
+            .collect();
+        for field in pin_set.keys() {
+            if scopes.is_empty() {
+                let (scope, outcome) = match table {
+                    pins::PinTable::Model if parts.is_empty() => (
+                        "",
+                        Outcome::Unknown(format!("{ATTESTATION_FORMAT} gave no attested part")),
+                    ),
+                    pins::PinTable::Model => (
+                        "",
+                        Outcome::Unknown("the report has no model attestation".to_string()),
+                    ),
+                    // A target that pins a gateway expects one: an answer without it must not
+                    // skip those pins silently.
+                    pins::PinTable::Gateway => (
+                        report::GATEWAY_SCOPE,
+                        Outcome::Fail(
+                            "gateway_pins are set, and the report has no gateway attestation"
+                                .to_string(),
+                        ),
+                    ),
+                };
+                rec.check(&pin_check_name(field), scope, outcome);
+            }
+            for scope in &scopes {
+                let outcome = pins::judge_pin(field, scope, pin_set, &rec.checks, &rec.observed);
+                rec.check(&pin_check_name(field), scope, outcome);
+            }
+        }
+    }
+}
+
 fn fetch_failure_reason(bundle: &Bundle) -> String {
     let errors: Vec<String> = bundle
         .fetch_errors
@@ -204,7 +235,11 @@ fn fetch_failure_reason(bundle: &Bundle) -> String {
 
 /// `attestation_format`: a supported format with at least one attested part passes; anything
 /// else fails naming what was found, so that a model moving to another stack is never silent.
-fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> Outcome {
+fn judge_format(
+    format: AttestationFormat,
+    parts: &[report::NodeReport<'_>],
+    policy: &Policy,
+) -> Outcome {
     if !format.is_supported() {
         return Outcome::Fail(match format {
             AttestationFormat::Unknown => {
@@ -234,6 +269,13 @@ fn judge_format(format: AttestationFormat, parts: &[report::NodeReport<'_>]) -> 
                 .iter()
                 .filter(|p| p.role == report::PartRole::Model)
                 .count();
+    if let Some(accepted) = policy.formats.as_ref().filter(|_| !policy.accepts_format(format.as_str())) {
+        return Outcome::Fail(format!(
+            "attestation format: expected one of [{}] (the target's formats), found {}",
+            accepted.join(", "),
+            format.as_str()
+        ));
+    }
             let gateway = parts.iter().any(|p| p.role == report::PartRole::Gateway);
             format!(
                 "{}{models} model attestation(s)",

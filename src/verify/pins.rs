@@ -5,8 +5,26 @@
 //! a pin; when the step that would prove a value did not pass, the pin is `unknown` naming it.
 
 use super::checks;
-use super::policy::{PinSide, Policy, pin_field};
+use super::policy::{PinSide, Pins, Policy, pin_field, pins_accept};
 use super::verdict::{Check, Observed, Outcome, Source, State};
+
+/// Which pin table a part is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinTable {
+    /// `[target.pins]`: the parts that run the model.
+    Model,
+    /// `[target.gateway_pins]`: the NEAR gateway.
+    Gateway,
+}
+
+impl PinTable {
+    pub fn pins(self, policy: &Policy) -> &Pins {
+        match self {
+            PinTable::Model => &policy.pins,
+            PinTable::Gateway => &policy.gateway_pins,
+        }
+    }
+}
 
 /// The check that proves the value of a TDX-side field.
 fn providing_check(field: &str) -> &'static str {
@@ -19,11 +37,19 @@ fn providing_check(field: &str) -> &'static str {
     }
 }
 
+/// The state of a check for a scope, if it was recorded.
+fn state_of(checks_so_far: &[Check], name: &str, scope: &str) -> Option<State> {
+    checks_so_far
+        .iter()
+        .find(|c| c.name == name && c.scope == scope)
+        .map(|c| c.state)
+}
+
 /// Judges one pin for one scope from the checks and observations made so far.
 pub fn judge_pin(
     field: &str,
     scope: &str,
-    policy: &Policy,
+    pins: &Pins,
     checks_so_far: &[Check],
     observed: &[Observed],
 ) -> Outcome {
@@ -31,30 +57,29 @@ pub fn judge_pin(
         return Outcome::Fail(format!("pin on unknown field {field}"));
     };
     if spec.side == PinSide::Gpu {
-        return judge_gpu_pin(field, scope, policy, checks_so_far, observed);
+        return judge_gpu_pin(field, scope, pins, checks_so_far, observed);
     }
     let step = providing_check(field);
-    let step_state = checks_so_far
-        .iter()
-        .find(|c| c.name == step && c.scope == scope)
-        .map(|c| c.state);
-    if step_state != Some(State::Pass) {
+    if state_of(checks_so_far, step, scope) != Some(State::Pass) {
         return Outcome::Unknown(format!("{field} comes from {step}, which did not pass"));
+    }
+    // Every TDX-side value (the registers, and the event log replayed against them) is only as
+    // good as the quote's signature: a forged quote must not satisfy a pin.
+    if state_of(checks_so_far, checks::TDX_QUOTE_SIGNATURE, scope) != Some(State::Pass) {
+        return Outcome::Unknown(format!(
+            "quote not verified: {field} comes from a quote whose {} did not pass",
+            checks::TDX_QUOTE_SIGNATURE
+        ));
     }
     let here = |source_ok: fn(Source) -> bool| {
         observed
             .iter()
             .filter(move |o| o.scope == scope && o.field == field && source_ok(o.source))
     };
-    let allowed = policy
-        .pins
-        .get(field)
-        .cloned()
-        .unwrap_or_default()
-        .join(", ");
+    let allowed = pins.get(field).cloned().unwrap_or_default().join(", ");
     let proven: Vec<&Observed> = here(Source::is_evidence).collect();
     if let Some(first) = proven.first() {
-        return if proven.iter().all(|o| policy.pin_accepts(field, &o.value)) {
+        return if proven.iter().all(|o| pins_accept(pins, field, &o.value)) {
             Outcome::Pass(format!(
                 "{} ({}) is allowed",
                 first.value,
@@ -63,7 +88,7 @@ pub fn judge_pin(
         } else {
             let found: Vec<String> = proven
                 .iter()
-                .filter(|o| !policy.pin_accepts(field, &o.value))
+                .filter(|o| !pins_accept(pins, field, &o.value))
                 .map(|o| format!("{} ({})", o.value, o.source.as_str()))
                 .collect();
             Outcome::Fail(format!(
@@ -92,7 +117,7 @@ pub fn judge_pin(
 fn judge_gpu_pin(
     field: &str,
     scope: &str,
-    policy: &Policy,
+    pins: &Pins,
     checks_so_far: &[Check],
     observed: &[Observed],
 ) -> Outcome {
@@ -111,12 +136,7 @@ fn judge_gpu_pin(
             checks::GPU_EVIDENCE_SIGNATURE
         ));
     }
-    let allowed = policy
-        .pins
-        .get(field)
-        .cloned()
-        .unwrap_or_default()
-        .join(", ");
+    let allowed = pins.get(field).cloned().unwrap_or_default().join(", ");
     let mut found = Vec::new();
     let mut rejected = Vec::new();
     let mut unproven = Vec::new();
@@ -134,7 +154,7 @@ fn judge_gpu_pin(
             rejected.push(format!("{gpu} has no {field}"));
         }
         for value in values {
-            if policy.pin_accepts(field, &value.value) {
+            if pins_accept(pins, field, &value.value) {
                 found.push(format!("{gpu}: {}", value.value));
             } else {
                 rejected.push(format!("{gpu}: {}", value.value));
@@ -159,32 +179,71 @@ fn judge_gpu_pin(
     }
 }
 
-/// `identity_pinned`: whether the target pins which software runs, not only genuine hardware.
-pub fn identity_pinned(policy: &Policy) -> Outcome {
-    const APP: [&str; 2] = ["compose_hash", "app_id"];
-    const OS: [&str; 5] = ["mrtd", "rtmr0", "rtmr1", "rtmr2", "os_image_hash"];
-    let pinned = |fields: &[&str]| -> Vec<String> {
-        fields
-            .iter()
-            .filter(|f| policy.pins.contains_key(**f))
-            .map(|f| f.to_string())
-            .collect()
-    };
-    let app = pinned(&APP);
-    let os = pinned(&OS);
-    if app.is_empty() && os.is_empty() {
-        Outcome::Unknown(
-            "no app identity (compose_hash, app_id) or os identity (mrtd, rtmr0-2, os_image_hash) is pinned: the checks prove genuine hardware, not which software runs on it"
-                .into(),
-        )
+/// The registers that name the OS: the TD's firmware (MRTD) and the kernel, command line and
+/// boot configuration measured into RTMR0–2. RTMR3's events are written by that OS.
+pub const OS_IDENTITY_FIELDS: [&str; 4] = ["mrtd", "rtmr0", "rtmr1", "rtmr2"];
+
+/// The fields that name the application, each sufficient on its own.
+pub const APP_IDENTITY_FIELDS: [&str; 2] = ["compose_hash", "app_id"];
+
+/// What one pin table pins of the OS-and-application identity, or what it lacks.
+fn identity_of(pins: &Pins) -> Result<String, String> {
+    let missing_os: Vec<&str> = OS_IDENTITY_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !pins.contains_key(*f))
+        .collect();
+    let app: Vec<&str> = APP_IDENTITY_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| pins.contains_key(*f))
+        .collect();
+    let mut lacks = Vec::new();
+    if !missing_os.is_empty() {
+        lacks.push(format!(
+            "the os needs mrtd, rtmr0, rtmr1 and rtmr2 pinned (missing {})",
+            missing_os.join(", ")
+        ));
+    }
+    if app.is_empty() {
+        lacks.push("the application needs compose_hash or app_id pinned (neither is)".to_string());
+    }
+    if lacks.is_empty() {
+        Ok(format!(
+            "os pinned by mrtd, rtmr0-2 and application by {}",
+            app.join(", ")
+        ))
     } else {
-        let mut parts = Vec::new();
-        if !app.is_empty() {
-            parts.push(format!("app identity pinned by {}", app.join(", ")));
+        Err(lacks.join("; "))
+    }
+}
+
+/// `identity_pinned`: whether the target pins which software runs, not only genuine hardware.
+///
+/// RTMR3's events (compose hash, app id, os-image-hash) are written by the guest OS, so a
+/// custom OS can write any of them: the application is pinned only together with the OS
+/// registers. A report with a NEAR gateway, which sees every prompt, needs the gateway's
+/// identity pinned too.
+pub fn identity_pinned(policy: &Policy, has_gateway: bool) -> Outcome {
+    let model = identity_of(&policy.pins);
+    let gateway = has_gateway.then(|| identity_of(&policy.gateway_pins));
+    match (model, gateway) {
+        (Ok(model), None) => Outcome::Pass(model),
+        (Ok(model), Some(Ok(gateway))) => {
+            Outcome::Pass(format!("model: {model}; gateway: {gateway}"))
         }
-        if !os.is_empty() {
-            parts.push(format!("os identity pinned by {}", os.join(", ")));
+        (model, gateway) => {
+            let mut lacks = Vec::new();
+            if let Err(e) = model {
+                lacks.push(format!("pins: {e}"));
+            }
+            if let Some(Err(e)) = gateway {
+                lacks.push(format!("gateway_pins: {e}"));
+            }
+            Outcome::Unknown(format!(
+                "{}: the checks prove genuine hardware, not which software runs on it",
+                lacks.join("; ")
+            ))
         }
-        Outcome::Pass(parts.join("; "))
     }
 }

@@ -9,6 +9,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A verdict's `policy_source` when `teewatch verify` judged with the policy stored in the bundle.
+pub const POLICY_FROM_BUNDLE: &str = "from the bundle, chosen by whoever made it, not by your configuration (judge with yours: --config FILE)";
+
+/// A verdict's `policy_source` when the bundle carried no policy and no configuration was given.
+pub const POLICY_DEFAULT: &str =
+    "the default (the bundle carries none): nothing pinned (judge with yours: --config FILE)";
+
 /// TCB statuses accepted when a policy does not say otherwise.
 pub const DEFAULT_ALLOWED_TCB_STATUSES: [&str; 2] = ["UpToDate", "SWHardeningNeeded"];
 
@@ -114,17 +121,30 @@ pub fn pin_field(name: &str) -> Option<PinField> {
 /// Why a policy value is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("pins.{field}: unknown field; expected one of {expected}")]
-    UnknownPinField { field: String, expected: String },
-    #[error("pins.{field}[{index}]: expected {expected}, found \"{found}\"")]
+    #[error("{table}.{field}: unknown field; expected one of {expected}")]
+    UnknownPinField {
+        table: &'static str,
+        field: String,
+        expected: String,
+    },
+    #[error("{table}.{field}[{index}]: expected {expected}, found \"{found}\"")]
     BadPinValue {
+        table: &'static str,
         field: String,
         index: usize,
         expected: String,
         found: String,
     },
-    #[error("pins.{field}: expected at least one accepted value, found an empty list")]
-    EmptyPin { field: String },
+    #[error("{table}.{field}: expected at least one accepted value, found an empty list")]
+    EmptyPin { table: &'static str, field: String },
+    #[error("formats: expected at least one accepted format, found an empty list")]
+    EmptyFormats,
+    #[error("formats[{index}]: expected one of {expected}, found \"{found}\"")]
+    UnknownFormat {
+        index: usize,
+        expected: String,
+        found: String,
+    },
     #[error("allowed_tcb_statuses[{index}]: expected one of {expected}, found \"{found}\"")]
     UnknownTcbStatus {
         index: usize,
@@ -133,12 +153,24 @@ pub enum PolicyError {
     },
 }
 
+/// Field name to its allowlist of accepted values, as written in the configuration.
+pub type Pins = BTreeMap<String, Vec<String>>;
+
+/// The attestation formats a policy can name in `formats`.
+pub const POLICY_FORMATS: [&str; 3] = ["dstack", "near-gateway", "near-direct"];
+
 /// The policy a bundle is judged against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub allowed_tcb_statuses: Vec<String>,
-    /// Field name to its allowlist of accepted values, as written in the configuration.
-    pub pins: BTreeMap<String, Vec<String>>,
+    /// The pins of the parts that run the model.
+    pub pins: Pins,
+    /// The pins of the NEAR gateway, which sees every prompt in the clear and runs other
+    /// software than the model (TDX fields only: it has no GPU).
+    pub gateway_pins: Pins,
+    /// The attestation formats the target may answer in; `None` accepts every supported one
+    /// (the format seen is then tracked for drift).
+    pub formats: Option<Vec<String>>,
 }
 
 impl Default for Policy {
@@ -149,6 +181,8 @@ impl Default for Policy {
                 .map(|s| s.to_string())
                 .collect(),
             pins: BTreeMap::new(),
+            gateway_pins: BTreeMap::new(),
+            formats: None,
         }
     }
 }
@@ -159,7 +193,11 @@ pub struct PolicySnapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_tcb_statuses: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pins: BTreeMap<String, Vec<String>>,
+    pub pins: Pins,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_pins: Pins,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formats: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -171,6 +209,8 @@ impl Policy {
                 .clone()
                 .unwrap_or_else(|| Policy::default().allowed_tcb_statuses),
             pins: snapshot.pins.clone(),
+            gateway_pins: snapshot.gateway_pins.clone(),
+            formats: snapshot.formats.clone(),
         };
         let errors = policy.validate();
         if errors.is_empty() {
@@ -185,6 +225,8 @@ impl Policy {
         PolicySnapshot {
             allowed_tcb_statuses: Some(self.allowed_tcb_statuses.clone()),
             pins: self.pins.clone(),
+            gateway_pins: self.gateway_pins.clone(),
+            formats: self.formats.clone(),
         }
     }
 
@@ -200,74 +242,116 @@ impl Policy {
                 });
             }
         }
-        for (field, values) in &self.pins {
-            let Some(spec) = pin_field(field) else {
-                let mut names: Vec<&str> = PIN_FIELDS.iter().map(|f| f.name).collect();
-                names.push("gpu_block_<n>");
-                errors.push(PolicyError::UnknownPinField {
-                    field: field.clone(),
-                    expected: names.join(", "),
+        validate_pins("pins", &self.pins, true, &mut errors);
+        validate_pins("gateway_pins", &self.gateway_pins, false, &mut errors);
+        if self.formats.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(PolicyError::EmptyFormats);
+        }
+        for (index, format) in self.formats.iter().flatten().enumerate() {
+            if !POLICY_FORMATS.contains(&format.as_str()) {
+                errors.push(PolicyError::UnknownFormat {
+                    index,
+                    expected: POLICY_FORMATS.join(", "),
+                    found: format.clone(),
                 });
-                continue;
-            };
-            if values.is_empty() {
-                errors.push(PolicyError::EmptyPin {
-                    field: field.clone(),
-                });
-            }
-            let kind = if spec.name == "gpu_block" {
-                PinKind::Hex(48)
-            } else {
-                spec.kind
-            };
-            for (index, value) in values.iter().enumerate() {
-                if kind == PinKind::Address {
-                    if normalize_hex(value).is_none_or(|h| h.len() != 40 && h.len() != 64) {
-                        errors.push(PolicyError::BadPinValue {
-                            field: field.clone(),
-                            index,
-                            expected:
-                                "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
-                                    .to_string(),
-                            found: value.clone(),
-                        });
-                    }
-                } else if let PinKind::Hex(len) = kind {
-                    if normalize_hex(value).is_none_or(|h| h.len() != len * 2) {
-                        errors.push(PolicyError::BadPinValue {
-                            field: field.clone(),
-                            index,
-                            expected: format!("{} hex characters ({len} bytes)", len * 2),
-                            found: value.clone(),
-                        });
-                    }
-                } else if value.is_empty() {
-                    errors.push(PolicyError::BadPinValue {
-                        field: field.clone(),
-                        index,
-                        expected: "a non-empty string".to_string(),
-                        found: value.clone(),
-                    });
-                }
             }
         }
         errors
     }
 
-    /// Whether a value matches the allowlist of a pinned field.
+    /// Whether a value matches the allowlist of a pinned field of the model's parts.
     pub fn pin_accepts(&self, field: &str, value: &str) -> bool {
-        let Some(allowed) = self.pins.get(field) else {
-            return false;
-        };
-        let hex =
-            pin_field(field).is_some_and(|f| f.name == "gpu_block" || f.kind != PinKind::Text);
-        allowed.iter().any(|candidate| {
-            if hex {
-                normalize_hex(candidate).is_some_and(|c| Some(c) == normalize_hex(value))
-            } else {
-                candidate == value
+        pins_accept(&self.pins, field, value)
+    }
+
+    /// Whether a format is one this policy accepts.
+    pub fn accepts_format(&self, format: &str) -> bool {
+        self.formats
+            .as_ref()
+            .is_none_or(|formats| formats.iter().any(|f| f == format))
+    }
+}
+
+/// Whether a value matches the allowlist of a field in a pin table.
+pub fn pins_accept(pins: &Pins, field: &str, value: &str) -> bool {
+    let Some(allowed) = pins.get(field) else {
+        return false;
+    };
+    let hex = pin_field(field).is_some_and(|f| f.name == "gpu_block" || f.kind != PinKind::Text);
+    allowed.iter().any(|candidate| {
+        if hex {
+            normalize_hex(candidate).is_some_and(|c| Some(c) == normalize_hex(value))
+        } else {
+            candidate == value
+        }
+    })
+}
+
+/// Checks one pin table: known fields (GPU fields only where the part has GPUs), at least one
+/// value each, every value of the field's form.
+fn validate_pins(table: &'static str, pins: &Pins, gpu_fields: bool, errors: &mut Vec<PolicyError>) {
+    for (field, values) in pins {
+        let spec = pin_field(field).filter(|spec| gpu_fields || spec.side == PinSide::Tdx);
+        let Some(spec) = spec else {
+            let mut names: Vec<&str> = PIN_FIELDS
+                .iter()
+                .filter(|f| gpu_fields || f.side == PinSide::Tdx)
+                .map(|f| f.name)
+                .collect();
+            if gpu_fields {
+                names.push("gpu_block_<n>");
             }
-        })
+            errors.push(PolicyError::UnknownPinField {
+                table,
+                field: field.clone(),
+                expected: names.join(", "),
+            });
+            continue;
+        };
+        if values.is_empty() {
+            errors.push(PolicyError::EmptyPin {
+                table,
+                field: field.clone(),
+            });
+        }
+        let kind = if spec.name == "gpu_block" {
+            PinKind::Hex(48)
+        } else {
+            spec.kind
+        };
+        for (index, value) in values.iter().enumerate() {
+            if kind == PinKind::Address {
+                if normalize_hex(value).is_none_or(|h| h.len() != 40 && h.len() != 64) {
+                    errors.push(PolicyError::BadPinValue {
+                        table,
+                        field: field.clone(),
+                        index,
+                        expected:
+                            "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
+                                .to_string(),
+                        found: value.clone(),
+                    });
+                }
+            } else if let PinKind::Hex(len) = kind {
+                if normalize_hex(value).is_none_or(|h| h.len() != len * 2) {
+                    errors.push(PolicyError::BadPinValue {
+                        table,
+                        field: field.clone(),
+                        index,
+                        expected: format!("{} hex characters ({len} bytes)", len * 2),
+                        found: value.clone(),
+                    });
+                }
+            } else if value.is_empty() {
+                errors.push(PolicyError::BadPinValue {
+                        table,
+                    field: field.clone(),
+                    index,
+                    expected: "a non-empty string".to_string(),
+                    found: value.clone(),
+                });
+            }
+        }
     }
 }
 
