@@ -303,7 +303,7 @@ fn run_verify(
         }
     };
     let mut anchors = TrustAnchors::production();
-    let policy = match config_path {
+    let (policy, policy_source) = match config_path {
         Some(path) => {
             let config = match Config::load(path) {
                 Ok(c) => c,
@@ -321,11 +321,15 @@ fn run_verify(
                 return Ok(exit::CONFIG);
             };
             anchors = config.trust_anchors();
-            target.policy.clone()
+            let source = format!(
+                "target \"{name}\" of {} (your configuration)",
+                path.display()
+            );
+            (target.policy.clone(), source)
         }
         None => match &bundle.policy {
             Some(snapshot) => match Policy::from_snapshot(snapshot) {
-                Ok(p) => p,
+                Ok(p) => (p, verify::policy::POLICY_FROM_BUNDLE.to_string()),
                 Err(errors) => {
                     for e in errors {
                         eprintln!("teewatch: {}: policy.{e}", bundle_path.display());
@@ -333,10 +337,14 @@ fn run_verify(
                     return Ok(exit::DATA_ERR);
                 }
             },
-            None => Policy::default(),
+            None => (
+                Policy::default(),
+                verify::policy::POLICY_DEFAULT.to_string(),
+            ),
         },
     };
-    let verdict = verify::verify(&bundle, &policy, &anchors);
+    let mut verdict = verify::verify(&bundle, &policy, &anchors);
+    verdict.policy_source = Some(policy_source);
     if json {
         let text = serde_json::to_string_pretty(&verdict).context("serialising the verdict")?;
         println!("{text}");

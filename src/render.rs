@@ -32,6 +32,9 @@ pub fn checklist(verdict: &Verdict) -> String {
             verdict.trust.join(", ")
         );
     }
+    if let Some(source) = &verdict.policy_source {
+        let _ = writeln!(out, "policy: {source}");
+    }
     let _ = writeln!(out);
     let width = verdict
         .checks

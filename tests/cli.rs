@@ -79,16 +79,17 @@ fn assert_exit(output: &Output, expected: i32, what: &str) {
 /// The verdict the library gives for a bundle file under the bundle's own policy snapshot.
 fn library_verdict(path: &Path) -> Value {
     let bundle = Bundle::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let policy = match &bundle.policy {
-        Some(snapshot) => Policy::from_snapshot(snapshot).unwrap(),
-        None => Policy::default(),
+    let (policy, source) = match &bundle.policy {
+        Some(snapshot) => (
+            Policy::from_snapshot(snapshot).unwrap(),
+            verify::policy::POLICY_FROM_BUNDLE,
+        ),
+        None => (Policy::default(), verify::policy::POLICY_DEFAULT),
     };
-    serde_json::to_value(verify::verify(
-        &bundle,
-        &policy,
-        &TrustAnchors::production(),
-    ))
-    .unwrap()
+    let mut verdict = verify::verify(&bundle, &policy, &TrustAnchors::production());
+    // The library leaves the policy's source to its caller; the cli names it.
+    verdict.policy_source = Some(source.to_string());
+    serde_json::to_value(verdict).unwrap()
 }
 
 fn real_bundles() -> Vec<PathBuf> {
@@ -529,6 +530,46 @@ fn config_check_exits_0_for_a_valid_file_and_78_for_an_invalid_one() {
 // ---------------------------------------------------------------------------------------------
 // Judging with a configuration's policy
 // ---------------------------------------------------------------------------------------------
+
+/// A bundle received from someone else carries the policy they chose: without `--config` the
+/// checklist and the JSON verdict say the policy came from the bundle, and with it, from yours.
+#[test]
+fn the_verdict_says_where_its_policy_came_from() {
+    let bundle = bundle_path("pmlsdk-dstack-sample");
+    let out = teewatch(["verify".as_ref(), bundle.as_os_str()]);
+    assert!(
+        stdout(&out).contains(&format!("\npolicy: {}\n", verify::policy::POLICY_FROM_BUNDLE)),
+        "{}",
+        stdout(&out)
+    );
+    let out = teewatch(["verify".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(verdict["policy_source"], verify::policy::POLICY_FROM_BUNDLE);
+    let out = teewatch([
+        "verify".as_ref(),
+        "--json".as_ref(),
+        bundle_path("fetch-failed").as_os_str(),
+    ]);
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(verdict["policy_source"], verify::policy::POLICY_DEFAULT);
+
+    let scratch = Scratch::new("the_verdict_says_where_its_policy_came_from");
+    let config = scratch.write("own.toml", "[[target]]\nname = \"mine\"\n");
+    let out = teewatch([
+        "verify".as_ref(),
+        "--json".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--target".as_ref(),
+        "mine".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        verdict["policy_source"],
+        format!("target \"mine\" of {} (your configuration)", config.display())
+    );
+}
 
 #[test]
 fn a_configured_pin_is_judged_on_the_bundle() {

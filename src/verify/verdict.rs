@@ -133,6 +133,11 @@ pub struct Verdict {
     pub observed: Vec<Observed>,
     /// Names of the `dangerous_*` options that were in force for this verdict.
     pub trust: Vec<String>,
+    /// Where the policy came from, when the caller says: `teewatch verify` without `--config`
+    /// judges with the policy stored in the bundle, which whoever made the bundle chose, so the
+    /// verdict says so rather than pass for proof under the reader's own policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_source: Option<String>,
 }
 
 impl Verdict {
