@@ -1,5 +1,6 @@
 //! The sections that apply to every target: `[daemon]` (where the daemon listens and keeps its
-//! history), `[intel]` (the PCCS, the root CA CRL and the accepted TCB statuses) and `[nvidia]`
+//! history), `[intel]` (the PCCS, the root CA CRL, how often collateral is refreshed and the
+//! accepted TCB statuses) and `[nvidia]`
 //! (NRAS, its JWKS and the NRAS trust anchors).
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::describe;
-use super::schedule::parse_interval;
+use super::schedule::{parse_duration, parse_interval};
 use super::validator::{UrlKind, Validator};
 use crate::verify::policy::{DEFAULT_NRAS_URL, Policy};
 
@@ -32,6 +33,14 @@ pub const PHALA_PCCS_URL: &str = "https://pccs.phala.network";
 /// The Intel SGX root CA's CRL.
 pub const DEFAULT_ROOT_CRL_URL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// `[intel] collateral_refresh` when not given: a revocation or TCB recovery Intel publishes is
+/// seen within a day, for one set of PCCS requests per platform a day.
+pub const DEFAULT_COLLATERAL_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// The bounds of `[intel] collateral_refresh`: below an hour nothing changes, since a refresh of
+/// a still-valid copy is tried at most hourly; above a week a revocation could go unseen for
+/// most of the collateral's month of validity.
+pub const MIN_COLLATERAL_REFRESH: Duration = Duration::from_secs(3600);
+pub const MAX_COLLATERAL_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -44,7 +53,12 @@ pub(super) const DAEMON_KEYS: [&str; 7] = [
     "keep_bundles",
     "drain_timeout",
 ];
-pub(super) const INTEL_KEYS: [&str; 3] = ["pccs_url", "root_crl_url", "allowed_tcb_statuses"];
+pub(super) const INTEL_KEYS: [&str; 4] = [
+    "pccs_url",
+    "root_crl_url",
+    "allowed_tcb_statuses",
+    "collateral_refresh",
+];
 pub(super) const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors"];
 
 /// `[daemon]`.
@@ -75,6 +89,8 @@ pub struct IntelConfig {
     pub root_crl_url: String,
     /// TCB statuses accepted unless a target lists its own.
     pub allowed_tcb_statuses: Vec<String>,
+    /// A cached collateral fetched longer ago than this is fetched again (1 h to 7 d).
+    pub collateral_refresh: Duration,
 }
 
 /// `[nvidia]`.
@@ -194,10 +210,50 @@ pub(super) fn intel(v: &mut Validator, root: &Table) -> IntelConfig {
         .string_list(t, "allowed_tcb_statuses", "intel.allowed_tcb_statuses")
         .unwrap_or_else(|| Policy::default().allowed_tcb_statuses);
     v.tcb_statuses(&allowed_tcb_statuses, "intel.allowed_tcb_statuses");
+    let collateral_refresh = collateral_refresh(v, t);
     IntelConfig {
         pccs_url,
         root_crl_url,
         allowed_tcb_statuses,
+        collateral_refresh,
+    }
+}
+
+/// `[intel] collateral_refresh`: a duration from [`MIN_COLLATERAL_REFRESH`] to
+/// [`MAX_COLLATERAL_REFRESH`], the default when absent or wrong (the error is reported).
+fn collateral_refresh(v: &mut Validator, t: &Table) -> Duration {
+    let path = "intel.collateral_refresh";
+    let text = match t.get("collateral_refresh") {
+        None => return DEFAULT_COLLATERAL_REFRESH,
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            v.issue(
+                path,
+                format!(
+                    "expected a duration such as \"24h\", found {}",
+                    describe(other)
+                ),
+            );
+            return DEFAULT_COLLATERAL_REFRESH;
+        }
+    };
+    match parse_duration(text) {
+        Ok(d) if (MIN_COLLATERAL_REFRESH..=MAX_COLLATERAL_REFRESH).contains(&d) => d,
+        Ok(_) => {
+            v.issue(
+                path,
+                format!(
+                    "expected a duration from \"1h\" (a refresh is tried at most hourly) to \"7d\" \
+                     (collateral is valid about 30 days; longer would leave a revocation unseen \
+                     for weeks), found \"{text}\""
+                ),
+            );
+            DEFAULT_COLLATERAL_REFRESH
+        }
+        Err(m) => {
+            v.issue(path, m);
+            DEFAULT_COLLATERAL_REFRESH
+        }
     }
 }
 

@@ -32,6 +32,19 @@ const INTERVAL_FORMAT: &str =
 /// Parses an interval: one or more `<number><unit>` with units `d`, `h`, `m`, `s`, each at most
 /// once and largest first, and at least [`MIN_INTERVAL`].
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_INTERVAL {
+        return Err(format!(
+            "expected an interval of at least {}s, found \"{text}\"",
+            MIN_INTERVAL.as_secs()
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses a duration written like an interval but without its minimum, for keys that state
+/// their own bounds (and say them in their error) rather than the interval's 10 s.
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let wrong = || format!("expected {INTERVAL_FORMAT}, found \"{text}\"");
     let units: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
     let mut rest = text.trim();
@@ -60,14 +73,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         next_unit = position + 1;
         rest = chars.as_str();
     }
-    let duration = Duration::from_secs(seconds);
-    if duration < MIN_INTERVAL {
-        return Err(format!(
-            "expected an interval of at least {}s, found \"{text}\"",
-            MIN_INTERVAL.as_secs()
-        ));
-    }
-    Ok(duration)
+    Ok(Duration::from_secs(seconds))
 }
 
 /// One cron field: its name, its range, and the names its values may use.

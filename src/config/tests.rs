@@ -422,3 +422,64 @@ signing_algo = "ed25519"
         "{error}"
     );
 }
+
+#[test]
+fn collateral_refresh_defaults_to_a_day_and_is_bounded() {
+    let refresh = |value: &str| {
+        Config::parse(
+            &format!("[intel]\ncollateral_refresh = {value}\n"),
+            "t.toml",
+        )
+        .map(|c| c.intel.collateral_refresh)
+    };
+    let default = Config::parse("", "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        default.intel.collateral_refresh,
+        std::time::Duration::from_secs(86_400)
+    );
+    assert_eq!(default.intel.collateral_refresh, DEFAULT_COLLATERAL_REFRESH);
+    for (text, seconds) in [
+        ("\"24h\"", 86_400),
+        ("\"1h\"", 3_600),
+        ("\"6h30m\"", 23_400),
+        ("\"7d\"", 604_800),
+        ("\"6d23h59m59s\"", 604_799),
+    ] {
+        let found = refresh(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(found, std::time::Duration::from_secs(seconds), "{text}");
+    }
+    let bounds = "intel.collateral_refresh: expected a duration from \"1h\" (a refresh is tried \
+                  at most hourly) to \"7d\" (collateral is valid about 30 days; longer would \
+                  leave a revocation unseen for weeks), found";
+    for text in ["0s", "0d", "59m59s", "10s", "7d1s", "30d"] {
+        let Err(error) = refresh(&format!("\"{text}\"")) else {
+            panic!("{text} was accepted");
+        };
+        assert!(
+            error.to_string().contains(&format!("{bounds} \"{text}\"")),
+            "{error}"
+        );
+        assert_eq!(error.issues.len(), 1, "{error}");
+    }
+    for (value, needle) in [
+        (
+            "\"soon\"",
+            "intel.collateral_refresh: expected a duration such as \"30s\"",
+        ),
+        (
+            "\"\"",
+            "intel.collateral_refresh: expected a duration such as \"30s\"",
+        ),
+        ("\"24\"", "found \"24\""),
+        ("\"1m1h\"", "found \"1m1h\""),
+        (
+            "24",
+            "intel.collateral_refresh: expected a duration such as \"24h\", found integer",
+        ),
+    ] {
+        let Err(error) = refresh(value) else {
+            panic!("{value} was accepted");
+        };
+        assert!(error.to_string().contains(needle), "{value}: {error}");
+    }
+}
