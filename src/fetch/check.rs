@@ -170,6 +170,12 @@ impl Fetcher {
         }
     }
 
+    /// The collateral cache, for the fetch time of each platform's copy
+    /// (`teewatch_collateral_fetched_timestamp_seconds`).
+    pub fn collateral_cache(&self) -> &CollateralCache {
+        &self.collateral
+    }
+
     /// Runs one check of `target` and returns the bundle as JSON.
     pub async fn check(&self, config: &Config, target: &TargetConfig) -> Result<Value, CheckError> {
         self.check_timed(config, target).await.map(|f| f.bundle)
@@ -306,10 +312,14 @@ impl Fetcher {
         }
         let mut found = Vec::new();
         for fmspc in &fmspcs {
-            if self.collateral.needs_refresh(fmspc, Utc::now()) {
+            let refresh = config.intel.collateral_refresh;
+            if self.collateral.needs_refresh(fmspc, Utc::now(), refresh) {
                 match self.fetch_collateral(config, fmspc).await {
                     Ok(fresh) => {
-                        let _ = self.collateral.put(fmspc, fresh);
+                        // A refused answer leaves the cached copy serving; the log says why.
+                        if let Err(e) = self.collateral.put(fmspc, fresh, Utc::now()) {
+                            tracing::warn!(fmspc = %fmspc, error = %e, "collateral not stored");
+                        }
                     }
                     Err(e) => errors.push(e),
                 }

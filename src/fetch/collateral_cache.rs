@@ -1,35 +1,81 @@
 //! DCAP collateral kept between checks: in memory and on disk beside the database.
 //!
-//! Collateral is per FMSPC and valid about a month, while a target is checked every few minutes;
-//! the PCCS is asked again only when the cached copy is within [`REFRESH_MARGIN_DAYS`] of its
-//! `nextUpdate`, and then, while the copy is still valid, at most once per
+//! Collateral is per FMSPC and valid about a month, while a target is checked every few minutes,
+//! so the PCCS is asked again only when the cached copy is due: when it was fetched longer ago
+//! than `[intel] collateral_refresh` (a day by default, so a revocation or a TCB recovery Intel
+//! publishes is seen within a day rather than when the copy nears its end), or when it is within
+//! [`REFRESH_MARGIN_DAYS`] of its earliest `nextUpdate` (TCB info, QE identity, PCK CRL or root
+//! CA CRL). While the copy is still valid a due refresh is tried at most once per
 //! [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep serving the same collateral for a
-//! while, and a check every few minutes must not hammer the PCCS). A missing or expired copy is
-//! refetched on every check. While the PCCS is unreachable the cached copy keeps serving, and once
-//! it has expired the verifier judges the quote `unknown` (its validity windows no longer cover
-//! `observed_at`), never `fail`.
+//! while, and a check every few minutes must not hammer a PCCS that is down). A missing or
+//! expired copy is refetched on every check.
+//!
+//! A failed refresh never replaces nor deletes the cached copy: the caller only stores what the
+//! PCCS answered, and [`CollateralCache::put`] refuses an answer without a readable `nextUpdate`
+//! and an already-expired answer when the cached copy lasts longer. While the PCCS is unreachable
+//! the cached copy keeps serving, and once it has expired the verifier judges the quote `unknown`
+//! (its validity windows no longer cover `observed_at`), never `fail`.
+//!
+//! On disk each FMSPC has `collateral-<fmspc>.json` holding `{"format": "teewatch-collateral/1",
+//! "fetched_at": <RFC 3339>, "collateral": <QuoteCollateralV3>}`, so the age of a copy survives a
+//! restart. A file that is a bare `QuoteCollateralV3` (the layout before the fetch time was
+//! recorded) still loads, with an unknown fetch time that counts as old: it is refreshed at the
+//! first check.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::{Value, json};
 
-/// How long before `nextUpdate` a cached collateral starts being refreshed: eight days, so a
-/// platform whose collateral is within 7 days of expiry means refreshing has failed for a day
-/// (the `TeewatchCollateralExpiringSoon` alert, `dashboards/prometheus/alerts.yml`).
+/// How long before `nextUpdate` a cached collateral is refreshed whatever its age: eight days,
+/// so a platform whose collateral is within 7 days of expiry means refreshing has failed for a
+/// day (the `TeewatchCollateralExpiringSoon` alert, `dashboards/prometheus/alerts.yml`).
 pub const REFRESH_MARGIN_DAYS: i64 = 8;
 
 /// While the cached copy is still valid, the least time between two refresh attempts of one
 /// FMSPC. A missing or expired copy is refetched whatever the time since the last attempt.
 pub const RETRY_INTERVAL_MINUTES: i64 = 60;
 
-/// One cached collateral and when its earliest part stops being valid.
+/// The `format` of a cache file that records when its collateral was fetched.
+pub const FILE_FORMAT: &str = "teewatch-collateral/1";
+
+/// One cached collateral, when its earliest part stops being valid and when it was fetched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cached {
     pub collateral: Value,
     pub next_update: DateTime<Utc>,
+    /// When the PCCS served this copy; `None` for a file written before teewatch recorded it,
+    /// which counts as older than any refresh period.
+    pub fetched_at: Option<DateTime<Utc>>,
+}
+
+/// Why fetched collateral was not stored; in every case the cached copy, if any, is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("expected an fmspc of 12 hex digits, found {0:?}")]
+    Fmspc(String),
+    #[error(
+        "expected collateral for fmspc {0} with a readable nextUpdate, found none; the cached copy is kept"
+    )]
+    Undated(String),
+    #[error(
+        "expected collateral for fmspc {fmspc} valid at {fetched_at}, found nextUpdate {next_update}; the cached copy, valid until {kept_until}, is kept"
+    )]
+    Expired {
+        fmspc: String,
+        fetched_at: DateTime<Utc>,
+        next_update: DateTime<Utc>,
+        kept_until: DateTime<Utc>,
+    },
+    /// The copy is in memory and serves; only its persistence failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The cache, keyed by lowercase FMSPC.
@@ -42,24 +88,50 @@ pub struct CollateralCache {
     attempts: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
-/// The earliest `nextUpdate` of the TCB info and QE identity in a collateral.
+/// The earliest `nextUpdate` of a collateral: TCB info, QE identity, PCK CRL and root CA CRL
+/// (the CRLs' DER read with x509-parser). The same reading as
+/// `teewatch_collateral_expiry_timestamp_seconds`, so the cache never thinks a copy lasts
+/// longer than the metric says.
 pub fn next_update(collateral: &Value) -> Option<DateTime<Utc>> {
-    ["tcb_info", "qe_identity"]
-        .iter()
-        .filter_map(|key| {
-            let inner: Value = serde_json::from_str(collateral.get(*key)?.as_str()?).ok()?;
-            let text = inner.get("nextUpdate")?.as_str()?;
-            DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        })
-        .min()
+    crate::metrics::collateral_next_update(collateral)
 }
 
 /// An FMSPC as a safe file-name part: 12 hex characters, or nothing.
 fn fmspc_key(fmspc: &str) -> Option<String> {
     let lower = fmspc.to_ascii_lowercase();
     (lower.len() == 12 && lower.bytes().all(|b| b.is_ascii_hexdigit())).then_some(lower)
+}
+
+/// A cache file's collateral and fetch time: the current layout, or a bare collateral (the
+/// layout before the fetch time was recorded) with an unknown fetch time.
+fn read_file(text: &str) -> Option<(Value, Option<DateTime<Utc>>)> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    if value.get("format").and_then(Value::as_str) != Some(FILE_FORMAT) {
+        return Some((value, None));
+    }
+    let Value::Object(mut file) = value else {
+        return None;
+    };
+    let fetched_at = file
+        .get("fetched_at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Some((file.remove("collateral")?, fetched_at))
+}
+
+/// Whether a still-valid copy is due for a refresh at `now`: near its `nextUpdate`, or older
+/// than `refresh`, or of unknown age.
+fn due(cached: &Cached, now: DateTime<Utc>, refresh: Duration) -> bool {
+    let near_end = now
+        .checked_add_signed(Duration::days(REFRESH_MARGIN_DAYS))
+        .is_none_or(|edge| edge >= cached.next_update);
+    // Either way round, so a fetch time ahead of the clock (set back since) does not hold
+    // refreshes off until the clock catches up.
+    let old = cached
+        .fetched_at
+        .is_none_or(|at| (now - at).abs() >= refresh);
+    near_end || old
 }
 
 impl CollateralCache {
@@ -83,10 +155,11 @@ impl CollateralCache {
             return Some(found);
         }
         let text = std::fs::read_to_string(self.file(&key)?).ok()?;
-        let collateral: Value = serde_json::from_str(&text).ok()?;
+        let (collateral, fetched_at) = read_file(&text)?;
         let cached = Cached {
             next_update: next_update(&collateral)?,
             collateral,
+            fetched_at,
         };
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(key, cached.clone());
@@ -94,19 +167,27 @@ impl CollateralCache {
         Some(cached)
     }
 
-    /// Whether the caller should refetch the collateral of an FMSPC at `now`: always when there
-    /// is no cached copy or it has expired; when it is within [`REFRESH_MARGIN_DAYS`] of its
-    /// `nextUpdate`, only if no attempt was due in the last [`RETRY_INTERVAL_MINUTES`]. A yes for
-    /// a still-valid copy counts as that attempt (checked and recorded under one lock, so
-    /// concurrent checks of one platform fetch once), whether or not the fetch then succeeds.
-    pub fn needs_refresh(&self, fmspc: &str, now: DateTime<Utc>) -> bool {
+    /// Whether the caller should refetch the collateral of an FMSPC at `now`, given the refresh
+    /// period `refresh` (`[intel] collateral_refresh`): always when there is no cached copy or it
+    /// has expired; when the copy is due (older than `refresh`, of unknown age, or within
+    /// [`REFRESH_MARGIN_DAYS`] of its `nextUpdate`), only if no attempt was due in the last
+    /// [`RETRY_INTERVAL_MINUTES`]. A yes for a still-valid copy counts as that attempt (checked
+    /// and recorded under one lock, so concurrent checks of one platform fetch once), whether or
+    /// not the fetch then succeeds.
+    pub fn needs_refresh(
+        &self,
+        fmspc: &str,
+        now: DateTime<Utc>,
+        refresh: std::time::Duration,
+    ) -> bool {
         let (Some(key), Some(cached)) = (fmspc_key(fmspc), self.get(fmspc)) else {
             return true;
         };
         if now >= cached.next_update {
             return true;
         }
-        if now + Duration::days(REFRESH_MARGIN_DAYS) < cached.next_update {
+        let refresh = Duration::from_std(refresh).unwrap_or(Duration::MAX);
+        if !due(&cached, now, refresh) {
             return false;
         }
         let Ok(mut attempts) = self.attempts.lock() else {
@@ -122,157 +203,71 @@ impl CollateralCache {
         !recent
     }
 
-    /// Stores freshly fetched collateral in memory and, when persistent, on disk (written to a
-    /// temporary file and renamed, so a crash never leaves half a file).
-    pub fn put(&self, fmspc: &str, collateral: Value) -> std::io::Result<()> {
-        let Some(key) = fmspc_key(fmspc) else {
-            return Ok(());
-        };
-        let Some(next) = next_update(&collateral) else {
-            return Ok(());
-        };
-        if let Some(path) = self.file(&key) {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+    /// Stores collateral the PCCS served at `fetched_at`, in memory and, when persistent, on disk
+    /// (written to a temporary file and renamed, so a crash never leaves half a file and a
+    /// failed write leaves the previous file whole). Refused, keeping the cached copy: an FMSPC
+    /// that is not 12 hex digits, collateral without a readable `nextUpdate`, and collateral
+    /// already expired at `fetched_at` while the cached copy lasts longer (a PCCS serving stale
+    /// collateral must not cut a good copy short). When only the disk write fails the new copy
+    /// still serves from memory and the error says so.
+    pub fn put(
+        &self,
+        fmspc: &str,
+        collateral: Value,
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), PutError> {
+        let key = fmspc_key(fmspc).ok_or_else(|| PutError::Fmspc(fmspc.to_string()))?;
+        let next = next_update(&collateral).ok_or_else(|| PutError::Undated(key.clone()))?;
+        if next <= fetched_at {
+            if let Some(kept) = self.get(&key).filter(|c| c.next_update > next) {
+                return Err(PutError::Expired {
+                    fmspc: key,
+                    fetched_at,
+                    next_update: next,
+                    kept_until: kept.next_update,
+                });
             }
-            let temporary = path.with_extension("json.tmp");
-            std::fs::write(&temporary, collateral.to_string())?;
-            std::fs::rename(&temporary, &path)?;
         }
+        let path = self.file(&key);
+        let file = path.as_ref().map(|_| {
+            json!({
+                "format": FILE_FORMAT,
+                "fetched_at": fetched_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "collateral": &collateral,
+            })
+        });
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(
                 key,
                 Cached {
                     collateral,
                     next_update: next,
+                    fetched_at: Some(fetched_at),
                 },
             );
         }
-        Ok(())
+        match (path, file) {
+            (Some(path), Some(file)) => write_atomically(&path, &file.to_string())
+                .map_err(|source| PutError::Write { path, source }),
+            _ => Ok(()),
+        }
     }
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`; on failure the
+/// temporary file is removed and `path` is left as it was.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn collateral() -> Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/vectors/tdx/dcap-qvl/tdx_quote_collateral.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn next_update_is_the_earliest_part() {
-        let next = next_update(&collateral()).unwrap();
-        assert_eq!(next.to_rfc3339(), "2025-07-19T10:16:03+00:00");
-    }
-
-    #[test]
-    fn survives_a_restart_through_the_disk_and_refreshes_before_expiry() {
-        let dir = std::env::temp_dir().join(format!("teewatch-collateral-{}", std::process::id()));
-        let cache = CollateralCache::new(Some(&dir));
-        assert!(cache.needs_refresh("b0c06f000000", Utc::now()));
-        cache.put("B0C06F000000", collateral()).unwrap();
-        let reopened = CollateralCache::new(Some(&dir));
-        let cached = reopened.get("b0c06f000000").unwrap();
-        assert_eq!(cached.collateral, collateral());
-        let inside = DateTime::parse_from_rfc3339("2025-07-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let near_end = DateTime::parse_from_rfc3339("2025-07-18T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert!(!reopened.needs_refresh("b0c06f000000", inside));
-        assert!(reopened.needs_refresh("b0c06f000000", near_end));
-        // A name that is not an FMSPC never becomes a path.
-        assert!(cache.get("../../etc/passwd").is_none());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    /// A memory-only cache holding the test collateral (`nextUpdate` 2025-07-19T10:16:03Z).
-    fn warm() -> CollateralCache {
-        let cache = CollateralCache::new(None);
-        cache.put("b0c06f000000", collateral()).unwrap();
-        cache
-    }
-
-    #[test]
-    fn refreshes_within_eight_days_of_next_update_and_not_before() {
-        // Just over 8 days left: kept, however often asked.
-        let cache = warm();
-        for _ in 0..3 {
-            assert!(!cache.needs_refresh("b0c06f000000", at("2025-07-11T10:00:00Z")));
-        }
-        // Exactly 8 days left, or less: refreshed.
-        assert!(cache.needs_refresh("B0C06F000000", at("2025-07-11T10:16:03Z")));
-        let cache = warm();
-        assert!(cache.needs_refresh("b0c06f000000", at("2025-07-12T10:16:03Z")));
-        let cache = warm();
-        assert!(cache.needs_refresh("b0c06f000000", at("2025-07-19T10:16:02Z")));
-    }
-
-    #[test]
-    fn a_refresh_of_a_valid_copy_is_tried_at_most_once_an_hour() {
-        let cache = warm();
-        let first = at("2025-07-15T00:00:00Z");
-        assert!(cache.needs_refresh("b0c06f000000", first));
-        // The PCCS served the same collateral (or failed): not again within the hour.
-        cache.put("b0c06f000000", collateral()).unwrap();
-        for minutes in [0, 1, 30, 59] {
-            let now = first + Duration::minutes(minutes);
-            assert!(!cache.needs_refresh("b0c06f000000", now), "{minutes} min");
-        }
-        // A clock set back a little does not count as a new hour either.
-        assert!(!cache.needs_refresh("b0c06f000000", first - Duration::minutes(5)));
-        // An hour after the attempt, once more; then again not within the hour of that one.
-        let second = first + Duration::minutes(60);
-        assert!(cache.needs_refresh("b0c06f000000", second));
-        assert!(!cache.needs_refresh("b0c06f000000", second + Duration::minutes(30)));
-        assert!(cache.needs_refresh("b0c06f000000", second + Duration::minutes(61)));
-        // The limit is per FMSPC: another platform entering its margin is refreshed at once.
-        let mut other = collateral();
-        let earlier = other
-            .get("tcb_info")
-            .and_then(Value::as_str)
-            .unwrap()
-            .replace("2025-07-19T10:16:03Z", "2025-07-18T10:16:03Z");
-        other
-            .as_object_mut()
-            .unwrap()
-            .insert("tcb_info".into(), Value::String(earlier));
-        cache.put("00906ed50000", other).unwrap();
-        assert!(cache.needs_refresh("00906ed50000", second + Duration::minutes(62)));
-        assert!(!cache.needs_refresh("00906ed50000", second + Duration::minutes(63)));
-    }
-
-    #[test]
-    fn a_missing_or_expired_copy_is_always_refetched() {
-        let cache = CollateralCache::new(None);
-        let now = at("2025-07-19T10:16:03Z");
-        for _ in 0..3 {
-            assert!(cache.needs_refresh("b0c06f000000", now));
-        }
-        cache.put("b0c06f000000", collateral()).unwrap();
-        // Expired (at or past nextUpdate): every check refetches, the hourly limit aside.
-        for seconds in [0, 1, 2, 60, 3600] {
-            let later = now + Duration::seconds(seconds);
-            assert!(cache.needs_refresh("b0c06f000000", later), "{seconds} s");
-            assert!(cache.needs_refresh("b0c06f000000", later), "{seconds} s");
-        }
-        // Even right after a refresh of the still-valid copy was tried.
-        let cache = warm();
-        assert!(cache.needs_refresh("b0c06f000000", now - Duration::seconds(1)));
-        assert!(cache.needs_refresh("b0c06f000000", now));
-        assert!(cache.needs_refresh("b0c06f000000", now));
-    }
-}
+#[path = "collateral_cache_tests.rs"]
+mod tests;
