@@ -571,3 +571,48 @@ async fn metrics_name_each_target_format_and_fail_an_unsupported_one() {
     common::promtool::assert_clean(&m);
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collateral_fetch_time_is_exported_and_kept_across_a_restart() {
+    let run = start("daemon-collateral-age", SimOptions::default()).await;
+    manual_schedule(&config_path(&run));
+    let target = model_name(0);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    // Model nodes run on the simulator's first platform.
+    let fetched_at = |m: &str| {
+        sample(
+            m,
+            "teewatch_collateral_fetched_timestamp_seconds",
+            &[("fmspc", "7e5700000000")],
+        )
+    };
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    assert_eq!(fetched_at(&scrape(&daemon).await), None);
+    let before = now();
+    assert!(daemon.check_now(&target).await);
+    let after = now();
+    let m = scrape(&daemon).await;
+    let first = fetched_at(&m).unwrap_or_else(|| panic!("no fetch time in\n{m}"));
+    assert!(
+        before - 1.0 <= first && first <= after,
+        "{before} {first} {after}"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // After a restart the copy on disk is as old as before: not refetched (the PCCS still
+    // answers, so a refetch would show as a later time), and its fetch time still exported.
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    assert!(daemon.check_now(&target).await);
+    let m = scrape(&daemon).await;
+    assert_eq!(fetched_at(&m), Some(first), "{m}");
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", &target)]),
+        Some(PASS)
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

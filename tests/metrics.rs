@@ -1,7 +1,7 @@
 //! The Prometheus metrics: a populated scrape passes the real `promtool check metrics`, series
 //! are replaced rather than accumulated, label values are validated, cardinality stays bounded
-//! at 2,000 targets, a dropped target leaves no series, and collateral expiry is read from real
-//! bundles.
+//! at 2,000 targets, a dropped target leaves no series, collateral expiry is read from real
+//! bundles and each platform's collateral fetch time is exported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use teewatch::drift::FLEET_FIELDS;
+use teewatch::fetch::collateral_cache::CollateralCache;
 use teewatch::metrics::{Metrics, TargetSnapshot, collateral_expiries, state_code};
 use teewatch::record::Phase;
 use teewatch::verify::checks::all_checks;
@@ -136,6 +137,7 @@ fn populated() -> Metrics {
     }
     for (fmspc, expiry) in collateral_expiries(&bundle("dcapqvl-v4-uptodate.json")) {
         m.set_collateral_expiry(&fmspc, expiry);
+        m.set_collateral_fetched(&fmspc, Some(at("2025-06-19T10:30:00Z")));
     }
     m
 }
@@ -157,6 +159,7 @@ fn populated_scrape_passes_promtool_check_metrics() {
         "teewatch_tdx_tcb_status",
         "teewatch_attestation_format_info",
         "teewatch_collateral_expiry_timestamp_seconds",
+        "teewatch_collateral_fetched_timestamp_seconds",
         "teewatch_fetch_errors_total",
         "teewatch_checks_skipped_total",
         "teewatch_checks_total",
@@ -379,6 +382,52 @@ fn retain_collateral_drops_platforms_no_longer_used() {
             at("2026-01-01T00:00:00Z").timestamp()
         )]
     );
+}
+
+#[test]
+fn collateral_fetch_time_is_exported_per_platform_from_the_cache() {
+    const FAMILY: &str = "teewatch_collateral_fetched_timestamp_seconds";
+    let m = Metrics::new().unwrap();
+    // As the runner does: the fetch time the cache recorded for the collateral a check used.
+    let cache = CollateralCache::new(None);
+    let collateral = bundle("dcapqvl-v4-uptodate.json")["tdx_collateral"].clone();
+    cache
+        .put("B0C06F000000", collateral, at("2026-01-01T00:00:00Z"))
+        .unwrap();
+    let cached = cache.get("b0c06f000000").unwrap();
+    m.set_collateral_fetched("B0C06F000000", cached.fetched_at);
+    // A copy of unknown age (a cache file from before the fetch time was kept) reads as 0, so
+    // the stale alert fires for it rather than nothing.
+    m.set_collateral_fetched("00A067110000", None);
+    // Not an FMSPC: never a label.
+    m.set_collateral_fetched("B0C06F00000", Some(at("2026-01-01T00:00:00Z")));
+    m.set_collateral_fetched("b0c06f000000\"", Some(at("2026-01-01T00:00:00Z")));
+    let text = m.render().unwrap();
+    assert_eq!(
+        lines_of(&text, FAMILY, ""),
+        [
+            format!("{FAMILY}{{fmspc=\"00a067110000\"}} 0"),
+            format!("{FAMILY}{{fmspc=\"b0c06f000000\"}} 1767225600"),
+        ]
+    );
+    assert!(text.contains(&format!("# TYPE {FAMILY} gauge")));
+    common::promtool::assert_clean(&text);
+    // A refresh replaces the value rather than adding a series.
+    m.set_collateral_fetched("b0c06f000000", Some(at("2026-01-02T00:00:00.500Z")));
+    let text = m.render().unwrap();
+    assert_eq!(
+        value(&text, &format!("{FAMILY}{{fmspc=\"b0c06f000000\"}}")),
+        Some(1_767_312_000.5)
+    );
+    // A platform no target uses any more loses its fetch time with its expiry.
+    m.set_collateral_expiry("b0c06f000000", at("2026-01-31T00:00:00Z"));
+    m.retain_collateral(&["00a067110000".to_string()]);
+    let text = m.render().unwrap();
+    assert_eq!(
+        lines_of(&text, FAMILY, ""),
+        [format!("{FAMILY}{{fmspc=\"00a067110000\"}} 0")]
+    );
+    assert!(lines_of(&text, "teewatch_collateral_expiry_timestamp_seconds", "").is_empty());
 }
 
 #[test]

@@ -323,6 +323,12 @@ impl Shared {
         }
         for (fmspc, at) in crate::metrics::collateral_expiries(&record.bundle) {
             self.metrics.set_collateral_expiry(&fmspc, at);
+            // The bundle does not say when its collateral was fetched; the cache it came from
+            // does (and remembers it across restarts).
+            if let Some(cached) = self.fetcher.collateral_cache().get(&fmspc) {
+                self.metrics
+                    .set_collateral_fetched(&fmspc, cached.fetched_at);
+            }
         }
         let failing_checks = failing(&verdict.checks);
         tracing::info!(

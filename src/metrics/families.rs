@@ -39,6 +39,7 @@ pub(super) struct Families {
     pub tcb_status: IntGaugeVec,
     pub attestation_format: IntGaugeVec,
     pub collateral_expiry: GaugeVec,
+    pub collateral_fetched: GaugeVec,
     pub fetch_errors: IntCounterVec,
     pub skipped: IntCounterVec,
     pub checks: IntCounterVec,
@@ -190,6 +191,17 @@ impl Families {
                         "teewatch_collateral_expiry_timestamp_seconds",
                         "Unix time of the earliest nextUpdate of the DCAP collateral (TCB info, \
                          QE identity, CRLs) of the platform.",
+                    ),
+                    &["fmspc"],
+                ),
+            )?,
+            collateral_fetched: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_collateral_fetched_timestamp_seconds",
+                        "Unix time the platform's cached DCAP collateral was fetched from the \
+                         PCCS; 0 when unknown (a cache file written before it was recorded).",
                     ),
                     &["fmspc"],
                 ),

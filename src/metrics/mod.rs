@@ -98,7 +98,8 @@ struct Tracked {
     /// back.
     configured: Option<BTreeSet<String>>,
     targets: BTreeMap<String, TargetSeries>,
-    /// The `fmspc` labels of `teewatch_collateral_expiry_timestamp_seconds`.
+    /// The `fmspc` labels of `teewatch_collateral_expiry_timestamp_seconds` and
+    /// `teewatch_collateral_fetched_timestamp_seconds`.
     fmspcs: BTreeSet<String>,
 }
 
@@ -344,9 +345,25 @@ impl Metrics {
         tracked.fmspcs.insert(fmspc);
     }
 
-    /// Removes the collateral expiry of every platform not in `fmspcs` (compared after the
-    /// same normalisation), so that a platform no target runs on any more stops looking like
-    /// collateral about to expire.
+    /// Sets when a platform's cached collateral was fetched from the PCCS, replacing the previous
+    /// value; `None` (a copy whose fetch time is unknown) is exported as 0, which reads as
+    /// stale. An FMSPC that is not exactly 12 hex digits is ignored.
+    pub fn set_collateral_fetched(&self, fmspc: &str, at: Option<DateTime<Utc>>) {
+        let Some(fmspc) = labels::fmspc(fmspc) else {
+            return;
+        };
+        let mut tracked = self.lock();
+        set_float(
+            &self.inner.families.collateral_fetched,
+            &[&fmspc],
+            at.map_or(0.0, seconds),
+        );
+        tracked.fmspcs.insert(fmspc);
+    }
+
+    /// Removes the collateral expiry and fetch time of every platform not in `fmspcs` (compared
+    /// after the same normalisation), so that a platform no target runs on any more stops
+    /// looking like collateral about to expire or gone stale.
     pub fn retain_collateral(&self, fmspcs: &[String]) {
         let keep: BTreeSet<String> = fmspcs.iter().filter_map(|f| labels::fmspc(f)).collect();
         let mut tracked = self.lock();
@@ -354,6 +371,7 @@ impl Metrics {
             let kept = keep.contains(fmspc);
             if !kept {
                 remove(&self.inner.families.collateral_expiry, &[fmspc]);
+                remove(&self.inner.families.collateral_fetched, &[fmspc]);
             }
             kept
         });
