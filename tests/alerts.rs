@@ -10,13 +10,14 @@ mod prom;
 
 /// The alerts, in file order, with their severities. Other files (dashboards, the runbook, the
 /// end-to-end test) name them: never rename one.
-const ALERTS: [(&str, &str); 9] = [
+const ALERTS: [(&str, &str); 10] = [
     ("TeewatchAttestationFailing", "critical"),
     ("TeewatchMeasurementDrift", "critical"),
     ("TeewatchCanarySignatureFailing", "critical"),
     ("TeewatchAttestationUnverifiable", "warning"),
     ("TeewatchTcbStatusOutsidePolicy", "warning"),
     ("TeewatchCollateralExpiringSoon", "warning"),
+    ("TeewatchCollateralStale", "warning"),
     ("TeewatchTargetStale", "warning"),
     ("TeewatchIdentityNotPinned", "info"),
     ("TeewatchDown", "critical"),
