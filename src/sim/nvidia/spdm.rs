@@ -260,7 +260,26 @@ impl NvidiaTestPki {
     /// "HOPPER"}]}`, one entry per state, GPU `i` signing with leaf `i`. Fewer states than GPUs
     /// is allowed (a node reporting a subset); more is an error.
     pub fn payload(&self, nonce: &[u8; 32], gpus: &[GpuState]) -> Result<Value, NvidiaSimError> {
-        self.build_payload(nonce, gpus, None)
+        self.build_payload(0, nonce, gpus, None)
+    }
+
+    /// [`NvidiaTestPki::payload`] for the GPUs from `first` on (entry `i` signs with leaf
+    /// `first + i`), with entry `bad`'s signature corrupted if given: how a node that owns a
+    /// slice of the PKI's GPUs reports them.
+    pub fn payload_of(
+        &self,
+        first: usize,
+        nonce: &[u8; 32],
+        gpus: &[GpuState],
+        bad: Option<usize>,
+    ) -> Result<Value, NvidiaSimError> {
+        if let Some(bad) = bad.filter(|b| *b >= gpus.len()) {
+            return Err(NvidiaSimError::NoSuchGpu {
+                index: bad,
+                count: gpus.len(),
+            });
+        }
+        self.build_payload(first, nonce, gpus, bad)
     }
 
     /// [`NvidiaTestPki::payload`] with GPU `bad`'s evidence signature corrupted: the "bad GPU
@@ -277,7 +296,7 @@ impl NvidiaTestPki {
                 count: gpus.len(),
             });
         }
-        self.build_payload(nonce, gpus, Some(bad))
+        self.build_payload(0, nonce, gpus, Some(bad))
     }
 
     /// SPDM evidence bytes alone for GPU `gpu` in `state`, for tests that build payloads by hand.
@@ -296,19 +315,21 @@ impl NvidiaTestPki {
 
     fn build_payload(
         &self,
+        first: usize,
         nonce: &[u8; 32],
         gpus: &[GpuState],
         bad: Option<usize>,
     ) -> Result<Value, NvidiaSimError> {
-        if gpus.len() > self.gpus.len() {
+        let owned = self.gpus.get(first..).unwrap_or_default();
+        if gpus.len() > owned.len() {
             return Err(NvidiaSimError::NoSuchGpu {
-                index: gpus.len().saturating_sub(1),
+                index: first.saturating_add(gpus.len()).saturating_sub(1),
                 count: self.gpus.len(),
             });
         }
         let evidence_list = gpus
             .iter()
-            .zip(&self.gpus)
+            .zip(owned)
             .enumerate()
             .map(|(index, (state, gpu))| {
                 let evidence = build_evidence(index, nonce, state, &gpu.key, bad == Some(index))?;

@@ -233,7 +233,10 @@ impl Simulator {
         let now = Utc::now();
         let intel = IntelTestPki::generate(&base_url, now - options.collateral_age)
             .map_err(|e| SimStartError::Intel(e.to_string()))?;
-        let nvidia = NvidiaTestPki::generate(options.gpus.max(1), now)
+        // Each node of a model owns its own GPUs (node `i` the GPUs from `i * gpus` on), so that
+        // no GPU is shown in two parts of one answer; models share them, as separate answers.
+        let gpu_count = options.gpus.max(1).saturating_mul(options.nodes.max(1));
+        let nvidia = NvidiaTestPki::generate(gpu_count, now)
             .map_err(|e| SimStartError::Nvidia(e.to_string()))?;
         let nras =
             NrasSim::generate(&base_url, now).map_err(|e| SimStartError::Nvidia(e.to_string()))?;

@@ -81,6 +81,9 @@ struct PartTd<'a> {
     platform: Platform,
     keys: &'a NodeKeys,
     gpus: usize,
+    /// The test PKI's first GPU this TD owns: each node has GPUs of its own, as real nodes do,
+    /// so that no GPU appears in two parts of one answer.
+    first_gpu: usize,
     fingerprint: Option<[u8; 32]>,
 }
 
@@ -126,14 +129,12 @@ fn evidence(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<(Vec<u8>, Option<Value>)
             gpu
         })
         .collect();
-    let payload = if model.has(Fault::BadGpuSignature) {
-        ctx.state
-            .nvidia
-            .payload_bad_signature(ctx.bound_nonce, &gpus, 0)
-    } else {
-        ctx.state.nvidia.payload(ctx.bound_nonce, &gpus)
-    }
-    .map_err(|e| e.to_string())?;
+    let bad = model.has(Fault::BadGpuSignature).then_some(0);
+    let payload = ctx
+        .state
+        .nvidia
+        .payload_of(part.first_gpu, ctx.bound_nonce, &gpus, bad)
+        .map_err(|e| e.to_string())?;
     Ok((quote, Some(payload)))
 }
 
@@ -149,6 +150,7 @@ fn model_td<'a>(
         platform: Platform::First,
         keys: &node.keys,
         gpus: ctx.model.gpus,
+        first_gpu: index.saturating_mul(ctx.model.gpus),
         fingerprint,
     })
 }
@@ -281,6 +283,7 @@ fn cpu_only_part(
             platform: Platform::Second,
             keys: &node.keys,
             gpus: 0,
+            first_gpu: 0,
             fingerprint,
         },
     )
