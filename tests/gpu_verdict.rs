@@ -1,4 +1,5 @@
-//! GPU evidence, NRAS and pins through the whole verifier, on bundles built from real evidence.
+//! GPU evidence, NRAS and pins through the whole verifier, on bundles built from real evidence,
+//! and `gpu_unique` on real evidence and on the simulator's NEAR gateway answers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -8,7 +9,9 @@ use common::{
     bundle, bundle_json, check, from_json, observed, reason, state, verdict, verdict_with,
 };
 use serde_json::{Value, json};
-use teewatch::verify::{self, Policy, State, TrustAnchors};
+use teewatch::sim::format::SimFormat;
+use teewatch::sim::server::{SimOptions, model_name};
+use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors};
 
 use State::{Fail, Pass, Unknown};
 
@@ -341,4 +344,153 @@ fn the_gpu_chain_cache_changes_no_verdict() {
     let second = verify::verify(&b, &Policy::default(), &anchors);
     assert_eq!(first, second);
     assert!(anchors.cache.gpu_chains.hits() >= 8);
+}
+
+// ---- gpu_unique -------------------------------------------------------------------------------
+
+/// A bundle's `nvidia_payload` (stored as a JSON string) parsed, edited and stored back.
+fn edit_payload(b: &mut Value, edit: impl FnOnce(&mut Value)) {
+    let mut payload: Value =
+        serde_json::from_str(b["attestation"]["nvidia_payload"].as_str().unwrap()).unwrap();
+    edit(&mut payload);
+    b["attestation"]["nvidia_payload"] = json!(payload.to_string());
+}
+
+#[test]
+fn distinct_real_gpus_pass_gpu_unique() {
+    let v = verdict(&bundle("gpu-ppcie-8xh100"));
+    assert_eq!(
+        check(&v, "gpu_unique", ""),
+        (
+            Pass,
+            "8 gpus across 1 part, each a distinct device (leaf certificate and serial)"
+        )
+    );
+    let v = verdict(&bundle("gpu-nvtrust-hopper"));
+    assert_eq!(
+        check(&v, "gpu_unique", ""),
+        (
+            Pass,
+            "1 gpu across 1 part, each a distinct device (leaf certificate and serial)"
+        )
+    );
+    // Recorded once per verdict, with the whole answer's scope.
+    assert_eq!(v.checks_named("gpu_unique").count(), 1);
+}
+
+#[test]
+fn the_same_gpu_twice_within_one_part_fails_gpu_unique() {
+    let mut b = bundle_json("gpu-ppcie-8xh100");
+    edit_payload(&mut b, |payload| {
+        let list = payload["evidence_list"].as_array_mut().unwrap();
+        let first = list[0].clone();
+        list.push(first);
+    });
+    let v = verdict(&from_json(b));
+    // The copy is genuine evidence of a genuine GPU: only gpu_unique can see it is no ninth GPU.
+    assert_eq!(check(&v, "gpu_evidence_signature", "gpu:8").0, Pass);
+    let (result, why) = check(&v, "gpu_unique", "");
+    assert_eq!(result, Fail, "{why}");
+    assert!(
+        why.starts_with("gpu 8 is the same device as gpu 0 (certificate sha256 "),
+        "{why}"
+    );
+}
+
+#[test]
+fn gpu_unique_is_unknown_without_proven_device_certificates() {
+    // No nvidia_payload: nothing to compare.
+    let v = verdict(&bundle("dstack-quote-report"));
+    assert_eq!(
+        check(&v, "gpu_unique", ""),
+        (
+            Unknown,
+            "the report has no readable gpu evidence (the report carries no nvidia_payload)"
+        )
+    );
+    // A GPU whose evidence signature failed presents a certificate that is not proven its own.
+    let v = verdict(&bundle("gpu-invalid-signature"));
+    assert_eq!(
+        check(&v, "gpu_unique", ""),
+        (
+            Unknown,
+            "gpu 0: gpu_evidence_signature did not pass, so its certificate is not proven to be its device's"
+        )
+    );
+    // An unreadable certificate chain.
+    let mut b = bundle_json("gpu-nvtrust-hopper");
+    edit_payload(&mut b, |payload| {
+        payload["evidence_list"][0]["certificate"] = json!("not base64!");
+    });
+    let v = verdict(&from_json(b));
+    let (result, why) = check(&v, "gpu_unique", "");
+    assert_eq!(result, Unknown, "{why}");
+    assert!(
+        why.starts_with("gpu 0: no readable device certificate (`certificate` is not base64"),
+        "{why}"
+    );
+    // Without an attestation every check, gpu_unique included, is unknown once.
+    let v = verdict(&bundle("fetch-failed"));
+    assert_eq!(check(&v, "gpu_unique", "").0, Unknown);
+}
+
+/// The verdict on `bundle` under the configuration of the simulator run's check of `model`.
+fn judge(run: &common::sim_run::Running, model: &str, bundle: Value) -> verify::Verdict {
+    let target = run.config.target(model).unwrap();
+    let bundle = Bundle::from_value(bundle).unwrap();
+    verify::verify(&bundle, &target.policy, &run.config.trust_anchors())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gpu_shown_for_two_model_parts_fails_gpu_unique() {
+    // A NEAR gateway model served by two nodes with one GPU each.
+    let run = common::sim_run::start(
+        "gpu-unique",
+        SimOptions {
+            formats: vec![SimFormat::NearGateway],
+            nodes: 2,
+            tls: true,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let model = model_name(0);
+    let bundle = common::sim_run::fetch(&run, &model).await;
+    let v = judge(&run, &model, bundle.clone());
+    assert_eq!(
+        check(&v, "gpu_unique", ""),
+        (
+            Pass,
+            "2 gpus across 2 parts, each a distinct device (leaf certificate and serial)"
+        )
+    );
+    for scope in ["model:0/gpu:0", "model:1/gpu:0"] {
+        assert_eq!(check(&v, "nras_result", scope).0, Pass, "{scope}");
+    }
+
+    // model:0's GPU evidence and NRAS answer copied into model:1: all parts share the nonce,
+    // so every per-part GPU check of model:1 still passes.
+    let mut copied = bundle;
+    let parts = &mut copied["attestation"]["model_attestations"];
+    parts[1]["nvidia_payload"] = parts[0]["nvidia_payload"].clone();
+    let nras = copied["nras"].as_array_mut().unwrap();
+    let from = nras.iter().position(|e| e["scope"] == "model:0").unwrap();
+    let to = nras.iter().position(|e| e["scope"] == "model:1").unwrap();
+    for field in ["response", "jwks"] {
+        nras[to][field] = nras[from][field].clone();
+    }
+    let v = judge(&run, &model, copied);
+    for name in ["gpu_nonce", "gpu_evidence_signature", "nras_result"] {
+        let (result, why) = check(&v, name, "model:1/gpu:0");
+        assert_eq!(result, Pass, "{name}: {why}");
+    }
+    assert_eq!(check(&v, "nras_token", "model:1").0, Pass);
+    let (result, why) = check(&v, "gpu_unique", "");
+    assert_eq!(result, Fail, "{why}");
+    assert!(
+        why.starts_with(
+            "gpu 0 of model:1 is the same device as gpu 0 of model:0 (certificate sha256 "
+        ),
+        "{why}"
+    );
 }

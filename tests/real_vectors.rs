@@ -478,7 +478,8 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
     // The pin is judged per node: local-sgx on the first, kms on the second.
     assert_eq!(check(&v, "pin:key_provider", first).0, Fail);
     assert_eq!(check(&v, "pin:key_provider", other).0, Pass);
-    // Only the format, the canary checks (no canary here) and identity_pinned are bundle-wide.
+    // Only the format, gpu_unique (across the nodes), the canary checks (no canary here) and
+    // identity_pinned are bundle-wide.
     let bundle_wide: Vec<&str> = v
         .checks
         .iter()
@@ -489,6 +490,7 @@ fn several_nodes_are_verified_each_under_its_own_scope() {
         bundle_wide,
         [
             "attestation_format",
+            "gpu_unique",
             "canary_fresh",
             "canary_hashes",
             "canary_signature",

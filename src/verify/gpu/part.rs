@@ -35,9 +35,20 @@ const NVIDIA_MRENCLAVE_START: usize = 96;
 const NVIDIA_MRSIGNER_START: usize = 160;
 
 /// One GPU's evidence as found in the payload.
-struct GpuInput {
-    evidence: Result<Vec<u8>, String>,
-    chain_pem: Result<Vec<u8>, String>,
+pub(super) struct GpuInput {
+    pub(super) evidence: Result<Vec<u8>, String>,
+    pub(super) chain_pem: Result<Vec<u8>, String>,
+}
+
+/// Reads a part's `nvidia_payload` field, which a format that promises GPU evidence must carry:
+/// its nonce and the evidence of each GPU, or why there is none.
+pub(super) fn read_part_payload(
+    payload: Option<&Value>,
+) -> Result<(Option<String>, Vec<GpuInput>), String> {
+    match payload.filter(|p| !p.is_null()) {
+        None => Err("the report carries no nvidia_payload".to_string()),
+        Some(p) => read_payload(p),
+    }
 }
 
 /// Reads `nvidia_payload`: its nonce and the evidence of each GPU.
@@ -133,11 +144,7 @@ pub fn verify_part_gpus(
     let now = bundle.observed_at.timestamp();
 
     // 10. The payload and its evidence list: a format that promises GPU evidence must carry it.
-    let read = match payload.filter(|p| !p.is_null()) {
-        None => Err("the report carries no nvidia_payload".to_string()),
-        Some(p) => read_payload(p),
-    };
-    let (payload_nonce, gpus) = match read {
+    let (payload_nonce, gpus) = match read_part_payload(payload) {
         Ok(found) => found,
         Err(reason) => {
             rec.check(GPU_NONCE, scope, Outcome::Fail(reason.clone()));

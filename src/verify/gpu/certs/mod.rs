@@ -393,6 +393,34 @@ pub fn verify_gpu_evidence(
     })
 }
 
+/// Which device a chain's leaf certificate names, read without verifying anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafIdentity {
+    /// SHA-256 of the leaf certificate's DER.
+    pub sha256: [u8; 32],
+    /// The leaf's serial number in decimal, which NRAS reports as the GPU's `ueid`.
+    pub ueid: String,
+}
+
+/// The identity of the first certificate of `chain_pem` (the device leaf). Nothing is verified
+/// here: whether this certificate is the device's is `verify_gpu_evidence`'s question; this only
+/// says which certificate the evidence presents, so that two GPUs presenting the same one can be
+/// told apart from two different ones.
+pub fn leaf_identity(chain_pem: &[u8]) -> Result<LeafIdentity, GpuEvidenceError> {
+    let ders = pem_certificates(chain_pem)?;
+    let Some(der) = ders.first() else {
+        return Err(GpuEvidenceError::TooFewCertificates {
+            found: 0,
+            subjects: String::new(),
+        });
+    };
+    let leaf = parse_certificate(der, 0)?;
+    Ok(LeafIdentity {
+        sha256: Sha256::digest(der).into(),
+        ueid: leaf.tbs_certificate.serial.to_str_radix(10),
+    })
+}
+
 /// The DER of every PEM block, in order; any block that is not a certificate is an error.
 fn pem_certificates(chain_pem: &[u8]) -> Result<Vec<Vec<u8>>, GpuEvidenceError> {
     Pem::iter_from_buffer(chain_pem)
