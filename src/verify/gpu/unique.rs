@@ -152,3 +152,59 @@ fn counted(n: usize, noun: &str) -> String {
         format!("{n} {noun}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(part: &'static str, index: usize, cert: u8, ueid: &str) -> SeenGpu<'static> {
+        SeenGpu {
+            part,
+            index,
+            leaf: LeafIdentity {
+                sha256: [cert; 32],
+                ueid: ueid.to_string(),
+            },
+        }
+    }
+
+    #[test]
+    fn distinct_certificates_and_serials_are_distinct_devices() {
+        let seen = [gpu("model:0", 0, 1, "11"), gpu("model:1", 0, 2, "22")];
+        assert!(duplicates(&seen).is_empty());
+    }
+
+    #[test]
+    fn another_certificate_with_the_same_serial_is_the_same_device() {
+        // A leaf certificate issued again keeps the device's serial (NRAS's ueid).
+        let seen = [gpu("model:0", 0, 1, "11"), gpu("model:1", 0, 2, "11")];
+        assert_eq!(
+            duplicates(&seen),
+            ["gpu 0 of model:1 is the same device as gpu 0 of model:0 (ueid 11)"]
+        );
+    }
+
+    #[test]
+    fn each_repeat_names_the_first_occurrence_once() {
+        let seen = [
+            gpu("", 0, 7, "70"),
+            gpu("", 1, 8, "80"),
+            gpu("", 2, 7, "70"),
+            gpu("", 3, 7, "70"),
+        ];
+        let sha = hex::encode([7u8; 32]);
+        assert_eq!(
+            duplicates(&seen),
+            [
+                format!("gpu 2 is the same device as gpu 0 (certificate sha256 {sha})"),
+                format!("gpu 3 is the same device as gpu 0 (certificate sha256 {sha})"),
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_read_in_the_singular_and_plural() {
+        assert_eq!(counted(1, "gpu"), "1 gpu");
+        assert_eq!(counted(8, "gpu"), "8 gpus");
+    }
+}
