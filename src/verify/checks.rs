@@ -19,6 +19,7 @@ pub const GPU_NONCE: &str = "gpu_nonce";
 pub const GPU_EVIDENCE_SIGNATURE: &str = "gpu_evidence_signature";
 pub const NRAS_TOKEN: &str = "nras_token";
 pub const NRAS_RESULT: &str = "nras_result";
+pub const GPU_UNIQUE: &str = "gpu_unique";
 pub const CANARY_FRESH: &str = "canary_fresh";
 pub const CANARY_HASHES: &str = "canary_hashes";
 pub const CANARY_SIGNATURE: &str = "canary_signature";
@@ -39,8 +40,15 @@ pub const NODE_CHECKS: [&str; 10] = [
     COMPOSE_BINDING,
 ];
 
-/// The GPU and NRAS checks of a part that carries GPU evidence, in the order they are reported.
-pub const GPU_CHECKS: [&str; 4] = [GPU_NONCE, GPU_EVIDENCE_SIGNATURE, NRAS_TOKEN, NRAS_RESULT];
+/// The GPU and NRAS checks, in the order they are reported: the first four for each part that
+/// carries GPU evidence, `gpu_unique` once per verdict after all parts.
+pub const GPU_CHECKS: [&str; 5] = [
+    GPU_NONCE,
+    GPU_EVIDENCE_SIGNATURE,
+    NRAS_TOKEN,
+    NRAS_RESULT,
+    GPU_UNIQUE,
+];
 
 /// The checks of each canary chat, in the order they are reported.
 pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNATURE];

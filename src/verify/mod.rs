@@ -77,6 +77,12 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             for part in &parts {
                 node::verify_node(part, &ctx, &mut rec);
             }
+            // No GPU is shown for two parts: GPU evidence is bound only to the nonce, which
+            // every part shares. Without parts, `skip_parts` already recorded it.
+            if !parts.is_empty() {
+                let outcome = gpu::unique::judge(&parts, &rec.checks);
+                rec.check(GPU_UNIQUE, "", outcome);
+            }
 
             // 4. The TLS connection the report was fetched over ended in the attested TD.
             tls::judge(
@@ -114,13 +120,13 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         checks,
         observed,
         trust: anchors.dangerous.clone(),
+        policy_source: None,
     }
 }
 
 /// The canary checks for every exchange (scope `canary:<i>`), or `unknown` when there is none.
 fn judge_canaries(
     bundle: &Bundle,
-        policy_source: None,
     nonce: &[u8; 32],
     parts: &[report::NodeReport<'_>],
     rec: &mut Recorder,
@@ -170,12 +176,6 @@ fn judge_canaries(
     }
 }
 
-/// `pin:<field>`.
-pub fn pin_check_name(field: &str) -> String {
-    format!("{PIN_PREFIX}{field}")
-}
-
-/// Why there is no attestation to judge, from the bundle's fetch errors.
 /// Step 5: every pin of both tables, for every part it applies to.
 fn judge_pins(parts: &[report::NodeReport<'_>], policy: &Policy, rec: &mut Recorder) {
     for table in [pins::PinTable::Model, pins::PinTable::Gateway] {
@@ -219,6 +219,12 @@ fn judge_pins(parts: &[report::NodeReport<'_>], policy: &Policy, rec: &mut Recor
     }
 }
 
+/// `pin:<field>`.
+pub fn pin_check_name(field: &str) -> String {
+    format!("{PIN_PREFIX}{field}")
+}
+
+/// Why there is no attestation to judge, from the bundle's fetch errors.
 fn fetch_failure_reason(bundle: &Bundle) -> String {
     let errors: Vec<String> = bundle
         .fetch_errors
@@ -263,12 +269,6 @@ fn judge_format(
             format.as_str()
         ));
     }
-    let described = match format {
-        AttestationFormat::NearGateway => {
-            let models = parts
-                .iter()
-                .filter(|p| p.role == report::PartRole::Model)
-                .count();
     if let Some(accepted) = policy.formats.as_ref().filter(|_| !policy.accepts_format(format.as_str())) {
         return Outcome::Fail(format!(
             "attestation format: expected one of [{}] (the target's formats), found {}",
@@ -276,6 +276,12 @@ fn judge_format(
             format.as_str()
         ));
     }
+    let described = match format {
+        AttestationFormat::NearGateway => {
+            let models = parts
+                .iter()
+                .filter(|p| p.role == report::PartRole::Model)
+                .count();
             let gateway = parts.iter().any(|p| p.role == report::PartRole::Gateway);
             format!(
                 "{}{models} model attestation(s)",
