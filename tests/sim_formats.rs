@@ -86,8 +86,13 @@ async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
         assert!(reason.starts_with("behind gateway"), "{reason}");
     }
     assert_eq!(v.state, State::Unknown, "only the unseen models' TLS keys");
-    // Pins apply to the models, not to the gateway's other software.
-    assert_eq!(scopes(&v, "pin:mrtd"), ["model:0", "model:1"]);
+    // The model's pins apply to the models; the gateway, which runs other software, is judged
+    // by its own gateway_pins (which the simulator's configuration writes).
+    assert_eq!(scopes(&v, "pin:mrtd"), ["model:0", "model:1", "gateway"]);
+    for (scope, state, reason) in named(&v, "pin:compose_hash") {
+        assert_eq!(state, State::Pass, "{scope}: {reason}");
+    }
+    assert_eq!(named(&v, "identity_pinned")[0].1, State::Pass);
     // Both canary chats are signed with a model's ed25519 key over `model:req:resp`.
     for (scope, state, reason) in named(&v, "canary_signature") {
         assert_eq!(state, State::Pass, "{scope}: {reason}");

@@ -63,14 +63,7 @@ pub fn judge_pin(
     if state_of(checks_so_far, step, scope) != Some(State::Pass) {
         return Outcome::Unknown(format!("{field} comes from {step}, which did not pass"));
     }
-    // Every TDX-side value (the registers, and the event log replayed against them) is only as
-    // good as the quote's signature: a forged quote must not satisfy a pin.
-    if state_of(checks_so_far, checks::TDX_QUOTE_SIGNATURE, scope) != Some(State::Pass) {
-        return Outcome::Unknown(format!(
-            "quote not verified: {field} comes from a quote whose {} did not pass",
-            checks::TDX_QUOTE_SIGNATURE
-        ));
-    }
+
     let here = |source_ok: fn(Source) -> bool| {
         observed
             .iter()
@@ -78,6 +71,17 @@ pub fn judge_pin(
     };
     let allowed = pins.get(field).cloned().unwrap_or_default().join(", ");
     let proven: Vec<&Observed> = here(Source::is_evidence).collect();
+    // Every TDX-side value (the registers, and the event log replayed against them) is only as
+    // good as the quote's signature: a forged quote must neither satisfy nor fail a pin. (A
+    // value absent from the evidence fails below whatever the signature says.)
+    if !proven.is_empty()
+        && state_of(checks_so_far, checks::TDX_QUOTE_SIGNATURE, scope) != Some(State::Pass)
+    {
+        return Outcome::Unknown(format!(
+            "quote not verified: {field} comes from a quote whose {} did not pass",
+            checks::TDX_QUOTE_SIGNATURE
+        ));
+    }
     if let Some(first) = proven.first() {
         return if proven.iter().all(|o| pins_accept(pins, field, &o.value)) {
             Outcome::Pass(format!(
