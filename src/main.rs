@@ -279,6 +279,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// A verdict's `policy_source` when a configuration's target judged it.
+fn configured_policy_source(target: &str, config_path: &std::path::Path) -> String {
+    format!(
+        "target \"{target}\" of {} (your configuration)",
+        config_path.display()
+    )
+}
+
 fn run_verify(
     bundle_path: &std::path::Path,
     config_path: Option<&std::path::Path>,
@@ -321,11 +329,7 @@ fn run_verify(
                 return Ok(exit::CONFIG);
             };
             anchors = config.trust_anchors();
-            let source = format!(
-                "target \"{name}\" of {} (your configuration)",
-                path.display()
-            );
-            (target.policy.clone(), source)
+            (target.policy.clone(), configured_policy_source(name, path))
         }
         None => match &bundle.policy {
             Some(snapshot) => match Policy::from_snapshot(snapshot) {
@@ -525,7 +529,8 @@ fn run_check(
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
         let bundle = Bundle::from_value(bundle_json).context("the fetched bundle is malformed")?;
-        let verdict = verify::verify(&bundle, &target.policy, &anchors);
+        let mut verdict = verify::verify(&bundle, &target.policy, &anchors);
+        verdict.policy_source = Some(configured_policy_source(&target.name, config_path));
         worst = worst.max(verdict.state);
         if !json {
             print!("{}", render::checklist(&verdict));

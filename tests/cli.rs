@@ -538,7 +538,10 @@ fn the_verdict_says_where_its_policy_came_from() {
     let bundle = bundle_path("pmlsdk-dstack-sample");
     let out = teewatch(["verify".as_ref(), bundle.as_os_str()]);
     assert!(
-        stdout(&out).contains(&format!("\npolicy: {}\n", verify::policy::POLICY_FROM_BUNDLE)),
+        stdout(&out).contains(&format!(
+            "\npolicy: {}\n",
+            verify::policy::POLICY_FROM_BUNDLE
+        )),
         "{}",
         stdout(&out)
     );
@@ -567,7 +570,10 @@ fn the_verdict_says_where_its_policy_came_from() {
     let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         verdict["policy_source"],
-        format!("target \"mine\" of {} (your configuration)", config.display())
+        format!(
+            "target \"mine\" of {} (your configuration)",
+            config.display()
+        )
     );
 }
 
