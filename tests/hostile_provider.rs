@@ -67,7 +67,12 @@ fn index_of(list: &[Value], name: &str) -> usize {
 }
 
 fn compose_payload(list: &[Value]) -> Vec<u8> {
-    hex::decode(list[index_of(list, "compose-hash")]["event_payload"].as_str().unwrap()).unwrap()
+    hex::decode(
+        list[index_of(list, "compose-hash")]["event_payload"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -110,7 +115,10 @@ fn a_retyped_identity_event_on_imr_3_fails_the_replay() {
             "event {at} (compose-hash) on imr 3: expected a runtime event (type 0x08000001), found type 0x80000009"
         )
     );
-    assert_eq!(check(&v, "compose_binding", "").1, "event_log_replay did not pass");
+    assert_eq!(
+        check(&v, "compose_binding", "").1,
+        "event_log_replay did not pass"
+    );
     let (state, reason) = check(&v, "pin:compose_hash", "");
     assert_eq!(state, Unknown, "{reason}");
 }
@@ -159,7 +167,10 @@ fn an_application_copy_of_an_identity_event_the_os_never_wrote_fails() {
         .as_str()
         .unwrap()
         .to_string();
-    list.push(runtime_event("os-image-hash", &hex::decode(&pinned).unwrap()));
+    list.push(runtime_event(
+        "os-image-hash",
+        &hex::decode(&pinned).unwrap(),
+    ));
     set_events_and_rtmr3(&mut bundle, &list);
     let v = verdict(&from_json(bundle));
     let (state, reason) = check(&v, "event_log_replay", "");
@@ -173,7 +184,10 @@ fn an_application_copy_of_an_identity_event_the_os_never_wrote_fails() {
     );
     let (state, reason) = check(&v, "pin:os_image_hash", "");
     assert_eq!(state, Unknown, "{reason}");
-    assert_eq!(reason, "os_image_hash comes from event_log_replay, which did not pass");
+    assert_eq!(
+        reason,
+        "os_image_hash comes from event_log_replay, which did not pass"
+    );
 }
 
 /// A second compose-hash event before system-ready is an attack, not a tie the first one wins.
@@ -199,7 +213,9 @@ fn two_compose_hash_events_fail_the_replay() {
 fn pins(fields: &[(&str, &str)]) -> Policy {
     let mut policy = Policy::default();
     for (field, value) in fields {
-        policy.pins.insert(field.to_string(), vec![value.to_string()]);
+        policy
+            .pins
+            .insert(field.to_string(), vec![value.to_string()]);
     }
     policy
 }
@@ -220,7 +236,10 @@ fn identity_needs_the_os_registers_and_the_application() {
     let v = verdict_with(&bundle, &pins(&all));
     let (state, reason) = check(&v, "identity_pinned", "");
     assert_eq!(state, Pass, "{reason}");
-    assert_eq!(reason, "os pinned by mrtd, rtmr0-2 and application by compose_hash");
+    assert_eq!(
+        reason,
+        "os pinned by mrtd, rtmr0-2 and application by compose_hash"
+    );
 
     // The application alone: a custom OS can write any compose hash.
     let v = verdict_with(&bundle, &pins(&[("compose_hash", H32)]));
@@ -239,7 +258,16 @@ fn identity_needs_the_os_registers_and_the_application() {
     );
     assert_eq!(check(&v, "identity_pinned", "").0, Unknown);
     // One register short.
-    let v = verdict_with(&bundle, &pins(&all[..3].iter().chain(&all[4..]).copied().collect::<Vec<_>>()));
+    let v = verdict_with(
+        &bundle,
+        &pins(
+            &all[..3]
+                .iter()
+                .chain(&all[4..])
+                .copied()
+                .collect::<Vec<_>>(),
+        ),
+    );
     let (state, reason) = check(&v, "identity_pinned", "");
     assert_eq!(state, Unknown);
     assert!(reason.contains("(missing rtmr2)"), "{reason}");
@@ -248,7 +276,8 @@ fn identity_needs_the_os_registers_and_the_application() {
     let (state, reason) = check(&v, "identity_pinned", "");
     assert_eq!(state, Unknown);
     assert!(
-        reason.starts_with("pins: the application needs compose_hash or app_id pinned (neither is)"),
+        reason
+            .starts_with("pins: the application needs compose_hash or app_id pinned (neither is)"),
         "{reason}"
     );
 }
@@ -275,8 +304,17 @@ fn pins_on_an_unverified_quote_are_unknown() {
     assert_ne!(check(&v, "tdx_quote_signature", "").0, Pass);
     let (state, reason) = check(&v, "pin:mrtd", "");
     assert_eq!(state, Unknown);
-    assert!(reason.starts_with("quote not verified: mrtd comes from a quote whose tdx_quote_signature did not pass"), "{reason}");
-    assert_eq!(observed(&v, "", "mrtd")[0].0, mrtd, "the value is still shown");
+    assert!(
+        reason.starts_with(
+            "quote not verified: mrtd comes from a quote whose tdx_quote_signature did not pass"
+        ),
+        "{reason}"
+    );
+    assert_eq!(
+        observed(&v, "", "mrtd")[0].0,
+        mrtd,
+        "the value is still shown"
+    );
 }
 
 /// The NEAR gateway sees every prompt in the clear: it is pinned like the model, and a target
@@ -291,7 +329,10 @@ fn the_gateway_is_pinned_like_the_model() {
     }
     let (state, reason) = check(&v, "identity_pinned", "");
     assert_eq!(state, Pass, "{reason}");
-    assert!(reason.contains("; gateway: os pinned by mrtd, rtmr0-2"), "{reason}");
+    assert!(
+        reason.contains("; gateway: os pinned by mrtd, rtmr0-2"),
+        "{reason}"
+    );
 
     // The same answer judged without gateway pins: any genuine TD would pass as the gateway.
     let bundle = from_json(value.clone());
@@ -312,7 +353,10 @@ fn the_gateway_is_pinned_like_the_model() {
     let v = teewatch::verify::verify(&bundle, &policy, &config.trust_anchors());
     let (state, reason) = check(&v, "pin:compose_hash", "gateway");
     assert_eq!(state, Fail);
-    assert!(reason.starts_with(&format!("expected one of [{H32}], found ")), "{reason}");
+    assert!(
+        reason.starts_with(&format!("expected one of [{H32}], found ")),
+        "{reason}"
+    );
     assert!(reason.ends_with("(event_log)"), "{reason}");
     // The model's own compose hash pin is untouched by the gateway's.
     assert_eq!(check(&v, "pin:compose_hash", "model:0").0, Pass);
@@ -387,7 +431,10 @@ fn drift_tracks_verified_values_the_gateway_and_the_format() {
     assert!(!observed(&v, "", "mrtd").is_empty());
     let tracked = fields(&v);
     for field in ["mrtd", "rtmr0", "mrseam", "signing_address"] {
-        assert!(!tracked.contains(&field.to_string()), "{field} in {tracked:?}");
+        assert!(
+            !tracked.contains(&field.to_string()),
+            "{field} in {tracked:?}"
+        );
     }
 
     let (value, config) = common::format_case("near-gateway-ed25519");
@@ -404,5 +451,8 @@ fn drift_tracks_verified_values_the_gateway_and_the_format() {
             .any(|m| m.field == "mrtd" && m.value == gateway_mrtd),
         "the gateway's mrtd is not the model's"
     );
-    assert!(all.iter().any(|m| m.field == "attestation_format" && m.value == "near-gateway"));
+    assert!(
+        all.iter()
+            .any(|m| m.field == "attestation_format" && m.value == "near-gateway")
+    );
 }

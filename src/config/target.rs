@@ -129,11 +129,7 @@ pub(super) fn read(
     let monitor = monitor.ok()?;
     // A NEAR target reached directly binds its TLS key in the NEAR formats; answering in a
     // format without a TLS fingerprint must not silently drop that check.
-    if policy.formats.is_none()
-        && monitor
-            .as_ref()
-            .is_some_and(|m| m.profile == Profile::Near)
-    {
+    if policy.formats.is_none() && monitor.as_ref().is_some_and(|m| m.profile == Profile::Near) {
         policy.formats = Some(vec!["near-gateway".into(), "near-direct".into()]);
     }
     Some(TargetConfig {

@@ -430,8 +430,11 @@ fn gateway_pins_and_formats_are_read_and_checked() {
     let config = parse(
         "[[target]]\nname = \"g\"\nformats = [\"near-gateway\"]\n[target.gateway_pins]\nmrtd = \"f06dfda6dce1cf904d4e2bab1dc370634cf95cefa2ceb2de2eee127c9382698090d7a4a13e14c536ec6c9c3c8fa87077\"\ncompose_hash = [\"aa00000000000000000000000000000000000000000000000000000000000000\"]\n",
     );
-    let policy = &config.targets[0].policy;
-    assert_eq!(policy.formats.as_deref(), Some(&["near-gateway".to_string()][..]));
+    let policy = &config.target("g").unwrap_or_else(|| panic!("no g")).policy;
+    assert_eq!(
+        policy.formats.as_deref(),
+        Some(&["near-gateway".to_string()][..])
+    );
     assert_eq!(policy.gateway_pins.len(), 2);
     assert!(policy.pins.is_empty());
 
@@ -440,10 +443,13 @@ fn gateway_pins_and_formats_are_read_and_checked() {
         "[[target]]\nname = \"n\"\nprofile = \"near\"\nmodel = \"m\"\napi_key_env = \"K\"\n[[target]]\nname = \"v\"\nprofile = \"nanogpt\"\nmodel = \"m\"\napi_key_env = \"K\"\n",
     );
     assert_eq!(
-        config.targets[0].policy.formats.as_deref(),
+        config.target("n").and_then(|t| t.policy.formats.as_deref()),
         Some(&["near-gateway".to_string(), "near-direct".to_string()][..])
     );
-    assert_eq!(config.targets[1].policy.formats, None);
+    assert_eq!(
+        config.target("v").map(|t| t.policy.formats.clone()),
+        Some(None)
+    );
 
     let text = "[[target]]\nname = \"bad\"\nformats = [\"chutes\"]\n[target.gateway_pins]\ngpu_driver_version = \"550.1\"\nmrtd = \"00\"\n[[target]]\nname = \"empty\"\nformats = []\n";
     let Err(error) = Config::parse(text, "t.toml") else {
@@ -456,7 +462,10 @@ fn gateway_pins_and_formats_are_read_and_checked() {
         "target[0].formats[0]: expected one of dstack, near-gateway, near-direct, found \"chutes\"",
         "target[1].formats: expected at least one accepted format, found an empty list",
     ] {
-        assert!(message.contains(needle), "missing {needle:?} in:\n{message}");
+        assert!(
+            message.contains(needle),
+            "missing {needle:?} in:\n{message}"
+        );
     }
     // The gateway has no GPU: no GPU field is offered for it.
     assert!(!message.contains("gpu_block_<n>"), "{message}");

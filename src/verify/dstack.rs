@@ -477,7 +477,9 @@ mod tests {
         let replay = replay(&[event]);
         assert_eq!(
             replay.problems,
-            ["event 0 (compose-hash) on imr 3: expected a runtime event (type 0x08000001), found type 0x00000004"]
+            [
+                "event 0 (compose-hash) on imr 3: expected a runtime event (type 0x08000001), found type 0x00000004"
+            ]
         );
     }
 

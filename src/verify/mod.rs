@@ -269,7 +269,11 @@ fn judge_format(
             format.as_str()
         ));
     }
-    if let Some(accepted) = policy.formats.as_ref().filter(|_| !policy.accepts_format(format.as_str())) {
+    if let Some(accepted) = policy
+        .formats
+        .as_ref()
+        .filter(|_| !policy.accepts_format(format.as_str()))
+    {
         return Outcome::Fail(format!(
             "attestation format: expected one of [{}] (the target's formats), found {}",
             accepted.join(", "),

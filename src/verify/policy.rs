@@ -289,7 +289,12 @@ pub fn pins_accept(pins: &Pins, field: &str, value: &str) -> bool {
 
 /// Checks one pin table: known fields (GPU fields only where the part has GPUs), at least one
 /// value each, every value of the field's form.
-fn validate_pins(table: &'static str, pins: &Pins, gpu_fields: bool, errors: &mut Vec<PolicyError>) {
+fn validate_pins(
+    table: &'static str,
+    pins: &Pins,
+    gpu_fields: bool,
+    errors: &mut Vec<PolicyError>,
+) {
     for (field, values) in pins {
         let spec = pin_field(field).filter(|spec| gpu_fields || spec.side == PinSide::Tdx);
         let Some(spec) = spec else {
@@ -326,9 +331,8 @@ fn validate_pins(table: &'static str, pins: &Pins, gpu_fields: bool, errors: &mu
                         table,
                         field: field.clone(),
                         index,
-                        expected:
-                            "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
-                                .to_string(),
+                        expected: "40 or 64 hex characters (an ecdsa address or an ed25519 key)"
+                            .to_string(),
                         found: value.clone(),
                     });
                 }
@@ -344,7 +348,7 @@ fn validate_pins(table: &'static str, pins: &Pins, gpu_fields: bool, errors: &mu
                 }
             } else if value.is_empty() {
                 errors.push(PolicyError::BadPinValue {
-                        table,
+                    table,
                     field: field.clone(),
                     index,
                     expected: "a non-empty string".to_string(),
