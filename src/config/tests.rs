@@ -107,6 +107,11 @@ fn the_shipped_example_is_valid() {
     let Some(vllm) = config.target("my-vllm").and_then(|t| t.monitor.as_ref()) else {
         panic!("the vllm-proxy example is not monitored");
     };
+    let Some(near) = config.target("near-glm") else {
+        panic!("config.toml has no commented near example");
+    };
+    assert_eq!(near.policy.gateway_pins.len(), 1);
+    assert_eq!(near.policy.formats, Some(vec!["near-gateway".to_string()]));
     assert_eq!(vllm.profile, Profile::VllmProxy);
 }
 
