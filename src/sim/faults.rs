@@ -53,10 +53,24 @@ pub enum Fault {
     /// served certificate's: the quote is consistent, only the TLS peer disagrees. No effect on
     /// formats without a TLS binding.
     TlsWrongPeer,
+    /// NEAR formats: the compose manager's log gains a `compose_up` of another compose file,
+    /// hashed and quoted correctly: a legitimate redeploy, which a verifier must report as
+    /// drift of the deployed file, not as a failure.
+    Redeploy,
+    /// NEAR formats: the compose manager's log gains a `docker_restart` of the model's
+    /// container, hashed and quoted correctly.
+    Restart,
+    /// NEAR formats: an action is edited after `actions_hash` was computed (the latest
+    /// `compose_up` names the usual file while the manager hashed another), so the hash, which
+    /// the quote binds, no longer matches the served actions.
+    ActionsTampered,
+    /// NEAR gateway format with ed25519 keys: every `ohttp_attestation` is signed by a key no
+    /// part attested, while `signing_key` still names the attested key.
+    OhttpWrongKey,
 }
 
 /// Every fault, for listings and the fault-table test.
-pub const ALL_FAULTS: [Fault; 26] = [
+pub const ALL_FAULTS: [Fault; 30] = [
     Fault::DriftMrtd,
     Fault::DriftCompose,
     Fault::DriftGpu,
@@ -83,6 +97,10 @@ pub const ALL_FAULTS: [Fault; 26] = [
     Fault::MalformedJson,
     Fault::HugeBody,
     Fault::TlsWrongPeer,
+    Fault::Redeploy,
+    Fault::Restart,
+    Fault::ActionsTampered,
+    Fault::OhttpWrongKey,
 ];
 
 impl Fault {
@@ -114,6 +132,10 @@ impl Fault {
             Fault::MalformedJson => "malformed-json",
             Fault::HugeBody => "huge-body",
             Fault::TlsWrongPeer => "tls-wrong-peer",
+            Fault::Redeploy => "redeploy",
+            Fault::Restart => "restart",
+            Fault::ActionsTampered => "actions-tampered",
+            Fault::OhttpWrongKey => "ohttp-wrong-key",
         }
     }
 

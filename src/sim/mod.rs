@@ -2,12 +2,14 @@
 //! demo and every end-to-end test. Nothing here is used by the verifier: the simulator must pass
 //! the same checks real evidence does, through the `dangerous_*` test-root options only.
 
+pub mod compose_manager;
 pub mod dstack;
 pub mod faults;
 pub mod format;
 pub mod intel;
 pub mod keys;
 pub mod nvidia;
+pub mod ohttp;
 pub mod provider;
 pub mod server;
 pub mod tls;

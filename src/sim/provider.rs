@@ -12,6 +12,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::compose_manager::ActionsOrder;
 use super::dstack::{DstackIdentity, DstackTd};
 use super::faults::Fault;
 use super::format::SimFormat;
@@ -88,6 +89,8 @@ pub struct ChatRecord {
 pub struct SimModel {
     pub name: String,
     pub format: SimFormat,
+    /// The member order its compose managers hash and serve their actions in (NEAR formats).
+    pub actions_order: ActionsOrder,
     pub nodes: Vec<SimNode>,
     pub gpus: usize,
     round_robin: AtomicUsize,
@@ -109,6 +112,7 @@ impl SimModel {
         Ok(SimModel {
             name: name.to_string(),
             format,
+            actions_order: ActionsOrder::default(),
             nodes: (0..nodes.max(1))
                 .map(|_| SimNode::new(identity.clone()))
                 .collect::<Result<_, _>>()?,

@@ -4,16 +4,20 @@
 //! model's format, `services` the PCCS, NRAS and admin paths, `https` terminates TLS.
 //!
 //! The TLS certificate is generated at every start even over plain HTTP, because NEAR-format
-//! reports bind its fingerprint either way; the NEAR gateway and the compose manager are one TD
-//! each for the whole simulator, as they front every model, and run on the second simulated Intel
-//! platform (FMSPC 7E5700000001) while the model nodes run on the first.
+//! reports bind its fingerprint either way; the NEAR gateway is one TD for the whole simulator, as
+//! it fronts every model, and runs on the second simulated Intel platform (FMSPC 7E5700000001)
+//! while the model nodes run on the first. A NEAR compose manager is no TD of its own: it runs
+//! in each model node's TD and is quoted by it (`near`).
 
 mod https;
+mod near;
 mod provider_routes;
 mod reports;
 mod services;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_near;
 #[cfg(test)]
 mod tests_platforms;
 
@@ -30,6 +34,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use rand::RngCore;
 
+use super::compose_manager::ActionsOrder;
 use super::dstack::DstackIdentity;
 use super::faults::Fault;
 use super::format::SimFormat;
@@ -55,6 +60,9 @@ pub struct SimOptions {
     pub collateral_age: chrono::Duration,
     /// Model `i` serves `formats[i]`, or dstack when the list is shorter.
     pub formats: Vec<SimFormat>,
+    /// Model `i`'s compose managers hash and serve their actions in `actions_orders[i]`, or the
+    /// compose manager's own order when the list is shorter (NEAR formats only).
+    pub actions_orders: Vec<ActionsOrder>,
     /// Serve every route over HTTPS with the generated certificate.
     pub tls: bool,
 }
@@ -72,6 +80,7 @@ impl Default for SimOptions {
             faults: Vec::new(),
             collateral_age: chrono::Duration::zero(),
             formats: Vec::new(),
+            actions_orders: Vec::new(),
             tls: false,
         }
     }
@@ -109,9 +118,6 @@ pub struct SimState {
     /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only), quoted on the
     /// second Intel platform.
     pub gateway: SimNode,
-    /// The compose manager whose attestation every NEAR-direct response carries (CPU only),
-    /// quoted on the second Intel platform.
-    pub compose_manager: SimNode,
     tls: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,
     signature_delay: Duration,
@@ -244,13 +250,13 @@ impl Simulator {
         let models = (0..options.models.max(1))
             .map(|i| {
                 let format = options.formats.get(i).copied().unwrap_or_default();
-                SimModel::new(&model_name(i), format, options.nodes, options.gpus)
+                let mut model = SimModel::new(&model_name(i), format, options.nodes, options.gpus)?;
+                model.actions_order = options.actions_orders.get(i).copied().unwrap_or_default();
+                Ok(model)
             })
             .collect::<Result<_, _>>()
             .map_err(node_error)?;
         let gateway = SimNode::new(DstackIdentity::derived("near-gateway")).map_err(node_error)?;
-        let compose_manager =
-            SimNode::new(DstackIdentity::derived("compose-manager")).map_err(node_error)?;
         let server_config = if options.tls {
             Some(https::server_config(&tls).map_err(SimStartError::Tls)?)
         } else {
@@ -265,7 +271,6 @@ impl Simulator {
             models,
             service_faults: Mutex::new(BTreeSet::new()),
             gateway,
-            compose_manager,
             tls,
             chats: Mutex::new(HashMap::new()),
             signature_delay: options.signature_delay,

@@ -1,5 +1,5 @@
-//! Attestation responses in each simulated format: dstack / vllm-proxy, NEAR AI's gateway and
-//! direct shapes, and the Chutes and Tinfoil stand-ins.
+//! Attestation responses in each simulated format: the dstack / vllm-proxy report here, NEAR AI's
+//! gateway and direct shapes in `near`, and the Chutes and Tinfoil stand-ins.
 //!
 //! Every TD in a response ("part") is quoted with REPORTDATA binding the key the request's
 //! `signing_algo` picks, the nonce, and for NEAR parts the TLS certificate fingerprint the part
@@ -8,15 +8,17 @@
 //! its check whichever format a model serves; drift and GPU faults apply to the model's nodes.
 //!
 //! Model nodes (and dstack TDs) are quoted on the first simulated Intel platform, the NEAR
-//! gateway and the compose manager on the second, so a NEAR response carries quotes of two
-//! FMSPCs, each to be verified with its own platform's collateral.
+//! gateway on the second, so a NEAR gateway response carries quotes of two FMSPCs, each to be
+//! verified with its own platform's collateral. A compose manager runs inside its model node's
+//! TD, so its quote is that node's, on the first platform.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::RngCore;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::SimState;
+use super::near::{direct_report, gateway_report};
 use super::provider_routes::set;
 use crate::sim::dstack::DstackTd;
 use crate::sim::faults::Fault;
@@ -25,7 +27,6 @@ use crate::sim::intel::{Platform, TdBody};
 use crate::sim::keys::{NodeKeys, report_data};
 use crate::sim::nvidia::GpuState;
 use crate::sim::provider::SimModel;
-use crate::sim::tls::fresh_spki_fingerprint;
 use crate::verify::hexutil;
 
 /// What one attestation request asks for.
@@ -66,53 +67,68 @@ pub(super) fn build_report(
 }
 
 /// The request and model every part of one response is built for.
-struct Ctx<'a> {
-    state: &'a SimState,
-    model: &'a SimModel,
-    algo: SigningAlgo,
-    client_nonce: &'a [u8; 32],
-    bound_nonce: &'a [u8; 32],
+pub(super) struct Ctx<'a> {
+    pub state: &'a SimState,
+    pub model: &'a SimModel,
+    pub algo: SigningAlgo,
+    pub client_nonce: &'a [u8; 32],
+    /// The nonce the evidence binds: the client's, or the server's own under `unbound-nonce`.
+    pub bound_nonce: &'a [u8; 32],
 }
 
 /// One TD to quote: its measured state, the Intel platform it runs on, its keys, its GPUs (none
 /// for a CPU-only part) and the TLS fingerprint its REPORTDATA binds, if any.
-struct PartTd<'a> {
-    td: DstackTd,
-    platform: Platform,
-    keys: &'a NodeKeys,
-    gpus: usize,
+pub(super) struct PartTd<'a> {
+    pub td: DstackTd,
+    pub platform: Platform,
+    pub keys: &'a NodeKeys,
+    pub gpus: usize,
     /// The test PKI's first GPU this TD owns: each node has GPUs of its own, as real nodes do,
     /// so that no GPU appears in two parts of one answer.
-    first_gpu: usize,
-    fingerprint: Option<[u8; 32]>,
+    pub first_gpu: usize,
+    pub fingerprint: Option<[u8; 32]>,
 }
 
-/// A part's quote and, with GPUs, its `nvidia_payload` object.
-fn evidence(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<(Vec<u8>, Option<Value>), String> {
-    let model = ctx.model;
-    let mut key = part.keys.key_bytes(ctx.algo);
-    if model.has(Fault::WrongAddress) {
-        rand::thread_rng().fill_bytes(&mut key);
-    }
+/// A quote of the part's TD carrying `report_data`, under the quote-level faults in force (a
+/// debug TD, a corrupted signature).
+pub(super) fn quote(
+    ctx: &Ctx<'_>,
+    part: &PartTd<'_>,
+    report_data: [u8; 64],
+) -> Result<Vec<u8>, String> {
     let mut body = TdBody {
         mrtd: part.td.identity.mrtd,
         mrconfigid: part.td.identity.mrconfigid(),
         rtmr: part.td.rtmr,
-        report_data: report_data(&key, part.fingerprint.as_ref(), ctx.bound_nonce),
+        report_data,
         ..TdBody::default()
     };
-    if model.has(Fault::DebugTd) {
+    if ctx.model.has(Fault::DebugTd) {
         if let Some(b) = body.td_attributes.first_mut() {
             *b |= 0x01;
         }
     }
     let intel = &ctx.state.intel;
-    let quote = if model.has(Fault::BadQuoteSignature) {
+    if ctx.model.has(Fault::BadQuoteSignature) {
         intel.quote_v4_bad_signature_on(part.platform, &body)
     } else {
         intel.quote_v4_on(part.platform, &body)
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// A part's quote binding its key (and fingerprint) and, with GPUs, its `nvidia_payload` object.
+pub(super) fn evidence(
+    ctx: &Ctx<'_>,
+    part: &PartTd<'_>,
+) -> Result<(Vec<u8>, Option<Value>), String> {
+    let model = ctx.model;
+    let mut key = part.keys.key_bytes(ctx.algo);
+    if model.has(Fault::WrongAddress) {
+        rand::thread_rng().fill_bytes(&mut key);
+    }
+    let report_data = report_data(&key, part.fingerprint.as_ref(), ctx.bound_nonce);
+    let quote = quote(ctx, part, report_data)?;
     if part.gpus == 0 {
         return Ok((quote, None));
     }
@@ -139,7 +155,7 @@ fn evidence(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<(Vec<u8>, Option<Value>)
 }
 
 /// A model node's TD, under the drift faults in force.
-fn model_td<'a>(
+pub(super) fn model_td<'a>(
     ctx: &Ctx<'a>,
     index: usize,
     fingerprint: Option<[u8; 32]>,
@@ -196,142 +212,6 @@ fn dstack_report(ctx: &Ctx<'_>, nanogpt: bool) -> Result<Value, String> {
         Value::String(hexutil::lower(ctx.client_nonce)),
     );
     Ok(top)
-}
-
-/// A NEAR part: the key fields, the echoed nonce, the quote, the GPU payload (GPU parts only),
-/// the dstack event log, info and vm_config, and the bound TLS fingerprint if any.
-fn near_part(ctx: &Ctx<'_>, part: &PartTd<'_>) -> Result<Map<String, Value>, String> {
-    let (quote, payload) = evidence(ctx, part)?;
-    let mut out = Map::new();
-    let mut put = |key: &str, value: Value| {
-        out.insert(key.to_string(), value);
-    };
-    put(
-        "signing_address",
-        Value::String(part.keys.signing_address(ctx.algo)),
-    );
-    put("signing_algo", Value::String(ctx.algo.name().to_string()));
-    put(
-        "signing_public_key",
-        Value::String(part.keys.signing_public_key(ctx.algo)),
-    );
-    put(
-        "request_nonce",
-        Value::String(hexutil::lower(ctx.client_nonce)),
-    );
-    put("intel_quote", Value::String(hexutil::lower(&quote)));
-    if let Some(payload) = payload {
-        put("nvidia_payload", Value::String(payload.to_string()));
-    }
-    put("event_log", part.td.event_log());
-    put("info", part.td.info());
-    put(
-        "vm_config",
-        Value::String(part.td.vm_config(part.gpus).to_string()),
-    );
-    if let Some(fp) = part.fingerprint {
-        put("tls_cert_fingerprint", Value::String(hexutil::lower(&fp)));
-    }
-    Ok(out)
-}
-
-/// A model node's NEAR part, with its model name.
-fn near_model_part(
-    ctx: &Ctx<'_>,
-    index: usize,
-    fingerprint: [u8; 32],
-) -> Result<Map<String, Value>, String> {
-    let part = model_td(ctx, index, Some(fingerprint))?;
-    let mut out = near_part(ctx, &part)?;
-    out.insert(
-        "model_name".to_string(),
-        Value::String(ctx.model.name.clone()),
-    );
-    Ok(out)
-}
-
-/// The fingerprint the part terminating the client's connection names: the served
-/// certificate's, or under `tls-wrong-peer` that of a key no served certificate holds.
-fn terminating_fingerprint(ctx: &Ctx<'_>) -> Result<[u8; 32], String> {
-    if ctx.model.has(Fault::TlsWrongPeer) {
-        fresh_spki_fingerprint().map_err(|e| e.to_string())
-    } else {
-        Ok(ctx.state.tls_spki_fingerprint())
-    }
-}
-
-/// The internal certificate fingerprint of a model node.
-fn node_fingerprint(ctx: &Ctx<'_>, index: usize) -> Result<[u8; 32], String> {
-    ctx.model
-        .nodes
-        .get(index)
-        .map(|n| n.tls.spki_fingerprint())
-        .ok_or_else(|| "no such node".to_string())
-}
-
-/// The part of a CPU-only TD of the NEAR stack (the gateway, the compose manager): no GPUs, on
-/// the second platform, as such a TD can run on other hardware than the models.
-fn cpu_only_part(
-    ctx: &Ctx<'_>,
-    node: &crate::sim::provider::SimNode,
-    fingerprint: Option<[u8; 32]>,
-) -> Result<Map<String, Value>, String> {
-    near_part(
-        ctx,
-        &PartTd {
-            td: node.td.clone(),
-            platform: Platform::Second,
-            keys: &node.keys,
-            gpus: 0,
-            first_gpu: 0,
-            fingerprint,
-        },
-    )
-}
-
-/// NEAR AI through its gateway: the gateway CVM's CPU-only part bound to the served certificate,
-/// every model node's part bound to its own internal certificate, and the served certificate.
-fn gateway_report(ctx: &Ctx<'_>) -> Result<Value, String> {
-    let gateway_attestation =
-        cpu_only_part(ctx, &ctx.state.gateway, Some(terminating_fingerprint(ctx)?))?;
-    let models: Vec<Value> = (0..ctx.model.nodes.len())
-        .map(|i| near_model_part(ctx, i, node_fingerprint(ctx, i)?).map(Value::Object))
-        .collect::<Result<_, _>>()?;
-    Ok(json!({
-        "gateway_attestation": Value::Object(gateway_attestation),
-        "model_attestations": models,
-        "tls_certificate": ctx.state.tls_certificate_pem(),
-    }))
-}
-
-/// NEAR AI answered by the model node itself: its part at top level bound to the served
-/// certificate, the compose manager's CPU-only part, and every node's part when there are
-/// several.
-fn direct_report(ctx: &Ctx<'_>) -> Result<Value, String> {
-    let answering = ctx.model.next_node();
-    let terminating = terminating_fingerprint(ctx)?;
-    let parts: Vec<Map<String, Value>> = (0..ctx.model.nodes.len())
-        .map(|i| {
-            let fp = if i == answering {
-                terminating
-            } else {
-                node_fingerprint(ctx, i)?
-            };
-            near_model_part(ctx, i, fp)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut top = parts.get(answering).cloned().ok_or("no answering node")?;
-    top.insert(
-        "compose_manager_attestation".to_string(),
-        Value::Object(cpu_only_part(ctx, &ctx.state.compose_manager, None)?),
-    );
-    if parts.len() > 1 {
-        top.insert(
-            "all_attestations".to_string(),
-            Value::Array(parts.into_iter().map(Value::Object).collect()),
-        );
-    }
-    Ok(Value::Object(top))
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {
