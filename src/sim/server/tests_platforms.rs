@@ -1,7 +1,7 @@
 //! The simulator's two Intel platforms through its HTTP interface: the PCCS answers TCB info for
-//! both FMSPCs and no other, and a NEAR response's gateway and compose manager quotes come from
-//! the second platform while its model quotes come from the first, each verifying with dcap-qvl
-//! under its own platform's collateral only.
+//! both FMSPCs and no other, and a NEAR response's gateway quote comes from the second platform
+//! while its model quotes, and the compose managers' quotes made by those same TDs, come from the
+//! first, each verifying with dcap-qvl under its own platform's collateral only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -21,8 +21,20 @@ use crate::verify::hexutil;
 const FIRST_FMSPC: [u8; 6] = [0x7e, 0x57, 0x00, 0x00, 0x00, 0x00];
 const SECOND_FMSPC: [u8; 6] = [0x7e, 0x57, 0x00, 0x00, 0x00, 0x01];
 
+/// A part's quote: `intel_quote`, or `quote` for a compose manager.
 fn quote_of(part: &Value) -> Vec<u8> {
-    hexutil::decode(part["intel_quote"].as_str().unwrap()).unwrap()
+    let field = part.get("intel_quote").unwrap_or(&part["quote"]);
+    hexutil::decode(field.as_str().unwrap()).unwrap()
+}
+
+/// The PCK leaf certificate a quote embeds (the first PEM of its certification data), which
+/// names the platform that made it.
+fn pck_leaf(part: &Value) -> Vec<u8> {
+    let quote = quote_of(part);
+    let text = String::from_utf8_lossy(&quote).into_owned();
+    let start = text.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let end = text[start..].find("-----END CERTIFICATE-----").unwrap();
+    text[start..start + end].as_bytes().to_vec()
 }
 
 /// The FMSPC of the PCK certificate a part's quote embeds, as dcap-qvl reads it.
@@ -110,7 +122,7 @@ async fn pccs_serves_tcb_info_for_both_fmspcs_and_404_for_others() {
 }
 
 #[tokio::test]
-async fn near_gateway_and_compose_manager_quote_on_the_second_platform() {
+async fn near_gateway_quotes_on_the_second_platform_and_compose_managers_on_their_nodes() {
     let formats = vec![
         SimFormat::NearGateway,
         SimFormat::NearDirect,
@@ -130,14 +142,22 @@ async fn near_gateway_and_compose_manager_quote_on_the_second_platform() {
         assert_eq!(fmspc_of(model), FIRST_FMSPC);
         assert!(verifies_on(&sim, model, Platform::First));
         assert!(!verifies_on(&sim, model, Platform::Second));
+        // The model's compose manager is quoted by the same TD, so on the same platform and PCK.
+        let manager = &model["compose_manager_attestation"];
+        assert_eq!(fmspc_of(manager), FIRST_FMSPC);
+        assert!(verifies_on(&sim, manager, Platform::First));
+        assert!(!verifies_on(&sim, manager, Platform::Second));
+        assert_eq!(pck_leaf(manager), pck_leaf(model));
     }
+    assert_ne!(pck_leaf(gateway), pck_leaf(&models[0]));
 
     let direct = attest(&sim, 1, &nonce, None).await;
     assert_eq!(fmspc_of(&direct), FIRST_FMSPC);
     let manager = &direct["compose_manager_attestation"];
-    assert_eq!(fmspc_of(manager), SECOND_FMSPC);
-    assert!(verifies_on(&sim, manager, Platform::Second));
-    assert!(!verifies_on(&sim, manager, Platform::First));
+    assert_eq!(fmspc_of(manager), FIRST_FMSPC);
+    assert!(verifies_on(&sim, manager, Platform::First));
+    assert!(!verifies_on(&sim, manager, Platform::Second));
+    assert_eq!(pck_leaf(manager), pck_leaf(&direct));
     for part in direct["all_attestations"].as_array().unwrap() {
         assert_eq!(fmspc_of(part), FIRST_FMSPC);
     }
