@@ -88,6 +88,11 @@ enum Command {
         /// or tinfoil (repeatable; models beyond the list serve dstack).
         #[arg(long = "format", value_name = "NAME")]
         formats: Vec<String>,
+        /// Member order of each NEAR model's compose-manager actions, in order: manager (hashed
+        /// and served in the compose manager's order), sorted-view (hashed so, served sorted by
+        /// key) or sorted (hashed and served sorted) (repeatable; models beyond the list: manager).
+        #[arg(long = "actions-order", value_name = "ORDER")]
+        actions_orders: Vec<String>,
         /// Serve everything over HTTPS with the simulator's self-signed certificate.
         #[arg(long)]
         tls: bool,
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
             signature_delay_ms,
             write_config,
             formats,
+            actions_orders,
             tls,
         } => run_sim(
             listen,
@@ -222,6 +228,7 @@ fn main() -> ExitCode {
             signature_delay_ms,
             write_config.as_deref(),
             &formats,
+            &actions_orders,
             tls,
         ),
         Command::Run {
@@ -370,8 +377,10 @@ fn run_sim(
     signature_delay_ms: u64,
     write_config: Option<&std::path::Path>,
     formats: &[String],
+    actions_orders: &[String],
     tls: bool,
 ) -> anyhow::Result<u8> {
+    use teewatch::sim::compose_manager::ActionsOrder;
     use teewatch::sim::faults::Fault;
     use teewatch::sim::format::SimFormat;
     use teewatch::sim::server::{SimOptions, Simulator, model_name};
@@ -423,6 +432,24 @@ fn run_sim(
         );
         return Ok(exit::USAGE);
     }
+    let mut parsed_orders = Vec::new();
+    for name in actions_orders {
+        match name.parse::<ActionsOrder>() {
+            Ok(order) => parsed_orders.push(order),
+            Err(e) => {
+                eprintln!("teewatch: --actions-order {name}: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    if parsed_orders.len() > models.max(1) {
+        eprintln!(
+            "teewatch: {} --actions-order given for {} model(s); pass one per model at most",
+            parsed_orders.len(),
+            models.max(1)
+        );
+        return Ok(exit::USAGE);
+    }
     let options = SimOptions {
         models,
         nodes,
@@ -430,6 +457,7 @@ fn run_sim(
         signature_delay: std::time::Duration::from_millis(signature_delay_ms),
         faults: parsed,
         formats: parsed_formats,
+        actions_orders: parsed_orders,
         tls,
         ..SimOptions::default()
     };
@@ -454,6 +482,9 @@ fn run_sim(
                 model.nodes.len(),
                 model.gpus
             );
+            if model.format.is_near() {
+                println!("    compose manager actions order: {}", model.actions_order);
+            }
         }
         println!(
             "  admin: GET/POST {}/admin/faults, POST {}/admin/rotate-jwks",
