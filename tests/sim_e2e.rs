@@ -45,8 +45,10 @@ async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
 }
 
 /// One row per fault: the format of the model it is injected into, the check it must trip, and
-/// to which state. The TLS fault needs a NEAR model (the dstack format binds no TLS key).
-const FAULT_TABLE: [(Fault, SimFormat, &str, State); 26] = [
+/// to which state. The TLS, compose-manager and OHTTP faults need a NEAR model (the dstack format
+/// binds no TLS key and has no compose manager). A row expecting `Pass` is a legitimate change
+/// (a container restart) that must leave the whole verdict passing.
+const FAULT_TABLE: [(Fault, SimFormat, &str, State); 30] = [
     (Fault::DriftMrtd, SimFormat::Dstack, "pin:mrtd", State::Fail),
     (
         Fault::DriftCompose,
@@ -198,6 +200,31 @@ const FAULT_TABLE: [(Fault, SimFormat, &str, State); 26] = [
         "tls_key_binding",
         State::Fail,
     ),
+    // A redeploy is legitimate, but the deployed file is pinned: it shows as drift of that pin.
+    (
+        Fault::Redeploy,
+        SimFormat::NearGateway,
+        "pin:deployed_compose_sha256",
+        State::Fail,
+    ),
+    (
+        Fault::Restart,
+        SimFormat::NearGateway,
+        "report_data_binding",
+        State::Pass,
+    ),
+    (
+        Fault::ActionsTampered,
+        SimFormat::NearGateway,
+        "report_data_binding",
+        State::Fail,
+    ),
+    (
+        Fault::OhttpWrongKey,
+        SimFormat::NearGateway,
+        "ohttp_key_binding",
+        State::Fail,
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +258,13 @@ async fn every_fault_trips_its_check() {
         run.sim.state.set_fault(Some(&model), fault, false).unwrap();
         let states: Vec<State> = v.checks_named(name).map(|c| c.state).collect();
         // The fault shows as the expected state somewhere in its check (per node, GPU or chat),
-        // and never as a pass of the whole verdict.
-        if !states.contains(&expected) || v.state == State::Pass {
+        // and never as a pass of the whole verdict; a legitimate change leaves it all passing.
+        let whole_ok = if expected == State::Pass {
+            v.state == State::Pass
+        } else {
+            v.state != State::Pass
+        };
+        if !states.contains(&expected) || !whole_ok {
             problems.push(format!(
                 "{fault}: {name} expected {expected:?}, found {states:?}; {:#?}",
                 failing(&v)
