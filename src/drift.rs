@@ -20,8 +20,9 @@ use crate::verify::{Policy, Source, Verdict};
 /// exported as `teewatch_measurement_info`. GPU blocks are folded into `gpu_measurements`; the
 /// NEAR gateway's measurements are tracked under `gateway:<field>` (it runs other software than
 /// the model, so its values would otherwise look like the model's drift); `attestation_format`
-/// is the format the response came in.
-pub const FLEET_FIELDS: [&str; 22] = [
+/// is the format the response came in. A NEAR compose manager's deployed software and its last
+/// action are tracked too, so a redeploy or a container restart inside the TD is a drift event.
+pub const FLEET_FIELDS: [&str; 27] = [
     "mrtd",
     "rtmr0",
     "rtmr1",
@@ -35,6 +36,11 @@ pub const FLEET_FIELDS: [&str; 22] = [
     "gpu_driver_version",
     "gpu_vbios_version",
     "attestation_format",
+    "deployed_compose_sha256",
+    "deployed_compose_file",
+    "deployed_tag",
+    "deployed_commit",
+    "compose_manager_last_action",
     "gateway:mrtd",
     "gateway:rtmr0",
     "gateway:rtmr1",
@@ -150,11 +156,24 @@ pub fn measurements(verdict: &Verdict) -> Vec<Measurement> {
         .collect();
     // GPU values count only from evidence whose signature verified (their source says so); TDX
     // values only from a verified quote.
+    // (A compose manager's values are evidence only when its quote verified and binds its log.)
     let proven = |o: &&crate::verify::Observed| {
         o.source.is_evidence()
-            && (o.source == Source::GpuEvidence || verified_quotes.contains(o.scope.as_str()))
+            && (matches!(o.source, Source::GpuEvidence | Source::ComposeManager)
+                || verified_quotes.contains(o.scope.as_str()))
     };
     for o in verdict.observed.iter().filter(proven) {
+        if o.source == Source::ComposeManager {
+            if FLEET_FIELDS.contains(&o.field.as_str()) {
+                out.insert(Measurement {
+                    field: o.field.clone(),
+                    node: node_of(&o.scope).to_string(),
+                    value: o.value.clone(),
+                    source: o.source.as_str().to_string(),
+                });
+            }
+            continue;
+        }
         if o.scope == GATEWAY_SCOPE {
             let field = format!("{GATEWAY_PREFIX}{}", o.field);
             if FLEET_FIELDS.contains(&field.as_str()) {
@@ -404,6 +423,7 @@ mod tests {
                 })
                 .collect(),
             trust: vec![],
+            transport: None,
             policy_source: None,
         }
     }

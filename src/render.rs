@@ -32,6 +32,12 @@ pub fn checklist(verdict: &Verdict) -> String {
             verdict.trust.join(", ")
         );
     }
+    if verdict.transport == Some(crate::verify::bundle::Transport::Proxied) {
+        let _ = writeln!(
+            out,
+            "transport: proxied (the connection ended at a proxy: no tls check; the signed canaries are the end-to-end proof)"
+        );
+    }
     if let Some(source) = &verdict.policy_source {
         let _ = writeln!(out, "policy: {source}");
     }

@@ -10,9 +10,10 @@ mod prom;
 
 /// The alerts, in file order, with their severities. Other files (dashboards, the runbook, the
 /// end-to-end test) name them: never rename one.
-const ALERTS: [(&str, &str); 10] = [
+const ALERTS: [(&str, &str); 11] = [
     ("TeewatchAttestationFailing", "critical"),
     ("TeewatchMeasurementDrift", "critical"),
+    ("TeewatchComposeManagerAction", "warning"),
     ("TeewatchCanarySignatureFailing", "critical"),
     ("TeewatchAttestationUnverifiable", "warning"),
     ("TeewatchTcbStatusOutsidePolicy", "warning"),

@@ -12,6 +12,8 @@ use teewatch::config::{Profile, SigningAlgo};
 use teewatch::sim::faults::Fault;
 use teewatch::sim::format::SimFormat;
 use teewatch::sim::server::{SimOptions, model_name};
+use teewatch::render;
+use teewatch::verify::bundle::Transport;
 use teewatch::verify::{AttestationFormat, State, Verdict};
 
 async fn start_formats(name: &str, formats: &[SimFormat], nodes: usize, tls: bool) -> Running {
@@ -54,11 +56,28 @@ async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
             "near-gateway: gateway and 2 model attestation(s)"
         )]
     );
-    // Every part's quote, binding, event log and compose; GPUs and NRAS only for the models.
+    // Every part's quote, binding and event log, each model's compose manager (quoted by the
+    // model's own TD) right after it; GPUs and NRAS only for the models.
     assert_eq!(
         scopes(&v, "tdx_quote_signature"),
-        ["gateway", "model:0", "model:1"]
+        [
+            "gateway",
+            "model:0",
+            "model:0/compose_manager",
+            "model:1",
+            "model:1/compose_manager"
+        ]
     );
+    for (scope, state, reason) in named(&v, "same_td") {
+        assert_eq!(state, State::Pass, "{scope}: {reason}");
+        assert!(reason.ends_with("the compose manager runs in its td"), "{reason}");
+    }
+    assert_eq!(
+        scopes(&v, "pin:deployed_compose_sha256"),
+        ["model:0/compose_manager", "model:1/compose_manager"]
+    );
+    // The OHTTP key configs of the gateway and of each model are signed by their attested keys.
+    assert_eq!(scopes(&v, "ohttp_key_binding").len(), 3);
     assert_eq!(scopes(&v, "nras_token"), ["model:0", "model:1"]);
     assert_eq!(
         scopes(&v, "gpu_evidence_signature"),
@@ -68,24 +87,24 @@ async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
     let nras = bundle.nras.as_ref().unwrap().as_array().unwrap();
     let nras_scopes: Vec<&str> = nras.iter().map(|e| e["scope"].as_str().unwrap()).collect();
     assert_eq!(nras_scopes, ["model:0", "model:1"]);
-    // The binding hashes the ed25519 key with the TLS fingerprint.
+    // The binding hashes the ed25519 key with the TLS fingerprint; a compose manager's binds its
+    // action log.
     for (scope, state, reason) in named(&v, "report_data_binding") {
         assert_eq!(state, State::Pass, "{scope}: {reason}");
-        assert!(
-            reason.starts_with("reportdata = sha256(ed25519 public key "),
-            "{reason}"
-        );
+        let expected = if scope.ends_with("compose_manager") {
+            "reportdata = sha256 of the "
+        } else {
+            "reportdata = sha256(ed25519 public key "
+        };
+        assert!(reason.starts_with(expected), "{reason}");
     }
-    // The gateway ended the TLS connection; the models behind it were never on the wire.
+    // One answer for the connection: it ended in the gateway, whose verified quote binds the
+    // key, and the served certificate is the gateway's.
     let tls = named(&v, "tls_key_binding");
-    assert_eq!(tls[0].0, "gateway");
-    assert_eq!(tls[0].1, State::Pass, "{}", tls[0].2);
-    for (scope, state, reason) in &tls[1..] {
-        assert!(scope.starts_with("model:"));
-        assert_eq!(*state, State::Unknown);
-        assert!(reason.starts_with("behind gateway"), "{reason}");
-    }
-    assert_eq!(v.state, State::Unknown, "only the unseen models' TLS keys");
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    assert_eq!((tls[0].0, tls[0].1), ("", State::Pass), "{}", tls[0].2);
+    assert!(tls[0].2.contains("of gateway; the served tls_certificate is the gateway's"), "{}", tls[0].2);
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
     // The model's pins apply to the models; the gateway, which runs other software, is judged
     // by its own gateway_pins (which the simulator's configuration writes).
     assert_eq!(scopes(&v, "pin:mrtd"), ["model:0", "model:1", "gateway"]);
@@ -113,13 +132,17 @@ async fn near_gateway_with_ecdsa_keys_binds_the_address_and_recovers_canaries() 
     })
     .await;
     assert_eq!(unproven(&v), Vec::<String>::new());
-    for (_, state, reason) in named(&v, "report_data_binding") {
+    for (scope, state, reason) in named(&v, "report_data_binding") {
         assert_eq!(state, State::Pass, "{reason}");
-        assert!(
-            reason.starts_with("reportdata = sha256(signing address 0x"),
-            "{reason}"
-        );
+        if !scope.ends_with("compose_manager") {
+            assert!(
+                reason.starts_with("reportdata = sha256(signing address 0x"),
+                "{reason}"
+            );
+        }
     }
+    // No attested ed25519 key: the simulator publishes no OHTTP attestation, and none is judged.
+    assert!(named(&v, "ohttp_key_binding").is_empty());
     for (_, state, reason) in named(&v, "canary_signature") {
         assert_eq!(state, State::Pass, "{reason}");
         assert!(reason.contains("recovers to 0x"), "{reason}");
@@ -140,26 +163,33 @@ async fn near_direct_single_node_passes_with_its_compose_manager() {
         )]
     );
     assert_eq!(scopes(&v, "tdx_quote_signature"), ["", "compose_manager"]);
+    assert_eq!(scopes(&v, "same_td"), ["compose_manager"]);
     assert_eq!(scopes(&v, "nras_token"), [""]);
-    // The compose manager carries no fingerprint: only the answering node is compared.
+    // One answer for the connection, judged for the whole answer.
     assert_eq!(scopes(&v, "tls_key_binding"), [""]);
     assert_eq!(scopes(&v, "pin:compose_hash"), [""]);
+    assert_eq!(scopes(&v, "pin:deployed_compose_sha256"), ["compose_manager"]);
+    let deployed: Vec<&str> = v
+        .observed
+        .iter()
+        .filter(|o| o.field == "deployed_compose_file")
+        .map(|o| o.source.as_str())
+        .collect();
+    assert_eq!(deployed, ["compose_manager"], "proven by the compose manager's quote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn near_direct_nodes_beside_the_answering_one_stay_unknown() {
+async fn near_direct_with_several_nodes_has_one_tls_verdict_and_passes() {
     let run = start_formats("near-direct-nodes", &[SimFormat::NearDirect], 3, true).await;
     let v = check(&run, &model_name(0)).await;
     assert_eq!(unproven(&v), Vec::<String>::new());
+    // Any node may end the connection: the one whose fingerprint is the peer's passes the one
+    // check, and the nodes beside it leave nothing unknown.
     let tls = named(&v, "tls_key_binding");
-    assert_eq!(tls.len(), 3, "{tls:?}");
-    let passed: Vec<_> = tls.iter().filter(|t| t.1 == State::Pass).collect();
-    assert_eq!(passed.len(), 1, "only the node that answered: {tls:?}");
-    assert!(passed[0].0.starts_with("node:"));
-    for (_, state, reason) in tls.iter().filter(|t| t.1 != State::Pass) {
-        assert_eq!(*state, State::Unknown);
-        assert!(reason.starts_with("listed beside"), "{reason}");
-    }
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    assert_eq!((tls[0].0, tls[0].1), ("", State::Pass), "{}", tls[0].2);
+    assert!(tls[0].2.contains("of node:"), "{}", tls[0].2);
+    assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,12 +206,12 @@ async fn a_wrong_tls_peer_fails_tls_key_binding_and_nothing_else() {
     assert_eq!(failed.len(), 1, "{:#?}", failing(&v));
     assert_eq!(
         (failed[0].name.as_str(), failed[0].scope.as_str()),
-        ("tls_key_binding", "gateway")
+        ("tls_key_binding", "")
     );
     assert!(
         failed[0]
             .reason
-            .contains("no part of the report carries the peer's fingerprint"),
+            .ends_with("the connection did not end in an attested td"),
         "{}",
         failed[0].reason
     );
@@ -190,29 +220,31 @@ async fn a_wrong_tls_peer_fails_tls_key_binding_and_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_a_proxying_profile_or_plain_http_tls_is_unknown_never_pass() {
-    // NanoGPT's paths over HTTPS: the connection ends at the proxy, so no peer is recorded.
+async fn through_a_proxying_profile_tls_is_not_judged_and_over_plain_http_it_is_unknown() {
+    // NanoGPT's paths over HTTPS: the connection ends at the proxy, whose key says nothing about
+    // the TD. The check is not emitted, the verdict says the transport is proxied, and the
+    // signed canaries carry the proof end to end.
     let run = start_formats("proxied", &[SimFormat::NearGateway], 1, true).await;
     let (v, bundle) = check_adjusted(&run, &model_name(0), |m| {
         m.profile = Profile::Nanogpt;
         m.paths = Profile::Nanogpt.default_paths();
+        // A NEAR model reached through NanoGPT answers in the NEAR format.
+        m.signing_algo = SigningAlgo::Ed25519;
     })
     .await;
     assert_eq!(bundle.tls_peer_spki, None);
-    let gateway = &named(&v, "tls_key_binding")[0];
-    assert_eq!(gateway.0, "gateway");
-    assert_eq!(gateway.1, State::Unknown);
-    assert!(
-        gateway.2.contains("no tls peer key was recorded"),
-        "{gateway:?}"
-    );
+    assert_eq!(bundle.transport, Some(Transport::Proxied));
+    assert_eq!(v.transport, Some(Transport::Proxied));
+    assert!(named(&v, "tls_key_binding").is_empty());
+    assert!(render::checklist(&v).contains("transport: proxied"));
 
     // The near profile over plain HTTP: there is no TLS peer at all.
     let plain = start_formats("plain", &[SimFormat::NearGateway], 1, false).await;
     let v = check(&plain, &model_name(0)).await;
     assert_eq!(v.state, State::Unknown, "{:#?}", failing(&v));
-    let gateway = &named(&v, "tls_key_binding")[0];
-    assert_eq!((gateway.0, gateway.1), ("gateway", State::Unknown));
+    let tls = &named(&v, "tls_key_binding")[0];
+    assert_eq!((tls.0, tls.1), ("", State::Unknown));
+    assert!(tls.2.starts_with("no tls peer key was recorded"), "{}", tls.2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,9 +297,14 @@ async fn the_gateway_and_its_models_are_each_verified_with_their_own_platforms_c
         .filter(|o| o.field == "fmspc")
         .map(|o| (o.scope.as_str(), o.value.as_str()))
         .collect();
+    // The compose manager is quoted by its model's own TD, so on the model's platform.
     assert_eq!(
         fmspcs,
-        [("gateway", "7e5700000001"), ("model:0", "7e5700000000")]
+        [
+            ("gateway", "7e5700000001"),
+            ("model:0", "7e5700000000"),
+            ("model:0/compose_manager", "7e5700000000")
+        ]
     );
     let collateral = bundle.tdx_collateral.clone().unwrap();
     assert_eq!(collateral.as_array().unwrap().len(), 2);

@@ -72,6 +72,14 @@ fn assemble(config: &Config, target: &TargetConfig, parts: BundleParts<'_>) -> V
         "nras": parts.nras,
         "canary": parts.canary,
         "tls_peer_spki": parts.tls_peer_spki,
+        // Whether the connection's TLS key can say anything about the TD (see verify/tls.rs).
+        "transport": target.monitor.as_ref().map(|m| {
+            if m.profile.connects_directly() {
+                crate::verify::bundle::Transport::Direct
+            } else {
+                crate::verify::bundle::Transport::Proxied
+            }
+        }),
         "policy": target.policy.snapshot(),
     })
 }

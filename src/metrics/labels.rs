@@ -53,7 +53,8 @@ pub const ERROR_KINDS: [ErrorKind; 6] = [
 ///
 /// Hex (at most 96 digits, with or without `0x`, either case) is exported in lowercase without
 /// the prefix, so the same measurement written two ways is one series. A version-like string
-/// (`[0-9A-Za-z._,+-]`, at most 64 characters) is exported as it is. Anything else, including
+/// (`[0-9A-Za-z._,+-/:@]`, at most 64 characters: versions, file names, `action@time`) is
+/// exported as it is. Anything else, including
 /// the empty string, is exported as `invalid`.
 pub fn measurement_value(raw: &str) -> Cow<'static, str> {
     let digits = raw
@@ -65,7 +66,10 @@ pub fn measurement_value(raw: &str) -> Cow<'static, str> {
     }
     let version_like = raw
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b',' | b'+' | b'-'));
+        .all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'_' | b',' | b'+' | b'-' | b'/' | b':' | b'@')
+        });
     if !raw.is_empty() && raw.len() <= MAX_TEXT_VALUE && version_like {
         return Cow::Owned(raw.to_string());
     }

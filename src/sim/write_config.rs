@@ -118,6 +118,18 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
             continue;
         }
         let _ = write!(out, "[target.pins]\n{}", identity_pins(&model.td_for(0)));
+        // NEAR nodes run what their compose manager deployed: pin the current compose file.
+        if model.format.is_near() {
+            let current = super::compose_manager::ComposeFile::of(
+                &model.name,
+                super::compose_manager::Generation::Current,
+            );
+            let _ = writeln!(
+                out,
+                "deployed_compose_sha256 = [\"{}\"]",
+                hexutil::lower(&current.sha256())
+            );
+        }
         if let Some((index, value)) = super::nvidia::GpuState::default().blocks.first() {
             let _ = writeln!(out, "gpu_block_{index} = [\"{}\"]\n", hexutil::lower(value));
         }

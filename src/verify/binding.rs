@@ -201,7 +201,18 @@ pub fn ethereum_address(public_key: &[u8]) -> Option<[u8; 20]> {
 /// `signing_key_address`, when the report gives `signing_public_key`: the key must belong to the
 /// signing address. Returns `None` when the report has no public key (the check is then omitted).
 pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
-    let key_text = node.str_field("signing_public_key")?;
+    // Absent (or null) means not given; anything else that is not a string is a broken key,
+    // never a reason to skip the check.
+    let key_text = match node.fields.get("signing_public_key")? {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(text) => text,
+        other => {
+            return Some(Outcome::Fail(format!(
+                "signing_public_key: expected a hex string, found {}",
+                super::bundle::json_kind(other)
+            )));
+        }
+    };
     let outcome = (|| {
         let algo = SigningAlgo::of(node)?;
         let address = signing_key_bytes(node, algo)?;

@@ -158,8 +158,32 @@ pub struct Bundle {
     /// Base64 DER SubjectPublicKeyInfo of the attestation fetch's TLS peer.
     #[serde(default)]
     pub tls_peer_spki: Option<String>,
+    /// Whether teewatch talked to the attested service itself or through a proxy (absent in
+    /// bundles made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
     #[serde(default)]
     pub policy: Option<PolicySnapshot>,
+}
+
+/// How the attestation fetch reached the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// teewatch's connection ended at the attested service (profiles `vllm-proxy`, `near`).
+    Direct,
+    /// teewatch's connection ended at a proxy in front of it (profile `nanogpt`): its TLS key
+    /// says nothing about the TD, and the signed canary is the end-to-end proof.
+    Proxied,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Direct => "direct",
+            Transport::Proxied => "proxied",
+        }
+    }
 }
 
 impl Bundle {
@@ -219,11 +243,12 @@ impl Bundle {
 }
 
 /// Optional fields with a typed shape, checked one by one for precise errors.
-const OPTIONAL_FIELDS: [&str; 5] = [
+const OPTIONAL_FIELDS: [&str; 6] = [
     "endpoints",
     "fetch_errors",
     "canary",
     "tls_peer_spki",
+    "transport",
     "policy",
 ];
 
@@ -234,6 +259,7 @@ fn check_optional(field: &str, part: &Value) -> Result<(), String> {
         "fetch_errors" => serde_json::from_value::<Option<Vec<FetchError>>>(part).map(drop),
         "canary" => serde_json::from_value::<Option<Vec<CanaryExchange>>>(part).map(drop),
         "tls_peer_spki" => serde_json::from_value::<Option<String>>(part).map(drop),
+        "transport" => serde_json::from_value::<Option<Transport>>(part).map(drop),
         "policy" => serde_json::from_value::<Option<PolicySnapshot>>(part).map(drop),
         _ => Ok(()),
     };

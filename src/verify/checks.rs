@@ -14,12 +14,17 @@ pub const SIGNING_KEY_ADDRESS: &str = "signing_key_address";
 pub const TLS_KEY_BINDING: &str = "tls_key_binding";
 pub const EVENT_LOG_REPLAY: &str = "event_log_replay";
 pub const COMPOSE_BINDING: &str = "compose_binding";
+pub const SAME_TD: &str = "same_td";
 pub const IDENTITY_PINNED: &str = "identity_pinned";
 pub const GPU_NONCE: &str = "gpu_nonce";
 pub const GPU_EVIDENCE_SIGNATURE: &str = "gpu_evidence_signature";
 pub const NRAS_TOKEN: &str = "nras_token";
 pub const NRAS_RESULT: &str = "nras_result";
 pub const GPU_UNIQUE: &str = "gpu_unique";
+/// Once per part that carries an `ohttp_attestation`, after `gpu_unique`. Omitted when absent,
+/// as `signing_key_address` is without `signing_public_key`, but unlike it not in `NODE_CHECKS`:
+/// without a response there is no OHTTP key to report as `unknown`.
+pub const OHTTP_KEY_BINDING: &str = "ohttp_key_binding";
 pub const CANARY_FRESH: &str = "canary_fresh";
 pub const CANARY_HASHES: &str = "canary_hashes";
 pub const CANARY_SIGNATURE: &str = "canary_signature";
@@ -40,6 +45,9 @@ pub const NODE_CHECKS: [&str; 10] = [
     COMPOSE_BINDING,
 ];
 
+/// The checks only a NEAR compose manager gets, besides the quote, binding and event-log checks.
+pub const COMPOSE_MANAGER_CHECKS: [&str; 1] = [SAME_TD];
+
 /// The GPU and NRAS checks, in the order they are reported: the first four for each part that
 /// carries GPU evidence, `gpu_unique` once per verdict after all parts.
 pub const GPU_CHECKS: [&str; 5] = [
@@ -53,12 +61,15 @@ pub const GPU_CHECKS: [&str; 5] = [
 /// The checks of each canary chat, in the order they are reported.
 pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNATURE];
 
-/// Every fixed check name, in report order (pins add `pin:<field>` per configured field).
+/// Every fixed check name, in report order (pins add `pin:<field>` per configured field), also
+/// those listed only when their input is present (`ohttp_key_binding`).
 pub fn all_checks() -> impl Iterator<Item = &'static str> {
     [ATTESTATION_FORMAT]
         .into_iter()
         .chain(NODE_CHECKS)
+        .chain(COMPOSE_MANAGER_CHECKS)
         .chain(GPU_CHECKS)
+        .chain([OHTTP_KEY_BINDING])
         .chain(CANARY_CHECKS)
         .chain([IDENTITY_PINNED])
 }

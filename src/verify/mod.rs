@@ -9,11 +9,13 @@ pub mod binding;
 pub mod bundle;
 pub mod canary;
 pub mod checks;
+pub mod compose_manager;
 pub mod dcap;
 pub mod dstack;
 pub mod gpu;
 pub mod hexutil;
 pub mod node;
+pub mod ohttp;
 pub mod pins;
 pub mod policy;
 pub mod report;
@@ -73,6 +75,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 policy,
                 anchors,
                 now: bundle.observed_at.timestamp(),
+                gpu_parts: parts.iter().filter(|p| p.role.serves_inference()).count(),
             };
             for part in &parts {
                 node::verify_node(part, &ctx, &mut rec);
@@ -83,12 +86,17 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 let outcome = gpu::unique::judge(&parts, &rec.checks);
                 rec.check(GPU_UNIQUE, "", outcome);
             }
+            // The OHTTP key clients encrypt to was signed by the part's attested key.
+            ohttp::judge(attestation, &parts, &mut rec);
 
-            // 4. The TLS connection the report was fetched over ended in the attested TD.
+            // 4. The TLS connection the report was fetched over ended in an attested TD (one
+            // answer per connection; none through a proxy).
             tls::judge(
                 &parts,
+                attestation,
+                format,
                 bundle.tls_peer_spki.as_deref(),
-                format.binds_tls(),
+                bundle.transport,
                 &mut rec,
             );
 
@@ -101,11 +109,15 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             judge_canaries(bundle, &nonce, &parts, &mut rec);
 
             // 7. Whether the pins say which software runs, not only that the hardware is genuine.
-            let has_gateway = parts.iter().any(|p| p.role == report::PartRole::Gateway);
+            let has = |role| parts.iter().any(|p| p.role == role);
             rec.check(
                 IDENTITY_PINNED,
                 "",
-                pins::identity_pinned(policy, has_gateway),
+                pins::identity_pinned(
+                    policy,
+                    has(report::PartRole::Gateway),
+                    has(report::PartRole::ComposeManager),
+                ),
             );
         }
     }
@@ -120,6 +132,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         checks,
         observed,
         trust: anchors.dangerous.clone(),
+        transport: bundle.transport,
         policy_source: None,
     }
 }
@@ -180,20 +193,31 @@ fn judge_canaries(
 fn judge_pins(parts: &[report::NodeReport<'_>], policy: &Policy, rec: &mut Recorder) {
     for table in [pins::PinTable::Model, pins::PinTable::Gateway] {
         let pin_set = table.pins(policy);
-        let scopes: Vec<&str> = parts
-            .iter()
-            .filter(|p| match table {
-                pins::PinTable::Model => p.role.serves_inference(),
-                pins::PinTable::Gateway => p.role == report::PartRole::Gateway,
-            })
-            .map(|p| p.scope.as_str())
-            .collect();
         for field in pin_set.keys() {
+            // What a compose manager deployed is read from its own part.
+            let deployed = policy::is_deployed_field(field);
+            let scopes: Vec<&str> = parts
+                .iter()
+                .filter(|p| match table {
+                    pins::PinTable::Model if deployed => {
+                        p.role == report::PartRole::ComposeManager
+                    }
+                    pins::PinTable::Model => p.role.serves_inference(),
+                    pins::PinTable::Gateway => p.role == report::PartRole::Gateway,
+                })
+                .map(|p| p.scope.as_str())
+                .collect();
             if scopes.is_empty() {
                 let (scope, outcome) = match table {
                     pins::PinTable::Model if parts.is_empty() => (
                         "",
                         Outcome::Unknown(format!("{ATTESTATION_FORMAT} gave no attested part")),
+                    ),
+                    pins::PinTable::Model if deployed => (
+                        "",
+                        Outcome::Fail(format!(
+                            "{field} is pinned, and the report has no compose manager attestation"
+                        )),
                     ),
                     pins::PinTable::Model => (
                         "",

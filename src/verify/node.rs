@@ -12,7 +12,8 @@ use super::dcap::{self, TcbOutcome};
 use super::dstack;
 use super::hexutil;
 use super::policy::{Policy, TrustAnchors};
-use super::report::NodeReport;
+use super::compose_manager;
+use super::report::{NodeReport, PartRole};
 use super::tdx::{self, TdxQuote};
 use super::verdict::{Outcome, Recorder, Source};
 
@@ -25,6 +26,8 @@ pub struct NodeContext<'a> {
     pub anchors: &'a TrustAnchors,
     /// `observed_at` in unix seconds: the instant every validity window is judged at.
     pub now: i64,
+    /// How many parts of the answer run the model (and so carry GPU evidence).
+    pub gpu_parts: usize,
 }
 
 fn after(step: &str, what: &str) -> Outcome {
@@ -34,6 +37,9 @@ fn after(step: &str, what: &str) -> Outcome {
 /// Verifies one node and records its checks and observations.
 pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
     let scope = node.scope.as_str();
+    // A compose manager's quote binds its action log, not a signing key, and it has no app
+    // compose of its own: it is the same TD as the part it belongs to.
+    let is_manager = node.role == PartRole::ComposeManager;
 
     // 1. Parse the quote.
     let parsed = node
@@ -68,12 +74,20 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
             ] {
                 rec.check(name, scope, after(TDX_QUOTE_PARSE, "failed"));
             }
-            if let Some(outcome) = binding::signing_key_address(node) {
-                rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
+            if is_manager {
+                rec.check(SAME_TD, scope, after(TDX_QUOTE_PARSE, "failed"));
+            } else {
+                if let Some(outcome) = binding::signing_key_address(node) {
+                    rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
+                }
+                observe_signing_address(node, scope, false, rec);
             }
-            observe_signing_address(node, scope, false, rec);
             rec.check(EVENT_LOG_REPLAY, scope, after(TDX_QUOTE_PARSE, "failed"));
-            rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
+            if is_manager {
+                observe_deployed(node, scope, false, rec);
+            } else {
+                rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
+            }
             observe_claims(node, scope, rec);
             verify_gpus(node, ctx, rec);
             return;
@@ -100,6 +114,11 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
     rec.check(TDX_DEBUG_DISABLED, scope, judge_debug(&quote));
     rec.check(TDX_TD_ATTRIBUTES, scope, judge_attributes(&quote));
 
+    if is_manager {
+        verify_manager_body(node, ctx, &quote, rec);
+        return;
+    }
+
     // 6. REPORTDATA binds the signing key and this check's nonce.
     let binding = binding::report_data_binding(node, &quote.body.report_data, ctx.nonce);
     let bound = binding.state() == super::verdict::State::Pass;
@@ -124,6 +143,50 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
     verify_gpus(node, ctx, rec);
 }
 
+/// Steps 6–9 of a NEAR compose manager: REPORTDATA binds its action log and the nonce, its quote
+/// is the TD of the part it belongs to, its event log replays; then what the log says runs.
+fn verify_manager_body(
+    node: &NodeReport<'_>,
+    ctx: &NodeContext<'_>,
+    quote: &TdxQuote,
+    rec: &mut Recorder,
+) {
+    let scope = node.scope.as_str();
+    // 6. REPORTDATA = sha256(actions) ‖ nonce.
+    let binding = compose_manager::judge_binding(node, &quote.body.report_data, ctx.nonce);
+    rec.check(REPORT_DATA_BINDING, scope, binding);
+    // 7. The same TD as its owner.
+    let owner = node.owner.as_deref().unwrap_or_default();
+    let same = compose_manager::judge_same_td(scope, owner, &rec.observed);
+    rec.check(SAME_TD, scope, same);
+    // 8. Its event log (the TD's own) replays against its registers.
+    let _ = replay_event_log(node, quote, scope, rec);
+    // 9. What runs, as evidence only when the quote verified, binds the log and is that TD.
+    let verified = [TDX_QUOTE_SIGNATURE, REPORT_DATA_BINDING, SAME_TD]
+        .iter()
+        .all(|name| {
+            rec.checks.iter().any(|c| {
+                c.name == *name && c.scope == scope && c.state == super::verdict::State::Pass
+            })
+        });
+    observe_deployed(node, scope, verified, rec);
+}
+
+/// Records the deployed software the compose manager's action log names.
+fn observe_deployed(node: &NodeReport<'_>, scope: &str, verified: bool, rec: &mut Recorder) {
+    let Ok(actions) = compose_manager::actions(node) else {
+        return;
+    };
+    let source = if verified {
+        Source::ComposeManager
+    } else {
+        Source::Claim
+    };
+    for (field, value) in compose_manager::deployed(actions) {
+        rec.observe(scope, field, value, source);
+    }
+}
+
 /// Records the report's signing address: proven by the quote when the binding passed, else only
 /// claimed.
 fn observe_signing_address(node: &NodeReport<'_>, scope: &str, bound: bool, rec: &mut Recorder) {
@@ -145,6 +208,7 @@ fn verify_gpus(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder)
     super::gpu::part::verify_part_gpus(
         node.fields.get("nvidia_payload"),
         &node.scope,
+        ctx.gpu_parts,
         ctx.bundle,
         ctx.anchors,
         rec,

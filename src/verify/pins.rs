@@ -33,6 +33,8 @@ fn providing_check(field: &str) -> &'static str {
             checks::EVENT_LOG_REPLAY
         }
         "signing_address" => checks::REPORT_DATA_BINDING,
+        // The compose manager's binding is its action log's hash.
+        f if super::policy::is_deployed_field(f) => checks::REPORT_DATA_BINDING,
         _ => checks::TDX_QUOTE_PARSE,
     }
 }
@@ -187,11 +189,16 @@ fn judge_gpu_pin(
 /// boot configuration measured into RTMR0–2. RTMR3's events are written by that OS.
 pub const OS_IDENTITY_FIELDS: [&str; 4] = ["mrtd", "rtmr0", "rtmr1", "rtmr2"];
 
-/// The fields that name the application, each sufficient on its own.
-pub const APP_IDENTITY_FIELDS: [&str; 2] = ["compose_hash", "app_id"];
+/// The fields that name the application, each sufficient on its own (but see
+/// [`DEPLOYED_IDENTITY_FIELD`]).
+pub const APP_IDENTITY_FIELDS: [&str; 3] = ["compose_hash", "app_id", "deployed_compose_sha256"];
+
+/// Where a NEAR compose manager deploys the model's containers at run time, the boot-time compose
+/// hash names the compose manager, and this field names the software actually serving.
+pub const DEPLOYED_IDENTITY_FIELD: &str = "deployed_compose_sha256";
 
 /// What one pin table pins of the OS-and-application identity, or what it lacks.
-fn identity_of(pins: &Pins) -> Result<String, String> {
+fn identity_of(pins: &Pins, deployed: bool) -> Result<String, String> {
     let missing_os: Vec<&str> = OS_IDENTITY_FIELDS
         .iter()
         .copied()
@@ -211,6 +218,11 @@ fn identity_of(pins: &Pins) -> Result<String, String> {
     }
     if app.is_empty() {
         lacks.push("the application needs compose_hash or app_id pinned (neither is)".to_string());
+    } else if deployed && !pins.contains_key(DEPLOYED_IDENTITY_FIELD) {
+        lacks.push(
+            "the application runs in containers a compose manager deployed: it needs deployed_compose_sha256 pinned (the compose hash names the compose manager)"
+                .to_string(),
+        );
     }
     if lacks.is_empty() {
         Ok(format!(
@@ -227,10 +239,10 @@ fn identity_of(pins: &Pins) -> Result<String, String> {
 /// RTMR3's events (compose hash, app id, os-image-hash) are written by the guest OS, so a
 /// custom OS can write any of them: the application is pinned only together with the OS
 /// registers. A report with a NEAR gateway, which sees every prompt, needs the gateway's
-/// identity pinned too.
-pub fn identity_pinned(policy: &Policy, has_gateway: bool) -> Outcome {
-    let model = identity_of(&policy.pins);
-    let gateway = has_gateway.then(|| identity_of(&policy.gateway_pins));
+/// identity pinned too; one with a NEAR compose manager needs the software it deployed pinned.
+pub fn identity_pinned(policy: &Policy, has_gateway: bool, has_compose_manager: bool) -> Outcome {
+    let model = identity_of(&policy.pins, has_compose_manager);
+    let gateway = has_gateway.then(|| identity_of(&policy.gateway_pins, false));
     match (model, gateway) {
         (Ok(model), None) => Outcome::Pass(model),
         (Ok(model), Some(Ok(gateway))) => {

@@ -75,7 +75,7 @@ const fn gpu(name: &'static str, kind: PinKind) -> PinField {
 }
 
 /// Every pinnable field except the per-block GPU pins `gpu_block_<n>`.
-pub const PIN_FIELDS: [PinField; 22] = [
+pub const PIN_FIELDS: [PinField; 26] = [
     tdx("mrtd", PinKind::Hex(48)),
     tdx("rtmr0", PinKind::Hex(48)),
     tdx("rtmr1", PinKind::Hex(48)),
@@ -92,6 +92,10 @@ pub const PIN_FIELDS: [PinField; 22] = [
     tdx("os_image_hash", PinKind::Hex(32)),
     tdx("key_provider", PinKind::Text),
     tdx("signing_address", PinKind::Address),
+    tdx("deployed_compose_sha256", PinKind::Hex(32)),
+    tdx("deployed_compose_file", PinKind::Text),
+    tdx("deployed_tag", PinKind::Text),
+    tdx("deployed_commit", PinKind::Text),
     tdx("intel_mrenclave", PinKind::Hex(32)),
     tdx("intel_mrsigner", PinKind::Hex(32)),
     gpu("nvidia_mrenclave", PinKind::Hex(32)),
@@ -99,6 +103,12 @@ pub const PIN_FIELDS: [PinField; 22] = [
     gpu("gpu_driver_version", PinKind::Text),
     gpu("gpu_vbios_version", PinKind::Text),
 ];
+
+/// Whether a field is read from a NEAR compose manager's action log (judged on the compose
+/// manager's part, not on the model node's).
+pub fn is_deployed_field(field: &str) -> bool {
+    field.starts_with("deployed_")
+}
 
 /// Looks up a pinnable field by name, including `gpu_block_<n>` for n in 1..=254 (SPDM block indices).
 pub fn pin_field(name: &str) -> Option<PinField> {

@@ -55,7 +55,8 @@ pub enum PartRole {
     Gateway,
     /// A model attestation behind the NEAR AI gateway.
     Model,
-    /// The NEAR AI direct format's compose manager: a CPU-only TD beside the nodes.
+    /// NEAR AI's compose manager: the process inside a model node's TD that deploys the model's
+    /// containers at run time, attested by a quote of that same TD bound to its action log.
     ComposeManager,
 }
 
@@ -72,10 +73,20 @@ pub const GATEWAY_SCOPE: &str = "gateway";
 pub const COMPOSE_MANAGER_SCOPE: &str = "compose_manager";
 
 /// Whether a check or observation scope belongs to a part that runs the model (everything but
-/// the gateway and the compose manager).
+/// the gateway and the compose managers, `compose_manager` or `model:<i>/compose_manager`).
 pub fn scope_serves_inference(scope: &str) -> bool {
-    let part = scope.split('/').next().unwrap_or_default();
-    part != GATEWAY_SCOPE && part != COMPOSE_MANAGER_SCOPE
+    let mut segments = scope.split('/');
+    segments.next() != Some(GATEWAY_SCOPE) && !scope.split('/').any(|s| s == COMPOSE_MANAGER_SCOPE)
+}
+
+/// The scope of the compose manager of the part with this scope: `compose_manager` for the
+/// direct format's answering node, `<part>/compose_manager` for a model behind the gateway.
+pub fn compose_manager_scope(owner: &str, format: AttestationFormat) -> String {
+    if format == AttestationFormat::NearGateway {
+        format!("{owner}/{COMPOSE_MANAGER_SCOPE}")
+    } else {
+        COMPOSE_MANAGER_SCOPE.to_string()
+    }
 }
 
 /// Where a part sits relative to the TLS connection the attestation was fetched over.
@@ -100,6 +111,8 @@ pub struct NodeReport<'a> {
     pub fields: &'a Map<String, Value>,
     pub role: PartRole,
     pub tls: TlsPosition,
+    /// For a compose manager, the scope of the part whose TD it runs in.
+    pub owner: Option<String>,
     /// `info`, parsed once (dstack may serve it as a JSON string).
     info: Option<Value>,
     /// `info.tcb_info`, parsed once (dstack serves it as a JSON string).
@@ -126,6 +139,7 @@ impl<'a> NodeReport<'a> {
             fields,
             role,
             tls,
+            owner: None,
             info,
             tcb_info,
         }
@@ -139,16 +153,14 @@ pub fn parts(attestation: &Value, format: AttestationFormat) -> Vec<NodeReport<'
         AttestationFormat::Dstack => nodes(attestation),
         AttestationFormat::NearDirect => {
             let mut parts = nodes(attestation);
-            if let Some(manager) = attestation
-                .get("compose_manager_attestation")
-                .and_then(Value::as_object)
-            {
-                parts.push(NodeReport::with_role(
-                    COMPOSE_MANAGER_SCOPE.into(),
-                    manager,
-                    PartRole::ComposeManager,
-                    TlsPosition::Beside,
-                ));
+            // The top-level compose manager runs in the TD of the node that answered.
+            let owner = parts
+                .iter()
+                .find(|p| p.tls == TlsPosition::Terminating)
+                .map(|p| p.scope.clone())
+                .unwrap_or_default();
+            if let Some(manager) = compose_manager_of(attestation.as_object(), &owner, format) {
+                parts.push(manager);
             }
             parts
         }
@@ -186,15 +198,42 @@ fn near_gateway_parts(attestation: &Value) -> Vec<NodeReport<'_>> {
         .and_then(Value::as_array)
     {
         for (index, model) in models.iter().enumerate() {
+            let scope = format!("model:{index}");
+            let manager =
+                compose_manager_of(model.as_object(), &scope, AttestationFormat::NearGateway);
             parts.push(NodeReport::with_role(
-                format!("model:{index}"),
+                scope,
                 model.as_object().unwrap_or(empty),
                 PartRole::Model,
                 TlsPosition::Behind,
             ));
+            // Right after its model: the compose manager is judged against that model's TD.
+            parts.extend(manager);
         }
     }
     parts
+}
+
+/// The `compose_manager_attestation` of a report object, as a part owned by `owner`. One that
+/// is present but not an object is kept as an empty part, so its missing evidence is reported.
+fn compose_manager_of<'a>(
+    fields: Option<&'a Map<String, Value>>,
+    owner: &str,
+    format: AttestationFormat,
+) -> Option<NodeReport<'a>> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let value = fields?.get("compose_manager_attestation")?;
+    if value.is_null() {
+        return None;
+    }
+    let mut part = NodeReport::with_role(
+        compose_manager_scope(owner, format),
+        value.as_object().unwrap_or_else(|| EMPTY.get_or_init(Map::new)),
+        PartRole::ComposeManager,
+        TlsPosition::Behind,
+    );
+    part.owner = Some(owner.to_string());
+    Some(part)
 }
 
 /// Lists the nodes of a dstack response. With several entries in `all_attestations` each is a

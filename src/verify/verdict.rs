@@ -49,6 +49,9 @@ pub enum Source {
     EventLog,
     /// Read from signed SPDM GPU evidence.
     GpuEvidence,
+    /// Read from a NEAR compose manager's action log whose hash a verified quote of the model's
+    /// own TD binds.
+    ComposeManager,
     /// Only asserted by the report; never satisfies a pin.
     Claim,
 }
@@ -64,6 +67,7 @@ impl Source {
             Source::Quote => "quote",
             Source::EventLog => "event_log",
             Source::GpuEvidence => "gpu_evidence",
+            Source::ComposeManager => "compose_manager",
             Source::Claim => "claim",
         }
     }
@@ -133,6 +137,11 @@ pub struct Verdict {
     pub observed: Vec<Observed>,
     /// Names of the `dangerous_*` options that were in force for this verdict.
     pub trust: Vec<String>,
+    /// How the attestation fetch reached the provider, when the bundle says: `proxied` means
+    /// the connection ended at a proxy, so no `tls_key_binding` is judged and the signed canary
+    /// is the end-to-end proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<super::bundle::Transport>,
     /// Where the policy came from, when the caller says: `teewatch verify` without `--config`
     /// judges with the policy stored in the bundle, which whoever made the bundle chose, so the
     /// verdict says so rather than pass for proof under the reader's own policy.
@@ -223,6 +232,12 @@ impl Outcome {
             Outcome::Pass(_) => State::Pass,
             Outcome::Fail(_) => State::Fail,
             Outcome::Unknown(_) => State::Unknown,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Pass(r) | Outcome::Fail(r) | Outcome::Unknown(r) => r,
         }
     }
 }

@@ -102,17 +102,22 @@ fn read_payload(payload: &Value) -> Result<(Option<String>, Vec<GpuInput>), Stri
     Ok((nonce, gpus))
 }
 
-/// Finds the NRAS answer for a part: a single `{response, jwks}` applies only to a bundle whose
-/// one part has the empty scope; with several parts each needs a list entry naming its `scope`,
-/// so that one node's answer is never judged for another.
-fn nras_for<'a>(bundle: &'a Bundle, scope: &str) -> Option<(&'a Value, &'a Value)> {
+/// Finds the NRAS answer for a part: a single `{response, jwks}` applies when the answer has one
+/// GPU-bearing part, whatever its scope (a NEAR gateway answer with one model, say); with several
+/// each needs a list entry naming its `scope`, so that one part's answer is never judged for
+/// another.
+fn nras_for<'a>(
+    bundle: &'a Bundle,
+    scope: &str,
+    gpu_parts: usize,
+) -> Option<(&'a Value, &'a Value)> {
     let pick = |entry: &'a Value| Some((entry.get("response")?, entry.get("jwks")?));
     match bundle.nras.as_ref()? {
         Value::Array(list) => list
             .iter()
             .find(|e| e.get("scope").and_then(Value::as_str) == Some(scope))
             .and_then(pick),
-        single @ Value::Object(_) if scope.is_empty() => pick(single),
+        single @ Value::Object(_) if gpu_parts == 1 => pick(single),
         _ => None,
     }
 }
@@ -136,6 +141,7 @@ fn no_nras_reason(bundle: &Bundle) -> String {
 pub fn verify_part_gpus(
     payload: Option<&Value>,
     scope: &str,
+    gpu_parts: usize,
     bundle: &Bundle,
     anchors: &TrustAnchors,
     rec: &mut Recorder,
@@ -206,7 +212,7 @@ pub fn verify_part_gpus(
     }
 
     // 12. NRAS: its token for the whole part, its verdict per GPU.
-    let Some((response, jwks)) = nras_for(bundle, scope) else {
+    let Some((response, jwks)) = nras_for(bundle, scope, gpu_parts) else {
         let reason = no_nras_reason(bundle);
         rec.check(NRAS_TOKEN, scope, Outcome::Unknown(reason.clone()));
         for index in 0..gpus.len() {
