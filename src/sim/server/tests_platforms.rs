@@ -29,12 +29,12 @@ fn quote_of(part: &Value) -> Vec<u8> {
 
 /// The PCK leaf certificate a quote embeds (the first PEM of its certification data), which
 /// names the platform that made it.
-fn pck_leaf(part: &Value) -> Vec<u8> {
+fn pck_leaf(part: &Value) -> String {
     let quote = quote_of(part);
     let text = String::from_utf8_lossy(&quote).into_owned();
     let start = text.find("-----BEGIN CERTIFICATE-----").unwrap();
     let end = text[start..].find("-----END CERTIFICATE-----").unwrap();
-    text[start..start + end].as_bytes().to_vec()
+    text[start..start + end].to_string()
 }
 
 /// The FMSPC of the PCK certificate a part's quote embeds, as dcap-qvl reads it.
