@@ -3,11 +3,11 @@
 //!
 //! `Dstack` is the dstack / vllm-proxy report NanoGPT and Phala serve; `NearGateway` and
 //! `NearDirect` are NEAR AI cloud's two shapes (a gateway CVM in front of the model nodes, or the
-//! model node answering itself beside a compose manager), both binding a TLS certificate
-//! fingerprint into REPORTDATA. `Chutes` and `Tinfoil` are shape stand-ins for formats teewatch
-//! cannot verify: only their discriminating keys (`attestation_type` and `format`) come from
-//! real captures (REFERENCE.md §1), every other byte is random, so a verifier can do no more than
-//! recognise them.
+//! model node answering itself, with the compose manager that runs in its TD), both binding a TLS
+//! certificate fingerprint into REPORTDATA. `Chutes` and `Tinfoil` are shape stand-ins for formats
+//! teewatch cannot verify: only their discriminating keys (`attestation_type` and `format`) come
+//! from real captures (REFERENCE.md §1), every other byte is random, so a verifier can do no more
+//! than recognise them.
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,13 +2,13 @@
 //! Platform CA), FMSPC, quoting enclave and signed TCB info.
 //!
 //! A real NEAR AI gateway and the models behind it can run on different machine types, so their
-//! quotes carry different FMSPCs and each must be verified with its own platform's collateral.
-//! The simulator has two platforms to show that: `Platform::First` (FMSPC 7E5700000000), where
-//! the model nodes and dstack TDs run, and `Platform::Second` (FMSPC 7E5700000001), where the NEAR
-//! gateway and the compose manager run. Both FMSPCs start with "7E57" (TEST), a prefix no Intel
-//! platform has. The platforms share their TCB components (CPUSVN, PCESVN, TDX module); only the
-//! FMSPC, the PCK key, the PPID and the QE's attestation key differ, as between two hosts whose
-//! only other difference is their model.
+//! quotes carry different FMSPCs and each must be verified with its own platform's collateral. The
+//! simulator has two platforms to show that: `Platform::First` (FMSPC 7E5700000000), where the
+//! model nodes and dstack TDs run (with the NEAR compose managers inside those nodes' TDs), and
+//! `Platform::Second` (FMSPC 7E5700000001), where the NEAR gateway runs. Both FMSPCs start with
+//! "7E57" (TEST), a prefix no Intel platform has. The platforms share their TCB components (CPUSVN,
+//! PCESVN, TDX module); only the FMSPC, the PCK key, the PPID and the QE's attestation key differ,
+//! as between two hosts whose only other difference is their model.
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use chrono::{DateTime, Utc};
@@ -27,9 +27,10 @@ const FMSPC_SECOND: [u8; 6] = [0x7e, 0x57, 0x00, 0x00, 0x00, 0x01];
 /// One of the simulated TDX hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
-    /// FMSPC 7E5700000000: model nodes and dstack TDs run here.
+    /// FMSPC 7E5700000000: model nodes and dstack TDs (and the compose managers inside NEAR
+    /// model nodes) run here.
     First,
-    /// FMSPC 7E5700000001: the NEAR gateway and the compose manager run here.
+    /// FMSPC 7E5700000001: the NEAR gateway runs here.
     Second,
 }
 
