@@ -61,6 +61,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         save_bundle: Option<PathBuf>,
     },
+    /// Verify one live check (or a saved bundle) of a target and print its verified values as
+    /// pins; with --write, set them in the configuration file.
+    Pin {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The target to pin.
+        #[arg(long)]
+        target: String,
+        /// Take the evidence from this saved bundle instead of a live check.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Set the pins in the configuration file (comments and layout kept).
+        #[arg(long)]
+        write: bool,
+    },
     /// Run the TEE provider, PCCS and NRAS simulator (test trust roots, loopback only).
     Sim {
         /// Address to listen on (loopback only).
@@ -208,6 +224,12 @@ fn main() -> ExitCode {
             json,
             save_bundle,
         } => run_check(&config, target.as_deref(), json, save_bundle.as_deref()),
+        Command::Pin {
+            config,
+            target,
+            bundle,
+            write,
+        } => cmd::pin::run_pin(&config, &target, bundle.as_deref(), write),
         Command::Sim {
             listen,
             models,

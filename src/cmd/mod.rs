@@ -1,3 +1,4 @@
 //! The command implementations too long for `main.rs`, grouped by what they drive.
 
 pub mod daemon;
+pub mod pin;
