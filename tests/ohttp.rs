@@ -1,8 +1,9 @@
 //! `ohttp_key_binding` through the whole verifier on the simulator's NEAR gateway answer
-//! (ed25519 keys). The stored answer carries no OHTTP members, and its parts' private keys are
-//! not at hand: these tests add members signed by keys made here and check that a signature
-//! the part's key did not make, or a signing key that is not the part's, fails. The pass path is
-//! in the unit tests of `src/verify/ohttp.rs`.
+//! (ed25519 keys). The stored answer carries the gateway's OHTTP attestation at the top level and
+//! one per model, each signed by its part's attested key, and all pass. Its parts' private keys
+//! are not at hand: the negative tests replace one part's members with ones signed by keys made
+//! here and check that a signature the part's key did not make, or a signing key that is not the
+//! part's, fails that part's check and nothing else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -57,9 +58,35 @@ fn others(v: &Verdict) -> Vec<(String, String, State, String)> {
 }
 
 #[test]
-fn an_answer_without_ohttp_members_has_no_ohttp_key_binding() {
+fn the_simulators_ohttp_attestations_pass_for_every_part() {
     let (value, _) = common::format_case(CASE);
-    assert!(value["attestation"].get("ohttp_attestation").is_none());
+    let v = verify(value);
+    let scopes: Vec<(&str, State)> = v
+        .checks_named(CHECK)
+        .map(|c| (c.scope.as_str(), c.state))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            ("gateway", State::Pass),
+            ("model:0", State::Pass),
+            ("model:1", State::Pass)
+        ]
+    );
+    assert_eq!(v.state, State::Pass);
+}
+
+#[test]
+fn an_answer_without_ohttp_members_has_no_ohttp_key_binding() {
+    let (mut value, _) = common::format_case(CASE);
+    let attestation = value["attestation"].as_object_mut().unwrap();
+    attestation.remove("ohttp_attestation");
+    attestation.remove("ohttp_key_config");
+    for model in attestation["model_attestations"].as_array_mut().unwrap() {
+        let model = model.as_object_mut().unwrap();
+        model.remove("ohttp_attestation");
+        model.remove("ohttp_key_config");
+    }
     let v = verify(value);
     assert_eq!(v.checks_named(CHECK).count(), 0, "{:#?}", v.checks);
     // The parts' keys are attested, so the failures below are about the OHTTP members alone.
@@ -91,7 +118,8 @@ fn a_signature_the_attested_key_did_not_make_fails() {
             format!("ohttp signature over key_config does not verify under {gateway_key}").as_str()
         )
     );
-    assert_eq!(v.checks_named(CHECK).count(), 1);
+    let states: Vec<State> = v.checks_named(CHECK).map(|c| c.state).collect();
+    assert_eq!(states, [State::Fail, State::Pass, State::Pass]);
     assert_eq!(v.state, State::Fail);
     assert_eq!(others(&v), others(&baseline), "nothing else changes");
 }
@@ -118,10 +146,11 @@ fn a_strangers_signing_key_fails() {
             .as_str()
         )
     );
-    assert_eq!(v.checks_named(CHECK).count(), 1, "model:1 carries none");
+    assert_eq!(common::check(&v, CHECK, "model:1").0, State::Pass);
     assert_eq!(others(&v), others(&baseline), "nothing else changes");
     // Reported right after `gpu_unique`, before `tls_key_binding`.
     let names: Vec<&str> = v.checks.iter().map(|c| c.name.as_str()).collect();
     let at = names.iter().position(|n| *n == CHECK).unwrap();
+    assert_eq!(v.checks[at].scope, "gateway");
     assert_eq!(names[at - 1], "gpu_unique");
 }
