@@ -494,3 +494,25 @@ async fn one_gpu_shown_for_two_model_parts_fails_gpu_unique() {
         "{why}"
     );
 }
+
+/// `nras` as one object applies to an answer with one GPU-bearing part, whatever its scope (a
+/// NEAR gateway answer with one model); with two such parts it names no part and judges none.
+#[test]
+fn nras_as_one_object_serves_the_one_gpu_bearing_part_of_any_scope() {
+    let (mut value, config) = common::format_case("near-gateway-ecdsa");
+    let entry = value["nras"][0].clone();
+    value["nras"] = json!({"response": entry["response"], "jwks": entry["jwks"]});
+    let v = common::verify_format_case(value, &config);
+    assert_eq!(check(&v, "nras_token", "model:0").0, Pass);
+    assert_eq!(v.state, Pass);
+
+    let (mut value, config) = common::format_case("near-gateway-ed25519");
+    let entry = value["nras"][0].clone();
+    value["nras"] = json!({"response": entry["response"], "jwks": entry["jwks"]});
+    let v = common::verify_format_case(value, &config);
+    for scope in ["model:0", "model:1"] {
+        let (state, reason) = check(&v, "nras_token", scope);
+        assert_eq!(state, Unknown, "{scope}");
+        assert_eq!(reason, "no nras response in the bundle for this part", "{scope}");
+    }
+}

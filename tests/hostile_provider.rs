@@ -456,3 +456,128 @@ fn drift_tracks_verified_values_the_gateway_and_the_format() {
             .any(|m| m.field == "attestation_format" && m.value == "near-gateway")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// NEAR's compose manager, OHTTP and TLS certificate (issue 14), on the stored simulator answers.
+
+fn direct_case() -> (Value, teewatch::config::Config) {
+    common::format_case("near-direct-3-nodes")
+}
+
+#[test]
+fn the_compose_manager_passes_as_served_and_with_its_members_listed_in_another_order() {
+    let (value, config) = direct_case();
+    let v = common::verify_format_case(value.clone(), &config);
+    assert_eq!(v.state, Pass);
+    assert_eq!(check(&v, "same_td", "compose_manager").0, Pass);
+    // The same actions with each action's members listed sorted: one encoding of the same list,
+    // so the hash over the compose manager's own order still binds it.
+    let mut sorted = value;
+    for action in sorted["attestation"]["compose_manager_attestation"]["actions"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let mut members: Vec<(String, Value)> = action
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        *action = Value::Object(members.into_iter().collect());
+    }
+    let v = common::verify_format_case(sorted, &config);
+    let (state, reason) = check(&v, "report_data_binding", "compose_manager");
+    assert_eq!(state, Pass, "{reason}");
+    assert!(
+        reason.contains("the compose manager's member order"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_action_edited_after_hashing_fails_the_compose_managers_binding() {
+    let (mut value, config) = direct_case();
+    let actions = &mut value["attestation"]["compose_manager_attestation"]["actions"];
+    let last = actions.as_array().unwrap().len() - 1;
+    actions[last]["file_sha256"] = json!("ab".repeat(32));
+    let v = common::verify_format_case(value, &config);
+    let (state, reason) = check(&v, "report_data_binding", "compose_manager");
+    assert_eq!(state, Fail);
+    assert!(
+        reason.starts_with(&format!(
+            "reportdata[0..32]: expected sha256 of the {} actions served as compact json",
+            last + 1
+        )),
+        "{reason}"
+    );
+    // What the edited log names is shown, never proven.
+    let deployed = observed(&v, "compose_manager", "deployed_compose_sha256");
+    assert_eq!(deployed, [("ab".repeat(32), "claim")]);
+    assert_eq!(
+        check(&v, "pin:deployed_compose_sha256", "compose_manager").0,
+        Unknown
+    );
+}
+
+#[test]
+fn a_compose_manager_quoted_by_another_td_fails_same_td() {
+    let (mut value, config) = direct_case();
+    // Another node's genuine quote (another TD) in place of the compose manager's.
+    let other = value["attestation"]["all_attestations"][1]["intel_quote"].clone();
+    value["attestation"]["compose_manager_attestation"]["quote"] = other;
+    let v = common::verify_format_case(value, &config);
+    let (state, reason) = check(&v, "same_td", "compose_manager");
+    assert_eq!(state, Fail);
+    assert!(
+        reason.starts_with("the compose manager's quote comes from another td than "),
+        "{reason}"
+    );
+    assert!(reason.contains("rtmr3: expected "), "{reason}");
+}
+
+#[test]
+fn a_served_tls_certificate_that_is_not_the_gateways_fails_the_tls_binding() {
+    let (mut value, config) = common::format_case("near-gateway-ed25519");
+    let before = common::verify_format_case(value.clone(), &config);
+    assert_eq!(check(&before, "tls_key_binding", "").0, Pass);
+    // A genuine certificate, but of another key: the simulator's test Intel root.
+    let other = std::fs::read_to_string(common::repo_path(
+        "tests/bundles/formats/near-gateway-ed25519/sim.intel-root.pem",
+    ))
+    .unwrap();
+    value["attestation"]["tls_certificate"] = Value::String(other);
+    let v = common::verify_format_case(value, &config);
+    let (state, reason) = check(&v, "tls_key_binding", "");
+    assert_eq!(state, Fail);
+    assert!(
+        reason.starts_with("tls_certificate: expected the gateway's tls_cert_fingerprint "),
+        "{reason}"
+    );
+}
+
+#[test]
+fn identity_with_a_compose_manager_needs_the_deployed_compose_file_pinned() {
+    let (value, config) = direct_case();
+    let bundle = from_json(value);
+    let mut policy = config.target(&bundle.target).unwrap().policy.clone();
+    assert_eq!(
+        check(
+            &teewatch::verify::verify(&bundle, &policy, &config.trust_anchors()),
+            "identity_pinned",
+            ""
+        )
+        .0,
+        Pass
+    );
+    policy.pins.remove("deployed_compose_sha256");
+    let v = teewatch::verify::verify(&bundle, &policy, &config.trust_anchors());
+    let (state, reason) = check(&v, "identity_pinned", "");
+    assert_eq!(state, Unknown);
+    assert!(
+        reason.contains(
+            "it needs deployed_compose_sha256 pinned (the compose hash names the compose manager)"
+        ),
+        "{reason}"
+    );
+}

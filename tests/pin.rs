@@ -514,3 +514,74 @@ fn a_forged_gateway_quote_is_refused_and_the_file_left_byte_identical() {
     assert_eq!(std::fs::read(&config).unwrap(), before);
     std::fs::remove_dir_all(config.parent().unwrap()).unwrap();
 }
+
+/// Issue 14's end state: a target of each verifiable format, pinned from nothing by
+/// `pin --write`, passes end to end against the simulator, canaries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_pinned_by_pin_write_passes_end_to_end() {
+    use teewatch::sim::format::SimFormat;
+    let formats = [
+        SimFormat::Dstack,
+        SimFormat::NearGateway,
+        SimFormat::NearDirect,
+    ];
+    let run = start(
+        "pin-formats",
+        SimOptions {
+            models: formats.len(),
+            formats: formats.to_vec(),
+            nodes: 2,
+            tls: true,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let config = run.dir.join("sim.toml");
+    std::fs::write(
+        &config,
+        strip_pins(&std::fs::read_to_string(&config).unwrap()),
+    )
+    .unwrap();
+    let config_s = path_str(&config);
+    for index in 0..formats.len() {
+        let model = model_name(index);
+        let out = run_teewatch(args(&[
+            "pin", "--config", &config_s, "--target", &model, "--write",
+        ]))
+        .await;
+        assert_code(&out, 0, &format!("pin --write {model}"));
+        let written = std::fs::read_to_string(&config).unwrap();
+        let pins = pins_of(&written, &model, "pins");
+        assert!(
+            pins.contains_key("mrtd") && pins.contains_key("compose_hash"),
+            "{pins:?}"
+        );
+        if formats[index] != SimFormat::Dstack {
+            assert!(
+                pins.contains_key("deployed_compose_sha256"),
+                "{model}: {pins:?}"
+            );
+        }
+        let gateway = formats[index] == SimFormat::NearGateway;
+        assert_eq!(
+            !pins_of(&written, &model, "gateway_pins").is_empty(),
+            gateway,
+            "{model}"
+        );
+    }
+    let out = run_teewatch(args(&["check", "--config", &config_s, "--json"])).await;
+    assert_code(&out, 0, "check after pin --write");
+    let verdicts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdicts.len(), formats.len());
+    for verdict in &verdicts {
+        assert_eq!(verdict["state"], "pass", "{verdict:#}");
+        let names: Vec<&str> = verdict["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"canary_signature"), "{names:?}");
+        assert!(names.contains(&"identity_pinned"), "{names:?}");
+    }
+}

@@ -9,10 +9,10 @@ mod common;
 use common::sim_run::{Running, check, check_adjusted, failing, start, unproven};
 
 use teewatch::config::{Profile, SigningAlgo};
+use teewatch::render;
 use teewatch::sim::faults::Fault;
 use teewatch::sim::format::SimFormat;
 use teewatch::sim::server::{SimOptions, model_name};
-use teewatch::render;
 use teewatch::verify::bundle::Transport;
 use teewatch::verify::{AttestationFormat, State, Verdict};
 
@@ -70,7 +70,10 @@ async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
     );
     for (scope, state, reason) in named(&v, "same_td") {
         assert_eq!(state, State::Pass, "{scope}: {reason}");
-        assert!(reason.ends_with("the compose manager runs in its td"), "{reason}");
+        assert!(
+            reason.ends_with("the compose manager runs in its td"),
+            "{reason}"
+        );
     }
     assert_eq!(
         scopes(&v, "pin:deployed_compose_sha256"),
@@ -103,7 +106,13 @@ async fn near_gateway_over_https_proves_everything_it_can_with_ed25519_keys() {
     let tls = named(&v, "tls_key_binding");
     assert_eq!(tls.len(), 1, "{tls:?}");
     assert_eq!((tls[0].0, tls[0].1), ("", State::Pass), "{}", tls[0].2);
-    assert!(tls[0].2.contains("of gateway; the served tls_certificate is the gateway's"), "{}", tls[0].2);
+    assert!(
+        tls[0]
+            .2
+            .contains("of gateway; the served tls_certificate is the gateway's"),
+        "{}",
+        tls[0].2
+    );
     assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
     // The model's pins apply to the models; the gateway, which runs other software, is judged
     // by its own gateway_pins (which the simulator's configuration writes).
@@ -168,14 +177,21 @@ async fn near_direct_single_node_passes_with_its_compose_manager() {
     // One answer for the connection, judged for the whole answer.
     assert_eq!(scopes(&v, "tls_key_binding"), [""]);
     assert_eq!(scopes(&v, "pin:compose_hash"), [""]);
-    assert_eq!(scopes(&v, "pin:deployed_compose_sha256"), ["compose_manager"]);
+    assert_eq!(
+        scopes(&v, "pin:deployed_compose_sha256"),
+        ["compose_manager"]
+    );
     let deployed: Vec<&str> = v
         .observed
         .iter()
         .filter(|o| o.field == "deployed_compose_file")
         .map(|o| o.source.as_str())
         .collect();
-    assert_eq!(deployed, ["compose_manager"], "proven by the compose manager's quote");
+    assert_eq!(
+        deployed,
+        ["compose_manager"],
+        "proven by the compose manager's quote"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +260,11 @@ async fn through_a_proxying_profile_tls_is_not_judged_and_over_plain_http_it_is_
     assert_eq!(v.state, State::Unknown, "{:#?}", failing(&v));
     let tls = &named(&v, "tls_key_binding")[0];
     assert_eq!((tls.0, tls.1), ("", State::Unknown));
-    assert!(tls.2.starts_with("no tls peer key was recorded"), "{}", tls.2);
+    assert!(
+        tls.2.starts_with("no tls peer key was recorded"),
+        "{}",
+        tls.2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,4 +356,60 @@ async fn the_gateway_and_its_models_are_each_verified_with_their_own_platforms_c
         signature[0].2
     );
     assert_eq!((signature[1].0, signature[1].1), ("model:0", State::Pass));
+}
+
+/// What a NEAR compose manager does after the first check is seen: a container restart is a new
+/// last action (a drift event, the verdict still passing), a redeploy a new deployed compose file
+/// (drift, and the pinned file fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_manager_actions_since_the_last_check_are_drift_events() {
+    use teewatch::drift::{TargetHistory, detect, measurements};
+    let run = start_formats("manager-actions", &[SimFormat::NearGateway], 1, true).await;
+    let model = model_name(0);
+    let policy = run.config.target(&model).unwrap().policy.clone();
+    let first = check(&run, &model).await;
+    assert_eq!(first.state, State::Pass, "{:#?}", failing(&first));
+    let mut history = TargetHistory::default();
+    let at = chrono::Utc::now();
+    let seen = measurements(&first);
+    assert!(
+        seen.iter()
+            .any(|m| m.field == "deployed_compose_sha256" && m.source == "compose_manager"),
+        "{seen:#?}"
+    );
+    history.absorb(&seen, &detect(&history, &seen, &policy, at), at);
+
+    run.sim
+        .state
+        .set_fault(Some(&model), Fault::Restart, true)
+        .unwrap();
+    let restarted = check(&run, &model).await;
+    assert_eq!(restarted.state, State::Pass, "{:#?}", failing(&restarted));
+    let events = detect(&history, &measurements(&restarted), &policy, at);
+    let fields: Vec<&str> = events.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["compose_manager_last_action"], "{events:#?}");
+    assert!(
+        events[0].new_value.starts_with("docker_restart@"),
+        "{events:#?}"
+    );
+
+    run.sim
+        .state
+        .set_fault(Some(&model), Fault::Redeploy, true)
+        .unwrap();
+    let redeployed = check(&run, &model).await;
+    let (_, state, reason) = named(&redeployed, "pin:deployed_compose_sha256")[0];
+    assert_eq!(state, State::Fail, "{reason}");
+    let events = detect(&history, &measurements(&redeployed), &policy, at);
+    let deployed = events
+        .iter()
+        .find(|e| e.field == "deployed_compose_sha256")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(
+        deployed.reasons,
+        [
+            teewatch::drift::DriftReason::New,
+            teewatch::drift::DriftReason::NotAllowed
+        ]
+    );
 }
