@@ -3,6 +3,9 @@
 //! Ctrl-C stops it cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -51,9 +54,7 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
     }
     let text = lines.join("\n");
     let stop = |child: &mut std::process::Child| {
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
+        process::signal(child.id(), "INT");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -1,5 +1,6 @@
 //! Child processes of tests and the load bench: killed however the test ends, and signalled by
-//! name (shared through `#[path]` by files that do not use the rest of `common`).
+//! name through kill(2), never by running kill(1) (shared through `#[path]` by files that do not
+//! use the rest of `common`).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::process::{Child, Command, Output};
@@ -60,11 +61,41 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Sends the signal `name` (such as `TERM`, `HUP`, `STOP`) to process `pid` with kill(1).
+/// The signal named `name` as kill(1) spells it (`TERM`, `HUP`, `INT`, `KILL`, `STOP`, `CONT`).
+fn signal_number(name: &str) -> libc::c_int {
+    match name {
+        "TERM" => libc::SIGTERM,
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "KILL" => libc::SIGKILL,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        _ => panic!("no signal named {name}"),
+    }
+}
+
+/// Sends the signal `name` (such as `TERM`, `HUP`, `STOP`) to process `pid`, with kill(2).
 pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    assert!(pid > 0, "not a process id: {pid}");
+    kill(pid, name);
+}
+
+/// Sends the signal `name` to every process of the process group `pgid` (a child started with
+/// `process_group(0)` leads the group of its own id).
+pub fn signal_group(pgid: u32, name: &str) {
+    let pgid = libc::pid_t::try_from(pgid).unwrap();
+    assert!(pgid > 1, "not a process group: {pgid}");
+    kill(-pgid, name);
+}
+
+fn kill(target: libc::pid_t, name: &str) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of this process.
+    let result = unsafe { libc::kill(target, signal_number(name)) };
+    assert_eq!(
+        result,
+        0,
+        "kill({target}, SIG{name}): {}",
+        std::io::Error::last_os_error()
+    );
 }
