@@ -1,12 +1,20 @@
 //! The shipped Prometheus alert rules (`dashboards/prometheus/alerts.yml`): promtool accepts
 //! them and passes their unit tests (`alerts_test.yml`), every alert has a runbook section in
 //! `docs/alerts.md` and unit tests that fire and that do not, and every `for:` has the form the
-//! end-to-end test's substitution covers. Without promtool the promtool tests fail under `CI`
-//! and warn loudly elsewhere.
+//! end-to-end test's substitution covers. Without promtool the promtool tests fail, naming the
+//! install command.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "common/prom.rs"]
 mod prom;
+#[path = "common/tool.rs"]
+mod tool;
+
+/// `promtool`, or the test fails naming the command that installs it.
+#[track_caller]
+fn promtool() -> std::path::PathBuf {
+    tool::tool("promtool", prom::INSTALL)
+}
 
 /// The alerts, in file order, with their severities. Other files (dashboards, the runbook, the
 /// end-to-end test) name them: never rename one.
@@ -44,10 +52,7 @@ fn field<'a>(block: &'a str, key: &str) -> Option<&'a str> {
 
 #[test]
 fn promtool_accepts_the_rules() {
-    if !prom::available("promtool") {
-        return;
-    }
-    let (ok, said) = prom::run("promtool", &["check", "rules", prom::RULES]);
+    let (ok, said) = prom::run(&promtool(), &["check", "rules", prom::RULES]);
     assert!(ok, "promtool check rules failed:\n{said}");
     assert!(
         said.contains(&format!("SUCCESS: {} rules found", ALERTS.len())),
@@ -61,10 +66,7 @@ fn promtool_accepts_the_rules() {
 
 #[test]
 fn promtool_unit_tests_of_every_alert_pass() {
-    if !prom::available("promtool") {
-        return;
-    }
-    let (ok, said) = prom::run("promtool", &["test", "rules", prom::RULE_TESTS]);
+    let (ok, said) = prom::run(&promtool(), &["test", "rules", prom::RULE_TESTS]);
     assert!(ok, "promtool test rules failed:\n{said}");
     assert!(said.contains("SUCCESS"), "{said}");
 }

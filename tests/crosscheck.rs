@@ -5,8 +5,9 @@
 //! `bad-quote-signature`, `bad-gpu-signature` and `unbound-nonce` faults. So simulator and
 //! verifier cannot pass each other on a shared misunderstanding of the formats.
 //!
-//! Needs `python3` with `cryptography` and `dcap-qvl` (`.ci/run` installs them). Without them the
-//! tests fail, unless `TEEWATCH_SKIP_CROSSCHECK=1` is set.
+//! Needs a Python with the packages pinned in `tests/crosscheck/requirements.txt`:
+//! `TEEWATCH_PYTHON`, else the project's `.venv/bin/python` (`scripts/test` makes it). Without it
+//! the tests fail naming the commands that make it; they never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -24,32 +25,6 @@ use teewatch::verify::{self, Bundle, State, Verdict};
 
 const GPUS: usize = 2;
 
-/// Whether the Python side can run: true to go on, false when skipped on purpose; panics with
-/// instructions otherwise.
-fn python_ready(test: &str) -> bool {
-    if std::env::var("TEEWATCH_SKIP_CROSSCHECK").is_ok_and(|v| v == "1") {
-        eprintln!("{test}: SKIPPED because TEEWATCH_SKIP_CROSSCHECK=1");
-        return false;
-    }
-    let probe = Command::new("python3")
-        .args(["-c", "import cryptography, dcap_qvl"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => panic!(
-            "the cross-check needs python3 with the packages `cryptography` and `dcap-qvl`, \
-             and `python3 -c \"import cryptography, dcap_qvl\"` failed:\n{}\n\
-             Run `.ci/run` (it pip-installs them), or install them by hand, \
-             or set TEEWATCH_SKIP_CROSSCHECK=1 to skip this test on purpose.",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!(
-            "the cross-check needs `python3` ({e}). Run `.ci/run` (it installs the Python \
-             packages), or set TEEWATCH_SKIP_CROSSCHECK=1 to skip this test on purpose."
-        ),
-    }
-}
-
 async fn start(name: &str) -> Running {
     common::sim_run::start(
         &format!("crosscheck-{name}"),
@@ -62,14 +37,14 @@ async fn start(name: &str) -> Running {
 }
 
 /// Runs the script on `dir`; its JSON answer.
-fn run_python(dir: &Path) -> Value {
+fn run_python(python: &Path, dir: &Path) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/crosscheck/crosscheck.py");
     let started = Instant::now();
-    let out = Command::new("python3")
+    let out = Command::new(python)
         .arg(&script)
         .arg(dir)
         .output()
-        .unwrap_or_else(|e| panic!("running python3 {script:?}: {e}"));
+        .unwrap_or_else(|e| panic!("running {python:?} {script:?}: {e}"));
     eprintln!("crosscheck.py on {dir:?}: {:?}", started.elapsed());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -83,7 +58,7 @@ fn run_python(dir: &Path) -> Value {
 }
 
 /// Fetches a bundle for `model`, has both sides judge it, and returns (teewatch, python).
-async fn both(run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
+async fn both(python: &Path, run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
     let fetched = common::sim_run::fetch(run, model).await;
     let dir = run.dir.join(tag);
     std::fs::create_dir_all(&dir).unwrap();
@@ -99,12 +74,12 @@ async fn both(run: &Running, model: &str, tag: &str) -> (Verdict, Value) {
         "nras_issuer": run.sim.base_url,
     });
     std::fs::write(dir.join("roots.json"), roots.to_string()).unwrap();
-    let python = run_python(&dir);
-    eprintln!("{tag}: python errors {}", python["errors"]);
+    let answer = run_python(python, &dir);
+    eprintln!("{tag}: python errors {}", answer["errors"]);
     let bundle = Bundle::from_value(fetched).unwrap();
     let target = run.config.target(model).unwrap();
     let verdict = verify::verify(&bundle, &target.policy, &run.config.trust_anchors());
-    (verdict, python)
+    (verdict, answer)
 }
 
 /// Whether teewatch's one check `name` in `scope` passed; `None` (reported) when it is not there
@@ -269,11 +244,9 @@ fn disagreements(v: &Verdict, py: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_bundle_is_valid_to_both_sides_and_they_agree() {
-    if !python_ready("a_healthy_bundle_is_valid_to_both_sides_and_they_agree") {
-        return;
-    }
+    let python = common::tool::python();
     let run = start("healthy").await;
-    let (v, py) = both(&run, &model_name(0), "healthy").await;
+    let (v, py) = both(&python, &run, &model_name(0), "healthy").await;
     assert_eq!(v.state, State::Pass, "{:#?}", failing(&v));
     let problems = disagreements(&v, &py);
     assert!(
@@ -317,9 +290,7 @@ async fn a_healthy_bundle_is_valid_to_both_sides_and_they_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_fault_is_invalid_to_both_sides_for_the_same_reason() {
-    if !python_ready("each_fault_is_invalid_to_both_sides_for_the_same_reason") {
-        return;
-    }
+    let python = common::tool::python();
     let run = start("faults").await;
     let model = model_name(0);
     let mut problems = Vec::new();
@@ -329,7 +300,7 @@ async fn each_fault_is_invalid_to_both_sides_for_the_same_reason() {
         Fault::UnboundNonce,
     ] {
         run.sim.state.set_fault(Some(&model), fault, true).unwrap();
-        let (v, py) = both(&run, &model, &fault.to_string()).await;
+        let (v, py) = both(&python, &run, &model, &fault.to_string()).await;
         run.sim.state.set_fault(Some(&model), fault, false).unwrap();
         let mut here: Vec<String> = disagreements(&v, &py);
         let mut expect = |ok: bool, what: &str| {
@@ -426,9 +397,7 @@ async fn each_fault_is_invalid_to_both_sides_for_the_same_reason() {
 
 #[test]
 fn the_script_reports_bad_input_instead_of_crashing() {
-    if !python_ready("the_script_reports_bad_input_instead_of_crashing") {
-        return;
-    }
+    let python = common::tool::python();
     let dir = std::env::temp_dir().join(format!("teewatch-crosscheck-{}-bad", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bundle = json!({
@@ -445,7 +414,7 @@ fn the_script_reports_bad_input_instead_of_crashing() {
     });
     std::fs::write(dir.join("bundle.json"), bundle.to_string()).unwrap();
     std::fs::write(dir.join("roots.json"), "{\"intel_root_pem\": \"nope\"}").unwrap();
-    let py = run_python(&dir);
+    let py = run_python(&python, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     for key in [
         "quote_parses",
@@ -466,7 +435,7 @@ fn the_script_reports_bad_input_instead_of_crashing() {
     assert!(!py["errors"].as_array().unwrap().is_empty(), "{py:#}");
 
     // And no input directory at all.
-    let py = run_python(&dir);
+    let py = run_python(&python, &dir);
     assert_eq!(py["quote_parses"], json!(false), "{py:#}");
     assert!(!py["errors"].as_array().unwrap().is_empty(), "{py:#}");
 }

@@ -12,15 +12,17 @@ pub mod nras_mint;
 pub mod process;
 pub mod promtool;
 pub mod sim_run;
+pub mod tool;
 
 use std::path::PathBuf;
 
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
 
 /// Compares each `(name, verdict JSON)` with `<golden_dir>/<name>.json`, or writes them all when
-/// `TEEWATCH_BLESS` is set; panics listing every mismatch.
+/// `TEEWATCH_BLESS` is exactly `1`; panics listing every mismatch. Any other value of
+/// `TEEWATCH_BLESS` is refused, so a stray `TEEWATCH_BLESS=0` or empty value never rewrites.
 pub fn assert_golden(golden_dir: &std::path::Path, verdicts: &[(String, String)]) {
-    let bless = std::env::var_os("TEEWATCH_BLESS").is_some();
+    let bless = bless();
     let mut mismatches = Vec::new();
     for (name, text) in verdicts {
         let golden = golden_dir.join(format!("{name}.json"));
@@ -40,6 +42,16 @@ pub fn assert_golden(golden_dir: &std::path::Path, verdicts: &[(String, String)]
         "{}\n(if the change is deliberate, rerun with TEEWATCH_BLESS=1 and say why in the commit)",
         mismatches.join("\n")
     );
+}
+
+/// Whether `TEEWATCH_BLESS=1` asks to rewrite the golden files: only exactly `1` does; unset is
+/// no; any other value fails the test rather than guess.
+pub fn bless() -> bool {
+    match std::env::var_os("TEEWATCH_BLESS") {
+        None => false,
+        Some(v) if v == "1" => true,
+        Some(v) => panic!("TEEWATCH_BLESS={v:?}: only TEEWATCH_BLESS=1 rewrites golden files"),
+    }
 }
 
 /// A stored simulator bundle of `tests/bundles/formats/<name>/` as JSON, with the configuration

@@ -1,6 +1,6 @@
 //! Prometheus' own programs for the tests of the shipped alert rules (`tests/alerts.rs`,
-//! `tests/prometheus_e2e.rs`): finding `promtool` and the `prometheus` server (Debian's
-//! `prometheus` package), running them from the repository root, and the one change the
+//! `tests/prometheus_e2e.rs`): running `promtool` and the `prometheus` server (Debian's
+//! `prometheus` package, found by `tool.rs`) from the repository root, and the one change the
 //! end-to-end test makes to the rules (documented in `docs/alerts.md`).
 #![allow(
     dead_code,
@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The shipped alert rules, their promtool unit tests and their runbook, from the repository
@@ -27,36 +27,17 @@ pub fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Whether `program` (`promtool`, `prometheus`) can be run. When it is missing this fails under
-/// `CI` (which installs it) and otherwise warns loudly and returns false, so the caller returns
-/// without testing anything.
-pub fn available(program: &str) -> bool {
-    match Command::new(program).arg("--version").output() {
-        Ok(_) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var_os("CI").is_some() {
-                panic!("{program} is not installed, but CI must install it (Debian: prometheus)");
-            }
-            eprintln!(
-                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 !!! {program} not found: the alert rules were NOT tested.\n\
-                 !!! Install it (Debian: apt-get install prometheus) to run this test.\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-            );
-            false
-        }
-        Err(e) => panic!("cannot run {program}: {e}"),
-    }
-}
+/// What provides `promtool` and `prometheus` on Debian.
+pub const INSTALL: &str = "apt-get install -y prometheus";
 
 /// Runs `program args…` in the repository root: whether it succeeded, and what it said on
 /// standard output and standard error.
-pub fn run(program: &str, args: &[&str]) -> (bool, String) {
+pub fn run(program: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
         .args(args)
         .current_dir(repo_root())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
     said.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), said)
