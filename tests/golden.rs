@@ -5,8 +5,10 @@
 
 mod common;
 
-#[test]
-fn every_bundle_matches_its_golden_verdict() {
+use teewatch::verify::{self, TrustAnchors};
+
+/// The real-vector bundles of `tests/bundles/`, by name, sorted.
+fn bundle_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(common::repo_path("tests/bundles"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -18,6 +20,12 @@ fn every_bundle_matches_its_golden_verdict() {
         names.len() >= 11,
         "expected the real-vector bundles, found {names:?}"
     );
+    names
+}
+
+#[test]
+fn every_bundle_matches_its_golden_verdict() {
+    let names = bundle_names();
     let verdicts: Vec<(String, String)> = names
         .iter()
         .map(|name| {
@@ -31,10 +39,45 @@ fn every_bundle_matches_its_golden_verdict() {
     common::assert_golden(&common::repo_path("tests/golden"), &verdicts);
 }
 
+/// The verifier's cache remembers only work done on byte-identical inputs and judges validity at
+/// each bundle's own `observed_at`, so a verdict from a used cache is the verdict from a fresh
+/// one, byte for byte, and the golden one. The used cache has verified every bundle first: it
+/// holds the collateral that `dcapqvl-v4-uptodate` and `dcapqvl-v4-collateral-expired` share (valid
+/// at the first's `observed_at`, expired at the second's) and the GPU chains.
 #[test]
-fn verifying_twice_gives_identical_json() {
-    let bundle = common::bundle("pmlsdk-dstack-sample");
-    let a = serde_json::to_string(&common::verdict(&bundle)).unwrap();
-    let b = serde_json::to_string(&common::verdict(&bundle)).unwrap();
-    assert_eq!(a, b);
+fn a_used_cache_gives_the_verdict_of_a_fresh_one() {
+    let names = bundle_names();
+    let json = |name: &str, anchors: &TrustAnchors| {
+        let bundle = common::bundle(name);
+        let verdict = verify::verify(&bundle, &common::own_policy(&bundle), anchors);
+        serde_json::to_string_pretty(&verdict).unwrap() + "\n"
+    };
+    let used = TrustAnchors::production();
+    for name in &names {
+        json(name, &used);
+    }
+    assert!(
+        !used.cache.collateral.is_empty() && !used.cache.gpu_chains.is_empty(),
+        "the used cache holds collateral and GPU chains"
+    );
+    let shared = |name: &str| common::bundle_json(name)["tdx_collateral"].to_string();
+    assert_eq!(
+        shared("dcapqvl-v4-uptodate"),
+        shared("dcapqvl-v4-collateral-expired"),
+        "two bundles share one collateral at different instants"
+    );
+    // Again in the reverse order, each with the used cache and with a fresh one.
+    for name in names.iter().rev() {
+        let warm = json(name, &used);
+        let fresh = TrustAnchors::production();
+        assert!(fresh.cache.collateral.is_empty() && fresh.cache.gpu_chains.is_empty());
+        let cold = json(name, &fresh);
+        assert_eq!(warm, cold, "{name}: a used cache changed the verdict");
+        let golden = common::repo_path(&format!("tests/golden/{name}.json"));
+        assert_eq!(
+            std::fs::read_to_string(&golden).unwrap_or_default(),
+            warm,
+            "{name}: the verdict from a used cache differs from {golden:?}"
+        );
+    }
 }
