@@ -4,8 +4,6 @@
 //! meant to.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::time::Instant;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -457,27 +455,4 @@ fn simulator_types_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<NvidiaTestPki>();
     assert_send_sync::<NrasSim>();
-}
-
-#[test]
-fn timings() {
-    let now = Utc::now();
-    let t = Instant::now();
-    let pki = NvidiaTestPki::generate(8, now).unwrap();
-    let generate_pki = t.elapsed();
-    let t = Instant::now();
-    let sim = NrasSim::generate(ISSUER, now).unwrap();
-    let generate_nras = t.elapsed();
-    let gpus = pki.default_gpus();
-    let t = Instant::now();
-    let payload = pki.payload(&nonce(), &gpus).unwrap();
-    let payload_time = t.elapsed();
-    let t = Instant::now();
-    let eat = sim.attest(&payload, now, true).unwrap();
-    let attest_time = t.elapsed();
-    verify_nras(&sim, &eat, &sim.jwks(), &pki, 8, now.timestamp()).unwrap();
-    eprintln!(
-        "NvidiaTestPki::generate(8) {generate_pki:?}, NrasSim::generate {generate_nras:?}, \
-         payload(8) {payload_time:?}, attest(8) {attest_time:?}"
-    );
 }
