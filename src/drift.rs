@@ -297,6 +297,12 @@ pub fn detect(
         if known.is_some_and(|values| values.contains_key(&m.value)) {
             continue;
         }
+        if m.field == LAST_ACTION_FIELD {
+            if let Some(event) = new_action(known, m, at) {
+                events.push(event);
+            }
+            continue;
+        }
         if events
             .iter()
             .any(|e| e.field == m.field && e.new_value == m.value)
@@ -325,6 +331,32 @@ pub fn detect(
         });
     }
     events
+}
+
+/// The compose manager's last action, `<td>/<action>@<timestamp>`: compared per TD.
+pub const LAST_ACTION_FIELD: &str = "compose_manager_last_action";
+
+/// A compose manager's last action is news only against the same TD's earlier one: each node
+/// keeps its own log, so a node seen for the first time (round robin) is its own baseline.
+fn new_action(
+    known: Option<&BTreeMap<String, DateTime<Utc>>>,
+    m: &Measurement,
+    at: DateTime<Utc>,
+) -> Option<DriftEvent> {
+    let td = m.value.split_once('/').map(|(td, _)| td)?;
+    let same_td: Vec<String> = known?
+        .keys()
+        .filter(|v| v.split_once('/').is_some_and(|(other, _)| other == td))
+        .cloned()
+        .collect();
+    (!same_td.is_empty()).then(|| DriftEvent {
+        field: m.field.clone(),
+        node: m.node.clone(),
+        old_values: same_td,
+        new_value: m.value.clone(),
+        reasons: vec![DriftReason::New],
+        at,
+    })
 }
 
 impl TargetHistory {
@@ -430,6 +462,31 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_compose_managers_new_action_is_news_only_against_the_same_td() {
+        let m = |value: &str| Measurement {
+            field: LAST_ACTION_FIELD.into(),
+            node: "compose_manager".into(),
+            value: value.into(),
+            source: "compose_manager".into(),
+        };
+        let at = DateTime::parse_from_rfc3339("2026-06-10T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut history = TargetHistory::default();
+        let first = [m("aa/compose_up@1")];
+        history.absorb(&first, &[], at);
+        // Another node, seen for the first time (round robin): its own baseline.
+        let other = [m("bb/compose_up@2")];
+        assert!(detect(&history, &other, &Policy::default(), at).is_empty());
+        history.absorb(&other, &[], at);
+        // The first node's log grew: an event naming that node's earlier action only.
+        let events = detect(&history, &[m("aa/docker_restart@3")], &Policy::default(), at);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].old_values, ["aa/compose_up@1"]);
+        assert_eq!(events[0].reasons, [DriftReason::New]);
     }
 
     #[test]

@@ -577,3 +577,42 @@ async fn prometheus_raises_the_shipped_alerts_for_each_fault_and_nothing_else() 
     drop(prometheus);
     drop(run);
 }
+
+/// A NEAR gateway target and a NEAR direct target, pinned as the simulator's configuration pins
+/// them (gateway and deployed compose file included), pass and raise no alert in Prometheus:
+/// nothing is left `unknown` for being behind the gateway or beside the answering node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn healthy_near_targets_pass_and_stay_quiet() {
+    use teewatch::sim::format::SimFormat;
+    let binary = common::tool::tool("prometheus", prom::INSTALL);
+    let run = start(
+        "prometheus-near",
+        SimOptions {
+            models: 2,
+            formats: vec![SimFormat::NearGateway, SimFormat::NearDirect],
+            nodes: 2,
+            tls: true,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let daemon = start_daemon(&run.dir.join("sim.toml"), &run.dir).await;
+    let targets = [model_name(0), model_name(1)];
+    for target in &targets {
+        assert!(daemon.check_now(target).await);
+    }
+    let prometheus = Prometheus::start(&binary, daemon.addr()).await;
+    for target in &targets {
+        until_state(&prometheus, target, 0.0).await;
+    }
+    let quiet_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < quiet_until {
+        let alerts = prometheus.alerts().await;
+        assert!(
+            alerts.is_empty(),
+            "healthy NEAR targets raised:\n{}",
+            summary(&alerts)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

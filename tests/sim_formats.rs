@@ -389,7 +389,7 @@ async fn compose_manager_actions_since_the_last_check_are_drift_events() {
     let fields: Vec<&str> = events.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["compose_manager_last_action"], "{events:#?}");
     assert!(
-        events[0].new_value.starts_with("docker_restart@"),
+        events[0].new_value.contains("/docker_restart@"),
         "{events:#?}"
     );
 

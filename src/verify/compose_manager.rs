@@ -233,13 +233,20 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 /// What the action log says runs: the latest `compose_up`'s file hash, file, tag and commit, the
-/// number of actions and the last one (`<action>@<timestamp>`), as `(field, value)` pairs.
-pub fn deployed(actions: &[Value]) -> Vec<(&'static str, String)> {
+/// number of actions and the last one, as `(field, value)` pairs.
+///
+/// The last action is written `<td>/<action>@<timestamp>`, `<td>` being the first 8 bytes of the
+/// TD's `instance-id` (or `unknown`): each node keeps its own log, so a new action means something
+/// only against the same node's earlier one (drift compares them per node).
+pub fn deployed(actions: &[Value], instance_id: Option<&[u8]>) -> Vec<(&'static str, String)> {
     let mut out = vec![("compose_manager_actions", actions.len().to_string())];
     if let Some(last) = actions.last() {
         let action = text(last.get("action")).unwrap_or_else(|| "?".into());
         let at = text(last.get("timestamp")).unwrap_or_else(|| "?".into());
-        out.push(("compose_manager_last_action", format!("{action}@{at}")));
+        let td = instance_id
+            .map(|id| hexutil::lower(id.get(..8).unwrap_or(id)))
+            .unwrap_or_else(|| "unknown".into());
+        out.push(("compose_manager_last_action", format!("{td}/{action}@{at}")));
     }
     let latest_up = actions
         .iter()
@@ -371,9 +378,12 @@ mod tests {
     fn the_deployed_software_is_the_latest_compose_up() {
         let mut actions = log();
         actions.push(json!({"timestamp": 1718000000, "action": "docker_restart", "container": "vllm"}));
-        let found = deployed(&actions);
+        let found = deployed(&actions, Some(&[0xab; 20]));
         assert!(found.contains(&("compose_manager_actions", "3".into())));
-        assert!(found.contains(&("compose_manager_last_action", "docker_restart@1718000000".into())));
+        assert!(found.contains(&(
+            "compose_manager_last_action",
+            "abababababababab/docker_restart@1718000000".into()
+        )));
         assert!(found.contains(&("deployed_compose_sha256", "aa".repeat(32))));
         assert!(found.contains(&("deployed_compose_file", "prod/a.yaml".into())));
         assert!(found.contains(&("deployed_tag", "v1".into())));

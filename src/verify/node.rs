@@ -84,7 +84,7 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
             }
             rec.check(EVENT_LOG_REPLAY, scope, after(TDX_QUOTE_PARSE, "failed"));
             if is_manager {
-                observe_deployed(node, scope, false, rec);
+                observe_deployed(node, scope, false, None, rec);
             } else {
                 rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
             }
@@ -160,7 +160,7 @@ fn verify_manager_body(
     let same = compose_manager::judge_same_td(scope, owner, &rec.observed);
     rec.check(SAME_TD, scope, same);
     // 8. Its event log (the TD's own) replays against its registers.
-    let _ = replay_event_log(node, quote, scope, rec);
+    let identity = replay_event_log(node, quote, scope, rec);
     // 9. What runs, as evidence only when the quote verified, binds the log and is that TD.
     let verified = [TDX_QUOTE_SIGNATURE, REPORT_DATA_BINDING, SAME_TD]
         .iter()
@@ -169,11 +169,18 @@ fn verify_manager_body(
                 c.name == *name && c.scope == scope && c.state == super::verdict::State::Pass
             })
         });
-    observe_deployed(node, scope, verified, rec);
+    let instance = identity.as_ref().and_then(|i| i.instance_id.as_deref());
+    observe_deployed(node, scope, verified, instance, rec);
 }
 
 /// Records the deployed software the compose manager's action log names.
-fn observe_deployed(node: &NodeReport<'_>, scope: &str, verified: bool, rec: &mut Recorder) {
+fn observe_deployed(
+    node: &NodeReport<'_>,
+    scope: &str,
+    verified: bool,
+    instance_id: Option<&[u8]>,
+    rec: &mut Recorder,
+) {
     let Ok(actions) = compose_manager::actions(node) else {
         return;
     };
@@ -182,7 +189,7 @@ fn observe_deployed(node: &NodeReport<'_>, scope: &str, verified: bool, rec: &mu
     } else {
         Source::Claim
     };
-    for (field, value) in compose_manager::deployed(actions) {
+    for (field, value) in compose_manager::deployed(actions, instance_id) {
         rec.observe(scope, field, value, source);
     }
 }
