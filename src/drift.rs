@@ -483,7 +483,12 @@ mod tests {
         assert!(detect(&history, &other, &Policy::default(), at).is_empty());
         history.absorb(&other, &[], at);
         // The first node's log grew: an event naming that node's earlier action only.
-        let events = detect(&history, &[m("aa/docker_restart@3")], &Policy::default(), at);
+        let events = detect(
+            &history,
+            &[m("aa/docker_restart@3")],
+            &Policy::default(),
+            at,
+        );
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].old_values, ["aa/compose_up@1"]);
         assert_eq!(events[0].reasons, [DriftReason::New]);

@@ -543,7 +543,7 @@ async fn every_format_pinned_by_pin_write_passes_end_to_end() {
     )
     .unwrap();
     let config_s = path_str(&config);
-    for index in 0..formats.len() {
+    for (index, format) in formats.iter().enumerate() {
         let model = model_name(index);
         let out = run_teewatch(args(&[
             "pin", "--config", &config_s, "--target", &model, "--write",
@@ -556,13 +556,13 @@ async fn every_format_pinned_by_pin_write_passes_end_to_end() {
             pins.contains_key("mrtd") && pins.contains_key("compose_hash"),
             "{pins:?}"
         );
-        if formats[index] != SimFormat::Dstack {
+        if *format != SimFormat::Dstack {
             assert!(
                 pins.contains_key("deployed_compose_sha256"),
                 "{model}: {pins:?}"
             );
         }
-        let gateway = formats[index] == SimFormat::NearGateway;
+        let gateway = *format == SimFormat::NearGateway;
         assert_eq!(
             !pins_of(&written, &model, "gateway_pins").is_empty(),
             gateway,
