@@ -7,6 +7,7 @@
 //! polled every 500 ms, which is why this module is tested against real time
 //! (`tests/schedule_wallclock.rs`) while the policy is tested with a fake clock.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,12 @@ pub trait Runner: Send + Sync + 'static {
     fn skipped(&self, target: &str, scheduled_at: DateTime<Utc>);
     /// The next slot of `target` changed (for the `teewatch_next_check_timestamp_seconds` gauge).
     fn next_check(&self, target: &str, at: DateTime<Utc>);
+    /// A check of `target` was dispatched for the slot `scheduled_at` (for the
+    /// `teewatch_last_dispatched_slot_timestamp_seconds` gauge). Called when the tick hands the
+    /// check to its task, before it waits for its slot and a permit.
+    fn dispatched(&self, target: &str, scheduled_at: DateTime<Utc>) {
+        let _ = (target, scheduled_at);
+    }
 }
 
 /// How the scheduler runs.
@@ -137,6 +144,18 @@ impl Scheduler {
         options: SchedulerOptions,
         runner: Arc<dyn Runner>,
     ) -> Result<Scheduler, ScheduleError> {
+        Scheduler::resume(targets, &BTreeMap::new(), options, runner).await
+    }
+
+    /// [`Scheduler::start`] after a restart: `last_slots` holds the slot of each target's last
+    /// recorded check, and a cron slot missed since then is caught up once at the first tick
+    /// ([`Planner::resume`]).
+    pub async fn resume(
+        targets: Vec<PlannedTarget>,
+        last_slots: &BTreeMap<String, DateTime<Utc>>,
+        options: SchedulerOptions,
+        runner: Arc<dyn Runner>,
+    ) -> Result<Scheduler, ScheduleError> {
         if options.concurrency == 0 {
             return Err(ScheduleError::ZeroConcurrency);
         }
@@ -145,7 +164,9 @@ impl Scheduler {
             return Err(ScheduleError::Tick(tick));
         }
         let mut planner = Planner::new(options.planner);
-        planner.set_targets(&targets, Utc::now())?;
+        let now = Utc::now();
+        planner.set_targets(&targets, now)?;
+        planner.resume(last_slots, now);
         let slots = planner.slots();
         let epoch = Instant::now();
         let inner = Arc::new(Inner {
@@ -186,9 +207,22 @@ impl Scheduler {
     /// Replaces the targets (SIGHUP): unchanged targets keep their next slot, and no target ever
     /// runs twice at once across a reload. On an error the previous targets stay in force.
     pub async fn reload(&self, targets: Vec<PlannedTarget>) -> Result<(), ScheduleError> {
+        self.reload_with(targets, || ()).await
+    }
+
+    /// [`Scheduler::reload`] that also puts in force whatever else belongs with the new targets
+    /// (the daemon's configuration): `commit` runs only when the planner accepted the targets,
+    /// and under the planner's lock, so no tick dispatches a check between the new schedule and
+    /// `commit`. When the planner refuses them, neither changes.
+    pub async fn reload_with(
+        &self,
+        targets: Vec<PlannedTarget>,
+        commit: impl FnOnce(),
+    ) -> Result<(), ScheduleError> {
         let slots = {
             let mut planner = lock(&self.inner.planner);
             planner.set_targets(&targets, Utc::now())?;
+            commit();
             planner.slots()
         };
         for (target, at) in &slots {
@@ -313,7 +347,10 @@ impl Inner {
         };
         for decision in decisions {
             match decision {
-                Decision::Start(due) => self.dispatch(due),
+                Decision::Start(due) => {
+                    self.runner.dispatched(&due.target, due.scheduled_at);
+                    self.dispatch(due);
+                }
                 Decision::Skip {
                     target,
                     scheduled_at,

@@ -10,20 +10,26 @@ use std::sync::atomic::AtomicUsize;
 use super::*;
 use crate::config::Schedule;
 
-/// Counts check starts; every check ends at once.
+/// Counts check starts and remembers the dispatched slots; every check ends at once.
 #[derive(Default)]
 struct Counter {
     starts: AtomicUsize,
+    dispatched: Mutex<Vec<(String, DateTime<Utc>)>>,
+    runs: Mutex<Vec<Due>>,
 }
 
 impl Runner for Counter {
-    fn run(&self, _due: Due) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(&self, due: Due) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.starts.fetch_add(1, Ordering::SeqCst);
+        lock(&self.runs).push(due);
         Box::pin(async {})
     }
     fn deadline_exceeded(&self, _due: &Due) {}
     fn skipped(&self, _target: &str, _scheduled_at: DateTime<Utc>) {}
     fn next_check(&self, _target: &str, _at: DateTime<Utc>) {}
+    fn dispatched(&self, target: &str, scheduled_at: DateTime<Utc>) {
+        lock(&self.dispatched).push((target.to_owned(), scheduled_at));
+    }
 }
 
 fn every_second(name: &str) -> PlannedTarget {
@@ -165,4 +171,53 @@ async fn shutdown_stops_ticking_and_health() {
         "no check after shutdown"
     );
     assert!(handle.next_due("a").is_some(), "the plan is still readable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dispatched_slot_is_reported_before_its_check_runs() {
+    let counter = Arc::new(Counter::default());
+    let scheduler = start(&counter).await;
+    wait_for_starts(&counter, 2, Duration::from_secs(10)).await;
+    scheduler.shutdown(Duration::from_secs(1)).await;
+    let dispatched = lock(&counter.dispatched).clone();
+    let runs = lock(&counter.runs).clone();
+    // Every check that ran was reported first, with its own slot.
+    assert!(dispatched.len() >= runs.len(), "{dispatched:?} {runs:?}");
+    for (reported, due) in dispatched.iter().zip(&runs) {
+        assert_eq!(reported, &(due.target.clone(), due.scheduled_at));
+    }
+}
+
+#[tokio::test]
+async fn a_reload_the_planner_refuses_commits_nothing() {
+    let counter = Arc::new(Counter::default());
+    let scheduler = start(&counter).await;
+    let before = scheduler.next_due("a");
+    let mut committed = false;
+    let never = PlannedTarget {
+        name: "b".to_owned(),
+        schedule: Schedule::Cron("0 0 30 2 *".to_owned()),
+        deadline: Duration::from_secs(5),
+    };
+    let error = scheduler
+        .reload_with(vec![every_second("a"), never], || committed = true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ScheduleError::CronNeverFires { .. }),
+        "{error}"
+    );
+    assert!(!committed, "commit ran for a refused reload");
+    assert_eq!(scheduler.next_due("a"), before);
+    assert_eq!(scheduler.next_due("b"), None);
+
+    scheduler
+        .reload_with(vec![every_second("a"), every_second("c")], || {
+            committed = true
+        })
+        .await
+        .unwrap();
+    assert!(committed);
+    assert!(scheduler.next_due("c").is_some());
+    scheduler.shutdown(Duration::from_secs(1)).await;
 }

@@ -288,6 +288,31 @@ impl Planner {
         })
     }
 
+    /// After a restart: a cron target whose schedule had a slot after `last_slots[target]` (the
+    /// slot of the target's last recorded check) and at or before `now` missed it while the
+    /// daemon was away, so that slot becomes its next one and the first tick catches it up,
+    /// once, as `due` does after a pause. Call it right after the first `set_targets`.
+    ///
+    /// Interval targets need nothing: their grid starts afresh with the process, so their first
+    /// slot comes within their phase (at most a minute) of the start anyway. A target without a
+    /// recorded check has missed nothing it knows of.
+    pub fn resume(&mut self, last_slots: &BTreeMap<String, DateTime<Utc>>, now: DateTime<Utc>) {
+        for (name, entry) in &mut self.entries {
+            let (Some(plan), Some(last)) = (entry.plan.as_mut(), last_slots.get(name)) else {
+                continue;
+            };
+            if !matches!(plan.rule, Rule::Cron { .. }) {
+                continue;
+            }
+            let Some(missed) = plan.rule.next_after(*last).filter(|missed| *missed <= now) else {
+                continue;
+            };
+            if plan.next.is_none_or(|next| missed < next) {
+                plan.next = Some(missed);
+            }
+        }
+    }
+
     /// Decides every target whose slot is at or before `now`: a check starts (and the target is
     /// then running) or, when the previous check still runs, the slot is skipped. Either way the
     /// target's next slot becomes the first one strictly after `now`, so after a long pause a

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -241,6 +241,55 @@ fn cron_catch_up_fires_once() {
     assert_eq!(decisions.len(), 1);
     assert_eq!(starts(&decisions)[0].scheduled_at, first);
     assert_eq!(p.next_due("c"), Some(first + secs(3660)));
+}
+
+#[test]
+fn a_cron_slot_missed_across_a_restart_is_caught_up_once() {
+    let offset = TimeDelta::from_std(phase("c", CRON_MAX_PHASE)).unwrap();
+    // Hourly at :00 (plus the phase). The last recorded check was the 09:00 slot; the daemon was
+    // down from 09:10 to 12:00 + 31 s, so the 10:00, 11:00 and 12:00 slots were missed.
+    let last = t0() - secs(3 * 3600) + offset;
+    let restart = t0() + secs(31);
+    let mut p = planner(&[cron("c", "0 * * * *")], restart);
+    assert_eq!(p.next_due("c"), Some(t0() + secs(3600) + offset));
+    p.resume(&BTreeMap::from([("c".to_owned(), last)]), restart);
+    // The oldest missed slot is due at once: one check, not three.
+    assert_eq!(p.next_due("c"), Some(last + secs(3600)));
+    let decisions = p.due(restart + secs(1));
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(starts(&decisions)[0].scheduled_at, last + secs(3600));
+    p.finished("c");
+    // Then back on the schedule: the next occurrence after now.
+    assert_eq!(p.next_due("c"), Some(t0() + secs(3600) + offset));
+    assert!(p.due(restart + secs(60)).is_empty());
+}
+
+#[test]
+fn resume_leaves_targets_that_missed_nothing_and_interval_targets_alone() {
+    let offset = TimeDelta::from_std(phase("c", CRON_MAX_PHASE)).unwrap();
+    let restart = t0() + secs(31);
+    let targets = [
+        cron("c", "0 * * * *"),
+        interval("i", 3600),
+        cron("never-checked", "0 * * * *"),
+    ];
+    let mut p = planner(&targets, restart);
+    let before: Vec<_> = p.slots();
+    // c's last check was the 12:00 slot itself: nothing was missed. i's last check was long
+    // ago, but an interval target's first slot after a start is within its phase anyway.
+    let last = BTreeMap::from([
+        ("c".to_owned(), t0() + offset),
+        ("i".to_owned(), t0() - secs(86_400)),
+        ("removed".to_owned(), t0() - secs(86_400)),
+    ]);
+    p.resume(&last, restart);
+    assert_eq!(p.slots(), before);
+    // A last slot in the future (a clock set back) is not a missed slot either.
+    p.resume(
+        &BTreeMap::from([("c".to_owned(), t0() + secs(7200))]),
+        restart,
+    );
+    assert_eq!(p.slots(), before);
 }
 
 #[test]
