@@ -355,8 +355,8 @@ async fn histories_and_latest_checks_survive_a_reopen() {
     assert_eq!(a.tcb_status.as_deref(), drifted.verdict.tcb_status());
     assert!(a.tcb_status.is_some());
     assert_eq!(
-        (a.started_at, a.finished_at),
-        (drifted.started_at, drifted.finished_at)
+        (a.scheduled_at, a.started_at, a.finished_at),
+        (drifted.scheduled_at, drifted.started_at, drifted.finished_at)
     );
     assert_eq!(a.last_success_at, last_pass);
     assert_eq!(a.duration, Duration::from_millis(1_234));

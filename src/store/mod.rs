@@ -135,6 +135,8 @@ pub struct DriftRow {
 pub struct LatestCheck {
     pub target: String,
     pub check_id: i64,
+    /// The schedule slot the check belonged to.
+    pub scheduled_at: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub state: State,

@@ -110,6 +110,7 @@ impl Store {
             i64,
             i64,
             i64,
+            i64,
             String,
             i64,
             i64,
@@ -117,7 +118,7 @@ impl Store {
             Option<i64>,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT t.name, c.id, c.started_at, c.finished_at, c.state,
+            "SELECT t.name, c.id, c.scheduled_at, c.started_at, c.finished_at, c.state,
                     c.verdict_dict, c.verdict_len, c.verdict,
                     (SELECT p.finished_at FROM checks p
                      WHERE p.target_id = t.id AND p.state = 'pass'
@@ -130,7 +131,19 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (target, check_id, started, finished, state, dict, len, data, last_success) in rows {
+        for (
+            target,
+            check_id,
+            scheduled,
+            started,
+            finished,
+            state,
+            dict,
+            len,
+            data,
+            last_success,
+        ) in rows
+        {
             let verdict = decode_verdict(&mut tx, check_id, dict, len, &data).await?;
             let measurements: Vec<(String, String, String, String)> = sqlx::query_as(
                 "SELECT v.field, v.node, v.value, v.source
@@ -145,6 +158,7 @@ impl Store {
             out.push(LatestCheck {
                 target,
                 check_id,
+                scheduled_at: from_ns(scheduled),
                 started_at,
                 finished_at,
                 state: state_from_name(&state)?,
