@@ -8,7 +8,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use super::MetricsError;
@@ -31,6 +32,7 @@ pub(super) struct Families {
     pub last_check: GaugeVec,
     pub last_success: GaugeVec,
     pub next_check: GaugeVec,
+    pub last_dispatched: GaugeVec,
     pub phase_duration: HistogramVec,
     pub last_duration: GaugeVec,
     pub drift: IntGaugeVec,
@@ -44,6 +46,7 @@ pub(super) struct Families {
     pub skipped: IntCounterVec,
     pub checks: IntCounterVec,
     pub drift_events: IntCounterVec,
+    pub store_errors: IntCounter,
     pub build_info: IntGaugeVec,
     pub targets: IntGauge,
     pub in_flight: IntGauge,
@@ -104,6 +107,17 @@ impl Families {
                     Opts::new(
                         "teewatch_next_check_timestamp_seconds",
                         "Unix time at which the target's next check is scheduled.",
+                    ),
+                    &["target"],
+                ),
+            )?,
+            last_dispatched: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_last_dispatched_slot_timestamp_seconds",
+                        "Unix time of the latest schedule slot a check of the target was \
+                         dispatched for.",
                     ),
                     &["target"],
                 ),
@@ -246,6 +260,14 @@ impl Families {
                          its allowlist.",
                     ),
                     &["target"],
+                ),
+            )?,
+            store_errors: add(
+                r,
+                IntCounter::new(
+                    "teewatch_store_errors_total",
+                    "Checks whose record could not be written to the store (not recorded, \
+                     not shown in the per-target metrics).",
                 ),
             )?,
             build_info: add(

@@ -291,6 +291,24 @@ impl Metrics {
         }
     }
 
+    /// Sets the latest schedule slot a check of the target was dispatched for (also restored
+    /// from the store after a restart: the slot of the latest recorded check).
+    pub fn set_last_dispatched(&self, target: &str, slot: DateTime<Utc>) {
+        let mut tracked = self.lock();
+        if tracked.entry(target).is_some() {
+            set_float(
+                &self.inner.families.last_dispatched,
+                &[target],
+                seconds(slot),
+            );
+        }
+    }
+
+    /// Counts a check whose record the store refused (`teewatch_store_errors_total`).
+    pub fn store_error(&self) {
+        self.inner.families.store_errors.inc();
+    }
+
     /// Counts a check that was not started because the previous one was still running.
     pub fn skipped(&self, target: &str) {
         let mut tracked = self.lock();
@@ -414,6 +432,7 @@ impl Metrics {
             &f.last_check,
             &f.last_success,
             &f.next_check,
+            &f.last_dispatched,
             &f.last_duration,
         ] {
             remove(vec, &[target]);
