@@ -599,8 +599,34 @@ mod tests {
         metrics.skipped("a");
         metrics.fetch_error("a", "pccs", "timeout");
         metrics.skipped("b");
+        let slot = DateTime::from_timestamp(1_767_225_600, 500_000_000).unwrap();
+        metrics.set_last_dispatched("a", slot);
+        metrics.set_last_dispatched("b", slot);
         let text = metrics.render().unwrap();
         assert!(!text.contains("target=\"a\""));
         assert!(text.contains("teewatch_checks_skipped_total{target=\"b\"} 1"));
+        assert!(text.contains(
+            "teewatch_last_dispatched_slot_timestamp_seconds{target=\"b\"} 1767225600.5"
+        ));
+        metrics.retain_targets(&[]);
+        assert!(!metrics.render().unwrap().contains("target=\"b\""));
+    }
+
+    #[test]
+    fn store_errors_are_counted_from_zero() {
+        let metrics = Metrics::new().unwrap();
+        assert!(
+            metrics
+                .render()
+                .unwrap()
+                .contains("teewatch_store_errors_total 0")
+        );
+        metrics.store_error();
+        assert!(
+            metrics
+                .render()
+                .unwrap()
+                .contains("teewatch_store_errors_total 1")
+        );
     }
 }
