@@ -1,6 +1,9 @@
 //! The daemon in-process against the simulator: metrics after a pass, after each fault and after
 //! a drift; drift stored once and not raised by round-robin nodes; restart continuity; exported
-//! bundles re-verify identically; reload keeps the old configuration when the new one is bad.
+//! bundles re-verify identically; reload keeps the old configuration when the new one is bad,
+//! and all of it (targets, policies, schedule) when the scheduler refuses the new one; an answer
+//! that is not a bundle is stored as unknown with its bytes; a failed store write is counted,
+//! not shown and not ready; a cron slot missed while the daemon was down is caught up once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -10,10 +13,11 @@ use std::time::Duration;
 use common::daemon_run::{db_path, manual_schedule, sample, scrape, series, start_daemon};
 use common::sim_run::start;
 
+use teewatch::daemon::ReloadError;
 use teewatch::sim::faults::Fault;
 use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::store::{HistoryFilter, Store};
-use teewatch::verify::{self, Bundle};
+use teewatch::verify::{self, Bundle, State};
 
 const PASS: f64 = 0.0;
 const UNKNOWN: f64 = 1.0;
@@ -452,6 +456,9 @@ async fn reload_keeps_the_old_configuration_when_the_new_one_is_invalid() {
     )
     .unwrap();
     let error = daemon.reload().await.unwrap_err();
+    let ReloadError::Config(error) = error else {
+        panic!("{error}");
+    };
     assert!(
         error.issues.iter().any(|i| i.path == "daemon.concurrency"),
         "{error}"
@@ -542,15 +549,16 @@ async fn metrics_name_each_target_format_and_fail_an_unsupported_one() {
             &[("target", target), ("check", check)],
         )
     };
-    // The NEAR gateway target: everything it can prove passes; the models behind the gateway
-    // leave tls_key_binding unknown, never a pass.
+    // The NEAR gateway target: everything it can prove passes, the TLS connection (one answer
+    // per connection) included: it ended at the attested gateway.
     assert_eq!(format_info(&gateway, "near-gateway"), Some(1.0), "{m}");
     assert_eq!(check_state(&gateway, "attestation_format"), Some(PASS));
     assert_eq!(check_state(&gateway, "canary_signature"), Some(PASS));
-    assert_eq!(check_state(&gateway, "tls_key_binding"), Some(UNKNOWN));
+    assert_eq!(check_state(&gateway, "tls_key_binding"), Some(PASS));
     assert_eq!(
         sample(&m, "teewatch_target_state", &[("target", &gateway)]),
-        Some(UNKNOWN)
+        Some(PASS),
+        "{m}"
     );
     // The Chutes target: the operator sees the format and a failing attestation_format.
     assert_eq!(format_info(&chutes, "chutes"), Some(1.0), "{m}");
@@ -615,4 +623,474 @@ async fn collateral_fetch_time_is_exported_and_kept_across_a_restart() {
         Some(PASS)
     );
     daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Log lines written while it is the thread's default subscriber (the test's own thread runs
+/// the daemon calls it awaits directly).
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn get(daemon: &teewatch::daemon::Daemon, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}{path}", daemon.addr()))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_the_scheduler_refuses_keeps_targets_policies_and_schedule() {
+    let options = SimOptions {
+        models: 2,
+        ..SimOptions::default()
+    };
+    let run = start("daemon-reload-atomic", options).await;
+    let path = config_path(&run);
+    manual_schedule(&path);
+    let daemon = start_daemon(&path, &run.dir).await;
+    let (a, b) = (model_name(0), model_name(1));
+    assert!(daemon.check_now(&b).await);
+    let before = daemon.shared.generation();
+    assert_eq!(before.number, 1);
+    let slots = [daemon.next_due(&a), daemon.next_due(&b)];
+    assert!(slots.iter().all(Option::is_some));
+    let next_checks = |m: &str| {
+        [&a, &b].map(|t| sample(m, "teewatch_next_check_timestamp_seconds", &[("target", t)]))
+    };
+    let gauges_before = next_checks(&scrape(&daemon).await);
+
+    // The new file loads (croner's shape check passes), but target a's cron expression names
+    // the 30th of February, which never comes: the scheduler refuses it. The same file gives b
+    // a pin its evidence does not match and a 10 s interval, and adds a target.
+    let good = std::fs::read_to_string(&path).unwrap();
+    let split = good.find(&format!("[[target]]\nname = \"{b}\"")).unwrap();
+    let (part_a, part_b) = good.split_at(split);
+    let compose = part_b
+        .lines()
+        .find(|l| l.starts_with("compose_hash = "))
+        .unwrap();
+    let part_b = part_b
+        .replacen(
+            compose,
+            &format!("compose_hash = [\"{}\"]", "00".repeat(32)),
+            1,
+        )
+        .replacen("cron = \"0 0 1 1 *\"", "interval = \"10s\"", 1);
+    let added = part_b.replacen(&format!("name = \"{b}\""), "name = \"added\"", 1);
+    let refused = format!(
+        "{}{part_b}\n{added}",
+        part_a.replacen("cron = \"0 0 1 1 *\"", "cron = \"0 0 30 2 *\"", 1)
+    );
+    std::fs::write(&path, &refused).unwrap();
+    teewatch::config::Config::load(&path).expect("the new file itself is valid");
+
+    let log = CapturedLog::default();
+    let error = {
+        let _guard = log.install();
+        daemon.reload().await.unwrap_err()
+    };
+    let ReloadError::Schedule(reason) = &error else {
+        panic!("{error}");
+    };
+    let reason = reason.to_string();
+    assert!(
+        reason.contains(&a) && reason.contains("never fires"),
+        "{reason}"
+    );
+    // The log says the reload was refused, and why.
+    let logged = log.text();
+    assert!(
+        logged.contains("reload refused") && logged.contains("never fires"),
+        "{logged}"
+    );
+
+    // Everything old stays: the configuration generation itself, b's policy, the targets, the
+    // schedule and its gauges.
+    let after = daemon.shared.generation();
+    assert!(std::sync::Arc::ptr_eq(&before, &after));
+    assert_eq!(after.number, 1);
+    assert_eq!(after.config, before.config);
+    assert!(after.config.target("added").is_none());
+    assert!(!daemon.check_now("added").await);
+    assert_eq!([daemon.next_due(&a), daemon.next_due(&b)], slots);
+    let m = scrape(&daemon).await;
+    assert_eq!(next_checks(&m), gauges_before);
+    assert!(!m.contains("target=\"added\""), "{m}");
+    assert!(daemon.check_now(&b).await);
+    let m = scrape(&daemon).await;
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", &b)]),
+        Some(PASS),
+        "b is still judged under its old pins:\n{m}"
+    );
+
+    // The status page says so.
+    let (_, page) = get(&daemon, "/").await;
+    let notice = page
+        .split("id=\"reload-refused\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no refused reload on the page:\n{page}"));
+    assert!(notice.contains("never fires"), "{notice}");
+    assert!(notice.contains("(generation 1) stays in force"), "{notice}");
+    assert_eq!(
+        daemon.shared.notices().reload_refused.map(|r| r.reason),
+        Some(error.to_string())
+    );
+
+    // A file the scheduler accepts goes in force whole: the new pin, the new target, the new
+    // schedule, and the notice goes.
+    std::fs::write(&path, format!("{part_a}{part_b}\n{added}")).unwrap();
+    daemon.reload().await.unwrap();
+    let now_in_force = daemon.shared.generation();
+    assert_eq!(now_in_force.number, 2);
+    assert!(now_in_force.config.target("added").is_some());
+    assert!(
+        daemon.next_due(&b) < slots[1],
+        "b moved to its 10 s interval"
+    );
+    assert!(daemon.check_now(&b).await);
+    let m = scrape(&daemon).await;
+    assert_eq!(
+        sample(
+            &m,
+            "teewatch_check_state",
+            &[("target", &b), ("check", "pin:compose_hash")]
+        ),
+        Some(FAIL)
+    );
+    let (_, page) = get(&daemon, "/").await;
+    assert!(!page.contains("reload-refused"));
+    assert!(daemon.shared.notices().reload_refused.is_none());
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_a_bundle_is_stored_as_unknown_with_its_bytes() {
+    let run = start("daemon-unreadable", SimOptions::default()).await;
+    manual_schedule(&config_path(&run));
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    let target = model_name(0);
+    let t = target.as_str();
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+
+    // What the fetcher assembled, with one part the envelope check refuses: a nonce that is
+    // not 64 hex digits (check_envelope), then a canary entry with neither response body
+    // (check_optional).
+    type Break = fn(&mut serde_json::Value);
+    let breaks: [(Break, &str); 2] = [
+        (
+            |v| v["nonce"] = serde_json::json!("not a nonce"),
+            "field `nonce`: expected 64 hex characters",
+        ),
+        (
+            |v| {
+                v["canary"] = serde_json::json!([{"stream": false, "request_body": "{}"}]);
+            },
+            "field `canary`: canary entry: expected exactly one of",
+        ),
+    ];
+    for (break_it, _) in breaks {
+        let seen = answers.clone();
+        daemon.shared.set_answer_hook(Some(std::sync::Arc::new(
+            move |v: &mut serde_json::Value| {
+                break_it(v);
+                seen.lock().unwrap().push(v.clone());
+            },
+        )));
+        assert!(daemon.check_now(t).await);
+    }
+    daemon.shared.set_answer_hook(None);
+    let m = scrape(&daemon).await;
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", t)]),
+        Some(UNKNOWN),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "teewatch_checks_total",
+            &[("target", t), ("state", "unknown")]
+        ),
+        Some(2.0)
+    );
+    assert!(daemon.check_now(t).await);
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let mut checks = store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(checks.len(), 3);
+    assert_eq!(checks[0].state, State::Pass, "a readable answer afterwards");
+    checks.reverse();
+    let answers = answers.lock().unwrap().clone();
+    let config = teewatch::config::Config::load(&config_path(&run)).unwrap();
+    let policy = &config.target(t).unwrap().policy;
+    for ((row, answer), (_, error)) in checks.iter().zip(&answers).zip(breaks) {
+        assert_eq!(row.state, State::Unknown);
+        assert!(row.has_bundle);
+        // The bytes as the fetcher assembled them, not dropped and not repaired.
+        let exported = store.export_bundle(row.id).await.unwrap();
+        assert_eq!(&exported, answer);
+        let refused = Bundle::from_value(exported).unwrap_err().to_string();
+        assert!(refused.contains(error), "{refused}");
+        // Every check a verdict of this target carries is there, unknown, naming the error.
+        let verdict = store.verdict(row.id).await.unwrap();
+        assert_eq!(verdict.state, State::Unknown);
+        assert_eq!(verdict.target, t);
+        for name in [
+            "attestation_format",
+            "tdx_quote_signature",
+            "pin:mrtd",
+            "canary_signature",
+        ] {
+            assert!(
+                verdict.checks.iter().any(|c| c.name == name),
+                "{name} missing: {verdict:#?}"
+            );
+        }
+        assert!(!verdict.checks.is_empty());
+        for check in &verdict.checks {
+            assert_eq!(check.state, State::Unknown, "{check:?}");
+            assert!(
+                check.reason.contains("could not be read as a bundle")
+                    && check.reason.contains(error),
+                "{check:?}"
+            );
+        }
+        assert_eq!(row.failing.len(), verdict.checks.len());
+    }
+    // The readable check after them re-verifies as any other.
+    let last = store.export_bundle(checks[2].id).await.unwrap();
+    let verdict = verify::verify(
+        &Bundle::from_value(last).unwrap(),
+        policy,
+        &config.trust_anchors(),
+    );
+    assert_eq!(verdict, store.verdict(checks[2].id).await.unwrap());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_write_is_counted_not_shown_and_not_ready_until_a_write_succeeds() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    let run = start("daemon-store-failure", SimOptions::default()).await;
+    manual_schedule(&config_path(&run));
+    let daemon = start_daemon(&config_path(&run), &run.dir).await;
+    let target = model_name(0);
+    let t = target.as_str();
+    assert!(daemon.check_now(t).await);
+    let recorded = scrape(&daemon).await;
+    assert_eq!(
+        sample(&recorded, "teewatch_store_errors_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(get(&daemon, "/readyz").await.0, 200);
+    let check_id = daemon.shared.statuses()[t].check_id;
+    assert!(check_id.is_some());
+
+    // Mid-run, the bundles table goes away: every check's transaction fails at its last insert.
+    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(db_path(&run.dir)))
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE bundles")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A check that would fail if it were recorded.
+    run.sim
+        .state
+        .set_fault(None, Fault::BadQuoteSignature, true)
+        .unwrap();
+    assert!(daemon.check_now(t).await);
+    let m = scrape(&daemon).await;
+    assert_eq!(sample(&m, "teewatch_store_errors_total", &[]), Some(1.0));
+    // Nothing shows the check as recorded: every per-target series is as the stored check left
+    // it (no fail state, no newer last check, no count of a failed check).
+    let per_target = |scrape: &str| -> Vec<String> {
+        scrape
+            .lines()
+            .filter(|l| l.contains(&format!("target=\"{t}\"")))
+            .filter(|l| !l.starts_with("teewatch_next_check_timestamp_seconds"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(per_target(&m), per_target(&recorded));
+    assert_eq!(daemon.shared.statuses()[t].check_id, check_id);
+    let (status, body) = get(&daemon, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("storing a check of {t} failed"))
+            && body.contains("no such table: bundles"),
+        "{body}"
+    );
+    let (_, page) = get(&daemon, "/").await;
+    assert!(page.contains("id=\"store-failure\""), "{page}");
+
+    // Once the table is back, the next check is stored, shown, and the daemon is ready again.
+    let migration = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
+    )
+    .unwrap();
+    let create = migration
+        .split(';')
+        .find(|statement| statement.contains("CREATE TABLE bundles"))
+        .unwrap();
+    sqlx::query(create).execute(&pool).await.unwrap();
+    pool.close().await;
+    assert!(daemon.check_now(t).await);
+    let m = scrape(&daemon).await;
+    assert_eq!(
+        sample(&m, "teewatch_target_state", &[("target", t)]),
+        Some(FAIL)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "teewatch_checks_total",
+            &[("target", t), ("state", "fail")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, "teewatch_store_errors_total", &[]), Some(1.0));
+    let (status, body) = get(&daemon, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let states: Vec<State> = store
+        .history(&HistoryFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.state)
+        .collect();
+    assert_eq!(
+        states,
+        [State::Fail, State::Pass],
+        "the failed write left nothing"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_slot_missed_while_the_daemon_was_down_is_caught_up_once() {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    let run = start("daemon-cron-catch-up", SimOptions::default()).await;
+    let path = config_path(&run);
+    manual_schedule(&path);
+    let target = model_name(0);
+    let t = target.as_str();
+    let daemon = start_daemon(&path, &run.dir).await;
+    assert!(daemon.check_now(t).await);
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // That check was the slot of two hours ago of an hourly schedule: the daemon was then down
+    // for the slots since.
+    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(db_path(&run.dir)))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE checks SET scheduled_at = scheduled_at - 2 * 3600 * 1000000000")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let last_ns: i64 = sqlx::query_scalar("SELECT scheduled_at FROM checks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("cron = \"0 0 1 1 *\"", "cron = \"0 * * * *\""),
+    )
+    .unwrap();
+    let last = chrono::DateTime::from_timestamp_nanos(last_ns);
+    let offset = TimeDelta::from_std(teewatch::schedule::planner::phase(
+        t,
+        teewatch::schedule::planner::CRON_MAX_PHASE,
+    ))
+    .unwrap();
+    let missed =
+        (last - offset).duration_trunc(TimeDelta::hours(1)).unwrap() + TimeDelta::hours(1) + offset;
+    assert!(missed < Utc::now() - TimeDelta::minutes(50));
+
+    // At start the oldest missed slot is checked at once, and only that one.
+    let daemon = start_daemon(&path, &run.dir).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let m = loop {
+        let m = scrape(&daemon).await;
+        let done = sample(
+            &m,
+            "teewatch_checks_total",
+            &[("target", t), ("state", "pass")],
+        )
+        .is_some_and(|n| n >= 1.0);
+        if done {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the missed slot was not caught up within 20 s:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seconds = |at: chrono::DateTime<Utc>| at.timestamp_millis() as f64 / 1000.0;
+    assert_eq!(
+        sample(
+            &m,
+            "teewatch_last_dispatched_slot_timestamp_seconds",
+            &[("target", t)]
+        ),
+        Some(seconds(missed))
+    );
+    let next = daemon.next_due(t).unwrap();
+    assert!(
+        next > Utc::now() && next - Utc::now() <= TimeDelta::minutes(61),
+        "{next}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = scrape(&daemon).await;
+    assert_eq!(
+        sample(
+            &m,
+            "teewatch_checks_total",
+            &[("target", t), ("state", "pass")]
+        ),
+        Some(1.0),
+        "one catch-up, not one per missed slot"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let checks = store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].scheduled_at, missed);
+    store.close().await;
 }

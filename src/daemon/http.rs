@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the process
-//! answers), `/readyz` (the store answers and the scheduler ticks) and the status page at `/`.
+//! answers), `/readyz` (the store answers and takes checks, the scheduler ticks) and the status
+//! page at `/`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -55,25 +56,35 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready while the store answers, the latest check was stored (a failed write keeps it not
+/// ready until a later one succeeds) and the scheduler ticks; otherwise 503 naming each reason.
 async fn readyz(AxumState(state): AxumState<HttpState>) -> Response {
     let store_ok = state.shared.store.ping().await;
     let scheduler_ok = state.scheduler.get().is_some_and(Scheduler::is_healthy);
-    match (store_ok, scheduler_ok) {
-        (true, true) => (StatusCode::OK, "ready\n").into_response(),
-        _ => {
-            let mut reasons = Vec::new();
-            if !store_ok {
-                reasons.push("the store does not answer");
-            }
-            if !scheduler_ok {
-                reasons.push("the scheduler is not ticking");
-            }
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {}\n", reasons.join("; ")),
-            )
-                .into_response()
-        }
+    let store_failure = state.shared.notices().store_failure;
+    let mut reasons = Vec::new();
+    if !store_ok {
+        reasons.push("the store does not answer".to_string());
+    }
+    if let Some(f) = store_failure {
+        reasons.push(format!(
+            "storing a check of {} failed at {} ({}); not ready until a check is stored",
+            f.target,
+            f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            f.error
+        ));
+    }
+    if !scheduler_ok {
+        reasons.push("the scheduler is not ticking".to_string());
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", reasons.join("; ")),
+        )
+            .into_response()
     }
 }
 
@@ -84,6 +95,7 @@ async fn index(AxumState(state): AxumState<HttpState>) -> Html<String> {
     Html(status_page::render(
         &generation,
         &statuses,
+        &state.shared.notices(),
         |target| scheduler.and_then(|s| s.next_due(target)),
         chrono::Utc::now(),
     ))

@@ -33,6 +33,10 @@ use runner::{CheckRunner, Shared};
 /// How often retention runs (also once at start).
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
+/// How long the shutdown waits, after the drain, for each remaining step: the records of checks
+/// cancelled at their deadline, the HTTP connections, the last handles of the shared state.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// How the daemon is started.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -61,6 +65,28 @@ pub enum RunError {
     },
     #[error("starting the scheduler: {0}")]
     Scheduler(String),
+}
+
+/// Why a reload was refused; the previous configuration, policies and schedule stay in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not load (every problem is listed).
+    #[error("invalid configuration: {}", summary(.0))]
+    Config(ConfigError),
+    /// The configuration loads, but the scheduler cannot plan its targets (a cron expression
+    /// croner does not accept or that never fires).
+    #[error("the scheduler refused the new targets: {0}")]
+    Schedule(#[from] crate::schedule::ScheduleError),
+}
+
+/// A configuration error in one line: `path: message; …`.
+fn summary(error: &ConfigError) -> String {
+    error
+        .issues
+        .iter()
+        .map(|i| format!("{}: {}", i.path, i.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RunError {
@@ -115,6 +141,11 @@ impl Daemon {
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
+        // The slot of each target's last recorded check, for catching up a missed cron slot.
+        let last_slots: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = latest
+            .iter()
+            .map(|l| (l.target.clone(), l.scheduled_at))
+            .collect();
         let http = Http::new(HttpOptions::for_config(&config))
             .map_err(|e| RunError::Http(e.to_string()))?;
         let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
@@ -165,8 +196,9 @@ impl Daemon {
         let runner = Arc::new(CheckRunner {
             shared: shared.clone(),
         });
-        let scheduler = Scheduler::start(
+        let scheduler = Scheduler::resume(
             targets,
+            &last_slots,
             SchedulerOptions {
                 concurrency,
                 tick: Duration::from_secs(1),
@@ -229,29 +261,34 @@ impl Daemon {
         self.scheduler.get().and_then(|s| s.next_due(target))
     }
 
-    /// Re-reads the configuration file. An invalid one keeps the old configuration in force and
-    /// logs every problem; settings that need a restart (listen, db) are reported and ignored.
-    pub async fn reload(&self) -> Result<(), ConfigError> {
+    /// Re-reads the configuration file and puts it in force whole, or not at all: targets,
+    /// policies and schedule change together. A file that does not load, or whose targets the
+    /// scheduler cannot plan, keeps everything as it was; the log, the status page and the
+    /// systemd status say why. Settings that need a restart (listen, db) are reported and
+    /// ignored.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         notify::reloading();
         let result = self.reload_inner().await;
+        if let Err(e) = &result {
+            if let ReloadError::Config(config) = e {
+                for issue in &config.issues {
+                    tracing::error!(path = %issue.path, "invalid configuration: {}", issue.message);
+                }
+            }
+            tracing::error!(
+                file = %self.config_path.display(),
+                generation = self.shared.generation().number,
+                reason = %e,
+                "reload refused; the previous configuration stays in force"
+            );
+            self.shared.reload_refused(e.to_string());
+        }
         notify::reloaded(&status_line(&self.shared));
         result
     }
 
-    async fn reload_inner(&self) -> Result<(), ConfigError> {
-        let mut config = match load_config(&self.options) {
-            Ok(c) => c,
-            Err(e) => {
-                for issue in &e.issues {
-                    tracing::error!(path = %issue.path, "invalid configuration: {}", issue.message);
-                }
-                tracing::error!(
-                    file = %self.config_path.display(),
-                    "reload refused; the previous configuration stays in force"
-                );
-                return Err(e);
-            }
-        };
+    async fn reload_inner(&self) -> Result<(), ReloadError> {
+        let mut config = load_config(&self.options).map_err(ReloadError::Config)?;
         let old = self.shared.generation();
         if config.daemon.listen != old.config.daemon.listen {
             tracing::warn!("daemon.listen changed; it takes effect after a restart");
@@ -261,20 +298,32 @@ impl Daemon {
             tracing::warn!("daemon.db changed; it takes effect after a restart");
             config.daemon.db = old.config.daemon.db.clone();
         }
-        self.shared.replace_config(config);
-        let targets = self.shared.targets();
+        let targets = runner::planned_targets(&config);
         let count = targets.len();
-        if let Some(scheduler) = self.scheduler.get() {
-            if let Err(e) = scheduler.reload(targets).await {
-                tracing::error!(error = %e, "the scheduler refused the new targets; the old schedule stays");
+        // The configuration goes in force only once the scheduler took its targets, and under
+        // the planner's lock, so no check is dispatched from the new schedule under the old
+        // configuration. Before the scheduler exists (never, once `start` returned) it is
+        // swapped alone.
+        match self.scheduler.get() {
+            Some(scheduler) => {
+                scheduler
+                    .reload_with(targets, || self.shared.replace_config(config))
+                    .await?;
             }
+            None => self.shared.replace_config(config),
         }
-        tracing::info!(targets = count, "configuration reloaded");
+        tracing::info!(
+            targets = count,
+            generation = self.shared.generation().number,
+            "configuration reloaded"
+        );
         Ok(())
     }
 
     /// Stops scheduling, lets in-flight checks finish within `drain`, stops HTTP and closes
-    /// the store.
+    /// the store, in the order that leaves nothing using the store when it closes: the
+    /// scheduler and its checks, the records of checks cancelled at their deadline, the
+    /// background tasks, the HTTP server, and then the last holders of the shared state.
     pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         notify::stopping();
         // The scheduler handle is cloned out of the cell: the HTTP server still holds the cell
@@ -283,35 +332,75 @@ impl Daemon {
             Some(scheduler) => scheduler.shutdown(drain).await,
             None => ShutdownReport::default(),
         };
+        if !self.shared.records_written(SHUTDOWN_GRACE).await {
+            tracing::warn!("a check cancelled at its deadline was not recorded before the stop");
+        }
         for task in &self.tasks {
             task.abort();
         }
-        let _ = self.stop_http.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.http_task).await;
-        // The HTTP handlers held the last other references to the shared state.
-        match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared.store.close().await,
-            Err(shared) => {
-                tracing::warn!("shared state still referenced; closing the store pool anyway");
-                shared.store.clone().close().await;
-            }
+        for task in self.tasks {
+            // An aborted task ends at its next await; waiting drops what it held.
+            let _ = task.await;
         }
-        tracing::info!(?drained, "teewatch stopped");
+        let _ = self.stop_http.send(true);
+        let mut http_task = self.http_task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after the grace period; closing them");
+            http_task.abort();
+            let _ = http_task.await;
+        }
+        // The HTTP state held the other handle to the scheduler cell; the scheduler holds the
+        // check runner, which holds the shared state.
+        drop(self.scheduler);
+        let mut shared = self.shared;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let closed = loop {
+            match Arc::try_unwrap(shared) {
+                Ok(alone) => {
+                    alone.store.close().await;
+                    break true;
+                }
+                // The scheduler's last tasks drop their handles as they unwind.
+                Err(still) if tokio::time::Instant::now() < deadline => {
+                    shared = still;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(still) => {
+                    tracing::warn!(
+                        references = Arc::strong_count(&still),
+                        "shared state still referenced; closing the store pool anyway"
+                    );
+                    still.store.clone().close().await;
+                    break false;
+                }
+            }
+        };
+        tracing::info!(?drained, store_closed_alone = closed, "teewatch stopped");
         drained
     }
 }
 
-/// The one-line summary systemd shows in `systemctl status`.
+/// The one-line summary systemd shows in `systemctl status`, with a refused reload and a
+/// failing store when there are.
 fn status_line(shared: &Shared) -> String {
     let statuses = shared.statuses();
     let count = |state| statuses.values().filter(|s| s.state == state).count();
-    format!(
+    let mut line = format!(
         "{} targets: {} pass, {} unknown, {} fail",
         shared.targets().len(),
         count(crate::verify::State::Pass),
         count(crate::verify::State::Unknown),
         count(crate::verify::State::Fail)
-    )
+    );
+    let notices = shared.notices().line();
+    if !notices.is_empty() {
+        line.push_str("; ");
+        line.push_str(&notices);
+    }
+    line
 }
 
 async fn retention_loop(shared: Arc<Shared>) {

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, TargetHistory};
 use crate::fetch::check::{CheckError, Fetcher, timed_out_bundle};
 use crate::metrics::{Metrics, TargetSnapshot};
-use crate::record::{CheckRecord, Phase, PhaseDuration};
+use crate::record::{CheckRecord, FetchErrorSummary, Phase, PhaseDuration};
 use crate::schedule::{Due, PlannedTarget, Runner};
 use crate::store::{LatestCheck, Store};
 use crate::sync::lock;
@@ -49,7 +50,78 @@ pub struct TargetStatus {
 pub struct Generation {
     pub config: Config,
     pub anchors: TrustAnchors,
+    /// 1 for the configuration the daemon started with, one more for each reload put in force.
+    pub number: u64,
+    /// When this configuration was put in force.
+    pub loaded_at: DateTime<Utc>,
 }
+
+impl Generation {
+    /// Generation `number` of `config`, in force from now.
+    pub fn new(config: Config, number: u64) -> Generation {
+        let anchors = config.trust_anchors();
+        Generation {
+            config,
+            anchors,
+            number,
+            loaded_at: Utc::now(),
+        }
+    }
+}
+
+/// A reload that was refused: the previous configuration stayed in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRefusal {
+    pub at: DateTime<Utc>,
+    /// Why, in one line.
+    pub reason: String,
+}
+
+/// A check whose record the store refused. It stays the daemon's state (`/readyz` not ready)
+/// until a later check is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    pub at: DateTime<Utc>,
+    pub target: String,
+    pub error: String,
+}
+
+/// What the daemon reports about itself beside the targets: on `/readyz`, the status page and
+/// the systemd status line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notices {
+    /// The latest reload, when it was refused (cleared by a reload put in force).
+    pub reload_refused: Option<ReloadRefusal>,
+    /// The latest failed store write, until a later one succeeds.
+    pub store_failure: Option<StoreFailure>,
+}
+
+impl Notices {
+    /// The notices as `; `-separated text, empty when there are none.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.reload_refused {
+            parts.push(format!(
+                "reload refused at {}: {}",
+                r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.reason
+            ));
+        }
+        if let Some(f) = &self.store_failure {
+            parts.push(format!(
+                "storing a check of {} failed at {}: {}",
+                f.target,
+                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                f.error
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// A test hook that changes each fetched answer before it is read as a bundle (see
+/// [`Shared::set_answer_hook`]).
+pub type AnswerHook = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// State shared by the scheduler's checks, the HTTP server and the signal handlers.
 pub struct Shared {
@@ -59,6 +131,11 @@ pub struct Shared {
     pub metrics: Metrics,
     histories: Mutex<BTreeMap<String, TargetHistory>>,
     status: Mutex<BTreeMap<String, TargetStatus>>,
+    notices: Mutex<Notices>,
+    /// Records of checks cancelled at their deadline still being written (they run outside the
+    /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
+    recording: watch::Sender<usize>,
+    answer_hook: RwLock<Option<AnswerHook>>,
 }
 
 impl Shared {
@@ -69,14 +146,16 @@ impl Shared {
         metrics: Metrics,
         histories: BTreeMap<String, TargetHistory>,
     ) -> Shared {
-        let anchors = config.trust_anchors();
         Shared {
-            generation: RwLock::new(Arc::new(Generation { config, anchors })),
+            generation: RwLock::new(Arc::new(Generation::new(config, 1))),
             fetcher,
             store,
             metrics,
             histories: Mutex::new(histories),
             status: Mutex::new(BTreeMap::new()),
+            notices: Mutex::new(Notices::default()),
+            recording: watch::Sender::new(0),
+            answer_hook: RwLock::new(None),
         }
     }
 
@@ -88,18 +167,59 @@ impl Shared {
         }
     }
 
-    /// Puts a new configuration in force (checks already running finish under the old one).
+    /// Puts a new configuration in force as the next generation (checks already running finish
+    /// under the old one), and forgets a refused reload.
     pub fn replace_config(&self, config: Config) {
-        let anchors = config.trust_anchors();
-        let next = Arc::new(Generation { config, anchors });
-        match self.generation.write() {
-            Ok(mut g) => *g = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
+        let mut guard = match self.generation.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let next = Arc::new(Generation::new(config, guard.number.saturating_add(1)));
+        *guard = next;
+        drop(guard);
         let names: Vec<String> = self.targets().into_iter().map(|t| t.name).collect();
         self.metrics.retain_targets(&names);
         self.metrics.set_targets(names.len());
         lock(&self.status).retain(|name, _| names.contains(name));
+        lock(&self.notices).reload_refused = None;
+    }
+
+    /// Remembers a refused reload for the status page, `/readyz`'s neighbours and systemd.
+    pub fn reload_refused(&self, reason: String) {
+        lock(&self.notices).reload_refused = Some(ReloadRefusal {
+            at: Utc::now(),
+            reason,
+        });
+    }
+
+    /// What the daemon reports about itself (a refused reload, a failing store).
+    pub fn notices(&self) -> Notices {
+        lock(&self.notices).clone()
+    }
+
+    /// For tests: `hook` changes every fetched answer before it is read as a bundle, to show
+    /// what the daemon does with an answer the fetcher should never produce. `None` removes it.
+    pub fn set_answer_hook(&self, hook: Option<AnswerHook>) {
+        match self.answer_hook.write() {
+            Ok(mut h) => *h = hook,
+            Err(poisoned) => *poisoned.into_inner() = hook,
+        }
+    }
+
+    fn answer_hook(&self) -> Option<AnswerHook> {
+        match self.answer_hook.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Waits up to `within` for the records of checks cancelled at their deadline; false when
+    /// some were still being written.
+    pub async fn records_written(&self, within: Duration) -> bool {
+        let mut pending = self.recording.subscribe();
+        tokio::time::timeout(within, pending.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
     }
 
     /// The monitored targets of the configuration in force, as the scheduler plans them.
@@ -144,6 +264,8 @@ impl Shared {
                 ),
             };
             self.metrics.set_target(&snapshot, false);
+            self.metrics
+                .set_last_dispatched(&stored.target, stored.scheduled_at);
             let last_drift = last_drift_of(history);
             lock(&self.status).insert(
                 stored.target.clone(),
@@ -167,7 +289,7 @@ impl Shared {
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
-        let fetched = match self.fetcher.check_timed(&generation.config, &target).await {
+        let mut fetched = match self.fetcher.check_timed(&generation.config, &target).await {
             Ok(f) => f,
             Err(e @ (CheckError::ApiKey { .. } | CheckError::NotMonitored(_))) => {
                 // A configuration problem, not a provider failure: nothing was fetched, so there
@@ -178,8 +300,26 @@ impl Shared {
                 return;
             }
         };
+        if let Some(hook) = self.answer_hook() {
+            hook(&mut fetched.bundle);
+        }
         self.finish(generation, target, due, fetched.bundle, fetched.phases)
             .await;
+    }
+
+    /// Records a check that was cancelled at its deadline as an unverifiable check, in its own
+    /// task; the daemon's shutdown waits for it ([`Shared::records_written`]).
+    pub fn spawn_deadline_exceeded(self: &Arc<Self>, due: Due) {
+        let span = tracing::info_span!("check", target = %due.target);
+        self.recording.send_modify(|n| *n += 1);
+        let guard = Recording(self.clone());
+        tokio::spawn(
+            async move {
+                guard.0.clone().deadline_exceeded(due).await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
     }
 
     /// Records a check that was cancelled at its deadline as an unverifiable check.
@@ -208,14 +348,24 @@ impl Shared {
         let verify_start = Instant::now();
         // Verified in place: a few milliseconds of CPU, which the runtime's workers absorb more
         // cheaply than a hand-off to the blocking pool and back for every check.
-        let bundle = match Bundle::from_value(bundle_json.clone()) {
-            Ok(bundle) => bundle,
+        let (verdict, fetch_errors) = match Bundle::from_value(bundle_json.clone()) {
+            Ok(bundle) => (
+                verify::verify(&bundle, &target.policy, &generation.anchors),
+                CheckRecord::fetch_errors_of(&bundle),
+            ),
             Err(e) => {
-                tracing::error!(error = %e, "the fetched bundle is malformed; not recorded");
-                return;
+                // The fetcher should never assemble such an answer; when it does, the check is
+                // still recorded, with the bytes as they were, as an unverifiable check.
+                tracing::error!(
+                    error = %e,
+                    "the fetched answer is not a readable bundle; recorded as unknown with its bytes"
+                );
+                (
+                    unreadable_verdict(&generation, &target, &bundle_json, &e),
+                    lenient_fetch_errors(&bundle_json),
+                )
             }
         };
-        let verdict = verify::verify(&bundle, &target.policy, &generation.anchors);
         phases.push(PhaseDuration {
             phase: Phase::Verify,
             duration: verify_start.elapsed(),
@@ -234,35 +384,53 @@ impl Shared {
             started_at: due.started_at,
             finished_at,
             phases: phases.clone(),
-            fetch_errors: CheckRecord::fetch_errors_of(&bundle),
+            fetch_errors,
             bundle: bundle_json,
             verdict,
             measurements,
             drift: events,
         };
         let store_start = Instant::now();
-        let check_id = match self.store.record(&record).await {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::error!(error = %e, "storing the check failed");
-                None
-            }
-        };
+        let stored = self.store.record(&record).await;
         self.metrics
             .observe_phase(Phase::Store, store_start.elapsed());
         for p in &phases {
             self.metrics.observe_phase(p.phase, p.duration);
         }
-        self.publish(&generation, &target, &record, check_id, Utc::now());
+        for e in &record.fetch_errors {
+            self.metrics.fetch_error(&target.name, &e.endpoint, &e.kind);
+        }
+        match stored {
+            Ok(check_id) => {
+                lock(&self.notices).store_failure = None;
+                self.publish(&generation, &target, &record, check_id, Utc::now());
+            }
+            Err(e) => {
+                // Nothing of the check is kept, so nothing may look as if it were: the drift
+                // history, the gauges, the counters of finished checks and the status page stay
+                // as the last stored check left them. `/readyz` says so until a write succeeds.
+                tracing::error!(
+                    error = %e,
+                    state = record.verdict.state.as_str(),
+                    "storing the check failed; it is not recorded and the metrics do not show it"
+                );
+                self.metrics.store_error();
+                lock(&self.notices).store_failure = Some(StoreFailure {
+                    at: Utc::now(),
+                    target: target.name.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
     }
 
-    /// Updates the drift history, the metrics and the status page from a recorded check.
+    /// Updates the drift history, the metrics and the status page from a stored check.
     fn publish(
         &self,
         generation: &Generation,
         target: &TargetConfig,
         record: &CheckRecord,
-        check_id: Option<i64>,
+        check_id: i64,
         now: DateTime<Utc>,
     ) {
         let verdict = &record.verdict;
@@ -304,9 +472,6 @@ impl Shared {
         };
         self.metrics.set_target(&snapshot, true);
         self.metrics.check_finished(&target.name, verdict.state);
-        for e in &record.fetch_errors {
-            self.metrics.fetch_error(&target.name, &e.endpoint, &e.kind);
-        }
         if !record.drift.is_empty() {
             self.metrics
                 .drift_events(&target.name, record.drift.len() as u64);
@@ -343,7 +508,7 @@ impl Shared {
             target.name.clone(),
             TargetStatus {
                 state: verdict.state,
-                check_id,
+                check_id: Some(check_id),
                 last_check: record.finished_at,
                 last_success,
                 failing: failing_checks,
@@ -368,9 +533,7 @@ impl Runner for CheckRunner {
     }
 
     fn deadline_exceeded(&self, due: &Due) {
-        let span = tracing::info_span!("check", target = %due.target);
-        let shared = self.shared.clone();
-        tokio::spawn(shared.deadline_exceeded(due.clone()).instrument(span));
+        self.shared.spawn_deadline_exceeded(due.clone());
     }
 
     fn skipped(&self, target: &str, scheduled_at: DateTime<Utc>) {
@@ -381,6 +544,75 @@ impl Runner for CheckRunner {
     fn next_check(&self, target: &str, at: DateTime<Utc>) {
         self.shared.metrics.set_next_check(target, at);
     }
+
+    fn dispatched(&self, target: &str, scheduled_at: DateTime<Utc>) {
+        self.shared
+            .metrics
+            .set_last_dispatched(target, scheduled_at);
+    }
+}
+
+/// Counts a deadline record as pending while it lives.
+struct Recording(Arc<Shared>);
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.0.recording.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// The verdict of an answer that could not be read as a bundle: every check the target's
+/// verdicts carry (as for an answer that never arrived), each `unknown` naming the bundle error.
+/// Its `observed_at` is the answer's own when that is readable, else now.
+fn unreadable_verdict(
+    generation: &Generation,
+    target: &TargetConfig,
+    answer: &Value,
+    error: &verify::BundleError,
+) -> verify::Verdict {
+    let observed_at = answer
+        .get("observed_at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+    let empty = Bundle {
+        format: verify::bundle::BUNDLE_FORMAT.to_string(),
+        target: target.name.clone(),
+        observed_at,
+        nonce: "0".repeat(64),
+        endpoints: verify::bundle::Endpoints::default(),
+        attestation: None,
+        fetch_errors: Vec::new(),
+        tdx_collateral: None,
+        nras: None,
+        canary: None,
+        tls_peer_spki: None,
+        transport: None,
+        policy: None,
+    };
+    let mut verdict = verify::verify(&empty, &target.policy, &generation.anchors);
+    let reason = format!("the fetched answer could not be read as a bundle: {error}");
+    for check in &mut verdict.checks {
+        check.state = State::Unknown;
+        check.reason.clone_from(&reason);
+    }
+    verdict.state = State::Unknown;
+    verdict
+}
+
+/// The fetch errors an unreadable answer lists, when that part of it can be read.
+fn lenient_fetch_errors(answer: &Value) -> Vec<FetchErrorSummary> {
+    answer
+        .get("fetch_errors")
+        .cloned()
+        .and_then(|errors| serde_json::from_value::<Vec<verify::bundle::FetchError>>(errors).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| FetchErrorSummary {
+            endpoint: e.endpoint,
+            kind: e.kind,
+        })
+        .collect()
 }
 
 /// The monitored targets of a configuration as the scheduler plans them.

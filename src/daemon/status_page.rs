@@ -14,7 +14,7 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
-use super::runner::{Generation, TargetStatus};
+use super::runner::{Generation, Notices, TargetStatus};
 use crate::config::{MonitorConfig, TargetConfig};
 use crate::verify::policy::{
     INTEL_SGX_ROOT_CA_DER, NRAS_INTERMEDIATE_004_PEM, NVIDIA_DEVICE_ROOT_PEM, pem_to_der,
@@ -259,6 +259,7 @@ code{font-family:ui-monospace,monospace;font-size:.9em;word-break:break-all}\
 pub fn render(
     generation: &Generation,
     statuses: &BTreeMap<String, TargetStatus>,
+    notices: &Notices,
     next_due: impl Fn(&str) -> Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> String {
@@ -290,6 +291,7 @@ pub fn render(
         version = env!("CARGO_PKG_VERSION"),
         generated = now.to_rfc3339_opts(SecondsFormat::Secs, true),
     );
+    notices_section(&mut page, generation, notices, now);
     trust_section(&mut page, &generation.anchors);
     page.push_str(
         "<h2 id=\"targets-heading\">Targets</h2>\
@@ -320,6 +322,38 @@ pub fn render(
     }
     page.push_str("</main></body></html>\n");
     page
+}
+
+/// The daemon's own problems, above everything else: a refused reload (the configuration in
+/// force is still the previous one) and a store that refused a check.
+fn notices_section(
+    page: &mut String,
+    generation: &Generation,
+    notices: &Notices,
+    now: DateTime<Utc>,
+) {
+    if let Some(refusal) = &notices.reload_refused {
+        let _ = write!(
+            page,
+            "<p id=\"reload-refused\" class=\"fail\" role=\"alert\">Reload refused {at}: {reason}. \
+             The configuration loaded {loaded} (generation {number}) stays in force.</p>",
+            at = time(Some(refusal.at), now),
+            reason = escape(&shorten(&refusal.reason, MAX_REASON_CHARS)),
+            loaded = time(Some(generation.loaded_at), now),
+            number = generation.number,
+        );
+    }
+    if let Some(failure) = &notices.store_failure {
+        let _ = write!(
+            page,
+            "<p id=\"store-failure\" class=\"fail\" role=\"alert\">Storing a check of {target} \
+             failed {at}: {error}. Checks that are not stored are not shown; this clears when a \
+             check is stored.</p>",
+            target = escape(&failure.target),
+            at = time(Some(failure.at), now),
+            error = escape(&shorten(&failure.error, MAX_REASON_CHARS)),
+        );
+    }
 }
 
 /// One anchor of the trust section.

@@ -13,8 +13,7 @@ fn generation(names: &[&str]) -> Generation {
         );
     }
     let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
-    let anchors = config.trust_anchors();
-    Generation { config, anchors }
+    Generation::new(config, 1)
 }
 
 fn check(name: &str, state: State, reason: &str) -> Check {
@@ -83,7 +82,7 @@ fn provider_text_is_escaped_everywhere() {
     });
     s.trust = vec![evil.into()];
     let statuses = BTreeMap::from([("t1".to_string(), s)]);
-    let page = render(&generation, &statuses, |_| None, now());
+    let page = render(&generation, &statuses, &Notices::default(), |_| None, now());
     assert!(!page.contains("<script"), "{page}");
     assert!(!page.contains("<img"), "{page}");
     assert!(!page.contains("'x'"), "{page}");
@@ -103,7 +102,13 @@ fn names_models_and_urls_are_escaped() {
             m.base_url = "http://127.0.0.1/<x>".into();
         }
     }
-    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    let page = render(
+        &generation,
+        &BTreeMap::new(),
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
     assert!(page.contains("data-target=\"a&lt;b&gt;&quot;c\""), "{page}");
     assert!(page.contains("m&lt;i&gt;"));
     assert!(page.contains("http://127.0.0.1/&lt;x&gt;"));
@@ -134,7 +139,7 @@ fn rows_are_ordered_fail_unknown_pass_not_checked_then_by_name() {
             status(State::Fail, vec![check("x", State::Fail, "bad")], at),
         ),
     ]);
-    let page = render(&generation, &statuses, |_| None, now());
+    let page = render(&generation, &statuses, &Notices::default(), |_| None, now());
     assert_eq!(row_order(&page), ["f1", "f2", "u1", "p1", "p2", "n0", "n1"]);
     assert!(page.contains("data-target=\"n0\" data-state=\"none\""));
     assert!(page.contains("data-target=\"u1\" data-state=\"unknown\""));
@@ -150,7 +155,7 @@ fn failures_are_listed_before_unknowns_and_the_list_is_capped() {
         .collect();
     failing.push(check("tdx_quote_signature", State::Fail, &"r".repeat(1000)));
     let statuses = BTreeMap::from([("t".to_string(), status(State::Fail, failing, now()))]);
-    let page = render(&generation, &statuses, |_| None, now());
+    let page = render(&generation, &statuses, &Notices::default(), |_| None, now());
     let first = page.find("data-check=\"tdx_quote_signature\"");
     let unknown = page.find("data-check=\"u0\"");
     assert!(first.is_some() && unknown.is_some() && first < unknown);
@@ -163,7 +168,13 @@ fn failures_are_listed_before_unknowns_and_the_list_is_capped() {
 #[test]
 fn trust_roots_are_flagged() {
     let mut generation = generation(&["t"]);
-    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    let page = render(
+        &generation,
+        &BTreeMap::new(),
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
     assert!(page.contains("data-trust=\"production\""));
     assert!(page.contains("Production trust roots in force"));
     assert!(!page.contains("TEST ROOT"));
@@ -171,7 +182,13 @@ fn trust_roots_are_flagged() {
     assert!(page.contains("44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"));
     generation.anchors.dangerous = vec!["dangerous_intel_root_ca".into()];
     generation.anchors.intel_root_der = vec![1, 2, 3];
-    let page = render(&generation, &BTreeMap::new(), |_| None, now());
+    let page = render(
+        &generation,
+        &BTreeMap::new(),
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
     assert!(page.contains("data-trust=\"test\""));
     assert!(page.contains("Test trust roots in force"));
     assert!(page.contains("<code>[dangerous] dangerous_intel_root_ca</code>"));
@@ -198,6 +215,7 @@ fn drift_ages_and_overdue_checks_are_shown() {
     let page = render(
         &generation,
         &statuses,
+        &Notices::default(),
         |name| Some(now() + chrono::Duration::minutes(if name == "old" { 5 } else { -10 })),
         now(),
     );
@@ -253,7 +271,13 @@ fn a_page_of_two_thousand_targets_stays_light() {
         statuses.insert(name.clone(), s);
     }
     let started = std::time::Instant::now();
-    let page = render(&generation, &statuses, |_| Some(at), at);
+    let page = render(
+        &generation,
+        &statuses,
+        &Notices::default(),
+        |_| Some(at),
+        at,
+    );
     let took = started.elapsed();
     let order = row_order(&page);
     assert_eq!(order.len(), 2000);
@@ -265,4 +289,47 @@ fn a_page_of_two_thousand_targets_stays_light() {
     assert_eq!(page.matches("<ul>").count(), 40);
     assert!(page.len() < 1_200_000, "{} bytes", page.len());
     assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn a_refused_reload_and_a_failing_store_are_shown_above_the_targets() {
+    let generation = generation(&["a"]);
+    let quiet = render(
+        &generation,
+        &BTreeMap::new(),
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
+    assert!(!quiet.contains("reload-refused") && !quiet.contains("store-failure"));
+    let notices = Notices {
+        reload_refused: Some(super::super::runner::ReloadRefusal {
+            at: now() - chrono::Duration::seconds(30),
+            reason: "target \"a\": the cron expression \"0 0 30 2 *\" never fires".into(),
+        }),
+        store_failure: Some(super::super::runner::StoreFailure {
+            at: now() - chrono::Duration::seconds(5),
+            target: "<a>".into(),
+            error: "store query failed: no such table: bundles".into(),
+        }),
+    };
+    let page = render(&generation, &BTreeMap::new(), &notices, |_| None, now());
+    let reload = page
+        .split("<p id=\"reload-refused\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no refused reload:\n{page}"));
+    assert!(
+        reload.contains("the cron expression &quot;0 0 30 2 *&quot; never fires"),
+        "{reload}"
+    );
+    assert!(reload.contains("(generation 1) stays in force"), "{reload}");
+    let store = page
+        .split("<p id=\"store-failure\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no store failure:\n{page}"));
+    assert!(store.contains("of &lt;a&gt; failed"), "{store}");
+    assert!(store.contains("no such table: bundles"), "{store}");
+    assert!(page.find("store-failure") < page.find("id=\"targets\""));
 }
