@@ -16,6 +16,8 @@ pub const UNKNOWN: u8 = 2;
 pub const USAGE: u8 = 64;
 /// An input file is not a readable bundle.
 pub const DATA_ERR: u8 = 65;
+/// An output file cannot be created (it exists, or its folder is not writable).
+pub const CANT_CREATE: u8 = 73;
 /// An internal or fatal runtime error.
 pub const SOFTWARE: u8 = 70;
 /// The configuration is invalid.

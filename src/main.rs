@@ -158,6 +158,14 @@ enum Command {
         #[command(subcommand)]
         command: Option<HistoryCommand>,
     },
+    /// Write an online, consistent copy of the store (safe while the daemon runs) and check it.
+    Backup {
+        #[command(flatten)]
+        source: DbSource,
+        /// The copy to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -282,6 +290,7 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Command::Backup { source, out } => cmd::backup::backup(&source, &out),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {

@@ -9,11 +9,13 @@
 //! of a one-GPU target cost a couple of kilobytes instead of the 60 KB of its bundle. The schema
 //! is in `migrations/` and explained in `docs/store.md`.
 
+mod backup;
 mod codec;
 mod read;
 mod retention;
 mod write;
 
+pub use backup::{BackupSummary, check_copy};
 pub use read::REMOVED_BY_RETENTION;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +67,15 @@ pub enum StoreError {
     Compression(#[source] std::io::Error),
     #[error("time {0} is outside what the store can represent (1677 to 2262)")]
     TimeOutOfRange(String),
+    #[error(
+        "{} was written by a newer teewatch (schema migration {version} is unknown to this version): run that version, or restore the backup taken before the upgrade (docs/store.md)",
+        path.display()
+    )]
+    NewerSchema { path: PathBuf, version: i64 },
+    #[error("{} exists: a backup is written to a new file, never over another", .0.display())]
+    BackupExists(PathBuf),
+    #[error("backup {}: {reason}", path.display())]
+    Backup { path: PathBuf, reason: String },
 }
 
 /// What retention keeps.
@@ -197,7 +208,17 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| match e {
+                // A rollback to an older binary must not touch a newer schema.
+                sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    version,
+                },
+                other => StoreError::Migrate(other),
+            })?;
         Ok(Store { pool })
     }
 
