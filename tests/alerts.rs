@@ -18,7 +18,7 @@ fn promtool() -> std::path::PathBuf {
 
 /// The alerts, in file order, with their severities. Other files (dashboards, the runbook, the
 /// end-to-end test) name them: never rename one.
-const ALERTS: [(&str, &str); 11] = [
+const ALERTS: [(&str, &str); 12] = [
     ("TeewatchAttestationFailing", "critical"),
     ("TeewatchMeasurementDrift", "critical"),
     ("TeewatchComposeManagerAction", "warning"),
@@ -28,6 +28,7 @@ const ALERTS: [(&str, &str); 11] = [
     ("TeewatchCollateralExpiringSoon", "warning"),
     ("TeewatchCollateralStale", "warning"),
     ("TeewatchTargetStale", "warning"),
+    ("TeewatchStoreWriteFailing", "critical"),
     ("TeewatchIdentityNotPinned", "info"),
     ("TeewatchDown", "critical"),
 ];
