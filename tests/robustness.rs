@@ -1,6 +1,10 @@
 //! Robustness of the verifier and the bundle loader against hostile input: truncated and
 //! bit-flipped quotes, garbage in every attestation field, broken event logs and malformed bundle
 //! envelopes. Nothing may panic, and no forged quote may ever pass `tdx_quote_signature`.
+//!
+//! Every "does not pass" assertion is made on an input whose check passed before the change (a
+//! control asserts it), so it fails for the change's reason. No real vector passes as a whole, so
+//! the assertions are on the check the change reaches, never on the overall verdict.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -142,7 +146,6 @@ fn every_truncation_of_a_real_quote_is_judged_without_panic_and_never_passes() {
             "length {len} of {}: a truncated quote passed the signature check",
             quote.len()
         );
-        assert_ne!(verdict.state, State::Pass, "length {len}: verdict passed");
         // The quote declares its signature data length, so every cut into it fails to parse, and
         // a quote that does not parse never reaches the signature check.
         assert_eq!(
@@ -254,11 +257,6 @@ fn flip_every_bit(quote: &[u8], collateral: &Value, observed_at: &str, signed_le
                     None => panic!("byte {byte} bit {bit}: no {SIGNATURE} check"),
                 }
             }
-            assert_ne!(
-                verdict.state,
-                State::Pass,
-                "byte {byte} bit {bit}: verdict passed"
-            );
         }
     }
     assert_eq!(variant, quote, "the variant buffer must be restored");
@@ -300,8 +298,6 @@ fn no_single_bit_flip_in_a_v5_header_or_body_passes_the_signature() {
 // Garbage in the attestation fields
 // ---------------------------------------------------------------------------------------------
 
-const DSTACK_BUNDLE: &str = "tests/bundles/dstack-quote-report.json";
-
 fn garbage_values() -> Vec<(&'static str, Value)> {
     let mut nested = json!([]);
     for _ in 0..100 {
@@ -324,9 +320,9 @@ fn garbage_values() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The dstack bundle as JSON, and the policy its snapshot names.
-fn dstack_base() -> (Value, Policy) {
-    let value = read_json(DSTACK_BUNDLE);
+/// A real bundle as JSON, and the policy its snapshot names.
+fn real_base(name: &str) -> (Value, Policy) {
+    let value = read_json(&format!("tests/bundles/{name}.json"));
     let bundle = Bundle::from_value(value.clone()).unwrap();
     let policy = bundle
         .policy
@@ -334,6 +330,11 @@ fn dstack_base() -> (Value, Policy) {
         .map(|s| Policy::from_snapshot(s).unwrap())
         .unwrap_or_default();
     (value, policy)
+}
+
+/// The dstack bundle as JSON, and the policy its snapshot names.
+fn dstack_base() -> (Value, Policy) {
+    real_base("dstack-quote-report")
 }
 
 fn verify_value(value: Value, policy: &Policy) -> Verdict {
@@ -354,49 +355,76 @@ fn assert_nothing_passes(verdict: &Verdict, name: &str, what: &str) {
     }
 }
 
+/// Asserts that every `name` check of the unchanged input passes, so that a later "does not
+/// pass" on a changed copy is the change's doing.
+#[track_caller]
+fn assert_control_passes(verdict: &Verdict, name: &str, what: &str) {
+    let states: Vec<State> = verdict.checks_named(name).map(|c| c.state).collect();
+    assert!(
+        !states.is_empty() && states.iter().all(|s| *s == State::Pass),
+        "control ({what}): {name} must pass before the change, got {states:?}: {}",
+        reason(verdict, name)
+    );
+}
+
+/// Garbage in each attestation field: nothing panics, and the check that reads the field does not
+/// pass, on a real bundle where that check passed before. Fields whose readers no real bundle
+/// passes (`signing_algo`, `info`, `vm_config`, …) are judged without panic only.
 #[test]
 fn garbage_in_every_attestation_field_never_passes_or_panics() {
-    let (base, policy) = dstack_base();
-    let fields = [
-        "intel_quote",
-        "event_log",
-        "signing_address",
-        "signing_algo",
-        "info",
-        "vm_config",
-        "all_attestations",
+    // (bundle, field, the checks that read it and must stop passing)
+    let cases: [(&str, &str, &[&str]); 11] = [
+        ("dstack-quote-report", "intel_quote", &[PARSE]),
+        ("dcapqvl-v4-uptodate", "intel_quote", &[PARSE, SIGNATURE]),
+        (
+            "dstack-quote-report",
+            "signing_address",
+            &["report_data_binding"],
+        ),
+        ("dstack-quote-report", "event_log", &["event_log_replay"]),
+        (
+            "pmlsdk-dstack-sample",
+            "event_log",
+            &["event_log_replay", "compose_binding"],
+        ),
+        ("dstack-quote-report", "signing_algo", &[]),
+        ("dstack-quote-report", "vm_config", &[]),
+        ("pmlsdk-dstack-sample", "info", &[]),
+        ("dstack-quote-report", "all_attestations", &[]),
         // Not in every report, but read when present.
-        "quote",
-        "signing_public_key",
+        ("dstack-quote-report", "quote", &[]),
+        ("dstack-quote-report", "signing_public_key", &[]),
     ];
-    for field in fields {
+    for (name, field, readers) in cases {
+        let (base, policy) = real_base(name);
+        let control = verify_value(base.clone(), &policy);
+        for reader in readers {
+            assert_control_passes(&control, reader, name);
+        }
         for (label, garbage) in garbage_values() {
-            let what = format!("{field} = {label}");
+            let what = format!("{name}: {field} = {label}");
             let mut value = base.clone();
             value["attestation"][field] = garbage;
+            // A null `event_log` means "take the one in info.tcb_info" (documented), which is
+            // intact in the Phala sample: its readers still pass.
+            let falls_back = field == "event_log"
+                && label == "null"
+                && base["attestation"]["info"]["tcb_info"].is_string();
             let verdict = verify_value(value, &policy);
-
-            assert!(
-                matches!(verdict.state, State::Fail | State::Unknown),
-                "{what}: verdict state {:?}",
-                verdict.state
-            );
             assert!(!verdict.checks.is_empty(), "{what}: no checks");
-            assert_nothing_passes(&verdict, SIGNATURE, &what);
-            match field {
-                "intel_quote" => {
-                    let parse: Vec<State> = verdict.checks_named(PARSE).map(|c| c.state).collect();
-                    assert!(
-                        !parse.is_empty() && parse.iter().all(|s| *s == State::Fail),
-                        "{what}: {PARSE} must fail, got {parse:?}"
-                    );
+            for reader in readers {
+                if falls_back {
+                    assert_control_passes(&verdict, reader, &what);
+                } else {
+                    assert_nothing_passes(&verdict, reader, &what);
                 }
-                "signing_address" => assert_nothing_passes(&verdict, "report_data_binding", &what),
-                "event_log" => {
-                    assert_nothing_passes(&verdict, "event_log_replay", &what);
-                    assert_nothing_passes(&verdict, "compose_binding", &what);
-                }
-                _ => {}
+            }
+            if field == "intel_quote" {
+                let parse: Vec<State> = verdict.checks_named(PARSE).map(|c| c.state).collect();
+                assert!(
+                    !parse.is_empty() && parse.iter().all(|s| *s == State::Fail),
+                    "{what}: {PARSE} must fail, got {parse:?}"
+                );
             }
         }
     }
@@ -408,12 +436,8 @@ fn garbage_in_every_attestation_field_never_passes_or_panics() {
 fn garbage_quotes_beside_valid_collateral_never_pass_the_signature() {
     let mut base = read_json("tests/bundles/dcapqvl-v4-uptodate.json");
     let control = verify_value(base.clone(), &Policy::default());
-    assert_eq!(
-        state(&control, SIGNATURE),
-        Some(State::Pass),
-        "{}",
-        reason(&control, SIGNATURE)
-    );
+    assert_control_passes(&control, PARSE, "the real quote");
+    assert_control_passes(&control, SIGNATURE, "the real quote");
 
     let real = base["attestation"]["intel_quote"]
         .as_str()
@@ -437,7 +461,6 @@ fn garbage_quotes_beside_valid_collateral_never_pass_the_signature() {
             "intel_quote = {label}"
         );
         assert_nothing_passes(&verdict, SIGNATURE, &format!("intel_quote = {label}"));
-        assert_ne!(verdict.state, State::Pass, "intel_quote = {label}");
     }
 
     // `quote` disagreeing with `intel_quote` is refused rather than either one being picked.
@@ -453,22 +476,34 @@ fn garbage_quotes_beside_valid_collateral_never_pass_the_signature() {
     assert_nothing_passes(&verdict, SIGNATURE, "disagreeing quote");
 }
 
+/// Hostile entries in two real logs: the replay fails where it passed, and `compose_binding`,
+/// which passes on the Phala sample's log, stops passing with it.
 #[test]
 fn hostile_event_log_entries_fail_the_replay() {
-    let (base, policy) = dstack_base();
+    for (name, compose_passes) in [
+        ("dstack-quote-report", false),
+        ("pmlsdk-dstack-sample", true),
+    ] {
+        hostile_event_log_entries_fail_the_replay_of(name, compose_passes);
+    }
+}
+
+fn hostile_event_log_entries_fail_the_replay_of(name: &str, compose_passes: bool) {
+    let (base, policy) = real_base(name);
     let log_text = base["attestation"]["event_log"]
         .as_str()
         .expect("the fixture's log is a string");
     let log: Vec<Value> = serde_json::from_str(log_text).unwrap();
     assert!(log.len() > 2);
 
-    // Control: the untouched log replays.
+    // Control: the untouched log replays (and, on the Phala sample, binds the compose file).
     let control = verify_value(base.clone(), &policy);
+    assert_control_passes(&control, "event_log_replay", name);
     assert_eq!(
-        state(&control, "event_log_replay"),
-        Some(State::Pass),
-        "{}",
-        reason(&control, "event_log_replay")
+        state(&control, "compose_binding") == Some(State::Pass),
+        compose_passes,
+        "{name}: {}",
+        reason(&control, "compose_binding")
     );
 
     let edits: Vec<(&str, &str, Value)> = vec![
@@ -504,7 +539,7 @@ fn hostile_event_log_entries_fail_the_replay() {
             // Both encodings the report may use: a JSON list and a string holding one.
             for as_string in [false, true] {
                 let what = format!(
-                    "event {index} {label} (log as {})",
+                    "{name}: event {index} {label} (log as {})",
                     if as_string { "string" } else { "list" }
                 );
                 let mut value = base.clone();
@@ -520,8 +555,9 @@ fn hostile_event_log_entries_fail_the_replay() {
                     "{what}: {}",
                     reason(&verdict, "event_log_replay")
                 );
-                assert_nothing_passes(&verdict, "compose_binding", &what);
-                assert_ne!(verdict.state, State::Pass, "{what}");
+                if compose_passes {
+                    assert_nothing_passes(&verdict, "compose_binding", &what);
+                }
             }
         }
     }
@@ -541,7 +577,7 @@ fn hostile_event_log_entries_fail_the_replay() {
         assert_eq!(
             state(&verdict, "event_log_replay"),
             Some(State::Fail),
-            "{label}: {}",
+            "{name}: {label}: {}",
             reason(&verdict, "event_log_replay")
         );
     }
@@ -550,6 +586,8 @@ fn hostile_event_log_entries_fail_the_replay() {
 #[test]
 fn several_garbage_nodes_are_each_judged_and_fail() {
     let (base, policy) = dstack_base();
+    let control = verify_value(base.clone(), &policy);
+    assert_control_passes(&control, PARSE, "the single-node report");
     let mut value = base.clone();
     value["attestation"]["all_attestations"] = json!([
         {},
@@ -573,7 +611,12 @@ fn several_garbage_nodes_are_each_judged_and_fail() {
     scopes.sort();
     scopes.dedup();
     assert_eq!(scopes.len(), 5, "every node needs its own scope: {parse:?}");
-    assert_eq!(verdict.state, State::Fail);
+    // The top-level report's own quote still parses: the failures are the garbage nodes'.
+    assert_eq!(
+        parse.iter().filter(|(_, s)| *s == State::Pass).count(),
+        1,
+        "{parse:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 //! never passes, and a verdict with a broken field the verifier reads is never a pass. Fields it
 //! does not read as evidence (claims such as `vm_config`, echoes such as `nonce`) may hold garbage
 //! without changing the verdict, and a null optional field is the same as an absent one.
+//!
+//! The bundles changed are healthy simulator bundles whose verdicts pass (asserted first), so
+//! every "does not pass" below is the garbage's doing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -34,8 +37,7 @@ fn breaks_the_verdict(field: &str, bad: &Value) -> bool {
     if optional && bad.is_null() {
         return false;
     }
-    reader_of(field).is_some()
-        || matches!(field, "info" | "signing_public_key" | "actions_hash")
+    reader_of(field).is_some() || matches!(field, "info" | "signing_public_key" | "actions_hash")
 }
 
 /// The check that reads `field` of a part, which must not pass when the field is garbage.
@@ -55,6 +57,14 @@ fn reader_of(field: &str) -> Option<&'static str> {
 fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
     for name in ["near-gateway-ed25519", "near-direct-3-nodes"] {
         let (base, config) = common::format_case(name);
+        // Control: the unchanged bundle passes, every reader check of every part included.
+        let control = common::verify_format_case(base.clone(), &config);
+        assert_eq!(
+            control.state,
+            State::Pass,
+            "{name}: {:#?}",
+            common::sim_run::failing(&control)
+        );
         // (JSON pointer of a part, its scope in the verdict)
         let parts: Vec<(String, String)> = if name.starts_with("near-gateway") {
             let models = base["attestation"]["model_attestations"]
@@ -98,8 +108,10 @@ fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
                             .checks
                             .iter()
                             .filter(|c| c.name == reader)
+                            // The part itself and its GPUs; a compose manager nested in a
+                            // model part (`model:0/compose_manager`) is a part of its own.
                             .filter(|c| {
-                                c.scope == *scope || c.scope.starts_with(&format!("{scope}/"))
+                                c.scope == *scope || c.scope.starts_with(&format!("{scope}/gpu:"))
                             })
                             .any(|c| c.state == State::Pass);
                         // A part without GPU evidence gets no GPU check at all, which is fine for
@@ -118,6 +130,20 @@ fn garbage_in_every_field_of_every_near_part_never_passes_or_panics() {
 #[test]
 fn garbage_part_lists_and_tls_peers_are_judged_without_panic() {
     let (base, config) = common::format_case("near-gateway-ed25519");
+    // Control: the unchanged bundle passes, its TLS binding included.
+    let control = common::verify_format_case(base.clone(), &config);
+    assert_eq!(
+        control.state,
+        State::Pass,
+        "{:#?}",
+        common::sim_run::failing(&control)
+    );
+    assert!(
+        control
+            .checks_named("tls_key_binding")
+            .any(|c| c.state == State::Pass),
+        "control: tls_key_binding passes"
+    );
     for key in ["gateway_attestation", "model_attestations"] {
         for bad in garbage() {
             let mut value = base.clone();
