@@ -128,9 +128,43 @@ fn two_node_bundle(scratch: &Scratch) -> PathBuf {
 
 #[test]
 fn the_exit_code_follows_the_verdict() {
-    // Exit 0 (every check passes) has no real bundle yet: no real vector binds a signing address
-    // and this check's nonce under collateral that covers it. The simulator issue adds one; test
-    // exit 0 against it then.
+    // Exit 0: every check passes. No real vector binds a signing address and this check's nonce
+    // under collateral that covers it, so these are simulator bundles checked with their own
+    // configuration (its pins and `[dangerous]` test roots).
+    for case in [
+        "near-gateway-ed25519",
+        "near-gateway-ecdsa",
+        "near-direct-3-nodes",
+    ] {
+        let dir = repo(&format!("tests/bundles/formats/{case}"));
+        let (bundle, config) = (dir.join("bundle.json"), dir.join("sim.toml"));
+        let human = teewatch([
+            "verify".as_ref(),
+            bundle.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ]);
+        assert_exit(&human, 0, &format!("{case} (every check passes)"));
+        assert!(stdout(&human).contains("PASS"), "{}", stdout(&human));
+        let json = teewatch([
+            "verify".as_ref(),
+            "--json".as_ref(),
+            bundle.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ]);
+        assert_exit(&json, 0, &format!("{case} --json"));
+        let verdict: Value = serde_json::from_str(&stdout(&json)).unwrap();
+        assert_eq!(verdict["state"], "pass", "{case}");
+        let not_passing: Vec<&Value> = verdict["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] != "pass")
+            .collect();
+        assert!(not_passing.is_empty(), "{case}: {not_passing:#?}");
+    }
+
     let unknown = teewatch(["verify".as_ref(), bundle_path("fetch-failed").as_os_str()]);
     assert_exit(&unknown, 2, "fetch-failed (every check unknown)");
     assert!(stdout(&unknown).contains("UNKNOWN"), "{}", stdout(&unknown));

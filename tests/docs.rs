@@ -24,13 +24,63 @@ fn readme_and_verdict_doc_list_every_check() {
     assert!(readme.contains("`pin:<field>`"));
 }
 
-#[test]
-fn readme_documents_every_exit_code() {
-    let readme = read("README.md");
-    for code in [0, 1, 2, 64, 65, 70, 78] {
-        assert!(
-            readme.contains(&format!("| {code} |")),
-            "README.md does not document exit {code}"
-        );
+/// The exit codes as `src/exit.rs` defines them: each `pub const NAME: u8 = CODE;` with its doc
+/// comment.
+fn exit_codes_in_code() -> Vec<(String, u8, String)> {
+    let source = read("src/exit.rs");
+    let mut codes = Vec::new();
+    let mut doc = Vec::new();
+    for line in source.lines().map(str::trim) {
+        if let Some(text) = line.strip_prefix("///") {
+            doc.push(text.trim().to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("pub const ") {
+            let (name, value) = rest
+                .split_once(": u8 = ")
+                .unwrap_or_else(|| panic!("src/exit.rs: unexpected constant {line}"));
+            let value: u8 = value.trim_end_matches(';').parse().unwrap();
+            codes.push((name.to_string(), value, doc.join(" ")));
+        }
+        doc.clear();
     }
+    codes
+}
+
+/// The codes of the README's exit code table (`### Exit codes`), in order.
+fn exit_codes_in_readme() -> Vec<u8> {
+    let readme = read("README.md");
+    let table = readme
+        .split("### Exit codes")
+        .nth(1)
+        .expect("README.md has an exit code table");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.trim_start_matches('|').split('|').next())
+        .filter_map(|cell| cell.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn readme_documents_exactly_the_exit_codes_of_the_code() {
+    let code = exit_codes_in_code();
+    // The parse reads the constants the binary uses.
+    let by_name = |name: &str| code.iter().find(|(n, ..)| n == name).map(|(_, v, _)| *v);
+    assert_eq!(by_name("PASS"), Some(teewatch::exit::PASS));
+    assert_eq!(by_name("FAIL"), Some(teewatch::exit::FAIL));
+    assert_eq!(by_name("UNKNOWN"), Some(teewatch::exit::UNKNOWN));
+    assert_eq!(by_name("CONFIG"), Some(teewatch::exit::CONFIG));
+    assert!(code.len() >= 7, "{code:?}");
+    for (name, _, doc) in &code {
+        assert!(!doc.is_empty(), "src/exit.rs: {name} has no doc comment");
+    }
+    let mut from_code: Vec<u8> = code.iter().map(|(_, v, _)| *v).collect();
+    from_code.sort_unstable();
+    assert_eq!(
+        exit_codes_in_readme(),
+        from_code,
+        "README.md's exit code table must list exactly src/exit.rs's codes, in order"
+    );
 }
