@@ -1,5 +1,6 @@
 //! `teewatch run` as a process: exit codes, systemd notifications (READY, STATUS, WATCHDOG) on a
-//! real notify socket, SIGHUP with a bad configuration, SIGTERM draining to exit 0, JSON logs,
+//! real notify socket, SIGHUP with a bad configuration (refused, named in STATUS), SIGTERM
+//! draining to exit 0 with the store closed last, JSON logs,
 //! and `teewatch history` / `history export` on the database it leaves behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -151,7 +152,20 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
     )
     .unwrap();
     signal(guard.id(), "HUP");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // systemd's status line says the reload was refused, and why.
+    let mut status = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !status.contains("reload refused") {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buf) {
+            status = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    assert!(
+        status.contains("STATUS=1 targets") && status.contains("reload refused"),
+        "{status}"
+    );
+    assert!(status.contains("daemon.retention_days"), "{status}");
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
         .await
         .unwrap();
@@ -189,6 +203,12 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
     assert!(stderr.contains("daemon.retention_days"), "{stderr}");
     assert!(stderr.contains("reload refused"), "{stderr}");
     assert!(stderr.contains("teewatch stopped"), "{stderr}");
+    // The store closed after everything else let go of the shared state.
+    assert!(
+        !stderr.contains("shared state still referenced"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"store_closed_alone\":true"), "{stderr}");
 
     // The history lists the checks; an exported bundle verifies offline.
     let out = teewatch([

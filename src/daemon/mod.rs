@@ -322,10 +322,19 @@ impl Daemon {
 
     /// Stops scheduling, lets in-flight checks finish within `drain`, stops HTTP and closes
     /// the store, in the order that leaves nothing using the store when it closes: the
-    /// scheduler and its checks, the records of checks cancelled at their deadline, the
-    /// background tasks, the HTTP server, and then the last holders of the shared state.
+    /// background tasks (retention, and the watchdog, which would otherwise report the stopping
+    /// scheduler as unhealthy), the scheduler and its checks, the records of checks cancelled
+    /// at their deadline, the HTTP server, and then the last holders of the shared state.
     pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         notify::stopping();
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            // An aborted task ends at its next await; waiting drops what it held (a retention
+            // pass in progress rolls back).
+            let _ = task.await;
+        }
         // The scheduler handle is cloned out of the cell: the HTTP server still holds the cell
         // until it stops, so the cell itself cannot be taken apart here.
         let drained = match self.scheduler.get().cloned() {
@@ -334,13 +343,6 @@ impl Daemon {
         };
         if !self.shared.records_written(SHUTDOWN_GRACE).await {
             tracing::warn!("a check cancelled at its deadline was not recorded before the stop");
-        }
-        for task in &self.tasks {
-            task.abort();
-        }
-        for task in self.tasks {
-            // An aborted task ends at its next await; waiting drops what it held.
-            let _ = task.await;
         }
         let _ = self.stop_http.send(true);
         let mut http_task = self.http_task;
