@@ -356,7 +356,11 @@ async fn histories_and_latest_checks_survive_a_reopen() {
     assert!(a.tcb_status.is_some());
     assert_eq!(
         (a.scheduled_at, a.started_at, a.finished_at),
-        (drifted.scheduled_at, drifted.started_at, drifted.finished_at)
+        (
+            drifted.scheduled_at,
+            drifted.started_at,
+            drifted.finished_at
+        )
     );
     assert_eq!(a.last_success_at, last_pass);
     assert_eq!(a.duration, Duration::from_millis(1_234));
