@@ -360,10 +360,11 @@ impl Shared {
                     error = %e,
                     "the fetched answer is not a readable bundle; recorded as unknown with its bytes"
                 );
-                (
-                    unreadable_verdict(&generation, &target, &bundle_json, &e),
-                    lenient_fetch_errors(&bundle_json),
-                )
+                let Some(verdict) = unreadable_verdict(&generation, &target, &bundle_json, &e)
+                else {
+                    return;
+                };
+                (verdict, lenient_fetch_errors(&bundle_json))
             }
         };
         phases.push(PhaseDuration {
@@ -564,40 +565,40 @@ impl Drop for Recording {
 /// The verdict of an answer that could not be read as a bundle: every check the target's
 /// verdicts carry (as for an answer that never arrived), each `unknown` naming the bundle error.
 /// Its `observed_at` is the answer's own when that is readable, else now.
+///
+/// It is the verdict of a stand-in: the readable bundle of a check in which nothing arrived
+/// (the one a check cancelled at its deadline records), which the fetcher's own assembly makes.
+/// `None` only if even that were unreadable, which its unit test rules out.
 fn unreadable_verdict(
     generation: &Generation,
     target: &TargetConfig,
     answer: &Value,
     error: &verify::BundleError,
-) -> verify::Verdict {
-    let observed_at = answer
-        .get("observed_at")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-    let empty = Bundle {
-        format: verify::bundle::BUNDLE_FORMAT.to_string(),
-        target: target.name.clone(),
-        observed_at,
-        nonce: "0".repeat(64),
-        endpoints: verify::bundle::Endpoints::default(),
-        attestation: None,
-        fetch_errors: Vec::new(),
-        tdx_collateral: None,
-        nras: None,
-        canary: None,
-        tls_peer_spki: None,
-        transport: None,
-        policy: None,
+) -> Option<verify::Verdict> {
+    let mut stand_in = timed_out_bundle(&generation.config, target, Duration::ZERO);
+    if let Some(observed_at) = answer.get("observed_at").filter(|t| {
+        t.as_str()
+            .is_some_and(|t| DateTime::parse_from_rfc3339(t).is_ok())
+    }) {
+        if let Some(slot) = stand_in.get_mut("observed_at") {
+            slot.clone_from(observed_at);
+        }
+    }
+    let stand_in = match Bundle::from_value(stand_in) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            tracing::error!(error = %e, "the stand-in bundle is unreadable too; not recorded");
+            return None;
+        }
     };
-    let mut verdict = verify::verify(&empty, &target.policy, &generation.anchors);
+    let mut verdict = verify::verify(&stand_in, &target.policy, &generation.anchors);
     let reason = format!("the fetched answer could not be read as a bundle: {error}");
     for check in &mut verdict.checks {
         check.state = State::Unknown;
         check.reason.clone_from(&reason);
     }
     verdict.state = State::Unknown;
-    verdict
+    Some(verdict)
 }
 
 /// The fetch errors an unreadable answer lists, when that part of it can be read.
