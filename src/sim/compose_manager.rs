@@ -19,18 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::verify::hexutil;
 
-/// The compose manager's own member order; any other member follows these, in the order the
-/// action carries it.
-pub const MANAGER_MEMBER_ORDER: [&str; 8] = [
-    "timestamp",
-    "action",
-    "tag",
-    "commit",
-    "file",
-    "file_sha256",
-    "container",
-    "services",
-];
+/// The compose manager's own member order (REFERENCE.md §1, one list for the simulator and the
+/// verifier); any other member follows these, in the order the action carries it.
+pub use crate::verify::compose_manager::MANAGER_MEMBER_ORDER;
 
 /// The containers a simulated compose file starts.
 const SERVICES: [&str; 2] = ["vllm", "vllm-proxy"];
