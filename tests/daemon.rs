@@ -1094,3 +1094,215 @@ async fn a_cron_slot_missed_while_the_daemon_was_down_is_caught_up_once() {
     assert_eq!(checks[0].scheduled_at, missed);
     store.close().await;
 }
+
+/// A scrape as the restart comparison reads it: every gauge sample by series (name and labels)
+/// with its value, and the series of every other family (counters restart at zero, histograms
+/// hold this process's observations). The process's own `process_*` series are left out.
+struct Exposition {
+    gauges: std::collections::BTreeMap<String, String>,
+    others: std::collections::BTreeSet<String>,
+}
+
+fn exposition(scrape: &str) -> Exposition {
+    let mut types = std::collections::BTreeMap::new();
+    let mut out = Exposition {
+        gauges: std::collections::BTreeMap::new(),
+        others: std::collections::BTreeSet::new(),
+    };
+    for line in scrape.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() || line.starts_with("process_") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap();
+        if types.get(name).map(String::as_str) == Some("gauge") {
+            out.gauges.insert(series.to_string(), value.to_string());
+        } else {
+            out.others.insert(series.to_string());
+        }
+    }
+    out
+}
+
+/// Scrapes until `done` holds for a scrape, for at most `within`.
+async fn scrape_until(
+    daemon: &teewatch::daemon::Daemon,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let m = scrape(daemon).await;
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not within {within:?}:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 16 item 4: a restarted daemon answers its first scrape, before any check, with every
+/// gauge the stopped one showed (per-target states, times, TCB status, formats, measurements,
+/// drift flags, state-since, last dispatched slot, next check, and the platforms' collateral
+/// expiry and fetch time), from the store and the collateral cache alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_scrapes_like_the_stopped_one_before_any_check() {
+    let options = SimOptions {
+        models: 2,
+        ..SimOptions::default()
+    };
+    let run = start("daemon-restart-gauges", options).await;
+    let path = config_path(&run);
+    let (good, bad) = (model_name(0), model_name(1));
+    run.sim
+        .state
+        .set_fault(Some(&bad), Fault::UnboundNonce, true)
+        .unwrap();
+    // Checked by the scheduler (so the dispatched-slot gauge is the scheduler's), every 3 s.
+    let every_3s = "cron = \"*/3 * * * * *\"";
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("interval = \"10s\"", every_3s)).unwrap();
+    let daemon = start_daemon(&path, &run.dir).await;
+    let checks_of = |m: &str, t: &str| {
+        ["pass", "unknown", "fail"]
+            .iter()
+            .filter_map(|s| sample(m, "teewatch_checks_total", &[("target", t), ("state", s)]))
+            .sum::<f64>()
+    };
+    scrape_until(
+        &daemon,
+        Duration::from_secs(60),
+        "two checks per target",
+        |m| checks_of(m, &good) >= 2.0 && checks_of(m, &bad) >= 2.0,
+    )
+    .await;
+    // Then no more checks: a yearly cron, put in force by a reload; a check dispatched before
+    // it finishes first.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(every_3s, "cron = \"0 0 1 1 *\""),
+    )
+    .unwrap();
+    daemon.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = scrape_until(
+        &daemon,
+        Duration::from_secs(30),
+        "no check in flight",
+        |m| sample(m, "teewatch_checks_in_flight", &[]) == Some(0.0),
+    )
+    .await;
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let history = store.history(&HistoryFilter::default()).await.unwrap();
+    store.close().await;
+    let recorded = |t: &str| history.iter().filter(|c| c.target == t).count() as f64;
+    assert_eq!(checks_of(&before, &good), recorded(&good), "{before}");
+    assert_eq!(checks_of(&before, &bad), recorded(&bad), "{before}");
+
+    let daemon = start_daemon(&path, &run.dir).await;
+    let after = scrape(&daemon).await;
+    assert_eq!(checks_of(&after, &good) + checks_of(&after, &bad), 0.0);
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // The gauges the issue found missing after a restart are there.
+    for (name, labels) in [
+        (
+            "teewatch_collateral_expiry_timestamp_seconds",
+            vec![("fmspc", "7e5700000000")],
+        ),
+        (
+            "teewatch_collateral_fetched_timestamp_seconds",
+            vec![("fmspc", "7e5700000000")],
+        ),
+        (
+            "teewatch_tdx_tcb_status",
+            vec![("target", good.as_str()), ("status", "UpToDate")],
+        ),
+        (
+            "teewatch_tdx_tcb_status",
+            vec![("target", bad.as_str()), ("status", "UpToDate")],
+        ),
+        (
+            "teewatch_target_state_since_timestamp_seconds",
+            vec![("target", bad.as_str())],
+        ),
+    ] {
+        assert!(
+            sample(&after, name, &labels).is_some(),
+            "{name} {labels:?}:\n{after}"
+        );
+    }
+    // State-since is the first check of the current run, not the latest check.
+    let first_check = |t: &str| {
+        history
+            .iter()
+            .filter(|c| c.target == t)
+            .map(|c| c.finished_at)
+            .min()
+            .unwrap()
+    };
+    for t in [&good, &bad] {
+        let since = sample(
+            &after,
+            "teewatch_target_state_since_timestamp_seconds",
+            &[("target", t)],
+        );
+        assert_eq!(
+            since,
+            Some(first_check(t).timestamp_millis() as f64 / 1000.0),
+            "{t}"
+        );
+        assert!(
+            since
+                < sample(
+                    &after,
+                    "teewatch_last_check_timestamp_seconds",
+                    &[("target", t)]
+                ),
+            "{t}"
+        );
+    }
+
+    let (before, after) = (exposition(&before), exposition(&after));
+    let differing: Vec<String> = before
+        .gauges
+        .iter()
+        .filter(|(series, value)| after.gauges.get(*series) != Some(*value))
+        .map(|(series, value)| {
+            format!(
+                "{series}: {value} before, {:?} after",
+                after.gauges.get(series)
+            )
+        })
+        .chain(
+            after
+                .gauges
+                .keys()
+                .filter(|s| !before.gauges.contains_key(*s))
+                .map(|s| format!("{s}: only after the restart")),
+        )
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "gauges differ across the restart:\n{}",
+        differing.join("\n")
+    );
+    assert_eq!(
+        before.others, after.others,
+        "the series of counters and histograms"
+    );
+    assert!(before.gauges.len() > 40, "{:?}", before.gauges.keys());
+}

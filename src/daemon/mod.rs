@@ -11,6 +11,7 @@ pub mod logging;
 pub mod notify;
 pub mod runner;
 pub mod status_page;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -141,6 +142,7 @@ impl Daemon {
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
+        let state_since = store.state_since().await?;
         // The slot of each target's last recorded check, for catching up a missed cron slot.
         let last_slots: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = latest
             .iter()
@@ -154,7 +156,9 @@ impl Daemon {
         let concurrency = config.daemon.concurrency;
         let retention = retention_of(&config);
         let shared = Arc::new(Shared::new(config, fetcher, store, metrics, histories));
-        shared.restore(latest, Utc::now());
+        // Every gauge comes back from the store before the listener answers a scrape.
+        shared.restore_collateral(&latest).await;
+        shared.restore(latest, &state_since, Utc::now());
         let targets = shared.targets();
         shared.metrics.set_targets(targets.len());
         match shared.store.apply_retention(Utc::now(), &retention).await {
@@ -162,12 +166,7 @@ impl Daemon {
             Err(e) => tracing::error!(error = %e, "retention failed"),
         }
 
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| RunError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let listener = http::bind(listen, &shared, &options.config_path).await?;
         let addr = listener.local_addr().map_err(|source| RunError::Bind {
             addr: listen,
             source,
@@ -183,10 +182,7 @@ impl Daemon {
                 let shutdown = async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
+                if let Err(e) = listener.serve(router, shutdown).await {
                     tracing::error!(error = %e, "http server failed");
                 }
             }
@@ -298,6 +294,7 @@ impl Daemon {
             tracing::warn!("daemon.db changed; it takes effect after a restart");
             config.daemon.db = old.config.daemon.db.clone();
         }
+        http::keep_listener_settings(&old.config.daemon, &mut config.daemon);
         let targets = runner::planned_targets(&config);
         let count = targets.len();
         // The configuration goes in force only once the scheduler took its targets, and under

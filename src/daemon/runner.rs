@@ -34,6 +34,9 @@ pub const DEADLINE_TIMEOUTS: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct TargetStatus {
     pub state: State,
+    /// When the first check of the current run of `state` finished: "failing since" for a
+    /// failing target (`teewatch_target_state_since_timestamp_seconds`).
+    pub state_since: DateTime<Utc>,
     pub check_id: Option<i64>,
     pub last_check: DateTime<Utc>,
     pub last_success: Option<DateTime<Utc>>,
@@ -233,8 +236,14 @@ impl Shared {
     }
 
     /// Rebuilds gauges and the status page from the store after a start, so nothing reads as
-    /// zero or missing until the next check.
-    pub fn restore(&self, latest: Vec<LatestCheck>, now: DateTime<Utc>) {
+    /// zero or missing until the next check. `state_since` is [`Store::state_since`]; a target
+    /// missing from it counts from its latest check.
+    pub fn restore(
+        &self,
+        latest: Vec<LatestCheck>,
+        state_since: &BTreeMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
         let generation = self.generation();
         let config = &generation.config;
         let window = config.daemon.drift_window;
@@ -263,7 +272,12 @@ impl Shared {
                     window,
                 ),
             };
+            let since = state_since
+                .get(&stored.target)
+                .copied()
+                .unwrap_or(stored.finished_at);
             self.metrics.set_target(&snapshot, false);
+            self.metrics.set_state_since(&stored.target, since);
             self.metrics
                 .set_last_dispatched(&stored.target, stored.scheduled_at);
             let last_drift = last_drift_of(history);
@@ -271,6 +285,7 @@ impl Shared {
                 stored.target.clone(),
                 TargetStatus {
                     state: stored.state,
+                    state_since: since,
                     check_id: Some(stored.check_id),
                     last_check: stored.finished_at,
                     last_success: stored.last_success_at,
@@ -280,6 +295,46 @@ impl Shared {
                     trust: Vec::new(),
                 },
             );
+        }
+    }
+
+    /// Restores `teewatch_collateral_expiry_timestamp_seconds` from the stored bundles of the
+    /// targets' latest checks (older checks first, so the newest collateral of a platform wins,
+    /// as it does after checks), and each platform's fetch time from the collateral cache, as
+    /// [`Shared::publish`] sets them. A latest check whose bundle retention removed, or which
+    /// carried no collateral, leaves its platforms to the next check.
+    pub async fn restore_collateral(&self, latest: &[LatestCheck]) {
+        let mut ordered: Vec<&LatestCheck> = latest.iter().collect();
+        ordered.sort_by_key(|l| (l.finished_at, l.check_id));
+        for stored in ordered {
+            let bundle = match self.store.export_bundle(stored.check_id).await {
+                Ok(bundle) => bundle,
+                Err(crate::store::StoreError::BundleMissing { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(
+                        target_name = %stored.target,
+                        check_id = stored.check_id,
+                        error = %e,
+                        "the latest check's bundle cannot be read; its collateral expiry waits for the next check"
+                    );
+                    continue;
+                }
+            };
+            self.set_collateral_metrics(&bundle);
+        }
+    }
+
+    /// The collateral expiry of each platform in a bundle, and the fetch time the cache it came
+    /// from recorded.
+    fn set_collateral_metrics(&self, bundle: &Value) {
+        for (fmspc, at) in crate::metrics::collateral_expiries(bundle) {
+            self.metrics.set_collateral_expiry(&fmspc, at);
+            // The bundle does not say when its collateral was fetched; the cache it came from
+            // does (and remembers it across restarts).
+            if let Some(cached) = self.fetcher.collateral_cache().get(&fmspc) {
+                self.metrics
+                    .set_collateral_fetched(&fmspc, cached.fetched_at);
+            }
         }
     }
 
@@ -448,9 +503,17 @@ impl Shared {
             );
             (flags, last_drift_of(history))
         };
-        let previous_success = lock(&self.status)
+        let (previous_success, previous_run) = lock(&self.status)
             .get(&target.name)
-            .and_then(|s| s.last_success);
+            .map_or((None, None), |s| {
+                (s.last_success, Some((s.state, s.state_since)))
+            });
+        // The run of one state continues while checks keep that state; a new state starts its
+        // own run at this check.
+        let state_since = match previous_run {
+            Some((state, since)) if state == verdict.state => since,
+            _ => record.finished_at,
+        };
         let last_success = if verdict.state == State::Pass {
             Some(record.finished_at)
         } else {
@@ -472,6 +535,7 @@ impl Shared {
             drift: flags,
         };
         self.metrics.set_target(&snapshot, true);
+        self.metrics.set_state_since(&target.name, state_since);
         self.metrics.check_finished(&target.name, verdict.state);
         if !record.drift.is_empty() {
             self.metrics
@@ -487,15 +551,7 @@ impl Shared {
                 );
             }
         }
-        for (fmspc, at) in crate::metrics::collateral_expiries(&record.bundle) {
-            self.metrics.set_collateral_expiry(&fmspc, at);
-            // The bundle does not say when its collateral was fetched; the cache it came from
-            // does (and remembers it across restarts).
-            if let Some(cached) = self.fetcher.collateral_cache().get(&fmspc) {
-                self.metrics
-                    .set_collateral_fetched(&fmspc, cached.fetched_at);
-            }
-        }
+        self.set_collateral_metrics(&record.bundle);
         let failing_checks = failing(&verdict.checks);
         tracing::info!(
             state = verdict.state.as_str(),
@@ -509,6 +565,7 @@ impl Shared {
             target.name.clone(),
             TargetStatus {
                 state: verdict.state,
+                state_since,
                 check_id: Some(check_id),
                 last_check: record.finished_at,
                 last_success,

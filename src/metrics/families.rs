@@ -28,6 +28,7 @@ const STATE_CODE: &str = "0 pass, 1 unknown, 2 fail";
 #[derive(Clone)]
 pub(super) struct Families {
     pub target_state: IntGaugeVec,
+    pub state_since: GaugeVec,
     pub check_state: IntGaugeVec,
     pub last_check: GaugeVec,
     pub last_success: GaugeVec,
@@ -63,6 +64,17 @@ impl Families {
                     Opts::new(
                         "teewatch_target_state",
                         format!("State of the target's latest verdict: {STATE_CODE}."),
+                    ),
+                    &["target"],
+                ),
+            )?,
+            state_since: add(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "teewatch_target_state_since_timestamp_seconds",
+                        "Unix time at which the first check of the target's current state \
+                         finished (when teewatch_target_state last changed).",
                     ),
                     &["target"],
                 ),

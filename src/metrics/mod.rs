@@ -264,6 +264,16 @@ impl Metrics {
         let _ = series(&f.drift_events, &[target]);
     }
 
+    /// Sets since when the target has been in its current state
+    /// (`teewatch_target_state_since_timestamp_seconds`): the finish time of the first check of
+    /// the run of checks with the latest state, after a check or restored from the store.
+    pub fn set_state_since(&self, target: &str, since: DateTime<Utc>) {
+        let mut tracked = self.lock();
+        if tracked.entry(target).is_some() {
+            set_float(&self.inner.families.state_since, &[target], seconds(since));
+        }
+    }
+
     /// Counts a finished check in `teewatch_checks_total`.
     pub fn check_finished(&self, target: &str, state: State) {
         let mut tracked = self.lock();
@@ -429,6 +439,7 @@ impl Metrics {
         let f = &self.inner.families;
         remove(&f.target_state, &[target]);
         for vec in [
+            &f.state_since,
             &f.last_check,
             &f.last_success,
             &f.next_check,

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::SqliteConnection;
 
@@ -182,6 +183,41 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Since when each recorded target has been in the state of its newest check, by target
+    /// name: the finish time of the first check after the newest check in another state, or of
+    /// the oldest retained check when none differs (retention may have deleted the change). For
+    /// `teewatch_target_state_since_timestamp_seconds` and the status page after a restart.
+    ///
+    /// The newest check in another state is found by walking the target's checks backwards on
+    /// `checks_target_started`, so it reads the checks of the current run only.
+    pub async fn state_since(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "WITH latest AS (
+                 SELECT t.id AS target_id, t.name AS name,
+                        (SELECT c.state FROM checks c WHERE c.target_id = t.id
+                         ORDER BY c.started_at DESC, c.id DESC LIMIT 1) AS state
+                 FROM targets t),
+             changed AS (
+                 SELECT l.target_id, l.name,
+                        (SELECT o.started_at FROM checks o
+                         WHERE o.target_id = l.target_id AND o.state <> l.state
+                         ORDER BY o.started_at DESC LIMIT 1) AS changed_at
+                 FROM latest l WHERE l.state IS NOT NULL)
+             SELECT name,
+                    (SELECT c.finished_at FROM checks c
+                     WHERE c.target_id = changed.target_id
+                       AND c.started_at > COALESCE(changed.changed_at, -9223372036854775808)
+                     ORDER BY c.started_at, c.id LIMIT 1)
+             FROM changed ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, since)| Some((name, from_ns(since?))))
+            .collect())
     }
 
     /// Checks matching the filter, newest first (by `started_at`).
