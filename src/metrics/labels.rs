@@ -64,12 +64,10 @@ pub fn measurement_value(raw: &str) -> Cow<'static, str> {
     if is_hex(digits) && digits.len() <= MAX_HEX_VALUE {
         return Cow::Owned(digits.to_ascii_lowercase());
     }
-    let version_like = raw
-        .bytes()
-        .all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(b, b'.' | b'_' | b',' | b'+' | b'-' | b'/' | b':' | b'@')
-        });
+    let version_like = raw.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'_' | b',' | b'+' | b'-' | b'/' | b':' | b'@')
+    });
     if !raw.is_empty() && raw.len() <= MAX_TEXT_VALUE && version_like {
         return Cow::Owned(raw.to_string());
     }
