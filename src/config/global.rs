@@ -12,6 +12,7 @@ use toml::{Table, Value};
 use super::describe;
 use super::schedule::{parse_duration, parse_interval};
 use super::validator::{UrlKind, Validator};
+use super::web::{self, WebConfig};
 use crate::verify::policy::{DEFAULT_NRAS_URL, Policy};
 
 /// `[daemon] listen` when not given: loopback, so that nothing is exposed by default.
@@ -44,8 +45,10 @@ pub const MAX_COLLATERAL_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub(super) const DAEMON_KEYS: [&str; 7] = [
+pub(super) const DAEMON_KEYS: [&str; 9] = [
     "listen",
+    "web_config",
+    "allow_plain_http_off_loopback",
     "db",
     "retention_days",
     "concurrency",
@@ -66,6 +69,11 @@ pub(super) const NVIDIA_KEYS: [&str; 3] = ["nras_url", "jwks_url", "nras_anchors
 pub struct DaemonConfig {
     /// Where the HTTP API and metrics listen.
     pub listen: SocketAddr,
+    /// `web_config`: TLS and basic authentication for the listener (exporter-toolkit's web
+    /// configuration file), resolved against the configuration file's folder.
+    pub web: Option<WebConfig>,
+    /// `allow_plain_http_off_loopback`: serve plain HTTP on a non-loopback address anyway.
+    pub allow_plain_http_off_loopback: bool,
     /// The SQLite database, resolved against the configuration file's folder.
     pub db: PathBuf,
     /// Days of history kept (1 to 36500).
@@ -158,8 +166,36 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         .unwrap_or(DEFAULT_KEEP_BUNDLES);
     let drift_window = duration(v, t, "drift_window", DEFAULT_DRIFT_WINDOW);
     let drain_timeout = duration(v, t, "drain_timeout", DEFAULT_DRAIN_TIMEOUT);
+    let issues_before = v.issues.len();
+    let web = match v.string(
+        t,
+        "web_config",
+        "daemon.web_config",
+        "a web configuration file path",
+    ) {
+        Ok(Some(path)) => web::read(v, &base.join(path), "daemon.web_config"),
+        _ => None,
+    };
+    let allow_plain_http_off_loopback = v
+        .boolean(
+            t,
+            "allow_plain_http_off_loopback",
+            "daemon.allow_plain_http_off_loopback",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    // A broken web configuration is reported by itself, not also as a missing one.
+    let web_failed = v.issues.len() > issues_before;
+    if let Some(message) = plain_off_loopback(listen, web.as_ref(), allow_plain_http_off_loopback)
+        .filter(|_| !web_failed)
+    {
+        v.issue("daemon.listen", message);
+    }
     DaemonConfig {
         listen,
+        web,
+        allow_plain_http_off_loopback,
         db,
         retention_days,
         concurrency,
@@ -167,6 +203,25 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         keep_bundles,
         drain_timeout,
     }
+}
+
+/// Why a listener on `listen` must not serve plain HTTP, when it must not: a non-loopback
+/// address without `tls_server_config` in the web configuration, unless
+/// `allow_plain_http_off_loopback` says the network is trusted. Checked at load and again at
+/// start, after a `--listen` override.
+pub fn plain_off_loopback(
+    listen: SocketAddr,
+    web: Option<&WebConfig>,
+    allowed: bool,
+) -> Option<String> {
+    let tls = web.is_some_and(|w| w.tls.is_some());
+    (!listen.ip().is_loopback() && !tls && !allowed).then(|| {
+        format!(
+            "{listen} is not a loopback address, and without TLS /metrics and the status page would go over the network in the clear: \
+             set web_config = \"/etc/teewatch/web.yml\" with a tls_server_config (and basic_auth_users) in [daemon] (docs/config.md#tls-and-authentication), \
+             or, on a network you trust, allow_plain_http_off_loopback = true"
+        )
+    })
 }
 
 /// A `[daemon]` duration written like an interval (`"30s"`, `"24h"`, at least 10 s).

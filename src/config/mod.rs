@@ -21,9 +21,12 @@ mod provider;
 mod schedule;
 mod target;
 mod validator;
+mod web;
+mod web_tls;
 
 pub use api_key::{ApiKeyError, ApiKeySource, CREDENTIALS_DIRECTORY};
 pub use dangerous::DangerousRoots;
+pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};
 pub use global::{
     DEFAULT_CONCURRENCY, DEFAULT_DB, DEFAULT_DRAIN_TIMEOUT, DEFAULT_DRIFT_WINDOW,
@@ -36,6 +39,8 @@ pub use provider::{
 };
 pub use schedule::{DEFAULT_INTERVAL, MIN_INTERVAL, Schedule, check_cron, parse_interval};
 pub use target::{DEFAULT_TIMEOUT, MonitorConfig, SigningAlgo, TargetConfig};
+pub use web::{CREDENTIAL_PREFIX, WebConfig};
+pub use web_tls::{ClientAuth, WebTls};
 
 use validator::Validator;
 
@@ -285,3 +290,5 @@ fn describe(value: &Value) -> String {
 mod tests;
 #[cfg(test)]
 mod tests_targets;
+#[cfg(test)]
+mod tests_web;
