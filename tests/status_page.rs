@@ -1,121 +1,33 @@
-//! The status page at `/` as a browser renders it: the daemon in-process against a simulator
-//! with two models, one passing and one with a bad quote signature, the page loaded by headless
-//! Chromium (`--dump-dom`) and asserted on, then a screenshot written to
-//! `target/status-page.png` for humans.
+//! The status page at `/` as a browser renders it, the daemon in-process against the simulator.
+//!
+//! - Two models, one passing and one with a bad quote signature: the page as served and as
+//!   headless Chromium renders it (`--dump-dom`), then a screenshot `target/status-page.png`.
+//! - A realistic page at 1,280 pixels: long target names, two nodes and two GPUs per target,
+//!   reasons full of 64-digit nonces, a drift, an unknown target. Every column of the targets
+//!   table lies inside the window and nothing reaches past its right edge (Chromium measures
+//!   the page's scroll width against its client width), long hex is shortened with the whole
+//!   value on hover, and "failing since" is shown. Screenshot: `target/status-page-1280.png`.
 //!
 //! Chromium is Debian's `chromium` on `PATH` (or the path in `TEEWATCH_CHROMIUM`). Without it the
 //! test fails at once naming the install command (`scripts/test` installs it); it never skips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "status_page/chromium.rs"]
+mod chromium;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::daemon_run::{manual_schedule, start_daemon};
+use chrono::SecondsFormat;
+
+use chromium::{chromium, measure, run_chromium, screenshot};
+use common::daemon_run::{manual_schedule, sample, scrape, start_daemon};
 use common::sim_run::start;
 
+use teewatch::daemon::status_page::{LONG_HEX, MAX_LISTED_CHECKS, MAX_REASON_CHARS, reason_html};
 use teewatch::sim::faults::Fault;
 use teewatch::sim::server::{SimOptions, model_name};
-
-/// How long one Chromium run may take before it is killed.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The flags every Chromium run needs in a container: no sandbox (root, no user namespaces), no
-/// GPU, no /dev/shm (often 64 MB in containers), a throwaway profile, nothing fetched in the
-/// background.
-fn chromium_flags(profile: &Path) -> Vec<String> {
-    vec![
-        "--headless".into(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        format!("--user-data-dir={}", profile.display()),
-        "--no-first-run".into(),
-        "--no-default-browser-check".into(),
-        "--disable-extensions".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--metrics-recording-only".into(),
-        "--mute-audio".into(),
-        "--hide-scrollbars".into(),
-    ]
-}
-
-/// The Chromium binary: `TEEWATCH_CHROMIUM` when set, else `chromium` on `PATH`. Panics with the
-/// install command when there is none.
-fn chromium() -> PathBuf {
-    let program = std::env::var("TEEWATCH_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    common::tool::tool(&program, "apt-get install -y chromium")
-}
-
-/// What one Chromium run printed.
-struct Output {
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs Chromium with `args` in its own process group, killing the whole group after
-/// [`CHROMIUM_TIMEOUT`]. Blocking: call it from `spawn_blocking`.
-fn run_chromium(binary: &Path, dir: &Path, tag: &str, args: &[String]) -> Output {
-    use std::os::unix::process::CommandExt;
-    let profile = dir.join(format!("chromium-profile-{tag}"));
-    let stdout_path = dir.join(format!("chromium-{tag}.stdout"));
-    let stderr_path = dir.join(format!("chromium-{tag}.stderr"));
-    let mut command = Command::new(binary);
-    command
-        .args(chromium_flags(&profile))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .process_group(0);
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > CHROMIUM_TIMEOUT {
-            // The group is the browser and every helper process it started.
-            common::process::signal_group(child.id(), "KILL");
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {args:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = Output {
-        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
-    };
-    assert!(
-        status.success(),
-        "chromium {args:?} exited with {status}; stderr:\n{}",
-        output.stderr
-    );
-    eprintln!(
-        "chromium {} took {:.1} s",
-        args.first().map(String::as_str).unwrap_or(""),
-        started.elapsed().as_secs_f64()
-    );
-    output
-}
-
-/// Text as an HTML serializer writes it in element content (what `--dump-dom` prints).
-fn serialized_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\u{a0}', "&nbsp;")
-}
+use teewatch::verify::State;
 
 /// The serialized `<tr>` of `target` in a page.
 fn row<'a>(dom: &'a str, target: &str) -> &'a str {
@@ -140,7 +52,10 @@ struct Expected {
     good: String,
     bad: String,
     tcb: String,
+    /// The failing check's reason as the page writes it (escaped, long hex shortened).
     reason: String,
+    /// When the failing target began failing, as a `<time datetime>` value.
+    failing_since: String,
 }
 
 fn assert_page(dom: &str, expected: &Expected, what: &str) {
@@ -194,15 +109,28 @@ fn assert_page(dom: &str, expected: &Expected, what: &str) {
     assert!(bad.contains("data-state=\"fail\""), "{what}: {bad}");
     assert!(bad.contains(" fail</td>"), "{what}: {bad}");
     assert!(
+        bad.contains(&format!(
+            "<td class=\"since\"><time datetime=\"{}\"",
+            expected.failing_since
+        )),
+        "{what}: failing since {} in {bad}",
+        expected.failing_since
+    );
+    assert!(
         bad.contains("data-check=\"tdx_quote_signature\" data-check-state=\"fail\"")
             && bad.contains("<code class=\"ck\">tdx_quote_signature</code>"),
         "{what}: {bad}"
     );
-    assert!(
-        bad.contains(&serialized_text(&expected.reason)),
-        "{what}: reason {:?} in {bad}",
-        expected.reason
-    );
+    // The page escapes quotes in text, a serializer writes them as they are.
+    let reason = if what == "served page" {
+        expected.reason.clone()
+    } else {
+        expected
+            .reason
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+    };
+    assert!(bad.contains(&reason), "{what}: reason {reason:?} in {bad}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,16 +165,17 @@ async fn status_page_shows_a_pass_and_a_fail_in_headless_chromium() {
         .unwrap_or_else(|| panic!("tdx_quote_signature does not fail: {failing:?}"))
         .reason
         .clone();
-    // The page shortens long reasons; compare what it shows.
-    let reason: String = reason
-        .chars()
-        .take(teewatch::daemon::status_page::MAX_REASON_CHARS)
-        .collect();
+    // The page shortens long reasons and long hex runs; compare what it shows.
+    let reason = reason_html(&reason, MAX_REASON_CHARS);
+    let failing_since = statuses[&bad]
+        .state_since
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
     let expected = Expected {
         good: good.clone(),
         bad: bad.clone(),
         tcb,
         reason,
+        failing_since,
     };
 
     // The page as served.
@@ -277,50 +206,224 @@ async fn status_page_shows_a_pass_and_a_fail_in_headless_chromium() {
     .unwrap();
     assert_page(&dom.stdout, &expected, "rendered DOM");
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::repo_path("target"));
-    std::fs::create_dir_all(&target_dir).unwrap();
-    let png = target_dir.join("status-page.png");
-    let _ = std::fs::remove_file(&png);
-    let shot = png.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        run_chromium(
-            &binary,
-            &dir,
-            "png",
+    tokio::task::spawn_blocking(move || screenshot(&binary, &dir, &url, 1280, "status-page.png"))
+        .await
+        .unwrap();
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A target name as long as real ones get (a provider's host, the model, a replica), with no
+/// space to break at.
+fn long_name(i: usize, model: &str) -> String {
+    format!("inference-eu-west-1.provider-example.net/{model}/production-replica-{i:02}")
+}
+
+/// The longest run of hex digits in `text` outside `title="…"` attributes (where the page keeps
+/// the whole values it shortens).
+fn longest_shown_hex_run(text: &str) -> usize {
+    let mut shown = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" title=\"") {
+        shown.push_str(&rest[..at]);
+        let after = &rest[at + " title=\"".len()..];
+        rest = &after[after.find('"').unwrap() + 1..];
+    }
+    shown.push_str(rest);
+    shown
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_fits_1280_pixels_with_long_names_hex_reasons_and_many_checks() {
+    let binary = chromium();
+    let options = SimOptions {
+        models: 4,
+        nodes: 2,
+        gpus: 2,
+        ..SimOptions::default()
+    };
+    let run = start("status-page-1280", options).await;
+    let config = run.dir.join("sim.toml");
+    manual_schedule(&config);
+    let models: Vec<String> = (0..4).map(model_name).collect();
+    let names: Vec<String> = models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| long_name(i, model))
+        .collect();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for (model, name) in models.iter().zip(&names) {
+        let renamed = text.replacen(
+            &format!("name = \"{model}\""),
+            &format!("name = \"{name}\""),
+            1,
+        );
+        assert_ne!(renamed, text, "no target named {model}");
+        text = renamed;
+    }
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon(&config, &run.dir).await;
+
+    // Target 1 passes first, so that its next check's new MRTD is a drift.
+    assert!(daemon.check_now(&names[1]).await);
+    let faults: [(usize, &[Fault]); 3] = [
+        // Nonces bound elsewhere (64-digit expected and found values), a GPU signature and an
+        // old TCB: many failing checks on both nodes.
+        (
+            0,
             &[
-                format!("--screenshot={}", shot.display()),
-                "--window-size=1280,800".into(),
-                url,
+                Fault::UnboundNonce,
+                Fault::BadGpuSignature,
+                Fault::TcbOutdated,
             ],
-        )
+        ),
+        // Another OS image and another signing address in REPORTDATA: a drift and hex reasons.
+        (1, &[Fault::DriftMrtd, Fault::WrongAddress]),
+        // Nothing could be fetched: every check unknown.
+        (2, &[Fault::Http503]),
+    ];
+    for (i, list) in faults {
+        for fault in list {
+            run.sim
+                .state
+                .set_fault(Some(&models[i]), *fault, true)
+                .unwrap();
+        }
+    }
+    for name in &names {
+        assert!(daemon.check_now(name).await, "{name}");
+    }
+    let statuses = daemon.shared.statuses();
+    let states: Vec<State> = names.iter().map(|n| statuses[n].state).collect();
+    assert_eq!(
+        states,
+        [State::Fail, State::Fail, State::Unknown, State::Pass],
+        "{names:?}"
+    );
+    let metrics = scrape(&daemon).await;
+    let page = reqwest::get(format!("http://{}/", daemon.addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    daemon.shutdown(Duration::from_secs(5)).await;
+
+    // What the page holds: the long hex only in titles, many checks, failing since.
+    let table = element(&page, "table", "targets");
+    let nonce_title = table
+        .split("<span class=\"hex\" title=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|run| run.len() == 64);
+    assert!(
+        nonce_title.is_some(),
+        "no 64-digit value kept whole in a title: {table}"
+    );
+    let shown = longest_shown_hex_run(table);
+    assert!(
+        shown < LONG_HEX,
+        "a hex run of {shown} digits is shown unshortened: {table}"
+    );
+    let many = row(table, &names[0]);
+    assert!(
+        many.matches(" data-check=").count() == MAX_LISTED_CHECKS
+            && many.contains("more not passing"),
+        "expected {MAX_LISTED_CHECKS} listed checks and more counted, found {many}"
+    );
+    for (i, word) in [(0, "fail"), (1, "fail"), (2, "unknown")] {
+        let since = statuses[&names[i]].state_since;
+        let cell = format!(
+            "<td class=\"since\"><time datetime=\"{}\"",
+            since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let row = row(table, &names[i]);
+        assert!(
+            row.contains(&cell),
+            "{word} since: expected {cell} in {row}"
+        );
+        // The page and the gauge tell the same time.
+        let gauge = sample(
+            &metrics,
+            "teewatch_target_state_since_timestamp_seconds",
+            &[("target", names[i].as_str())],
+        );
+        assert_eq!(
+            gauge,
+            Some(since.timestamp_millis() as f64 / 1000.0),
+            "{}",
+            names[i]
+        );
+    }
+
+    // The page laid out at 1,280 pixels.
+    let dir = run.dir.clone();
+    let (b, d, p) = (binary.clone(), dir.clone(), page.clone());
+    let layout = tokio::task::spawn_blocking(move || measure(&b, &d, &p, 1280, "1280"))
+        .await
+        .unwrap();
+    eprintln!("layout at 1280 px: {layout:?}");
+    assert_eq!(
+        (layout.client_width, layout.inner_width),
+        (1280.0, 1280.0),
+        "the window is not 1280 px wide"
+    );
+    assert!(
+        !layout.overflows() && layout.past.is_empty(),
+        "the page is wider than 1280 px: scroll width {} (body {}), client width {}; past the \
+         edge: {:?}",
+        layout.scroll_width,
+        layout.body_scroll_width,
+        layout.client_width,
+        layout.past
+    );
+    let headers: Vec<&str> = layout.columns.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        headers,
+        [
+            "target",
+            "state",
+            "since",
+            "last success",
+            "failing checks",
+            "TCB status",
+            "last drift",
+            "last check",
+            "next check"
+        ]
+    );
+    for (name, left, right) in &layout.columns {
+        assert!(
+            *left >= 0.0 && *right <= layout.client_width && right - left >= 48.0,
+            "column {name:?} spans {left}..{right} px of {}",
+            layout.client_width
+        );
+    }
+
+    // The control: the same page with one element wider than the window is measured as
+    // overflowing, so the measurement above can see an overflow.
+    let wide = page.replacen(
+        "<main>",
+        "<main><div id=\"too-wide\" style=\"width:1400px\">wide</div>",
+        1,
+    );
+    let (b, d) = (binary.clone(), dir.clone());
+    let control = tokio::task::spawn_blocking(move || measure(&b, &d, &wide, 1280, "control"))
+        .await
+        .unwrap();
+    assert!(
+        control.overflows() && control.past.iter().any(|p| p.starts_with("div#too-wide")),
+        "the control did not overflow: {control:?}"
+    );
+
+    let file = dir.join("measure-1280.html");
+    let url = format!("file://{}", file.display());
+    tokio::task::spawn_blocking(move || {
+        screenshot(&binary, &dir, &url, 1280, "status-page-1280.png")
     })
     .await
     .unwrap();
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| {
-        panic!(
-            "no screenshot at {}: {e}; stderr:\n{}",
-            png.display(),
-            output.stderr
-        )
-    });
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        png.display()
-    );
-    assert!(
-        bytes.len() > 10 * 1024,
-        "{} is only {} bytes",
-        png.display(),
-        bytes.len()
-    );
-    println!(
-        "status page screenshot: {} ({} bytes)",
-        png.display(),
-        bytes.len()
-    );
-    eprintln!("status page screenshot: {}", png.display());
-    daemon.shutdown(Duration::from_secs(5)).await;
 }

@@ -14,6 +14,11 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
+#[path = "status_page_text.rs"]
+mod text;
+pub use text::{HEX_KEEP, LONG_HEX, anchor, escape, reason_html};
+use text::{shorten, time};
+
 use super::runner::{Generation, Notices, TargetStatus};
 use crate::config::{MonitorConfig, TargetConfig};
 use crate::verify::policy::{
@@ -35,32 +40,6 @@ const MAX_VALUE_CHARS: usize = 16;
 
 /// How late a next check may be before it is flagged as overdue.
 const OVERDUE_AFTER_SECONDS: i64 = 60;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// The first `max` characters of `text`, with `…` when something was cut.
-fn shorten(text: &str, max: usize) -> String {
-    let mut chars = text.chars();
-    let mut out: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out
-}
 
 /// Where a target stands on the page, in display order: what needs attention first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -199,46 +178,29 @@ impl Summary {
     }
 }
 
-fn human_seconds(s: i64) -> String {
-    match s {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    }
-}
-
-/// An instant as its age (or its distance ahead), with the exact time in `datetime` and `title`.
-fn time(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    match at {
-        None => "never".to_string(),
-        Some(at) => {
-            let age = now.signed_duration_since(at).num_seconds();
-            let text = if age >= 0 {
-                format!("{} ago", human_seconds(age))
-            } else {
-                format!("in {}", human_seconds(-age))
-            };
-            format!(
-                "<time datetime=\"{0}\" title=\"{0}\">{text}</time>",
-                at.to_rfc3339_opts(SecondsFormat::Secs, true)
-            )
-        }
-    }
-}
-
 /// Colours pass WCAG AA contrast for their text; every state also carries its word and symbol.
+///
+/// The targets table fits its window whatever a provider sends: a fixed layout with set column
+/// widths, and text that breaks anywhere when a word is longer than its cell (names, URLs). A
+/// shortened hex run is an inline block, so it moves to the next line whole instead of
+/// breaking in two. `tests/status_page.rs` measures the page at 1,280 pixels in Chromium.
 const STYLE: &str = "\
 :root{color-scheme:light}\
 body{font-family:system-ui,sans-serif;margin:1em 1.5em;color:#1a1a1a;background:#fff;line-height:1.35}\
+main{overflow-wrap:break-word}\
 h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1em 0 .3em}\
 a{color:#0645ad}small,.meta{color:#444}p{margin:.4em 0}\
 #summary{font-size:1.25em;font-weight:600;padding:.4em .6em;border-left:.4em solid;margin:.6em 0}\
 table{border-collapse:collapse}\
 th,td{border:1px solid #bbb;padding:.3em .45em;text-align:left;vertical-align:top}\
 thead th{background:#e8e8e8}\
-#targets{width:100%}#targets thead th{position:sticky;top:0}\
-#targets tbody th{font-weight:600;border-left:.4em solid #78909c;min-width:12em}\
+#targets{width:100%;table-layout:fixed}#targets thead th{position:sticky;top:0}\
+#targets th,#targets td{overflow-wrap:anywhere}\
+#targets thead th:nth-child(1){width:13%}#targets thead th:nth-child(5){width:29%}\
+#targets thead th:nth-child(6),#targets thead th:nth-child(7){width:9%}\
+#targets tbody th{font-weight:600;border-left:.4em solid #78909c}\
+#targets tbody tr{scroll-margin-top:2.5em}\
+#targets tr:target>th,#targets tr:target>td{outline:2px solid #0645ad;outline-offset:-2px}\
 #targets tr[data-state=pass]>th{border-left-color:#1e7b34}\
 #targets tr[data-state=unknown]>th{border-left-color:#a87800}\
 #targets tr[data-state=fail]>th{border-left-color:#c62828}\
@@ -246,7 +208,9 @@ thead th{background:#e8e8e8}\
 .unknown{background:#fff3c4;color:#4d3800;border-color:#a87800}\
 .fail{background:#fde2e4;color:#7d0d1c;border-color:#c62828}\
 .none{background:#eceff1;color:#2f3d44;border-color:#78909c}\
-td.st{font-weight:700;white-space:nowrap;border-color:#bbb}caption{text-align:left}\
+td.st{font-weight:700;border-color:#bbb}caption{text-align:left}\
+.hex{display:inline-block;max-width:100%;font-family:ui-monospace,monospace;font-size:.9em;\
+text-decoration:underline dotted;cursor:help}\
 ul{margin:0;padding-left:1.1em}li{margin:.1em 0}\
 code{font-family:ui-monospace,monospace;font-size:.9em;word-break:break-all}\
 .ck{font-weight:600}.warn{background:#fff3c4;color:#4d3800}\
@@ -297,9 +261,11 @@ pub fn render(
         "<h2 id=\"targets-heading\">Targets</h2>\
          <table id=\"targets\" aria-labelledby=\"targets-heading\"><caption class=\"meta\">\
          Failing targets first, then unknown, passing and not yet checked. \
-         <code>#N</code>: the stored check (<code>teewatch history export --check N</code>).\
-         </caption>\
+         <em>since</em>: when the target entered its state (failing since, for a failing \
+         target). <code>#N</code>: the stored check (<code>teewatch history export --check N\
+         </code>). Shortened hex shows its whole value on hover.</caption>\
          <thead><tr><th scope=\"col\">target</th><th scope=\"col\">state</th>\
+         <th scope=\"col\">since</th>\
          <th scope=\"col\">last success</th><th scope=\"col\">failing checks</th>\
          <th scope=\"col\">TCB status</th><th scope=\"col\">last drift</th>\
          <th scope=\"col\">last check</th><th scope=\"col\">next check</th></tr></thead><tbody>",
@@ -338,7 +304,7 @@ fn notices_section(
             "<p id=\"reload-refused\" class=\"fail\" role=\"alert\">Reload refused {at}: {reason}. \
              The configuration loaded {loaded} (generation {number}) stays in force.</p>",
             at = time(Some(refusal.at), now),
-            reason = escape(&shorten(&refusal.reason, MAX_REASON_CHARS)),
+            reason = reason_html(&refusal.reason, MAX_REASON_CHARS),
             loaded = time(Some(generation.loaded_at), now),
             number = generation.number,
         );
@@ -351,7 +317,7 @@ fn notices_section(
              check is stored.</p>",
             target = escape(&failure.target),
             at = time(Some(failure.at), now),
-            error = escape(&shorten(&failure.error, MAX_REASON_CHARS)),
+            error = reason_html(&failure.error, MAX_REASON_CHARS),
         );
     }
 }
@@ -481,8 +447,9 @@ fn target_row(
     let name = escape(&row.target.name);
     let _ = write!(
         page,
-        "<tr data-target=\"{name}\" data-state=\"{state}\"><th scope=\"row\">\
-         {name}"
+        "<tr data-target=\"{name}\" data-state=\"{state}\" id=\"{id}\"><th scope=\"row\">\
+         {name}",
+        id = escape(&anchor(&row.target.name)),
     );
     if row.monitor.model != row.target.name {
         let _ = write!(
@@ -510,9 +477,14 @@ fn target_row(
             escape(&trust.join(", "))
         );
     }
+    let since = match row.status {
+        Some(status) => time(Some(status.state_since), now),
+        None => "—".to_string(),
+    };
     let _ = write!(
         page,
-        "</th><td class=\"st {state}\"><span aria-hidden=\"true\">{}</span> {}</td><td>{}</td><td>",
+        "</th><td class=\"st {state}\"><span aria-hidden=\"true\">{}</span> {}</td>\
+         <td class=\"since\">{since}</td><td>{}</td><td>",
         standing.symbol(),
         standing.label(),
         time(row.status.and_then(|s| s.last_success), now),
@@ -589,16 +561,12 @@ fn failing_checks(page: &mut String, checks: &[Check]) {
             name = escape(&check.name)
         );
         if !check.scope.is_empty() {
-            let _ = write!(
-                page,
-                " <small>[{}]</small>",
-                escape(&shorten(&check.scope, 48))
-            );
+            let _ = write!(page, " <small>[{}]</small>", reason_html(&check.scope, 48));
         }
         let _ = write!(
             page,
             " <em class=\"{state}\">{state}</em>: {}</li>",
-            escape(&shorten(&check.reason, MAX_REASON_CHARS))
+            reason_html(&check.reason, MAX_REASON_CHARS)
         );
     }
     let rest = ordered.len().saturating_sub(MAX_LISTED_CHECKS);
