@@ -1,69 +1,82 @@
-//! CPU time of one offline verification on real-size bundles built from real vectors.
+//! CPU time of one offline verification on real-size bundles: real vectors for the parts, and
+//! whole bundles that pass every check, made by the simulator at bench start.
 //!
-//! Run: `cargo bench --bench verify`. The numbers go to BENCHMARKS.md with the date and machine.
+//! Run: `cargo bench --bench verify` (or one group: `cargo bench --bench verify -- whole-`).
+//! The numbers go to BENCHMARKS.md with the date, machine and exact command.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::{Value, json};
-use teewatch::verify::{self, Bundle, Policy, TrustAnchors};
+use teewatch::sim::server::{SimOptions, model_name};
+use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
 
-#[path = "../tests/common/nras_mint.rs"]
-mod nras_mint;
+#[path = "../tests/common/sim_run.rs"]
+mod sim_run;
 
-/// 2026-10-20T00:00:00Z: inside the v5 sample's collateral and the bench NRAS leaf's validity.
-const WHOLE_NOW: i64 = 1_792_454_400;
-
-fn load_json(name: &str) -> Value {
-    let path = format!("{}/tests/bundles/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// A whole one-node dstack bundle with `gpus` GPUs, as a live check stores it: the simulator
+/// (its test Intel, NVIDIA and NRAS roots, real cryptography) serves the report with its event
+/// log, the PCCS collateral, NRAS's answer and JWKS, and two ECDSA-signed canary chats, and
+/// teewatch's own fetcher gathers them. Returns the bundle, the target's policy and the
+/// configuration's anchors, after asserting that the bundle passes every check: a whole-bundle
+/// figure is the cost of a verification that succeeds, not of one that stops early.
+fn whole_bundle(gpus: usize) -> (Bundle, Policy, TrustAnchors) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (bundle, policy, anchors) = runtime.block_on(async {
+        let run = sim_run::start(
+            &format!("bench-whole-{gpus}gpu"),
+            SimOptions {
+                gpus,
+                ..SimOptions::default()
+            },
+        )
+        .await;
+        let model = model_name(0);
+        let bundle = Bundle::from_value(sim_run::fetch(&run, &model).await).unwrap();
+        let target = run.config.target(&model).unwrap();
+        (bundle, target.policy.clone(), run.config.trust_anchors())
+    });
+    let label = format!("whole-{gpus}gpu");
+    let verdict = verify::verify(&bundle, &policy, &anchors);
+    assert_passes(&label, &verdict);
+    // Passing is not enough: the parts the figure claims to include must have been judged.
+    let judged = |name: &str| verdict.checks.iter().filter(|c| c.name == name).count();
+    for (name, want) in [
+        ("tdx_quote_signature", 1),
+        ("event_log_replay", 1),
+        ("gpu_evidence_signature", gpus),
+        ("nras_result", gpus),
+        ("canary_signature", 2),
+    ] {
+        assert_eq!(
+            judged(name),
+            want,
+            "{label}: {name} judged {} times",
+            judged(name)
+        );
+    }
+    eprintln!(
+        "{label}: {} checks, all pass ({} bytes of bundle JSON)",
+        verdict.checks.len(),
+        serde_json::to_string(&bundle).unwrap().len()
+    );
+    (bundle, policy, anchors)
 }
 
-/// A whole one-node bundle as a live check would store it: dcap-qvl's v5 quote with its
-/// collateral, the GPU evidence of `gpu_bundle`, an NRAS answer minted for those GPUs with the
-/// test NRAS PKI (so every token is really verified), and NEAR AI's real signed canary chat.
-fn whole_bundle(gpu_bundle: &str) -> (Bundle, TrustAnchors) {
-    let mut doc = load_json("dcapqvl-v5-td15ex-uptodate");
-    let gpu = load_json(gpu_bundle);
-    doc["nonce"] = gpu["nonce"].clone();
-    doc["attestation"]["nvidia_payload"] = gpu["attestation"]["nvidia_payload"].clone();
-    let payload: Value =
-        serde_json::from_str(gpu["attestation"]["nvidia_payload"].as_str().unwrap()).unwrap();
-    let count = payload["evidence_list"].as_array().unwrap().len();
-    let nonce = gpu["nonce"].as_str().unwrap();
-    let signer = nras_mint::signer("bench-kid", "bench_leaf");
-    let times = json!({"iat": WHOLE_NOW - 5, "nbf": WHOLE_NOW - 5, "exp": WHOLE_NOW + 3595});
-    let tokens: Vec<(String, String)> = (0..count)
-        .map(|i| {
-            let mut claims = json!({
-                "iss": "https://nras.attestation.nvidia.com", "eat_nonce": nonce,
-                "measres": "success", "secboot": true, "dbgstat": "disabled",
-                "x-nvidia-gpu-arch-check": true,
-                "x-nvidia-gpu-attestation-report-parsed": true,
-                "x-nvidia-gpu-attestation-report-nonce-match": true,
-                "x-nvidia-gpu-attestation-report-signature-verified": true,
-            });
-            for (k, v) in times.as_object().unwrap() {
-                claims[k] = v.clone();
-            }
-            (format!("GPU-{i}"), nras_mint::mint(&claims, &signer))
-        })
-        .collect();
-    let mut overall = json!({
-        "iss": "https://nras.attestation.nvidia.com", "eat_nonce": nonce,
-        "x-nvidia-overall-att-result": true, "submods": nras_mint::submods(&tokens),
-    });
-    for (k, v) in times.as_object().unwrap() {
-        overall[k] = v.clone();
-    }
-    let leaf = nras_mint::pki("bench_leaf.der");
-    doc["nras"] = json!({
-        "response": nras_mint::detached(&nras_mint::mint(&overall, &signer), &tokens),
-        "jwks": {"keys": [nras_mint::jwk("bench-kid", &leaf, &[&leaf, &nras_mint::pki("intermediate.der")])]},
-    });
-    doc["canary"] = load_json("nearai-canary")["canary"].clone();
-    let mut anchors = TrustAnchors::production();
-    anchors.nras_intermediates_der = vec![nras_mint::pki("intermediate.der")];
-    (Bundle::from_value(doc).unwrap(), anchors)
+/// Panics, listing what did not pass, unless the verdict and every one of its checks passed.
+fn assert_passes(label: &str, verdict: &Verdict) {
+    let failing = sim_run::failing(verdict);
+    assert!(
+        verdict.state == State::Pass && failing.is_empty() && !verdict.checks.is_empty(),
+        "{label}: the bundle must pass every check before it is timed, found overall {:?}:\n{}",
+        verdict.state,
+        failing.join("\n")
+    );
+}
+
+/// The same anchors with an empty verifier cache, so every GPU chain link is verified again.
+fn cold(anchors: &TrustAnchors) -> TrustAnchors {
+    let mut fresh = anchors.clone();
+    fresh.cache = Default::default();
+    fresh
 }
 
 fn load(name: &str) -> Bundle {
@@ -128,41 +141,15 @@ fn bench(c: &mut Criterion) {
             b.iter(|| verify::verify(&bundle, &policy, &TrustAnchors::production()))
         });
     }
-    // Whole bundles (Intel + GPU + NRAS + canary), cold and steady.
-    for (label, gpu_bundle) in [("1gpu", "gpu-nvtrust-hopper"), ("8gpu", "gpu-ppcie-8xh100")] {
-        let (bundle, anchors) = whole_bundle(gpu_bundle);
-        let policy = Policy::default();
-        let first = verify::verify(&bundle, &policy, &anchors);
-        for name in [
-            "tdx_quote_signature",
-            "gpu_evidence_signature",
-            "nras_token",
-            "nras_result",
-            "canary_signature",
-        ] {
-            assert!(
-                first
-                    .checks
-                    .iter()
-                    .filter(|c| c.name == name)
-                    .all(|c| c.state != verify::State::Unknown),
-                "{label}: {name} was not exercised: {:?}",
-                first
-                    .checks
-                    .iter()
-                    .filter(|c| c.name == name)
-                    .collect::<Vec<_>>()
-            );
-        }
-        c.bench_function(&format!("verify/whole-{label}/steady"), |b| {
+    // Whole bundles (Intel + dstack event log + GPUs + NRAS + canaries) that pass every check,
+    // cold and steady.
+    for gpus in [1, 8] {
+        let (bundle, policy, anchors) = whole_bundle(gpus);
+        c.bench_function(&format!("verify/whole-{gpus}gpu/steady"), |b| {
             b.iter(|| verify::verify(&bundle, &policy, &anchors))
         });
-        c.bench_function(&format!("verify/whole-{label}/cold"), |b| {
-            b.iter(|| {
-                let mut fresh = TrustAnchors::production();
-                fresh.nras_intermediates_der = anchors.nras_intermediates_der.clone();
-                verify::verify(&bundle, &policy, &fresh)
-            })
+        c.bench_function(&format!("verify/whole-{gpus}gpu/cold"), |b| {
+            b.iter(|| verify::verify(&bundle, &policy, &cold(&anchors)))
         });
     }
     // A NEAR AI gateway answer as the simulator serves it over HTTPS (stored with its config and
@@ -178,6 +165,10 @@ fn bench(c: &mut Criterion) {
         Bundle::from_json(&std::fs::read_to_string(format!("{dir}/bundle.json")).unwrap()).unwrap();
     let policy = config.target(&bundle.target).unwrap().policy.clone();
     let near_anchors = config.trust_anchors();
+    assert_passes(
+        "near-gateway-2-models",
+        &verify::verify(&bundle, &policy, &near_anchors),
+    );
     c.bench_function("verify/near-gateway-2-models/steady", |b| {
         b.iter(|| verify::verify(&bundle, &policy, &near_anchors))
     });
