@@ -257,14 +257,14 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// for (a flood of wrong passwords costs the checks one core at most).
 struct AuthCache {
     verified: Mutex<HashMap<[u8; 32], Instant>>,
-    bcrypt: Semaphore,
+    bcrypt: Arc<Semaphore>,
 }
 
 impl AuthCache {
     fn new() -> AuthCache {
         AuthCache {
             verified: Mutex::new(HashMap::new()),
-            bcrypt: Semaphore::new(1),
+            bcrypt: Arc::new(Semaphore::new(1)),
         }
     }
 
@@ -280,11 +280,14 @@ impl AuthCache {
         let Some(hash) = stored.or_else(|| users.values().next()).cloned() else {
             return false;
         };
-        let Ok(_permit) = self.bcrypt.acquire().await else {
+        let Ok(permit) = self.bcrypt.clone().acquire_owned().await else {
             return false;
         };
         let password = password.to_string();
+        // The permit goes with the computation: a client that hangs up does not free it while
+        // its bcrypt still runs, so a flood of dropped requests still holds one core at most.
         let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
         })
         .await
