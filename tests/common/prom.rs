@@ -12,11 +12,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The shipped alert rules, their promtool unit tests and their runbook, from the repository
-/// root.
+/// The shipped alert rules, their promtool unit tests (alert by alert; restarts, stalls and
+/// scrape gaps; incidents), their runbook and the example Alertmanager configuration, from the
+/// repository root.
 pub const RULES: &str = "dashboards/prometheus/alerts.yml";
-pub const RULE_TESTS: &str = "dashboards/prometheus/alerts_test.yml";
+pub const RULE_TESTS: [&str; 3] = [
+    "dashboards/prometheus/alerts_test.yml",
+    "dashboards/prometheus/alerts_restarts_test.yml",
+    "dashboards/prometheus/alerts_incidents_test.yml",
+];
 pub const RUNBOOK: &str = "docs/alerts.md";
+pub const ALERTMANAGER_CONFIG: &str = "dashboards/alertmanager/alertmanager.yml";
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,24 +59,28 @@ pub fn alert_names(rules: &str) -> Vec<String> {
 }
 
 /// The one change the end-to-end test makes to the shipped rules: every `for: <N>m` becomes
-/// `for: <N>s`, so each alert waits as many seconds as it waits minutes in production. Every
-/// other line is kept byte for byte. Panics on a `for:` written any other way, because then the
-/// substitution would not cover it.
+/// `for: <N>s`, and every `keep_firing_for: <N>m` becomes `keep_firing_for: <N>s`, so each alert
+/// waits as many seconds as it waits minutes in production. Every other line is kept byte for
+/// byte. Panics on a duration written any other way, because then the substitution would not
+/// cover it.
 pub fn minutes_to_seconds(rules: &str) -> String {
     let mut out = String::with_capacity(rules.len());
     for line in rules.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         let trimmed = body.trim_start();
-        if let Some(value) = trimmed.strip_prefix("for:") {
-            let minutes = value
+        let key = ["for:", "keep_firing_for:"]
+            .into_iter()
+            .find(|key| trimmed.starts_with(key));
+        if let Some(key) = key {
+            let minutes = trimmed[key.len()..]
                 .trim()
                 .strip_suffix('m')
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 .unwrap_or_else(|| {
-                    panic!("`{body}` is not `for: <N>m`; the end-to-end substitution needs it")
+                    panic!("`{body}` is not `{key} <N>m`; the end-to-end substitution needs it")
                 });
             let indent = &body[..body.len() - trimmed.len()];
-            out.push_str(&format!("{indent}for: {minutes}s"));
+            out.push_str(&format!("{indent}{key} {minutes}s"));
             out.push_str(&line[body.len()..]);
         } else {
             out.push_str(line);

@@ -1,5 +1,5 @@
-//! The programs tool-backed tests run for real (promtool, prometheus, systemd-analyze, chromium,
-//! the cross-check's Python): found here or the test fails, naming the command that installs
+//! The programs tool-backed tests run for real (promtool, prometheus, amtool, alertmanager,
+//! systemd-analyze, chromium, the cross-check's Python): found here or the test fails, naming the command that installs
 //! them. No test passes by skipping its tool. Each lookup is also written to `TEEWATCH_TOOL_LOG`
 //! when that is set, so `scripts/test` can count the tool-backed tests that ran. Shared through
 //! `#[path]` by files that do not use the rest of `common`.
@@ -26,6 +26,32 @@ pub fn tool(program: &str, install: &str) -> PathBuf {
         )
     };
     record(program);
+    found
+}
+
+/// What provides `amtool` and Alertmanager on Debian.
+pub const ALERTMANAGER_INSTALL: &str =
+    "apt-get install -y --no-install-recommends prometheus-alertmanager";
+
+/// `amtool`, Alertmanager's command-line tool, or the test fails naming the install command.
+#[track_caller]
+pub fn amtool() -> PathBuf {
+    tool("amtool", ALERTMANAGER_INSTALL)
+}
+
+/// The Alertmanager server: upstream's `alertmanager`, or `prometheus-alertmanager`, the name
+/// Debian's package gives it. The test fails naming the install command when neither is there.
+/// Recorded as `alertmanager` in `TEEWATCH_TOOL_LOG`.
+#[track_caller]
+pub fn alertmanager() -> PathBuf {
+    let Some(found) = find("alertmanager").or_else(|| find("prometheus-alertmanager")) else {
+        panic!(
+            "alertmanager not found (neither alertmanager nor prometheus-alertmanager): this test \
+             runs it for real and does not skip. Run `{SETUP}` (it installs what the tests \
+             need), or `{ALERTMANAGER_INSTALL}`"
+        )
+    };
+    record("alertmanager");
     found
 }
 
