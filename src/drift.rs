@@ -6,6 +6,10 @@
 //! differ per node by design (signing address, instance id) are tracked per node but never
 //! raise drift, and a value seen before for the target is known, whichever node showed it, so a
 //! model served round-robin by known nodes does not flap.
+//!
+//! A drift is accepted when the pins in force accept its value (a reload put them there) or
+//! when someone acknowledged it after review; from then on its event no longer keeps the drift
+//! flag up, while a value outside the pins always does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -116,14 +120,59 @@ pub struct DriftEvent {
     pub at: DateTime<Utc>,
 }
 
+/// How a drifted value was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptedBy {
+    /// The target's pins in force accept the value (put in force by a reload or a restart, or
+    /// already when the value appeared).
+    Pin,
+    /// Someone acknowledged the drift after review (`teewatch history ack`).
+    Ack,
+}
+
+impl AcceptedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcceptedBy::Pin => "pin",
+            AcceptedBy::Ack => "ack",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AcceptedBy> {
+        match name {
+            "pin" => Some(AcceptedBy::Pin),
+            "ack" => Some(AcceptedBy::Ack),
+            _ => None,
+        }
+    }
+}
+
+/// A drifted value of a target accepted: from `at` on, its drift event no longer keeps
+/// `teewatch_measurement_drift` up (a value outside the pins still does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acceptance {
+    pub field: String,
+    pub value: String,
+    pub how: AcceptedBy,
+    /// Who acknowledged it (`user@host` as the command found them), when known; `None` for pins.
+    pub by: Option<String>,
+    /// Why, in the acknowledger's words.
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// What a target has shown so far: every value of every tracked field with when it was first
-/// seen, and the fleet values that raised drift with when they did.
+/// seen, the fleet values that raised drift with when they did, and when drifted values were
+/// accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetHistory {
     /// field → value → first seen.
     pub values: BTreeMap<String, BTreeMap<String, DateTime<Utc>>>,
     /// (field, value) → when its drift event was raised.
     pub drifted: BTreeMap<(String, String), DateTime<Utc>>,
+    /// (field, value) → when it was last accepted (by pins or an acknowledgement).
+    pub accepted: BTreeMap<(String, String), DateTime<Utc>>,
 }
 
 /// The node a scope belongs to: `node:0x…/gpu:3` → `node:0x…`, `gpu:3` → `""`.
@@ -276,6 +325,33 @@ fn not_allowed(policy: &Policy, field: &str, value: &str) -> bool {
     pins.contains_key(field) && !crate::verify::policy::pins_accept(pins, field, value)
 }
 
+/// Whether the field is pinned and its pins accept the value: the operator's allowlist says the
+/// value is wanted, so a drift event it raised is accepted. The format field is "pinned" by
+/// `formats`.
+pub fn pins_accept(policy: &Policy, field: &str, value: &str) -> bool {
+    if field == ATTESTATION_FORMAT_FIELD {
+        return policy.formats.is_some() && policy.accepts_format(value);
+    }
+    let (pins, field) = match field.strip_prefix(GATEWAY_PREFIX) {
+        Some(field) => (&policy.gateway_pins, field),
+        None => (&policy.pins, field),
+    };
+    pins.contains_key(field) && crate::verify::policy::pins_accept(pins, field, value)
+}
+
+/// The drifted values of a history that the pins in force accept and for which no acceptance
+/// is recorded since their drift event: each is to be recorded as accepted by pins.
+pub fn awaiting_pin_acceptance(history: &TargetHistory, policy: &Policy) -> Vec<(String, String)> {
+    history
+        .drifted
+        .iter()
+        .filter(|((field, value), at)| {
+            !history.is_accepted(field, value, **at) && pins_accept(policy, field, value)
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
 /// The drift events a check's measurements raise against what the target showed before.
 ///
 /// A value raises an event the first time it is seen for the target, when the target had other
@@ -360,6 +436,23 @@ fn new_action(
 }
 
 impl TargetHistory {
+    /// Whether the drifted value was accepted at or after its drift event (raised at
+    /// `drifted_at`).
+    pub fn is_accepted(&self, field: &str, value: &str, drifted_at: DateTime<Utc>) -> bool {
+        self.accepted
+            .get(&(field.to_string(), value.to_string()))
+            .is_some_and(|at| *at >= drifted_at)
+    }
+
+    /// Records that the value was accepted at `at` (the latest acceptance is kept).
+    pub fn accept(&mut self, field: &str, value: &str, at: DateTime<Utc>) {
+        let slot = self
+            .accepted
+            .entry((field.to_string(), value.to_string()))
+            .or_insert(at);
+        *slot = (*slot).max(at);
+    }
+
     /// Adds a check's measurements (seen at `at`) and the events it raised to the history.
     pub fn absorb(
         &mut self,
@@ -396,7 +489,8 @@ pub fn latest_values(measurements: &[Measurement]) -> BTreeMap<String, String> {
 }
 
 /// Whether each fleet field of the latest check is drifting now: some node's value is outside
-/// the allowlist, or raised a drift event within `window` before `now`.
+/// the allowlist, or raised a drift event within `window` before `now` that is not accepted (the
+/// pins in force accept the value, or an acceptance was recorded after the event).
 pub fn drift_flags(
     history: &TargetHistory,
     latest: &[Measurement],
@@ -413,7 +507,11 @@ pub fn drift_flags(
         let recent = history
             .drifted
             .get(&(m.field.clone(), m.value.clone()))
-            .is_some_and(|at| now.signed_duration_since(*at) <= window);
+            .is_some_and(|at| {
+                now.signed_duration_since(*at) <= window
+                    && !history.is_accepted(&m.field, &m.value, *at)
+                    && !pins_accept(policy, &m.field, &m.value)
+            });
         let drifting = recent || not_allowed(policy, &m.field, &m.value);
         let flag = flags.entry(m.field.clone()).or_insert(false);
         *flag = *flag || drifting;
@@ -422,232 +520,5 @@ pub fn drift_flags(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::cloned_ref_to_slice_refs
-)]
-mod tests {
-    use super::*;
-    use crate::verify::{Observed, State};
-
-    fn verdict(observed: &[(&str, &str, &str, Source)]) -> Verdict {
-        Verdict {
-            format: "teewatch-verdict/1".into(),
-            target: "t".into(),
-            observed_at: "2026-01-01T00:00:00Z".into(),
-            attestation_format: crate::verify::AttestationFormat::Dstack,
-            state: State::Pass,
-            // The quote of the single part verified, so its values count.
-            checks: vec![crate::verify::Check {
-                name: crate::verify::checks::TDX_QUOTE_SIGNATURE.into(),
-                scope: String::new(),
-                state: State::Pass,
-                reason: String::new(),
-            }],
-            observed: observed
-                .iter()
-                .map(|(scope, field, value, source)| Observed {
-                    scope: scope.to_string(),
-                    field: field.to_string(),
-                    value: value.to_string(),
-                    source: *source,
-                })
-                .collect(),
-            trust: vec![],
-            transport: None,
-            policy_source: None,
-        }
-    }
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn a_compose_managers_new_action_is_news_only_against_the_same_td() {
-        let m = |value: &str| Measurement {
-            field: LAST_ACTION_FIELD.into(),
-            node: "compose_manager".into(),
-            value: value.into(),
-            source: "compose_manager".into(),
-        };
-        let at = DateTime::parse_from_rfc3339("2026-06-10T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let mut history = TargetHistory::default();
-        let first = [m("aa/compose_up@1")];
-        history.absorb(&first, &[], at);
-        // Another node, seen for the first time (round robin): its own baseline.
-        let other = [m("bb/compose_up@2")];
-        assert!(detect(&history, &other, &Policy::default(), at).is_empty());
-        history.absorb(&other, &[], at);
-        // The first node's log grew: an event naming that node's earlier action only.
-        let events = detect(
-            &history,
-            &[m("aa/docker_restart@3")],
-            &Policy::default(),
-            at,
-        );
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].old_values, ["aa/compose_up@1"]);
-        assert_eq!(events[0].reasons, [DriftReason::New]);
-    }
-
-    #[test]
-    fn values_of_a_quote_whose_signature_did_not_verify_are_not_measurements() {
-        let mut v = verdict(&[
-            ("", "mrtd", "aa", Source::Quote),
-            ("", "compose_hash", "cc", Source::EventLog),
-            ("gpu:0", "gpu_driver_version", "550.1", Source::GpuEvidence),
-        ]);
-        v.checks[0].state = State::Unknown;
-        let fields: Vec<String> = measurements(&v).into_iter().map(|m| m.field).collect();
-        assert_eq!(fields, ["gpu_driver_version"]);
-    }
-
-    #[test]
-    fn claims_are_not_measurements_and_gpu_blocks_fold_per_node() {
-        let v = verdict(&[
-            ("", "mrtd", "aa", Source::Quote),
-            ("", "os_image_hash", "bb", Source::Claim),
-            ("gpu:0", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:0", "gpu_block_2", "02", Source::GpuEvidence),
-            ("gpu:1", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:1", "gpu_block_2", "03", Source::GpuEvidence),
-            ("gpu:0", "gpu_driver_version", "550.1", Source::GpuEvidence),
-            ("gpu:1", "gpu_driver_version", "550.1", Source::GpuEvidence),
-        ]);
-        let m = measurements(&v);
-        let fields: Vec<&str> = m.iter().map(|m| m.field.as_str()).collect();
-        assert_eq!(fields, ["gpu_driver_version", "gpu_measurements", "mrtd"]);
-        assert_eq!(m[0].value, "550.1");
-        // Swapping the two GPUs gives the same digest; changing one block does not.
-        let swapped = verdict(&[
-            ("gpu:1", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:1", "gpu_block_2", "02", Source::GpuEvidence),
-            ("gpu:0", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:0", "gpu_block_2", "03", Source::GpuEvidence),
-        ]);
-        let changed = verdict(&[
-            ("gpu:0", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:0", "gpu_block_2", "02", Source::GpuEvidence),
-            ("gpu:1", "gpu_block_1", "01", Source::GpuEvidence),
-            ("gpu:1", "gpu_block_2", "04", Source::GpuEvidence),
-        ]);
-        assert_eq!(measurements(&swapped)[0].value, m[1].value);
-        assert_ne!(measurements(&changed)[0].value, m[1].value);
-    }
-
-    #[test]
-    fn baseline_is_not_drift_a_new_value_is_once_and_round_robin_is_not() {
-        let policy = Policy::default();
-        let mut history = TargetHistory::default();
-        let node_a = Measurement {
-            field: "mrtd".into(),
-            node: "node:0xa".into(),
-            value: "aa".into(),
-            source: "quote".into(),
-        };
-        let node_b = Measurement {
-            node: "node:0xb".into(),
-            value: "bb".into(),
-            ..node_a.clone()
-        };
-        let t0 = at("2026-01-01T00:00:00Z");
-        // Both nodes in the first check: the baseline.
-        let first = [node_a.clone(), node_b.clone()];
-        assert!(detect(&history, &first, &policy, t0).is_empty());
-        history.absorb(&first, &[], t0);
-        // Round-robin: one node per check, both known.
-        assert!(detect(&history, &[node_b.clone()], &policy, t0).is_empty());
-        assert!(detect(&history, &[node_a.clone()], &policy, t0).is_empty());
-        // A new value is an event naming the old ones.
-        let node_c = Measurement {
-            value: "cc".into(),
-            ..node_a.clone()
-        };
-        let events = detect(&history, &[node_c.clone()], &policy, t0);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].old_values, ["aa", "bb"]);
-        assert_eq!(events[0].reasons, [DriftReason::New]);
-        history.absorb(&[node_c.clone()], &events, t0);
-        // Once absorbed, the same value raises nothing.
-        assert!(detect(&history, &[node_c], &policy, t0).is_empty());
-    }
-
-    #[test]
-    fn value_outside_the_allowlist_drifts_even_as_baseline() {
-        let mut policy = Policy::default();
-        policy.pins.insert("mrtd".into(), vec!["0xAA".into()]);
-        let history = TargetHistory::default();
-        let allowed = Measurement {
-            field: "mrtd".into(),
-            node: "".into(),
-            value: "aa".into(),
-            source: "quote".into(),
-        };
-        assert!(
-            detect(
-                &history,
-                &[allowed.clone()],
-                &policy,
-                at("2026-01-01T00:00:00Z")
-            )
-            .is_empty()
-        );
-        let other = Measurement {
-            value: "bb".into(),
-            ..allowed
-        };
-        let events = detect(
-            &history,
-            &[other.clone()],
-            &policy,
-            at("2026-01-01T00:00:00Z"),
-        );
-        assert_eq!(events[0].reasons, [DriftReason::NotAllowed]);
-        let flags = drift_flags(
-            &history,
-            &[other],
-            &policy,
-            at("2030-01-01T00:00:00Z"),
-            Duration::from_secs(60),
-        );
-        assert_eq!(flags.get("mrtd"), Some(&true));
-    }
-
-    #[test]
-    fn drift_flag_clears_after_the_window() {
-        let policy = Policy::default();
-        let mut history = TargetHistory::default();
-        let m = Measurement {
-            field: "compose_hash".into(),
-            node: "".into(),
-            value: "cc".into(),
-            source: "event_log".into(),
-        };
-        let t0 = at("2026-01-01T00:00:00Z");
-        history
-            .drifted
-            .insert(("compose_hash".into(), "cc".into()), t0);
-        let window = Duration::from_secs(3600);
-        let flags = |now| drift_flags(&history, &[m.clone()], &policy, now, window);
-        assert_eq!(
-            flags(at("2026-01-01T00:59:00Z")).get("compose_hash"),
-            Some(&true)
-        );
-        assert_eq!(
-            flags(at("2026-01-01T01:01:00Z")).get("compose_hash"),
-            Some(&false)
-        );
-    }
-
-    #[test]
-    fn node_of_scopes() {
-        assert_eq!(node_of(""), "");
-        assert_eq!(node_of("gpu:3"), "");
-        assert_eq!(node_of("node:0xab/gpu:3"), "node:0xab");
-        assert_eq!(node_of("node:#1"), "node:#1");
-    }
-}
+#[path = "drift_tests.rs"]
+mod tests;

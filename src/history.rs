@@ -1,5 +1,6 @@
-//! `teewatch history`: the stored checks and drift events as a table for people or JSON for
-//! scripts, and the `--since` argument (an RFC 3339 instant or a duration back from now).
+//! `teewatch history`: the stored checks, drift events and accepted drift as a table for people
+//! or JSON for scripts, the `--since` argument (an RFC 3339 instant or a duration back from
+//! now), and what `history ack` says it did.
 
 use std::fmt::Write;
 
@@ -7,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::config::parse_interval;
-use crate::store::{CheckRow, DriftRow};
+use crate::drift::AcceptedBy;
+use crate::store::{AcceptanceRow, AckOutcome, CheckRow, DriftRow};
 
 /// Reads `--since`: an RFC 3339 instant, or a duration such as `30m`, `24h` or `7d` before `now`.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
@@ -30,8 +32,9 @@ fn time(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Checks and drift events as JSON: `{"checks": [...], "drift_events": [...]}`, newest first.
-pub fn to_json(checks: &[CheckRow], drift: &[DriftRow]) -> String {
+/// Checks, drift events and accepted drift as JSON:
+/// `{"checks": [...], "drift_events": [...], "drift_accepted": [...]}`, each newest first.
+pub fn to_json(checks: &[CheckRow], drift: &[DriftRow], accepted: &[AcceptanceRow]) -> String {
     let checks: Vec<Value> = checks
         .iter()
         .map(|c| {
@@ -65,12 +68,29 @@ pub fn to_json(checks: &[CheckRow], drift: &[DriftRow]) -> String {
             })
         })
         .collect();
-    serde_json::to_string_pretty(&json!({"checks": checks, "drift_events": drift}))
-        .unwrap_or_else(|_| "{}".to_string())
+    let accepted: Vec<Value> = accepted
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "target": a.target,
+                "field": a.acceptance.field,
+                "value": a.acceptance.value,
+                "how": a.acceptance.how.as_str(),
+                "by": a.acceptance.by,
+                "note": a.acceptance.note,
+                "at": time(&a.acceptance.at),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(
+        &json!({"checks": checks, "drift_events": drift, "drift_accepted": accepted}),
+    )
+    .unwrap_or_else(|_| "{}".to_string())
 }
 
-/// Checks and drift events as aligned text.
-pub fn to_table(checks: &[CheckRow], drift: &[DriftRow]) -> String {
+/// Checks, drift events and accepted drift as aligned text.
+pub fn to_table(checks: &[CheckRow], drift: &[DriftRow], accepted: &[AcceptanceRow]) -> String {
     let mut out = String::new();
     if checks.is_empty() {
         out.push_str("no checks\n");
@@ -140,7 +160,64 @@ pub fn to_table(checks: &[CheckRow], drift: &[DriftRow]) -> String {
             );
         }
     }
+    if !accepted.is_empty() {
+        out.push_str("\ndrift accepted\n");
+        for a in accepted {
+            let _ = writeln!(out, "{}", acceptance_line(a));
+        }
+    }
     out
+}
+
+/// One accepted drifted value: `<at>  <target>  <field> = <value>  accepted by the pins in force`
+/// or `… acknowledged by <who>: <note>`.
+pub fn acceptance_line(a: &AcceptanceRow) -> String {
+    let how = match a.acceptance.how {
+        AcceptedBy::Pin => "accepted by the pins in force".to_string(),
+        AcceptedBy::Ack => format!(
+            "acknowledged by {}",
+            a.acceptance.by.as_deref().unwrap_or("an unknown user")
+        ),
+    };
+    let note = a
+        .acceptance
+        .note
+        .as_deref()
+        .map(|n| format!(": {n}"))
+        .unwrap_or_default();
+    format!(
+        "{}  {}  {} = {}  {how}{note}",
+        time(&a.acceptance.at),
+        a.target,
+        a.acceptance.field,
+        a.acceptance.value
+    )
+}
+
+/// What `teewatch history ack` says it did, and whether it accepted anything (exit 0) or named
+/// nothing that drifted (a usage error).
+pub fn ack_report(outcome: &AckOutcome) -> (String, bool) {
+    match outcome {
+        AckOutcome::Accepted(rows) => {
+            let mut out = String::new();
+            for a in rows {
+                let _ = writeln!(out, "{}", acceptance_line(a));
+            }
+            out.push_str(
+                "the daemon stops counting these drift events at the target's next check or \
+                 at a reload (systemctl reload teewatch)\n",
+            );
+            (out, true)
+        }
+        AckOutcome::AlreadyAccepted(rows) => {
+            let mut out = String::from("already accepted since it drifted:\n");
+            for a in rows {
+                let _ = writeln!(out, "{}", acceptance_line(a));
+            }
+            (out, true)
+        }
+        AckOutcome::NothingToAccept(why) => (format!("nothing to acknowledge: {why}\n"), false),
+    }
 }
 
 #[cfg(test)]

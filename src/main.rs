@@ -198,6 +198,25 @@ enum HistoryCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Accept a target's drift after review (recorded in the history with who and when; safe
+    /// while the daemon runs, which stops counting the drift at the target's next check or a
+    /// reload). A value outside the target's pins stays drifting until a pin accepts it.
+    Ack {
+        #[command(flatten)]
+        source: DbSource,
+        /// The target whose drift to accept.
+        #[arg(long)]
+        target: String,
+        /// The drifted field (as `history` lists it, e.g. compose_hash).
+        #[arg(long)]
+        field: String,
+        /// Only this drifted value (default: every drifted value of the field not accepted yet).
+        #[arg(long)]
+        value: Option<String>,
+        /// Why it is accepted, kept with the acknowledgement.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -282,6 +301,13 @@ fn main() -> ExitCode {
             Some(HistoryCommand::Export { source, check, out }) => {
                 cmd::daemon::history_export(&source, check, out.as_deref())
             }
+            Some(HistoryCommand::Ack {
+                source,
+                target,
+                field,
+                value,
+                note,
+            }) => cmd::ack::history_ack(&source, target, field, value, note),
             None => match source {
                 Some(source) => cmd::daemon::history_list(&source, target, since.as_deref(), json),
                 None => {

@@ -38,7 +38,7 @@ pub fn run_daemon(
 }
 
 /// Opens the store a `history` command reads (never creating one).
-fn history_store(
+pub(crate) fn history_store(
     source: &DbSource,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Result<teewatch::store::Store, u8>> {
@@ -88,11 +88,17 @@ pub fn history_list(
     let drift = runtime
         .block_on(store.drift_events(&filter))
         .context("reading drift events")?;
+    let accepted = runtime
+        .block_on(store.acceptances(&filter))
+        .context("reading accepted drift")?;
     runtime.block_on(store.close());
     if json {
-        println!("{}", teewatch::history::to_json(&checks, &drift));
+        println!("{}", teewatch::history::to_json(&checks, &drift, &accepted));
     } else {
-        print!("{}", teewatch::history::to_table(&checks, &drift));
+        print!(
+            "{}",
+            teewatch::history::to_table(&checks, &drift, &accepted)
+        );
     }
     Ok(exit::PASS)
 }

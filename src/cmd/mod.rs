@@ -1,5 +1,6 @@
 //! The command implementations too long for `main.rs`, grouped by what they drive.
 
+pub mod ack;
 pub mod backup;
 pub mod daemon;
 pub mod pin;

@@ -4,17 +4,20 @@
 //!
 //! Only this module talks to the database. One check is written in one transaction
 //! (`write.rs`); reads rebuild what the daemon and the `history` command need (`read.rs`);
-//! retention drops old verdicts and most bundles (`retention.rs`). Bundles and verdicts are
+//! retention drops old verdicts and most bundles (`retention.rs`); accepted drift is recorded
+//! and read in `acceptance.rs`. Bundles and verdicts are
 //! compressed against per-target reference documents (`codec.rs`), which is what makes a check
 //! of a one-GPU target cost a couple of kilobytes instead of the 60 KB of its bundle. The schema
 //! is in `migrations/` and explained in `docs/store.md`.
 
+mod acceptance;
 mod backup;
 mod codec;
 mod read;
 mod retention;
 mod write;
 
+pub use acceptance::{AcceptanceRow, AcceptedByTarget, AckOutcome, AckRequest};
 pub use backup::{BackupSummary, check_copy};
 pub use read::REMOVED_BY_RETENTION;
 

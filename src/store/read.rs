@@ -21,7 +21,9 @@ use crate::verify::{Check, Verdict};
 pub const REMOVED_BY_RETENTION: &str = "removed by retention";
 
 /// The filter as bound parameters: target (or NULL), since (or NULL), limit (-1 for none).
-fn filter_params(filter: &HistoryFilter) -> Result<(Option<&str>, Option<i64>, i64), StoreError> {
+pub(super) fn filter_params(
+    filter: &HistoryFilter,
+) -> Result<(Option<&str>, Option<i64>, i64), StoreError> {
     let since = filter.since.map(to_ns).transpose()?;
     let limit = filter.limit.map(int).unwrap_or(-1);
     Ok((filter.target.as_deref(), since, limit))
@@ -61,8 +63,8 @@ async fn decode_verdict(
 
 impl Store {
     /// The drift history of every recorded target: each value every tracked field has shown
-    /// with when it was first seen (on any node), and each drifted value with when its first
-    /// retained drift event was raised.
+    /// with when it was first seen (on any node), each drifted value with when its first
+    /// retained drift event was raised, and when each accepted value was last accepted.
     pub async fn histories(&self) -> Result<BTreeMap<String, TargetHistory>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut out: BTreeMap<String, TargetHistory> = BTreeMap::new();
@@ -98,6 +100,19 @@ impl Store {
             out.entry(target)
                 .or_default()
                 .drifted
+                .insert((field, value), from_ns(at));
+        }
+        let accepted: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT t.name, a.field, a.value, MAX(a.at)
+             FROM drift_acceptances a JOIN targets t ON t.id = a.target_id
+             GROUP BY t.name, a.field, a.value",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (target, field, value, at) in accepted {
+            out.entry(target)
+                .or_default()
+                .accepted
                 .insert((field, value), from_ns(at));
         }
         Ok(out)

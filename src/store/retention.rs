@@ -46,6 +46,13 @@ impl Store {
             .await?
             .rows_affected();
 
+        // An acceptance is later than the drift event it accepts, so one older than the cutoff
+        // accepts only events deleted above.
+        sqlx::query("DELETE FROM drift_acceptances WHERE at < ?1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+
         // Among the remaining checks, the bundles nobody needs: not failed, no drift, and not
         // among the target's `keep_last` newest checks.
         sqlx::query(
