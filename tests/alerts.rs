@@ -252,30 +252,48 @@ fn annotations_never_print_an_address() {
     }
 }
 
+/// What breaks the job-matcher promise in one expression: a selector of a scraped series that
+/// does not start with the matcher, or a job selected any other way (the label may appear only
+/// in that matcher and in groupings such as `on (job, instance)`).
+fn job_matcher_problems(expr: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, matchers) in scraped_selectors(expr) {
+        if !matchers.starts_with(&format!("{{{JOB_MATCHER}")) {
+            problems.push(format!(
+                "`{name}{matchers}` does not start with {JOB_MATCHER}"
+            ));
+        }
+    }
+    let without = expr.replace(JOB_MATCHER, "");
+    for (i, _) in without.match_indices("job") {
+        let after = without[i + 3..].trim_start();
+        if !(after.starts_with(',') || after.starts_with(')')) {
+            problems.push(format!(
+                "a job selected otherwise: `job{}`",
+                &after[..after.len().min(20)]
+            ));
+        }
+    }
+    problems
+}
+
 #[test]
 fn every_selector_of_a_scraped_series_carries_the_one_job_matcher() {
     let rules = prom::read(prom::RULES);
     let all = exprs(&rules);
     assert_eq!(all.len(), ALERTS.len() + RECORDING_RULES);
-    let mut seen = BTreeSet::new();
     for expr in &all {
-        for (name, matchers) in scraped_selectors(expr) {
-            assert!(
-                matchers.starts_with(&format!("{{{JOB_MATCHER}")),
-                "`{name}{matchers}` does not start with {JOB_MATCHER}, in:\n{expr}"
-            );
-            seen.insert(name);
-        }
-        // Nothing else selects a job: the label appears only in that matcher or in groupings.
-        let without = expr.replace(JOB_MATCHER, "");
-        for (i, _) in without.match_indices("job") {
-            let after = without[i + 3..].trim_start();
-            assert!(
-                after.starts_with(',') || after.starts_with(')'),
-                "a job matcher other than {JOB_MATCHER} in:\n{expr}"
-            );
-        }
+        assert_eq!(
+            job_matcher_problems(expr),
+            Vec::<String>::new(),
+            "in:\n{expr}"
+        );
     }
+    let seen: BTreeSet<String> = all
+        .iter()
+        .flat_map(|e| scraped_selectors(e))
+        .map(|(name, _)| name)
+        .collect();
     assert!(
         seen.contains("up") && seen.contains("teewatch_target_state"),
         "{seen:?}"
@@ -287,6 +305,27 @@ fn every_selector_of_a_scraped_series_carries_the_one_job_matcher() {
     for expr in exprs(&moved) {
         assert!(!expr.contains("teewatch.*"), "{expr}");
     }
+}
+
+#[test]
+fn the_job_matcher_check_finds_a_selector_without_it_or_another_job_matcher() {
+    let rules = prom::read(prom::RULES);
+    let expr = exprs(rule_block(&rules, "TeewatchStoreWriteFailing")).remove(0);
+    assert_eq!(job_matcher_problems(&expr), Vec::<String>::new());
+    // The matcher dropped from the one selector.
+    let bare = expr.replace(&format!("{{{JOB_MATCHER}}}"), "");
+    assert_eq!(
+        job_matcher_problems(&bare),
+        [format!(
+            "`teewatch_store_errors_total` does not start with {JOB_MATCHER}"
+        )]
+    );
+    // Another job selected beside it.
+    let other = expr.replace(JOB_MATCHER, &format!(r#"{JOB_MATCHER},job!="test""#));
+    assert_eq!(
+        job_matcher_problems(&other),
+        [r#"a job selected otherwise: `job!="test"}[15m]) > 0`"#.to_string()]
+    );
 }
 
 #[test]
