@@ -591,8 +591,12 @@ fn run_check(
                 return Ok(exit::CONFIG);
             }
         },
-        None => config.targets.iter().collect(),
+        // Policy-only targets have nothing to fetch.
+        None => config.monitored().map(|(t, _)| t).collect(),
     };
+    for warning in teewatch::fetch::check::key_file_warnings(&config) {
+        eprintln!("teewatch: warning: {warning}");
+    }
     let anchors = config.trust_anchors();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let http = Http::new(HttpOptions::for_config(&config))
@@ -604,10 +608,17 @@ fn run_check(
     for target in targets {
         let bundle_json = match runtime.block_on(fetcher.check(&config, target)) {
             Ok(b) => b,
-            Err(e) => {
-                eprintln!("teewatch: {e}");
-                return Ok(exit::CONFIG);
-            }
+            // A key that cannot be read makes this target's checks unknown, not the whole run.
+            Err(e) => match e.stand_in_bundle(&config, target) {
+                Some(bundle) => {
+                    eprintln!("teewatch: {e}; its checks are unknown");
+                    bundle
+                }
+                None => {
+                    eprintln!("teewatch: {e}");
+                    return Ok(exit::CONFIG);
+                }
+            },
         };
         if let Some(dir) = save_bundle {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

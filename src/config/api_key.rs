@@ -115,6 +115,39 @@ impl ApiKeySource {
     }
 }
 
+impl ApiKeySource {
+    /// A warning when the key is in a file that users other than its owner can access (any of
+    /// the group and other permission bits), as ssh warns about a private key; `None` for a
+    /// private file, for keys that are not in a file of the configuration (a systemd credential
+    /// is systemd's own private copy), and when the file cannot be inspected (reading the key
+    /// reports that).
+    pub fn permission_warning(&self) -> Option<String> {
+        let ApiKeySource::File(path) = self else {
+            return None;
+        };
+        loose_mode(path).map(|mode| {
+            format!(
+                "api key file {path} is accessible by group or others: expected mode 0600 or \
+                 stricter, found {mode:04o} (run chmod 600 {path})",
+                path = path.display()
+            )
+        })
+    }
+}
+
+/// The permission bits of a file that its group or others can access, `None` for a private one.
+#[cfg(unix)]
+fn loose_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn loose_mode(_path: &Path) -> Option<u32> {
+    None
+}
+
 /// Whether `name` can be an environment variable name: letters, digits and `_`, not starting
 /// with a digit.
 pub(super) fn is_env_name(name: &str) -> bool {
@@ -130,4 +163,37 @@ pub(super) fn is_credential_name(name: &str) -> bool {
         && name != ".."
         && !name.contains('/')
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_others_can_access_is_warned_about_and_a_private_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("teewatch-key-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, "sk-test\n").unwrap();
+        let source = ApiKeySource::File(path.clone());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(source.permission_warning(), None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let warning = source.permission_warning().unwrap();
+        assert!(
+            warning.contains("expected mode 0600 or stricter, found 0640")
+                && warning.contains(&format!("chmod 600 {}", path.display())),
+            "{warning}"
+        );
+        assert!(!warning.contains("sk-test"), "{warning}");
+        // The key itself is still read: the warning does not stop the check.
+        assert_eq!(source.resolve().unwrap(), "sk-test");
+        // A missing file is the read's error to report, not a permission warning.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(source.permission_warning(), None);
+        assert_eq!(ApiKeySource::Env("X".into()).permission_warning(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

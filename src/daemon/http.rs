@@ -376,12 +376,20 @@ async fn readyz(AxumState(state): AxumState<HttpState>) -> Response {
     if !scheduler_ok {
         reasons.push("the scheduler is not ticking".to_string());
     }
+    // Targets whose checks cannot start (an unreadable API key) are named but keep the daemon
+    // ready: it still checks the others and serves their metrics, and those targets' checks
+    // are recorded as unknown with the reason.
+    let cannot_check = state
+        .shared
+        .cannot_check_line()
+        .map(|line| format!("; {line}"))
+        .unwrap_or_default();
     if reasons.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, format!("ready{cannot_check}\n")).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", reasons.join("; ")),
+            format!("not ready: {}{cannot_check}\n", reasons.join("; ")),
         )
             .into_response()
     }

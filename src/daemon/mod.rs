@@ -159,6 +159,9 @@ impl Daemon {
         // Every gauge comes back from the store before the listener answers a scrape.
         shared.restore_collateral(&latest).await;
         shared.restore(latest, &state_since, Utc::now());
+        // Drift the pins in force accept (the configuration changed while the daemon was down)
+        // is recorded as accepted.
+        shared.settle_drift().await;
         let targets = shared.targets();
         shared.metrics.set_targets(targets.len());
         match shared.store.apply_retention(Utc::now(), &retention).await {
@@ -309,6 +312,9 @@ impl Daemon {
             }
             None => self.shared.replace_config(config),
         }
+        // Drift the new pins accept stops showing now, not at the end of its drift window, and
+        // acknowledgements made since the last check are brought in.
+        self.shared.settle_drift().await;
         tracing::info!(
             targets = count,
             generation = self.shared.generation().number,

@@ -4,6 +4,17 @@
 //!
 //! The daemon's shared state lives here too: the configuration in force (swapped whole on
 //! SIGHUP), the fetcher with its caches, the store, the metrics and each target's drift history.
+//!
+//! A check that cannot start (its API key cannot be read) is still a check: it is recorded as
+//! `unknown` with the reason, and the target is named on `/readyz` until its key can be read
+//! (`keys.rs`). Accepted drift (pins that now accept a drifted value, acknowledgements) is
+//! brought in from the store and recorded in `acceptance.rs`; the log lines of a finished check
+//! are composed in `lines.rs`.
+
+mod acceptance;
+mod keys;
+mod lines;
+mod stand_in;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,14 +28,17 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig};
-use crate::drift::{self, DriftEvent, TargetHistory};
-use crate::fetch::check::{CheckError, Fetcher, timed_out_bundle};
+use crate::drift::{self, DriftEvent, Measurement, TargetHistory};
+use crate::fetch::check::{Fetched, Fetcher, timed_out_bundle};
 use crate::metrics::{Metrics, TargetSnapshot};
-use crate::record::{CheckRecord, FetchErrorSummary, Phase, PhaseDuration};
+use crate::record::{CheckRecord, Phase, PhaseDuration};
 use crate::schedule::{Due, PlannedTarget, Runner};
 use crate::store::{LatestCheck, Store};
 use crate::sync::lock;
 use crate::verify::{self, Bundle, Check, State, TrustAnchors};
+
+pub use keys::CannotCheck;
+use stand_in::{lenient_fetch_errors, unreadable_verdict};
 
 /// How many request timeouts one whole check may take before it is cancelled: a check makes a
 /// handful of sequential requests (report, collateral, NRAS, two chats and their signatures).
@@ -133,8 +147,13 @@ pub struct Shared {
     pub store: Store,
     pub metrics: Metrics,
     histories: Mutex<BTreeMap<String, TargetHistory>>,
+    /// The tracked measurements of each target's latest stored check, to judge its drift flags
+    /// again when a reload or an acknowledgement changes what is accepted.
+    latest: Mutex<BTreeMap<String, Vec<Measurement>>>,
     status: Mutex<BTreeMap<String, TargetStatus>>,
     notices: Mutex<Notices>,
+    /// The targets whose checks cannot start, and why (`/readyz` names them).
+    cannot_check: Mutex<BTreeMap<String, CannotCheck>>,
     /// Records of checks cancelled at their deadline still being written (they run outside the
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
@@ -149,17 +168,21 @@ impl Shared {
         metrics: Metrics,
         histories: BTreeMap<String, TargetHistory>,
     ) -> Shared {
-        Shared {
+        let shared = Shared {
             generation: RwLock::new(Arc::new(Generation::new(config, 1))),
             fetcher,
             store,
             metrics,
             histories: Mutex::new(histories),
+            latest: Mutex::new(BTreeMap::new()),
             status: Mutex::new(BTreeMap::new()),
             notices: Mutex::new(Notices::default()),
+            cannot_check: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
-        }
+        };
+        shared.probe_keys();
+        shared
     }
 
     /// The configuration in force.
@@ -184,7 +207,9 @@ impl Shared {
         self.metrics.retain_targets(&names);
         self.metrics.set_targets(names.len());
         lock(&self.status).retain(|name, _| names.contains(name));
+        lock(&self.latest).retain(|name, _| names.contains(name));
         lock(&self.notices).reload_refused = None;
+        self.probe_keys();
     }
 
     /// Remembers a refused reload for the status page, `/readyz`'s neighbours and systemd.
@@ -272,6 +297,7 @@ impl Shared {
                     window,
                 ),
             };
+            lock(&self.latest).insert(stored.target.clone(), stored.measurements.clone());
             let since = state_since
                 .get(&stored.target)
                 .copied()
@@ -301,9 +327,11 @@ impl Shared {
     /// Restores `teewatch_collateral_expiry_timestamp_seconds` from the stored bundles of the
     /// targets' latest checks (older checks first, so the newest collateral of a platform wins,
     /// as it does after checks), and each platform's fetch time from the collateral cache, as
-    /// [`Shared::publish`] sets them. A latest check whose bundle retention removed, or which
-    /// carried no collateral, leaves its platforms to the next check.
+    /// [`Shared::publish`] sets them, with the platforms of each configured target. A latest
+    /// check whose bundle retention removed, or which carried no collateral, leaves its
+    /// platforms to the next check.
     pub async fn restore_collateral(&self, latest: &[LatestCheck]) {
+        let generation = self.generation();
         let mut ordered: Vec<&LatestCheck> = latest.iter().collect();
         ordered.sort_by_key(|l| (l.finished_at, l.check_id));
         for stored in ordered {
@@ -320,46 +348,70 @@ impl Shared {
                     continue;
                 }
             };
-            self.set_collateral_metrics(&bundle);
-        }
-    }
-
-    /// The collateral expiry of each platform in a bundle, and the fetch time the cache it came
-    /// from recorded.
-    fn set_collateral_metrics(&self, bundle: &Value) {
-        for (fmspc, at) in crate::metrics::collateral_expiries(bundle) {
-            self.metrics.set_collateral_expiry(&fmspc, at);
-            // The bundle does not say when its collateral was fetched; the cache it came from
-            // does (and remembers it across restarts).
-            if let Some(cached) = self.fetcher.collateral_cache().get(&fmspc) {
-                self.metrics
-                    .set_collateral_fetched(&fmspc, cached.fetched_at);
+            // A target no longer configured keeps its history, not its series.
+            if generation.config.target(&stored.target).is_some() {
+                self.set_collateral_metrics(&stored.target, &bundle);
             }
         }
     }
 
-    /// One check of `due`: fetch, verify, record.
+    /// The collateral expiry of each platform in a target's bundle, the fetch time the cache it
+    /// came from recorded, and the platforms the target runs on.
+    fn set_collateral_metrics(&self, target: &str, bundle: &Value) {
+        let expiries = crate::metrics::collateral_expiries(bundle);
+        for (fmspc, at) in &expiries {
+            self.metrics.set_collateral_expiry(fmspc, *at);
+            // The bundle does not say when its collateral was fetched; the cache it came from
+            // does (and remembers it across restarts).
+            if let Some(cached) = self.fetcher.collateral_cache().get(fmspc) {
+                self.metrics
+                    .set_collateral_fetched(fmspc, cached.fetched_at);
+            }
+        }
+        self.metrics
+            .set_target_platforms(target, expiries.iter().map(|(fmspc, _)| fmspc.as_str()));
+    }
+
+    /// One check of `due`: fetch, verify, record. A check that cannot start (its API key cannot
+    /// be read) is recorded as `unknown` with the reason, like one that found nothing.
     pub async fn check(self: Arc<Self>, due: Due) {
         let generation = self.generation();
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
-        let mut fetched = match self.fetcher.check_timed(&generation.config, &target).await {
-            Ok(f) => f,
-            Err(e @ (CheckError::ApiKey { .. } | CheckError::NotMonitored(_))) => {
-                // A configuration problem, not a provider failure: nothing was fetched, so there
-                // is nothing to verify or store. The staleness of the target's gauges shows it.
-                tracing::error!(error = %e, "check could not start");
-                self.metrics
-                    .fetch_error(&target.name, "attestation", "other");
-                return;
-            }
-        };
+        let (mut fetched, origin) =
+            match self.fetcher.check_timed(&generation.config, &target).await {
+                Ok(f) => {
+                    self.can_check(&target.name);
+                    (f, Origin::Fetched)
+                }
+                Err(e) => {
+                    let reason = e.reason();
+                    let Some(bundle) = e.stand_in_bundle(&generation.config, &target) else {
+                        // Not monitored (a reload raced the schedule): nothing to check.
+                        tracing::debug!(error = %e, "target no longer monitored; not checked");
+                        return;
+                    };
+                    self.cannot_start(&target.name, reason);
+                    let fetched = Fetched {
+                        bundle,
+                        phases: Vec::new(),
+                    };
+                    (fetched, Origin::StandIn)
+                }
+            };
         if let Some(hook) = self.answer_hook() {
             hook(&mut fetched.bundle);
         }
-        self.finish(generation, target, due, fetched.bundle, fetched.phases)
-            .await;
+        self.finish(
+            generation,
+            target,
+            due,
+            fetched.bundle,
+            fetched.phases,
+            origin,
+        )
+        .await;
     }
 
     /// Records a check that was cancelled at its deadline as an unverifiable check, in its own
@@ -388,7 +440,7 @@ impl Shared {
             "check exceeded its deadline"
         );
         let bundle = timed_out_bundle(&generation.config, &target, due.deadline);
-        self.finish(generation, target, due, bundle, Vec::new())
+        self.finish(generation, target, due, bundle, Vec::new(), Origin::StandIn)
             .await;
     }
 
@@ -399,6 +451,7 @@ impl Shared {
         due: Due,
         bundle_json: Value,
         mut phases: Vec<PhaseDuration>,
+        origin: Origin,
     ) {
         let verify_start = Instant::now();
         // Verified in place: a few milliseconds of CPU, which the runtime's workers absorb more
@@ -426,6 +479,20 @@ impl Shared {
             phase: Phase::Verify,
             duration: verify_start.elapsed(),
         });
+        if origin == Origin::Fetched {
+            // Each distinct fetch error once, naming the checks it left unknown. A stand-in's
+            // one error (deadline, unreadable key) was logged where it arose.
+            for line in lines::fetch_error_lines(&bundle_json, &verdict.checks) {
+                tracing::warn!(
+                    endpoint = %line.endpoint,
+                    kind = %line.kind,
+                    times = line.times,
+                    checks = %line.checks,
+                    "fetch failed: {}",
+                    line.message
+                );
+            }
+        }
         let finished_at = Utc::now();
         let measurements = drift::measurements(&verdict);
         let events = {
@@ -459,6 +526,12 @@ impl Shared {
         match stored {
             Ok(check_id) => {
                 lock(&self.notices).store_failure = None;
+                lock(&self.histories)
+                    .entry(target.name.clone())
+                    .or_default()
+                    .absorb(&record.measurements, &record.drift, record.finished_at);
+                self.settle_target(&generation, &target, &record.measurements, Utc::now())
+                    .await;
                 self.publish(&generation, &target, &record, check_id, Utc::now());
             }
             Err(e) => {
@@ -480,7 +553,8 @@ impl Shared {
         }
     }
 
-    /// Updates the drift history, the metrics and the status page from a stored check.
+    /// Updates the metrics and the status page from a stored check whose measurements and drift
+    /// events the history has absorbed.
     fn publish(
         &self,
         generation: &Generation,
@@ -490,10 +564,10 @@ impl Shared {
         now: DateTime<Utc>,
     ) {
         let verdict = &record.verdict;
+        lock(&self.latest).insert(target.name.clone(), record.measurements.clone());
         let (flags, last_drift) = {
             let mut histories = lock(&self.histories);
             let history = histories.entry(target.name.clone()).or_default();
-            history.absorb(&record.measurements, &record.drift, record.finished_at);
             let flags = drift::drift_flags(
                 history,
                 &record.measurements,
@@ -551,11 +625,12 @@ impl Shared {
                 );
             }
         }
-        self.set_collateral_metrics(&record.bundle);
+        self.set_collateral_metrics(&target.name, &record.bundle);
         let failing_checks = failing(&verdict.checks);
         tracing::info!(
             state = verdict.state.as_str(),
-            failing = failing_checks.len(),
+            failing = %lines::check_names(&verdict.checks, State::Fail),
+            unknown = %lines::check_names(&verdict.checks, State::Unknown),
             duration_ms = duration.as_millis() as u64,
             lag_ms = (record.started_at - record.scheduled_at).num_milliseconds(),
             check_id,
@@ -610,6 +685,14 @@ impl Runner for CheckRunner {
     }
 }
 
+/// Where a check's bundle came from: fetched, or made for a check in which nothing could arrive
+/// (cancelled at its deadline, or unable to start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Fetched,
+    StandIn,
+}
+
 /// Counts a deadline record as pending while it lives.
 struct Recording(Arc<Shared>);
 
@@ -617,60 +700,6 @@ impl Drop for Recording {
     fn drop(&mut self) {
         self.0.recording.send_modify(|n| *n = n.saturating_sub(1));
     }
-}
-
-/// The verdict of an answer that could not be read as a bundle: every check the target's
-/// verdicts carry (as for an answer that never arrived), each `unknown` naming the bundle error.
-/// Its `observed_at` is the answer's own when that is readable, else now.
-///
-/// It is the verdict of a stand-in: the readable bundle of a check in which nothing arrived
-/// (the one a check cancelled at its deadline records), which the fetcher's own assembly makes.
-/// `None` only if even that were unreadable, which its unit test rules out.
-fn unreadable_verdict(
-    generation: &Generation,
-    target: &TargetConfig,
-    answer: &Value,
-    error: &verify::BundleError,
-) -> Option<verify::Verdict> {
-    let mut stand_in = timed_out_bundle(&generation.config, target, Duration::ZERO);
-    if let Some(observed_at) = answer.get("observed_at").filter(|t| {
-        t.as_str()
-            .is_some_and(|t| DateTime::parse_from_rfc3339(t).is_ok())
-    }) {
-        if let Some(slot) = stand_in.get_mut("observed_at") {
-            slot.clone_from(observed_at);
-        }
-    }
-    let stand_in = match Bundle::from_value(stand_in) {
-        Ok(bundle) => bundle,
-        Err(e) => {
-            tracing::error!(error = %e, "the stand-in bundle is unreadable too; not recorded");
-            return None;
-        }
-    };
-    let mut verdict = verify::verify(&stand_in, &target.policy, &generation.anchors);
-    let reason = format!("the fetched answer could not be read as a bundle: {error}");
-    for check in &mut verdict.checks {
-        check.state = State::Unknown;
-        check.reason.clone_from(&reason);
-    }
-    verdict.state = State::Unknown;
-    Some(verdict)
-}
-
-/// The fetch errors an unreadable answer lists, when that part of it can be read.
-fn lenient_fetch_errors(answer: &Value) -> Vec<FetchErrorSummary> {
-    answer
-        .get("fetch_errors")
-        .cloned()
-        .and_then(|errors| serde_json::from_value::<Vec<verify::bundle::FetchError>>(errors).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| FetchErrorSummary {
-            endpoint: e.endpoint,
-            kind: e.kind,
-        })
-        .collect()
 }
 
 /// The monitored targets of a configuration as the scheduler plans them.

@@ -102,6 +102,19 @@ pub fn timed_out_bundle(config: &Config, target: &TargetConfig, deadline: Durati
             deadline.as_secs()
         ),
     );
+    nothing_arrived(config, target, error)
+}
+
+/// The bundle of a check that could not start (its API key could not be read): nothing was
+/// requested, which the verifier turns into `unknown` quoting `reason` on every check, never
+/// `fail`. `reason` must not contain a credential (no [`CheckError`] does).
+pub fn not_started_bundle(config: &Config, target: &TargetConfig, reason: &str) -> Value {
+    let error = FetchError::new(Endpoint::Attestation, ErrorKind::NotStarted, reason);
+    nothing_arrived(config, target, error)
+}
+
+/// A bundle in which nothing arrived, `error` saying why.
+fn nothing_arrived(config: &Config, target: &TargetConfig, error: FetchError) -> Value {
     assemble(
         config,
         target,
@@ -118,6 +131,20 @@ pub fn timed_out_bundle(config: &Config, target: &TargetConfig, deadline: Durati
     )
 }
 
+/// A warning for each API key file of the configuration's monitored targets that other users
+/// than its owner can access (as ssh warns about a private key), each file once.
+pub fn key_file_warnings(config: &Config) -> Vec<String> {
+    let mut seen: Vec<&crate::config::ApiKeySource> = Vec::new();
+    for (_, monitor) in config.monitored() {
+        if !seen.contains(&&monitor.api_key) {
+            seen.push(&monitor.api_key);
+        }
+    }
+    seen.into_iter()
+        .filter_map(crate::config::ApiKeySource::permission_warning)
+        .collect()
+}
+
 /// A fetched bundle and the durations of the fetch phases that produced it.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -132,6 +159,29 @@ pub enum CheckError {
     NotMonitored(String),
     #[error("target \"{target}\": api key: {reason}")]
     ApiKey { target: String, reason: String },
+}
+
+impl CheckError {
+    /// Why the check could not start, without the target's name (which the log line or the
+    /// record already carries).
+    pub fn reason(&self) -> String {
+        match self {
+            CheckError::NotMonitored(_) => {
+                "the target has no provider settings (profile, base_url, model, api key)".into()
+            }
+            CheckError::ApiKey { reason, .. } => format!("the api key could not be read: {reason}"),
+        }
+    }
+
+    /// The bundle to record for a target whose check could not start, so that the target is
+    /// checked as `unknown` with the reason rather than not at all. `None` for a target that is
+    /// not monitored: it has nothing to check.
+    pub fn stand_in_bundle(&self, config: &Config, target: &TargetConfig) -> Option<Value> {
+        match self {
+            CheckError::NotMonitored(_) => None,
+            CheckError::ApiKey { .. } => Some(not_started_bundle(config, target, &self.reason())),
+        }
+    }
 }
 
 fn kids(jwks: &Value) -> Vec<String> {

@@ -71,6 +71,8 @@ pub enum ErrorKind {
     TooLarge,
     /// The body is not JSON.
     InvalidJson,
+    /// Nothing was requested: the check could not start (its API key could not be read).
+    NotStarted,
 }
 
 impl ErrorKind {
@@ -82,6 +84,7 @@ impl ErrorKind {
             ErrorKind::HttpStatus => "http_status",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::NotStarted => "not_started",
         }
     }
 }
@@ -130,7 +133,10 @@ impl FetchError {
         match self.kind {
             ErrorKind::Connect | ErrorKind::Timeout => true,
             ErrorKind::HttpStatus => matches!(self.status, Some(429 | 503)),
-            ErrorKind::Tls | ErrorKind::TooLarge | ErrorKind::InvalidJson => false,
+            ErrorKind::Tls
+            | ErrorKind::TooLarge
+            | ErrorKind::InvalidJson
+            | ErrorKind::NotStarted => false,
         }
     }
 

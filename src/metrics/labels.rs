@@ -40,13 +40,14 @@ pub const ENDPOINTS: [Endpoint; 7] = [
 ];
 
 /// Every fetch-error kind of `src/fetch/http.rs`; anything else is exported as `other`.
-pub const ERROR_KINDS: [ErrorKind; 6] = [
+pub const ERROR_KINDS: [ErrorKind; 7] = [
     ErrorKind::Connect,
     ErrorKind::Tls,
     ErrorKind::Timeout,
     ErrorKind::HttpStatus,
     ErrorKind::TooLarge,
     ErrorKind::InvalidJson,
+    ErrorKind::NotStarted,
 ];
 
 /// The `value` label of `teewatch_measurement_info`.
@@ -223,7 +224,8 @@ mod tests {
                 | ErrorKind::Timeout
                 | ErrorKind::HttpStatus
                 | ErrorKind::TooLarge
-                | ErrorKind::InvalidJson => assert_eq!(error_kind(k.as_str()), k.as_str()),
+                | ErrorKind::InvalidJson
+                | ErrorKind::NotStarted => assert_eq!(error_kind(k.as_str()), k.as_str()),
             }
         }
     }

@@ -11,6 +11,7 @@
 mod collateral;
 mod families;
 pub mod labels;
+mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -118,6 +119,8 @@ struct TargetSeries {
     format: Option<&'static str>,
     /// The (endpoint, kind) labels of `teewatch_fetch_errors_total`.
     fetch_errors: BTreeSet<(&'static str, &'static str)>,
+    /// The `fmspc` labels of `teewatch_target_platform_info`.
+    platforms: BTreeSet<String>,
 }
 
 impl fmt::Debug for Metrics {
@@ -216,6 +219,23 @@ impl Metrics {
             }
         }
         self.create_counters(target);
+    }
+
+    /// Sets a target's drift flags alone (`teewatch_measurement_drift`), as a reload or an
+    /// acknowledgement changes them between checks. Only the fields in `flags` (those the
+    /// target's latest check showed) are set; a target without a recorded check, or one a
+    /// reload removed, is left alone.
+    pub fn set_drift(&self, target: &str, flags: &BTreeMap<String, bool>) {
+        let f = &self.inner.families;
+        let mut tracked = self.lock();
+        if !tracked.targets.contains_key(target) || tracked.entry(target).is_none() {
+            return;
+        }
+        for field in FLEET_FIELDS {
+            if let Some(drifting) = flags.get(field) {
+                set_int(&f.drift, &[target, field], i64::from(*drifting));
+            }
+        }
     }
 
     /// One field's `teewatch_measurement_info` series and its change counter.
@@ -473,6 +493,7 @@ impl Metrics {
         for (endpoint, kind) in &tracked.fetch_errors {
             remove(&f.fetch_errors, &[target, endpoint, kind]);
         }
+        self.remove_platforms(target, &tracked.platforms);
     }
 
     /// The text exposition format of every family.
