@@ -1,5 +1,6 @@
 //! `teewatch demo` as a newcomer runs it: it prints the status page and metrics URLs, verdicts
-//! arrive, the injected drift shows up as a drift line and as `teewatch_measurement_drift`, and
+//! arrive, the injected drift shows up as a drift line (once: the drifted model's later lines do
+//! not repeat it) and as `teewatch_measurement_drift`, and
 //! Ctrl-C stops it cleanly: exit 0 and no warning from the shutdown (shared state still
 //! referenced when the store closes), also when it comes a few seconds in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -47,7 +48,17 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
     });
     let mut lines: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
-    let wanted = |lines: &[String]| lines.iter().any(|l| l.contains("drift: compose_hash"));
+    // The drift line, and a later verdict line of the drifted model (checks run every 10 s).
+    let wanted = |lines: &[String]| {
+        lines
+            .iter()
+            .position(|l| l.contains("drift: compose_hash"))
+            .is_some_and(|at| {
+                lines[at + 1..]
+                    .iter()
+                    .any(|l| l.contains("TEE/sim-model-0"))
+            })
+    };
     while !wanted(&lines) && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
             lines.push(line);
@@ -70,7 +81,7 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
     };
     if !wanted(&lines) {
         stop(&mut child);
-        panic!("no drift line within 90 s:\n{text}");
+        panic!("no drift line and later line of the drifted model within 90 s:\n{text}");
     }
     assert!(
         text.contains(&format!("status page    http://127.0.0.1:{port}/")),
@@ -99,6 +110,22 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
         "{drift_line}"
     );
     assert!(drift_line.contains("pin:compose_hash"), "{drift_line}");
+    // Said once: the drifted model's later lines (still failing the pin) do not repeat it.
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("drift:")).count(),
+        1,
+        "{text}"
+    );
+    let later = lines
+        .iter()
+        .skip_while(|l| !l.contains("drift: compose_hash"))
+        .skip(1)
+        .find(|l| l.contains("TEE/sim-model-0"))
+        .unwrap();
+    assert!(
+        later.contains("fail") && later.contains("pin:compose_hash"),
+        "{later}"
+    );
 
     // The metric an alert would fire on.
     let runtime = tokio::runtime::Runtime::new().unwrap();

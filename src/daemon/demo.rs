@@ -111,6 +111,8 @@ pub async fn run(
 async fn watch_verdicts(daemon: &Daemon, sim: &Simulator, drift_after: Duration) {
     let started = tokio::time::Instant::now();
     let mut seen: std::collections::BTreeMap<String, Option<i64>> = Default::default();
+    // The drift each target's lines have said already: a drift is news once.
+    let mut drift_said: std::collections::BTreeMap<String, (String, String)> = Default::default();
     let mut drifted = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -145,6 +147,10 @@ async fn watch_verdicts(daemon: &Daemon, sim: &Simulator, drift_after: Duration)
             let drift = status
                 .last_drift
                 .as_ref()
+                .filter(|d| {
+                    let said = (d.field.clone(), d.new_value.clone());
+                    drift_said.insert(target.clone(), said.clone()) != Some(said)
+                })
                 .map(|d| format!("  drift: {} → {}", d.field, short(&d.new_value)))
                 .unwrap_or_default();
             println!(
