@@ -43,6 +43,7 @@ pub(super) struct Families {
     pub attestation_format: IntGaugeVec,
     pub collateral_expiry: GaugeVec,
     pub collateral_fetched: GaugeVec,
+    pub platform: IntGaugeVec,
     pub fetch_errors: IntCounterVec,
     pub skipped: IntCounterVec,
     pub checks: IntCounterVec,
@@ -230,6 +231,17 @@ impl Families {
                          PCCS; 0 when unknown (a cache file written before it was recorded).",
                     ),
                     &["fmspc"],
+                ),
+            )?,
+            platform: add(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "teewatch_target_platform_info",
+                        "Always 1; one series per platform (fmspc) whose DCAP collateral the \
+                         target's latest check used, to join the collateral gauges to targets.",
+                    ),
+                    &["target", "fmspc"],
                 ),
             )?,
             fetch_errors: add(
