@@ -1152,8 +1152,9 @@ async fn scrape_until(
 
 /// Issue 16 item 4: a restarted daemon answers its first scrape, before any check, with every
 /// gauge the stopped one showed (per-target states, times, TCB status, formats, measurements,
-/// drift flags, state-since, last dispatched slot, next check, and the platforms' collateral
-/// expiry and fetch time), from the store and the collateral cache alone.
+/// drift flags, state-since, last dispatched slot, next check, the platforms' collateral
+/// expiry and fetch time, and each target's platforms), from the store and the collateral cache
+/// alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_scrapes_like_the_stopped_one_before_any_check() {
     let options = SimOptions {
@@ -1238,6 +1239,14 @@ async fn a_restarted_daemon_scrapes_like_the_stopped_one_before_any_check() {
         (
             "teewatch_target_state_since_timestamp_seconds",
             vec![("target", bad.as_str())],
+        ),
+        (
+            "teewatch_target_platform_info",
+            vec![("target", good.as_str()), ("fmspc", "7e5700000000")],
+        ),
+        (
+            "teewatch_target_platform_info",
+            vec![("target", bad.as_str()), ("fmspc", "7e5700000000")],
         ),
     ] {
         assert!(

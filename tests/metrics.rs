@@ -1,18 +1,20 @@
 //! The Prometheus metrics: a populated scrape passes the real `promtool check metrics`, series
 //! are replaced rather than accumulated, label values are validated, cardinality stays bounded
 //! at 2,000 targets, a dropped target leaves no series, collateral expiry is read from real
-//! bundles and each platform's collateral fetch time is exported.
+//! bundles, each platform's collateral fetch time is exported and each target names the
+//! platforms its collateral came from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "metrics/collateral.rs"]
+mod collateral;
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use teewatch::drift::FLEET_FIELDS;
-use teewatch::fetch::collateral_cache::CollateralCache;
 use teewatch::metrics::{Metrics, TargetSnapshot, collateral_expiries, state_code};
 use teewatch::record::Phase;
 use teewatch::verify::checks::all_checks;
@@ -147,9 +149,14 @@ fn populated() -> Metrics {
     for (i, phase) in Phase::ALL.into_iter().enumerate() {
         m.observe_phase(phase, Duration::from_millis(3 * 10u64.pow(i as u32 % 5)));
     }
-    for (fmspc, expiry) in collateral_expiries(&bundle("dcapqvl-v4-uptodate.json")) {
-        m.set_collateral_expiry(&fmspc, expiry);
-        m.set_collateral_fetched(&fmspc, Some(at("2025-06-19T10:30:00Z")));
+    let expiries = collateral_expiries(&bundle("dcapqvl-v4-uptodate.json"));
+    for (fmspc, expiry) in &expiries {
+        m.set_collateral_expiry(fmspc, *expiry);
+        m.set_collateral_fetched(fmspc, Some(at("2025-06-19T10:30:00Z")));
+    }
+    // As the runner does: each target's platforms are those of its bundle's collateral.
+    for name in ["alpha", "beta", "gamma"] {
+        m.set_target_platforms(name, expiries.iter().map(|(f, _)| f.as_str()));
     }
     m
 }
@@ -172,6 +179,7 @@ fn populated_scrape_passes_promtool_check_metrics() {
         "teewatch_attestation_format_info",
         "teewatch_collateral_expiry_timestamp_seconds",
         "teewatch_collateral_fetched_timestamp_seconds",
+        "teewatch_target_platform_info",
         "teewatch_fetch_errors_total",
         "teewatch_checks_skipped_total",
         "teewatch_checks_total",
@@ -381,68 +389,6 @@ fn invalid_labels_become_invalid_or_other_and_a_bad_fmspc_is_skipped() {
 }
 
 #[test]
-fn retain_collateral_drops_platforms_no_longer_used() {
-    let m = Metrics::new().unwrap();
-    m.set_collateral_expiry("B0C06F000000", at("2026-01-01T00:00:00Z"));
-    m.set_collateral_expiry("00A067110000", at("2026-02-01T00:00:00Z"));
-    m.retain_collateral(&["b0c06f000000".to_string()]);
-    let text = m.render().unwrap();
-    assert_eq!(
-        lines_of(&text, "teewatch_collateral_expiry_timestamp_seconds", ""),
-        [format!(
-            "teewatch_collateral_expiry_timestamp_seconds{{fmspc=\"b0c06f000000\"}} {}",
-            at("2026-01-01T00:00:00Z").timestamp()
-        )]
-    );
-}
-
-#[test]
-fn collateral_fetch_time_is_exported_per_platform_from_the_cache() {
-    const FAMILY: &str = "teewatch_collateral_fetched_timestamp_seconds";
-    let m = Metrics::new().unwrap();
-    // As the runner does: the fetch time the cache recorded for the collateral a check used.
-    let cache = CollateralCache::new(None);
-    let collateral = bundle("dcapqvl-v4-uptodate.json")["tdx_collateral"].clone();
-    cache
-        .put("B0C06F000000", collateral, at("2026-01-01T00:00:00Z"))
-        .unwrap();
-    let cached = cache.get("b0c06f000000").unwrap();
-    m.set_collateral_fetched("B0C06F000000", cached.fetched_at);
-    // A copy of unknown age (a cache file from before the fetch time was kept) reads as 0, so
-    // the stale alert fires for it rather than nothing.
-    m.set_collateral_fetched("00A067110000", None);
-    // Not an FMSPC: never a label.
-    m.set_collateral_fetched("B0C06F00000", Some(at("2026-01-01T00:00:00Z")));
-    m.set_collateral_fetched("b0c06f000000\"", Some(at("2026-01-01T00:00:00Z")));
-    let text = m.render().unwrap();
-    assert_eq!(
-        lines_of(&text, FAMILY, ""),
-        [
-            format!("{FAMILY}{{fmspc=\"00a067110000\"}} 0"),
-            format!("{FAMILY}{{fmspc=\"b0c06f000000\"}} 1767225600"),
-        ]
-    );
-    assert!(text.contains(&format!("# TYPE {FAMILY} gauge")));
-    common::promtool::assert_clean(&text);
-    // A refresh replaces the value rather than adding a series.
-    m.set_collateral_fetched("b0c06f000000", Some(at("2026-01-02T00:00:00.500Z")));
-    let text = m.render().unwrap();
-    assert_eq!(
-        value(&text, &format!("{FAMILY}{{fmspc=\"b0c06f000000\"}}")),
-        Some(1_767_312_000.5)
-    );
-    // A platform no target uses any more loses its fetch time with its expiry.
-    m.set_collateral_expiry("b0c06f000000", at("2026-01-31T00:00:00Z"));
-    m.retain_collateral(&["00a067110000".to_string()]);
-    let text = m.render().unwrap();
-    assert_eq!(
-        lines_of(&text, FAMILY, ""),
-        [format!("{FAMILY}{{fmspc=\"00a067110000\"}} 0")]
-    );
-    assert!(lines_of(&text, "teewatch_collateral_expiry_timestamp_seconds", "").is_empty());
-}
-
-#[test]
 fn retain_targets_removes_every_series_of_a_dropped_target() {
     let m = Metrics::new().unwrap();
     for (i, name) in ["kept-target", "dropped-target"].into_iter().enumerate() {
@@ -453,7 +399,10 @@ fn retain_targets_removes_every_series_of_a_dropped_target() {
         m.fetch_error(name, "attestation", "connect");
         m.fetch_error(name, "bogus", "bogus");
         m.drift_events(name, 1);
+        m.set_target_platforms(name, ["b0c06f000000"]);
     }
+    // The dropped target moved to another platform: the old series went with it.
+    m.set_target_platforms("dropped-target", ["00a067110000"]);
     // A second value so the dropped target has had two info series and two statuses.
     let mut changed = snapshot("dropped-target", State::Pass, 5, false);
     changed.tcb_status = Some("OutOfDate".into());
@@ -486,42 +435,6 @@ fn retain_targets_removes_every_series_of_a_dropped_target() {
 }
 
 #[test]
-fn collateral_expiries_of_real_bundles() {
-    // dcapqvl-v4-uptodate.json: TCB info nextUpdate 2025-07-19T10:16:03Z, QE identity
-    // 2025-07-19T10:32:27Z, PCK CRL 2025-07-19T10:00:35Z, root CA CRL 2026-04-03T11:21:57Z
-    // (read with `openssl crl -inform DER -nextupdate`): the PCK CRL is the earliest.
-    let v4 = bundle("dcapqvl-v4-uptodate.json");
-    assert_eq!(
-        collateral_expiries(&v4),
-        [("b0c06f000000".to_string(), at("2025-07-19T10:00:35Z"))]
-    );
-    // dcapqvl-v5-td15ex-uptodate.json: TCB info 2026-11-07T00:09:46Z, QE identity
-    // 2026-11-06T23:45:11Z, PCK CRL 2026-11-07T00:28:26Z, root CA CRL 2027-02-26T13:04:00Z.
-    let v5 = bundle("dcapqvl-v5-td15ex-uptodate.json");
-    assert_eq!(
-        collateral_expiries(&v5),
-        [("b0c06f000000".to_string(), at("2026-11-06T23:45:11Z"))]
-    );
-    // sgx-quote.json (FMSPC 00A067110000): TCB info 2025-07-19T10:56:11Z, QE identity
-    // 2025-07-19T10:01:18Z, PCK CRL 2025-07-19T10:23:18Z, root CA CRL 2026-04-03T11:21:57Z.
-    // As an array with both B0C06F000000 collaterals: one entry per FMSPC, the earliest.
-    let sgx = bundle("sgx-quote.json");
-    let array = json!({"tdx_collateral": [
-        v5["tdx_collateral"].clone(),
-        sgx["tdx_collateral"].clone(),
-        v4["tdx_collateral"].clone(),
-    ]});
-    assert_eq!(
-        collateral_expiries(&array),
-        [
-            ("00a067110000".to_string(), at("2025-07-19T10:01:18Z")),
-            ("b0c06f000000".to_string(), at("2025-07-19T10:00:35Z")),
-        ]
-    );
-    assert!(collateral_expiries(&bundle("fetch-failed.json")).is_empty());
-}
-
-#[test]
 fn cardinality_at_2000_targets() {
     const TARGETS: usize = 2_000;
     // The target-independent part: the same calls without any target.
@@ -547,6 +460,9 @@ fn cardinality_at_2000_targets() {
         m.skipped(&name);
         m.fetch_error(&name, "nras", "timeout");
         m.drift_events(&name, 0);
+        m.set_state_since(&name, at("2026-01-01T00:00:00Z"));
+        m.set_last_dispatched(&name, at("2026-01-01T00:05:00Z"));
+        m.set_target_platforms(&name, ["b0c06f000000"]);
     }
     let total = m.series_count();
     let text = m.render().unwrap();
@@ -567,14 +483,17 @@ fn cardinality_at_2000_targets() {
         text.len(),
         text.len() as f64 / 1e6
     );
-    assert!(per_target <= 76.0, "{per_target} series per target");
+    assert!(per_target <= 78.0, "{per_target} series per target");
     // 68 series per target since `attestation_format`, `tls_key_binding` and the format info
     // series were added (12.3 MB); 72 since the `gpu_unique` check and the `attestation_format`
     // drift field (its measurement and drift series) were added (13.0 MB); 74 with the compose
-    // manager's `same_td` check (here in both node scopes). A NEAR gateway target adds up to 18
-    // more (the gateway's 9 tracked fields) and 10 for its compose manager's fields. The bound leaves room for label
-    // growth, not for new families.
-    assert!(text.len() <= 13_500_000, "scrape of {} bytes", text.len());
+    // manager's `same_td` check (here in both node scopes); 77 with the state-since and
+    // dispatched-slot gauges a running daemon sets (left out before) and the platform info
+    // series. docs/metrics.md#cardinality breaks the figure down by family. A NEAR gateway
+    // target adds up to 27 more (its 9 tracked fields, in the three measurement families) and
+    // 15 for its compose manager's 5 fields. The bound leaves room for label growth, not for new
+    // families.
+    assert!(text.len() <= 14_500_000, "scrape of {} bytes", text.len());
 }
 
 #[test]
