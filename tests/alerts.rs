@@ -4,9 +4,9 @@
 //! amtool accepts the configuration, and the promises of the rules file's header hold: every
 //! selector of a scraped series carries the one job matcher, every `runbook_url` is the one base
 //! and the alert's anchor in `docs/alerts.md`, every `for:` and `keep_firing_for:` has the form
-//! the end-to-end test's substitution covers, no annotation prints an address, and the inhibit
-//! rules name only alerts and `cause` values the rules make. Without promtool or amtool the tests
-//! that run them fail, naming the install command.
+//! the end-to-end test's substitution covers, no annotation prints an address, the inhibit rules
+//! name only alerts and `cause` values the rules make, and the alerts about a platform name its
+//! targets. Without promtool or amtool the tests that run them fail, naming the install command.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "common/prom.rs"]
@@ -42,8 +42,9 @@ const ALERTS: [(&str, &str); 15] = [
     ("TeewatchDown", "critical"),
 ];
 
-/// The recording rules before the alerts: the held gauges and the two `cause` rules.
-const RECORDING_RULES: usize = 8;
+/// The recording rules before the alerts: the seven held gauges (the platform map among them)
+/// and the two `cause` rules.
+const RECORDING_RULES: usize = 9;
 
 /// The one job matcher and the one runbook base the header of the rules file names.
 const JOB_MATCHER: &str = r#"job=~"teewatch.*""#;
@@ -249,6 +250,38 @@ fn annotations_never_print_an_address() {
         for address in ["127.0.0.1", "localhost", "::1", ":9477"] {
             assert!(!annotations.contains(address), "{name} names {address}");
         }
+    }
+}
+
+#[test]
+fn the_alerts_about_a_platform_name_its_targets_through_the_held_platform_map() {
+    let rules = prom::read(prom::RULES);
+    // An alert per platform (its summary names the `fmspc`) has no `target` label: its
+    // description lists the platform's targets of the same daemon, held through a restart.
+    let per_platform: Vec<&str> = ALERTS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            field(rule_block(&rules, name), "summary").is_some_and(|s| s.contains("$labels.fmspc"))
+        })
+        .collect();
+    assert_eq!(
+        per_platform,
+        ["TeewatchCollateralExpiringSoon", "TeewatchCollateralStale"]
+    );
+    let lookup = r#"printf "target:teewatch_target_platform_info:last_known{job=%q,instance=%q,fmspc=%q}" $labels.job $labels.instance $labels.fmspc | query"#;
+    for name in per_platform {
+        let block = rule_block(&rules, name);
+        let description = &block[block.find("description:").unwrap()..];
+        assert_eq!(
+            description.matches(lookup).count(),
+            1,
+            "{name} lists the platform's targets once, in every state"
+        );
+        assert!(
+            description.contains(r#"{{ range $i, $s := sortByLabel "target" . }}"#),
+            "{name} prints the targets in order"
+        );
     }
 }
 
