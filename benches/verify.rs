@@ -2,15 +2,25 @@
 //! whole bundles that pass every check, made by the simulator at bench start.
 //!
 //! Run: `cargo bench --bench verify` (or one group: `cargo bench --bench verify -- whole-`).
-//! The numbers go to BENCHMARKS.md with the date, machine and exact command.
+//! The numbers go to BENCHMARKS.md with the date, machine and exact command. What is measured
+//! is the process's CPU time per verification (see `common/cpu_time.rs`), with the daemon's
+//! allocator, so the figures are the daemon's cost and not the wait for a busy core.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
 #[path = "../tests/common/sim_run.rs"]
 mod sim_run;
+
+use cpu_time::CpuTime;
+
+/// The daemon's allocator (see `src/main.rs`), so the numbers are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A whole one-node dstack bundle with `gpus` GPUs, as a live check stores it: the simulator
 /// (its test Intel, NVIDIA and NRAS roots, real cryptography) serves the report with its event
@@ -92,7 +102,7 @@ fn policy_of(bundle: &Bundle) -> Policy {
         .unwrap_or_default()
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<CpuTime>) {
     let anchors = TrustAnchors::production();
     // Intel side of a one-node bundle: quote, DCAP collateral (chains, CRLs, TCB info, QE
     // identity) through dcap-qvl, plus attributes, binding and pins.
@@ -199,5 +209,9 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = bench
+}
 criterion_main!(benches);
