@@ -11,7 +11,6 @@ pub mod logging;
 pub mod notify;
 pub mod runner;
 pub mod status_page;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
