@@ -165,7 +165,12 @@ impl Daemon {
             Err(e) => tracing::error!(error = %e, "retention failed"),
         }
 
-        let listener = http::bind(listen, &shared, &options.config_path).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: listen,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| RunError::Bind {
             addr: listen,
             source,
@@ -181,7 +186,10 @@ impl Daemon {
                 let shutdown = async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 };
-                if let Err(e) = listener.serve(router, shutdown).await {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
                     tracing::error!(error = %e, "http server failed");
                 }
             }
@@ -293,7 +301,6 @@ impl Daemon {
             tracing::warn!("daemon.db changed; it takes effect after a restart");
             config.daemon.db = old.config.daemon.db.clone();
         }
-        http::keep_listener_settings(&old.config.daemon, &mut config.daemon);
         let targets = runner::planned_targets(&config);
         let count = targets.len();
         // The configuration goes in force only once the scheduler took its targets, and under
