@@ -28,6 +28,7 @@ fn check(name: &str, state: State, reason: &str) -> Check {
 fn status(state: State, failing: Vec<Check>, at: DateTime<Utc>) -> TargetStatus {
     TargetStatus {
         state,
+        state_since: at,
         check_id: Some(7),
         last_check: at,
         last_success: (state == State::Pass).then_some(at),
