@@ -25,8 +25,8 @@ use serde_json::Value;
 use common::daemon_run::{sample, scrape, series, start_daemon};
 use common::sim_run::start;
 use teewatch::daemon::Daemon;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const FAILING: &str = "TeewatchAttestationFailing";
 const DRIFT: &str = "TeewatchMeasurementDrift";
@@ -583,7 +583,7 @@ async fn prometheus_raises_the_shipped_alerts_for_each_fault_and_nothing_else() 
 /// nothing is left `unknown` for being behind the gateway or beside the answering node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn healthy_near_targets_pass_and_stay_quiet() {
-    use teewatch::sim::format::SimFormat;
+    use teewatch_sim::format::SimFormat;
     let binary = common::tool::tool("prometheus", prom::INSTALL);
     let run = start(
         "prometheus-near",

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::daemon_run::{manual_schedule, start_daemon};
 use common::sim_run::start;
 
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
