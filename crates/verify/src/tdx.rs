@@ -221,6 +221,9 @@ pub const INTEL_MRSIGNER_START: usize = 160;
 mod tests {
     use super::*;
 
+    // The test reads real quotes from the repository's tests/ (shared with the integration
+    // tests); the verifier itself never touches the file system (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     fn vector(path: &str) -> Vec<u8> {
         std::fs::read(format!(
             "{}/../../tests/vectors/tdx/{path}",

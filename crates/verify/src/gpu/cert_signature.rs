@@ -137,6 +137,9 @@ mod tests {
     use super::*;
     use x509_parser::prelude::FromDer;
 
+    // The test reads the NRAS-shaped test PKI from the repository's tests/ (shared with the integration
+    // tests); the verifier itself never touches the file system (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     fn fixture(path: &str) -> Vec<u8> {
         std::fs::read(format!(
             "{}/../../tests/fixtures/nras_test_pki/{path}",
