@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors, Verdict};
+use teewatch_sim::server::{SimOptions, model_name};
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;

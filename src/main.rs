@@ -78,6 +78,7 @@ enum Command {
         write: bool,
     },
     /// Run the TEE provider, PCCS and NRAS simulator (test trust roots, loopback only).
+    #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on (loopback only).
         #[arg(long, default_value = "127.0.0.1:8088")]
@@ -129,6 +130,7 @@ enum Command {
         log_format: LogFormat,
     },
     /// Start the simulator and the daemon on loopback: watch verdicts arrive, then a drift.
+    #[cfg(feature = "sim")]
     Demo {
         /// Where the status page and /metrics listen.
         #[arg(long, default_value = "127.0.0.1:9477")]
@@ -257,6 +259,7 @@ fn main() -> ExitCode {
             bundle,
             write,
         } => cmd::pin::run_pin(&config, &target, bundle.as_deref(), write),
+        #[cfg(feature = "sim")]
         Command::Sim {
             listen,
             models,
@@ -268,7 +271,7 @@ fn main() -> ExitCode {
             formats,
             actions_orders,
             tls,
-        } => run_sim(
+        } => cmd::sim::run_sim(
             listen,
             models,
             nodes,
@@ -286,11 +289,12 @@ fn main() -> ExitCode {
             db,
             log_format,
         } => cmd::daemon::run_daemon(config, listen, db, log_format),
+        #[cfg(feature = "sim")]
         Command::Demo {
             listen,
             dir,
             drift_after,
-        } => cmd::daemon::run_demo(listen, dir, &drift_after),
+        } => cmd::demo::run_demo(listen, dir, &drift_after),
         Command::History {
             source,
             target,
@@ -420,147 +424,6 @@ fn run_verify(
         print!("{}", render::checklist(&verdict));
     }
     Ok(exit::for_state(verdict.state))
-}
-
-/// `teewatch sim`: serve until interrupted.
-// One argument per `teewatch sim` flag, passed straight from the parsed command line.
-#[allow(clippy::too_many_arguments)]
-fn run_sim(
-    listen: std::net::SocketAddr,
-    models: usize,
-    nodes: usize,
-    gpus: usize,
-    faults: &[String],
-    signature_delay_ms: u64,
-    write_config: Option<&std::path::Path>,
-    formats: &[String],
-    actions_orders: &[String],
-    tls: bool,
-) -> anyhow::Result<u8> {
-    use teewatch::sim::compose_manager::ActionsOrder;
-    use teewatch::sim::faults::Fault;
-    use teewatch::sim::format::SimFormat;
-    use teewatch::sim::server::{SimOptions, Simulator, model_name};
-
-    if !listen.ip().is_loopback() {
-        eprintln!(
-            "teewatch: --listen {listen}: the simulator only listens on loopback addresses (127.0.0.0/8, ::1)"
-        );
-        return Ok(exit::USAGE);
-    }
-    let mut parsed = Vec::new();
-    for spec in faults {
-        let (model, name) = match spec.split_once('=') {
-            Some((m, f)) => (Some(m.to_string()), f),
-            None => (None, spec.as_str()),
-        };
-        match name.parse::<Fault>() {
-            Ok(fault) => parsed.push((model, fault)),
-            Err(e) => {
-                eprintln!("teewatch: --fault {spec}: {e}");
-                return Ok(exit::USAGE);
-            }
-        }
-        if let Some(m) = &parsed.last().and_then(|(m, _)| m.clone()) {
-            if !(0..models.max(1)).any(|i| model_name(i) == *m) {
-                eprintln!(
-                    "teewatch: --fault {spec}: no model \"{m}\" (models are {})",
-                    model_name(0)
-                );
-                return Ok(exit::USAGE);
-            }
-        }
-    }
-    let mut parsed_formats = Vec::new();
-    for name in formats {
-        match name.parse::<SimFormat>() {
-            Ok(format) => parsed_formats.push(format),
-            Err(e) => {
-                eprintln!("teewatch: --format {name}: {e}");
-                return Ok(exit::USAGE);
-            }
-        }
-    }
-    if parsed_formats.len() > models.max(1) {
-        eprintln!(
-            "teewatch: {} --format given for {} model(s); pass one per model at most",
-            parsed_formats.len(),
-            models.max(1)
-        );
-        return Ok(exit::USAGE);
-    }
-    let mut parsed_orders = Vec::new();
-    for name in actions_orders {
-        match name.parse::<ActionsOrder>() {
-            Ok(order) => parsed_orders.push(order),
-            Err(e) => {
-                eprintln!("teewatch: --actions-order {name}: {e}");
-                return Ok(exit::USAGE);
-            }
-        }
-    }
-    if parsed_orders.len() > models.max(1) {
-        eprintln!(
-            "teewatch: {} --actions-order given for {} model(s); pass one per model at most",
-            parsed_orders.len(),
-            models.max(1)
-        );
-        return Ok(exit::USAGE);
-    }
-    let options = SimOptions {
-        models,
-        nodes,
-        gpus,
-        signature_delay: std::time::Duration::from_millis(signature_delay_ms),
-        faults: parsed,
-        formats: parsed_formats,
-        actions_orders: parsed_orders,
-        tls,
-        ..SimOptions::default()
-    };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let sim = match Simulator::start(listen, options).await {
-            Ok(sim) => sim,
-            Err(e) => {
-                eprintln!("teewatch: {e}");
-                return Ok(exit::SOFTWARE);
-            }
-        };
-        println!(
-            "teewatch simulator on {} (TEST trust roots; nothing here is real hardware)",
-            sim.base_url
-        );
-        for model in &sim.state.models {
-            println!(
-                "  model {}: format {}, {} node(s), {} gpu(s) each",
-                model.name,
-                model.format,
-                model.nodes.len(),
-                model.gpus
-            );
-            if model.format.is_near() {
-                println!("    compose manager actions order: {}", model.actions_order);
-            }
-        }
-        println!(
-            "  admin: GET/POST {}/admin/faults, POST {}/admin/rotate-jwks",
-            sim.base_url, sim.base_url
-        );
-        if let Some(path) = write_config {
-            let written = teewatch::sim::write_config::write_config(&sim.state, path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            println!(
-                "  wrote {} (api key in {})",
-                written.config.display(),
-                written.api_key.display()
-            );
-        }
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
-        Ok(exit::PASS)
-    })
 }
 
 /// `teewatch check`: fetch, verify and print each target once.

@@ -13,7 +13,7 @@ use common::daemon_run::{db_path, start_daemon};
 use common::process::teewatch;
 use common::sim_run::start;
 use serde_json::Value;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::server::{SimOptions, model_name};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -17,9 +17,9 @@ use common::process::teewatch;
 use common::sim_run::start;
 use serde_json::Value;
 
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::store::HistoryFilter;
 use teewatch::verify::State;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const PASS: f64 = 0.0;
 const UNKNOWN: f64 = 1.0;

@@ -8,8 +8,8 @@ mod common;
 use common::process::teewatch;
 use common::sim_run::start;
 use serde_json::Value;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_and_saved_bundles_reverify_identically() {

@@ -36,10 +36,10 @@ use serde_json::{Value, json};
 use teewatch::config::{MonitorConfig, SigningAlgo};
 use teewatch::fetch::check::Fetcher;
 use teewatch::fetch::http::{Http, HttpOptions};
-use teewatch::sim::faults::Fault;
-use teewatch::sim::format::SimFormat;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, State, TrustAnchors, Verdict};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
 
 /// The checks the Python side judges. For these, every check teewatch reports must have a
 /// Python counterpart with the same scope (once the format is recognised); `pin:*` and
@@ -935,7 +935,7 @@ fn tcb_levels_are_matched_alike() {
     // Quotes of the simulator's test Intel PKI with other TEE_TCB_SVNs, against its TCB info
     // in each status: the TDX module identity and its levels, the platform's TDX components, the
     // SGX level and the QE level must give both sides the same status.
-    use teewatch::sim::intel::{IntelTestPki, TcbStatusChoice, TdBody};
+    use teewatch_sim::intel::{IntelTestPki, TcbStatusChoice, TdBody};
     let python = common::tool::python();
     let scratch =
         std::env::temp_dir().join(format!("teewatch-crosscheck-{}-tcb", std::process::id()));

@@ -14,10 +14,10 @@ use common::daemon_run::{db_path, manual_schedule, sample, scrape, series, start
 use common::sim_run::start;
 
 use teewatch::daemon::ReloadError;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::store::{HistoryFilter, Store};
 use teewatch::verify::{self, Bundle, State};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const PASS: f64 = 0.0;
 const UNKNOWN: f64 = 1.0;
@@ -520,7 +520,7 @@ async fn shutdown_lets_a_check_in_flight_finish_and_be_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_name_each_target_format_and_fail_an_unsupported_one() {
-    use teewatch::sim::format::SimFormat;
+    use teewatch_sim::format::SimFormat;
     let formats = [SimFormat::NearGateway, SimFormat::Chutes];
     let options = SimOptions {
         models: formats.len(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::process::{KillOnDrop, assert_success, signal, teewatch};
 use common::sim_run::start;
 use std::ffi::OsStr;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::server::{SimOptions, model_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 
@@ -271,7 +271,7 @@ async fn scrape_port(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_restarts_with_its_gauges_and_drift_from_the_store() {
     use common::daemon_run::{manual_schedule, sample, series};
-    use teewatch::sim::faults::Fault;
+    use teewatch_sim::faults::Fault;
 
     let run = start("daemon-kill", SimOptions::default()).await;
     let config = run.dir.join("sim.toml");

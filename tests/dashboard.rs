@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use common::daemon_run::{manual_schedule, scrape, start_daemon};
 use common::sim_run::start;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 use promql::{
     TARGET_LABELS, expressions, promtool_check_rules, read_scrape, refs, rules_file, substitute,

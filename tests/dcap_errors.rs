@@ -1,7 +1,7 @@
-//! dcap-qvl reports errors as text, and `src/verify/dcap.rs` reads the late ones (those it returns
-//! only after every signature verified) by message to put them on the right check. Here dcap-qvl
-//! produces each error for real, from a quote and its collateral changed in one place, and the
-//! result must land where it belongs:
+//! dcap-qvl reports errors as text, and `crates/verify/src/dcap.rs` reads the late ones (those it
+//! returns only after every signature verified) by message to put them on the right check. Here
+//! dcap-qvl produces each error for real, from a quote and its collateral changed in one place, and
+//! the result must land where it belongs:
 //!
 //! - a forged quote or collateral is a failed `tdx_quote_signature`, whatever the forged text
 //!   says (a TCB info rewritten to `Revoked` is a bad signature, not a revoked platform);
@@ -23,10 +23,10 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use teewatch::sim::intel::{IntelTestPki, TcbStatusChoice, TdBody};
 use teewatch::verify::State;
 use teewatch::verify::dcap::{CollateralCache, DcapResult, TcbOutcome, verify_quote};
 use teewatch::verify::policy::INTEL_SGX_ROOT_CA_DER;
+use teewatch_sim::intel::{IntelTestPki, TcbStatusChoice, TdBody};
 
 /// dcap-qvl's real v4 quote (48-byte header, 584-byte TD 1.0 body, then the 4-byte signature data
 /// length and the quote's ECDSA signature) and its Intel-signed collateral, valid at `V4_AT`.

@@ -20,10 +20,10 @@ use serde_json::Value;
 
 use teewatch::drift::{self, Acceptance, AcceptedBy, TargetHistory};
 use teewatch::record::CheckRecord;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::store::{AckOutcome, AckRequest, HistoryFilter, Retention, Store};
 use teewatch::verify::{self, Bundle};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 

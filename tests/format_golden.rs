@@ -16,9 +16,9 @@ mod common;
 use std::path::PathBuf;
 
 use teewatch::config::Profile;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::format::SimFormat;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
 
 fn formats_dir() -> PathBuf {
     common::repo_path("tests/bundles/formats")

@@ -9,9 +9,9 @@ use common::{
     bundle, bundle_json, check, from_json, observed, reason, state, verdict, verdict_with,
 };
 use serde_json::{Value, json};
-use teewatch::sim::format::SimFormat;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, Policy, State, TrustAnchors};
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
 
 use State::{Fail, Pass, Unknown};
 
@@ -513,6 +513,9 @@ fn nras_as_one_object_serves_the_one_gpu_bearing_part_of_any_scope() {
     for scope in ["model:0", "model:1"] {
         let (state, reason) = check(&v, "nras_token", scope);
         assert_eq!(state, Unknown, "{scope}");
-        assert_eq!(reason, "no nras response in the bundle for this part", "{scope}");
+        assert_eq!(
+            reason, "no nras response in the bundle for this part",
+            "{scope}"
+        );
     }
 }

@@ -356,7 +356,7 @@ async fn a_real_prometheus_scrapes_over_https_with_basic_auth_and_a_client_certi
     // The simulator as a target, so the scrape carries a real check's series.
     let sim = common::sim_run::start(
         "tls-prometheus",
-        teewatch::sim::server::SimOptions::default(),
+        teewatch_sim::server::SimOptions::default(),
     )
     .await;
     let sim_config = sim.dir.join("sim.toml");
@@ -387,7 +387,7 @@ async fn a_real_prometheus_scrapes_over_https_with_basic_auth_and_a_client_certi
     };
     std::fs::write(&sim_config, text).unwrap();
     let daemon = start_daemon(&sim_config, &dir.0).await;
-    let model = teewatch::sim::server::model_name(0);
+    let model = teewatch_sim::server::model_name(0);
     assert!(daemon.check_now(&model).await);
     let addr: SocketAddr = daemon.addr();
 

@@ -11,9 +11,9 @@ use std::process::Output;
 use common::process::teewatch;
 use common::sim_run::start;
 use serde_json::Value;
-use teewatch::sim::nvidia::GpuState;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::hexutil;
+use teewatch_sim::nvidia::GpuState;
+use teewatch_sim::server::{SimOptions, model_name};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -519,7 +519,7 @@ fn a_forged_gateway_quote_is_refused_and_the_file_left_byte_identical() {
 /// `pin --write`, passes end to end against the simulator, canaries included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_pinned_by_pin_write_passes_end_to_end() {
-    use teewatch::sim::format::SimFormat;
+    use teewatch_sim::format::SimFormat;
     let formats = [
         SimFormat::Dstack,
         SimFormat::NearGateway,

@@ -30,8 +30,8 @@ use prom_server::{
     until_state,
 };
 use teewatch::daemon::Daemon;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const FAILING: &str = "TeewatchAttestationFailing";
 const DRIFT: &str = "TeewatchMeasurementDrift";
@@ -501,7 +501,7 @@ async fn a_fleet_wide_tcb_change_is_one_grouped_warning_and_no_page() {
 /// nothing is left `unknown` for being behind the gateway or beside the answering node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn healthy_near_targets_pass_and_stay_quiet() {
-    use teewatch::sim::format::SimFormat;
+    use teewatch_sim::format::SimFormat;
     let binary = common::tool::tool("prometheus", prom::INSTALL);
     let run = start(
         "prometheus-near",

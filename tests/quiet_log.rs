@@ -19,8 +19,8 @@ use common::process::{KillOnDrop, signal};
 use common::sim_run::start;
 use serde_json::Value;
 
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 

@@ -6,10 +6,10 @@ mod common;
 
 use common::sim_run::{check, cold_check, failing, start, unproven};
 
-use teewatch::sim::faults::Fault;
-use teewatch::sim::format::SimFormat;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::{self, Bundle, State, TrustAnchors};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
@@ -231,7 +231,7 @@ const FAULT_TABLE: [(Fault, SimFormat, &str, State); 30] = [
 async fn every_fault_trips_its_check() {
     assert_eq!(
         FAULT_TABLE.len(),
-        teewatch::sim::faults::ALL_FAULTS.len(),
+        teewatch_sim::faults::ALL_FAULTS.len(),
         "every fault has a row"
     );
     // Over HTTPS, with a dstack model and a NEAR AI gateway model.

@@ -10,11 +10,11 @@ use common::sim_run::{Running, check, check_adjusted, failing, start, unproven};
 
 use teewatch::config::{Profile, SigningAlgo};
 use teewatch::render;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::format::SimFormat;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::bundle::Transport;
 use teewatch::verify::{AttestationFormat, State, Verdict};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
 
 async fn start_formats(name: &str, formats: &[SimFormat], nodes: usize, tls: bool) -> Running {
     start(

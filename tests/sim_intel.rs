@@ -9,11 +9,11 @@ use chrono::{DateTime, Duration, Utc};
 use dcap_qvl::QuoteCollateralV3;
 use dcap_qvl::verify::QuoteVerifier;
 use serde_json::Value;
-use teewatch::sim::intel::{
-    IntelTestPki, OUT_OF_DATE_ADVISORY, TcbStatusChoice, TdBody, header_value,
-};
 use teewatch::verify::dcap::{CollateralCache, TcbOutcome, verify_quote};
 use teewatch::verify::verdict::Outcome;
+use teewatch_sim::intel::{
+    IntelTestPki, OUT_OF_DATE_ADVISORY, TcbStatusChoice, TdBody, header_value,
+};
 
 /// One PKI for the whole file (generation is the slow part), made at a fixed "now".
 fn pki() -> &'static (IntelTestPki, DateTime<Utc>) {

@@ -8,7 +8,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use teewatch::sim::nvidia::{GpuState, NrasSim, NvidiaSimError, NvidiaTestPki};
 use teewatch::verify::Outcome;
 use teewatch::verify::gpu::certs::{ChainCache, GpuEvidenceError, verify_gpu_evidence};
 use teewatch::verify::gpu::nras::{
@@ -16,6 +15,7 @@ use teewatch::verify::gpu::nras::{
 };
 use teewatch::verify::gpu::spdm::SpdmEvidence;
 use teewatch::verify::policy::{NVIDIA_DEVICE_ROOT_PEM, pem_to_der};
+use teewatch_sim::nvidia::{GpuState, NrasSim, NvidiaSimError, NvidiaTestPki};
 
 const ISSUER: &str = "http://127.0.0.1:18443/nras";
 

@@ -25,9 +25,9 @@ use common::daemon_run::{manual_schedule, sample, scrape, start_daemon};
 use common::sim_run::start;
 
 use teewatch::daemon::status_page::{LONG_HEX, MAX_LISTED_CHECKS, MAX_REASON_CHARS, reason_html};
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::verify::State;
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 /// The serialized `<tr>` of `target` in a page.
 fn row<'a>(dom: &'a str, target: &str) -> &'a str {

@@ -16,12 +16,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use teewatch::drift::{self, DriftEvent, DriftReason, TargetHistory};
 use teewatch::record::{CheckRecord, Phase, PhaseDuration};
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
 use teewatch::store::{
     HistoryFilter, REMOVED_BY_RETENTION, Retention, RetentionReport, Store, StoreError,
 };
 use teewatch::verify::{self, Bundle, State};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 /// Where a test's database lives: in the simulator run's folder, removed with it.
 fn db(run: &Running) -> PathBuf {

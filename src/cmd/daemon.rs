@@ -1,4 +1,4 @@
-//! The daemon-side commands: `run`, `demo` and `history [export]`.
+//! The daemon-side commands: `run` and `history [export]`.
 
 use std::path::{Path, PathBuf};
 
@@ -125,41 +125,4 @@ pub fn history_export(source: &DbSource, check: i64, out: Option<&Path>) -> anyh
         None => println!("{text}"),
     }
     Ok(exit::PASS)
-}
-
-/// `teewatch demo`: the simulator and the daemon on loopback until Ctrl-C.
-pub fn run_demo(
-    listen: std::net::SocketAddr,
-    dir: Option<PathBuf>,
-    drift_after: &str,
-) -> anyhow::Result<u8> {
-    let drift_after = match teewatch::config::parse_interval(drift_after) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("teewatch: --drift-after: {e}");
-            return Ok(exit::USAGE);
-        }
-    };
-    // The demo prints its own lines; only problems are logged (unless RUST_LOG says otherwise).
-    teewatch::daemon::logging::init_with_default(LogFormat::Human, "warn");
-    let dir = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("teewatch-demo-{}", std::process::id()))
-    });
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let options = teewatch::daemon::demo::DemoOptions {
-        listen,
-        dir,
-        drift_after,
-        models: 2,
-    };
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match runtime.block_on(teewatch::daemon::demo::run(options, stop)) {
-        Ok(()) => Ok(exit::PASS),
-        Err(e) => {
-            eprintln!("teewatch: demo: {e}");
-            Ok(exit::SOFTWARE)
-        }
-    }
 }

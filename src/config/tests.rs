@@ -7,7 +7,7 @@ fn nras_url_and_anchors_become_trust_anchors() {
     let text = r#"
 [nvidia]
 nras_url = "https://nras.example.test/"
-nras_anchors = ["tests/fixtures/nras_test_pki/intermediate.pem", "src/anchors/nras_gpu_intermediate_004.pem"]
+nras_anchors = ["tests/fixtures/nras_test_pki/intermediate.pem", "crates/verify/anchors/nras_gpu_intermediate_004.pem"]
 "#;
     let config = Config::parse_in(text, "t.toml", dir).unwrap_or_else(|e| panic!("{e}"));
     let anchors = config.trust_anchors();

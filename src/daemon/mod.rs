@@ -5,7 +5,6 @@
 //! simulator; [`run`] adds the signal handling the binary needs (SIGHUP reloads, SIGTERM and
 //! SIGINT drain in-flight checks within the configured deadline and close the store).
 
-pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod notify;

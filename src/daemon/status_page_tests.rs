@@ -179,7 +179,7 @@ fn trust_roots_are_flagged() {
     assert!(page.contains("data-trust=\"production\""));
     assert!(page.contains("Production trust roots in force"));
     assert!(!page.contains("TEST ROOT"));
-    // The compiled-in Intel root's hash (src/anchors/README.md).
+    // The compiled-in Intel root's hash (crates/verify/anchors/README.md).
     assert!(page.contains("44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"));
     generation.anchors.dangerous = vec!["dangerous_intel_root_ca".into()];
     generation.anchors.intel_root_der = vec![1, 2, 3];

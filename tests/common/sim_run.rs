@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use teewatch::config::Config;
 use teewatch::fetch::check::Fetcher;
 use teewatch::fetch::http::{Http, HttpOptions};
-use teewatch::sim::server::{SimOptions, Simulator};
 use teewatch::verify::{State, Verdict};
+use teewatch_sim::server::{SimOptions, Simulator};
 
 /// A running simulator, the configuration it wrote, and the folder that holds it.
 pub struct Running {
@@ -38,7 +38,7 @@ pub async fn start(name: &str, options: SimOptions) -> Running {
     let dir = std::env::temp_dir().join(format!("teewatch-sim-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sim.toml");
-    teewatch::sim::write_config::write_config(&sim.state, &path).unwrap();
+    teewatch_sim::write_config::write_config(&sim.state, &path).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let fetcher = Fetcher::new(short_http(&config), Some(&dir.join("collateral")));
     Running {

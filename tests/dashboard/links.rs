@@ -15,8 +15,8 @@ use super::{dashboard, panels, variable};
 use crate::common;
 use crate::common::daemon_run::{manual_schedule, start_daemon};
 use crate::common::sim_run::start;
-use teewatch::sim::faults::Fault;
-use teewatch::sim::server::{SimOptions, model_name};
+use teewatch_sim::faults::Fault;
+use teewatch_sim::server::{SimOptions, model_name};
 
 /// How a link names the status page and the runbook: the variables, never encoded (Grafana
 /// percent-encodes a data link's variables unless told `:raw`, which would break `https://`).

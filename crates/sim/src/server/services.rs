@@ -1,0 +1,197 @@
+//! The shared services: a PCCS (Intel PCS v4 shapes), NRAS and its JWKS, and the admin endpoint
+//! that switches faults. The PCCS answers TCB info for every simulated platform's FMSPC; its
+//! CRLs and QE identity are shared by all of them.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SimState;
+use super::provider_routes::detail;
+use crate::faults::Fault;
+use crate::intel::{self, Platform};
+
+async fn pccs_guard(state: &SimState) -> Option<Response> {
+    state
+        .service_fault(Fault::PccsDown)
+        .then(|| detail(StatusCode::SERVICE_UNAVAILABLE, "pccs unavailable"))
+}
+
+pub(super) async fn pccs_root_crl(State(state): State<Arc<SimState>>) -> Response {
+    if let Some(r) = pccs_guard(&state).await {
+        return r;
+    }
+    match state.intel.pccs(state.tcb_choice()) {
+        Ok(p) => p.root_ca_crl_hex().into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+pub(super) async fn pccs_pck_crl(State(state): State<Arc<SimState>>) -> Response {
+    if let Some(r) = pccs_guard(&state).await {
+        return r;
+    }
+    match state.intel.pccs(state.tcb_choice()) {
+        Ok(p) => with_chain(
+            Body::from(p.pck_crl_der),
+            intel::PCK_CRL_ISSUER_CHAIN_HEADER,
+            &p.pck_crl_issuer_chain,
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The query of a TCB info request: `fmspc` (twelve hex digits, either case); anything else,
+/// such as dcap-qvl's `update=standard`, is ignored.
+#[derive(Deserialize)]
+pub(super) struct TcbInfoQuery {
+    fmspc: Option<String>,
+}
+
+/// The TCB info of the simulated platform the queried FMSPC names: 400 without a well-formed
+/// FMSPC, 404 for one no simulated platform has, as Intel PCS answers.
+pub(super) async fn pccs_tcb_info(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<TcbInfoQuery>,
+) -> Response {
+    if let Some(r) = pccs_guard(&state).await {
+        return r;
+    }
+    let Some(fmspc) = query
+        .fmspc
+        .filter(|f| f.len() == 12 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return detail(StatusCode::BAD_REQUEST, "fmspc must be 12 hex digits");
+    };
+    let Some(platform) = Platform::from_fmspc_hex(&fmspc) else {
+        return detail(
+            StatusCode::NOT_FOUND,
+            &format!("no tcb info for fmspc {fmspc}"),
+        );
+    };
+    match state.intel.pccs_on(platform, state.tcb_choice()) {
+        Ok(p) => with_chain(
+            Body::from(p.tcb_info_body),
+            intel::TCB_INFO_ISSUER_CHAIN_HEADER,
+            &p.tcb_info_issuer_chain,
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+pub(super) async fn pccs_qe_identity(State(state): State<Arc<SimState>>) -> Response {
+    if let Some(r) = pccs_guard(&state).await {
+        return r;
+    }
+    match state.intel.pccs(state.tcb_choice()) {
+        Ok(p) => with_chain(
+            Body::from(p.qe_identity_body),
+            intel::QE_IDENTITY_ISSUER_CHAIN_HEADER,
+            &p.qe_identity_issuer_chain,
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn with_chain(body: Body, header_name: &'static str, chain: &str) -> Response {
+    let mut response = Response::new(body);
+    if let Ok(value) = HeaderValue::from_str(&intel::header_value(chain)) {
+        response.headers_mut().insert(header_name, value);
+    }
+    response
+}
+
+pub(super) async fn nras_attest(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    if state.service_fault(Fault::NrasDown) {
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "nras unavailable");
+    }
+    if state.service_fault(Fault::NrasSlow) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return detail(StatusCode::BAD_REQUEST, "body is not json");
+    };
+    let ok = !state.service_fault(Fault::NrasFalse);
+    let answer = match state.nras.lock() {
+        Ok(nras) => nras.attest(&payload, Utc::now(), ok),
+        Err(e) => return detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    match answer {
+        Ok(eat) => axum::Json(eat).into_response(),
+        Err(e) => detail(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+pub(super) async fn jwks(State(state): State<Arc<SimState>>) -> Response {
+    let untrusted = state.service_fault(Fault::JwksUntrusted);
+    match state.nras.lock() {
+        Ok(mut nras) => {
+            nras.use_untrusted_signer(untrusted);
+            axum::Json(nras.jwks()).into_response()
+        }
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct FaultRequest {
+    model: Option<String>,
+    fault: String,
+    on: bool,
+}
+
+pub(super) async fn admin_fault(
+    State(state): State<Arc<SimState>>,
+    axum::Json(request): axum::Json<FaultRequest>,
+) -> Response {
+    let fault = match request.fault.parse::<Fault>() {
+        Ok(f) => f,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match state.set_fault(request.model.as_deref(), fault, request.on) {
+        Ok(()) => admin_state(State(state)).await,
+        Err(e) => detail(StatusCode::NOT_FOUND, &e),
+    }
+}
+
+pub(super) async fn admin_state(State(state): State<Arc<SimState>>) -> Response {
+    let models: Vec<Value> = state
+        .models
+        .iter()
+        .map(|m| {
+            let faults: Vec<&str> = m
+                .faults
+                .lock()
+                .map(|f| f.iter().map(|x| x.name()).collect())
+                .unwrap_or_default();
+            json!({
+                "model": m.name,
+                "format": m.format.name(),
+                "nodes": m.nodes.len(),
+                "gpus": m.gpus,
+                "faults": faults,
+            })
+        })
+        .collect();
+    let service: Vec<&str> = state
+        .service_faults
+        .lock()
+        .map(|f| f.iter().map(|x| x.name()).collect())
+        .unwrap_or_default();
+    axum::Json(json!({"models": models, "service_faults": service})).into_response()
+}
+
+pub(super) async fn admin_rotate(State(state): State<Arc<SimState>>) -> Response {
+    match state.rotate_jwks() {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
