@@ -9,12 +9,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Output;
 
-use common::daemon_run::{db_path, manual_schedule, sample, scrape, start_daemon};
+use common::daemon_run::{db_path, manual_schedule, sample, scrape, start_daemon, status_page};
 use common::process::teewatch;
-use common::sim_run::start;
+use common::sim_run::{set_key_source, start};
 use serde_json::Value;
 
 use teewatch::store::HistoryFilter;
@@ -29,29 +28,6 @@ fn unset_var() -> String {
     let name = format!("TEEWATCH_TEST_UNSET_KEY_{}", std::process::id());
     assert!(std::env::var_os(&name).is_none());
     name
-}
-
-/// The configuration with `target`'s `api_key_file` line replaced by `line`.
-fn set_key_source(config: &Path, target: &str, line: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let sections: Vec<String> = text
-        .split("[[target]]\n")
-        .map(|section| {
-            if section.starts_with(&format!("name = \"{target}\"\n")) {
-                let old = section
-                    .lines()
-                    .find(|l| l.starts_with("api_key_file = ") || l.starts_with("api_key_env = "))
-                    .unwrap()
-                    .to_string();
-                section.replacen(&old, line, 1)
-            } else {
-                section.to_string()
-            }
-        })
-        .collect();
-    let edited = sections.join("[[target]]\n");
-    assert_ne!(edited, text, "no [[target]] named {target}");
-    std::fs::write(config, edited).unwrap();
 }
 
 async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
@@ -145,12 +121,7 @@ async fn a_target_whose_key_cannot_be_read_is_recorded_unknown_and_named_on_read
             "{check:?}"
         );
     }
-    let page = reqwest::get(format!("http://{}/", daemon.addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = status_page(&daemon).await;
     assert!(page.contains(&reason), "the status page does not say why");
 
     // `teewatch history` lists the check with its reason.

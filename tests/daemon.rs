@@ -10,7 +10,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::daemon_run::{db_path, manual_schedule, sample, scrape, series, start_daemon};
+use common::daemon_run::{
+    db_path, manual_schedule, sample, scrape, series, start_daemon, status_page,
+};
 use common::sim_run::start;
 
 use teewatch::daemon::ReloadError;
@@ -423,12 +425,7 @@ async fn the_scheduler_checks_every_target_on_its_own() {
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
-    let page = reqwest::get(format!("http://{}/", daemon.addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = status_page(&daemon).await;
     assert!(
         page.contains(&model_name(1)) && page.contains("Test trust roots in force"),
         "{page}"

@@ -7,12 +7,11 @@
 mod common;
 
 use common::net::free_port;
-use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{KillOnDrop, assert_success, signal, teewatch};
+use common::process::{KillOnDrop, assert_success, run_with_json_log, signal, teewatch};
 use common::sim_run::start;
 use std::ffi::OsStr;
 use teewatch_sim::server::{SimOptions, model_name};
@@ -86,24 +85,11 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
         .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
 
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db)
+    let child = run_with_json_log(port, &config, &db)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "1000000")
         .env_remove("WATCHDOG_PID")
         .env_remove("JOURNAL_STREAM")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut guard = KillOnDrop::new(child);
@@ -173,26 +159,10 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
     std::fs::write(&config, &good).unwrap();
 
     // SIGTERM drains and exits 0.
-    signal(guard.id(), "TERM");
-    let mut child = guard.take();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not stop within 40 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status =
+        tokio::task::block_in_place(|| guard.signal_and_wait("TERM", Duration::from_secs(40)))
+            .expect("did not stop within 40 s of SIGTERM");
+    let stderr = guard.read_stderr();
     assert_eq!(status.code(), Some(0), "{stderr}");
     // JSON logs: every line is an object; the reload error names the field.
     for line in stderr.lines() {

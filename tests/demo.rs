@@ -5,47 +5,26 @@
 //! referenced when the store closes), also when it comes a few seconds in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "common/net.rs"]
+mod net;
 #[path = "common/process.rs"]
 mod process;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
+/// How long Ctrl-C may take to stop the demo.
+const STOP_WITHIN: Duration = Duration::from_secs(20);
 
 #[test]
 fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = net::free_port();
     let dir = std::env::temp_dir().join(format!("teewatch-demo-test-{}", std::process::id()));
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--drift-after",
-            "12s",
-            "--dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut guard, rx) = start_demo(port, &["--drift-after", "12s"], &dir);
     let mut lines: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     // The drift line, and a later verdict line of the drifted model (checks run every 10 s).
@@ -65,22 +44,9 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
         }
     }
     let text = lines.join("\n");
-    let stop = |child: &mut std::process::Child| {
-        process::signal(child.id(), "INT");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     if !wanted(&lines) {
-        stop(&mut child);
+        // Stopped as at the end; if it does not stop, the guard kills it.
+        guard.signal_and_wait("INT", STOP_WITHIN);
         panic!("no drift line and later line of the drifted model within 90 s:\n{text}");
     }
     assert!(
@@ -144,29 +110,44 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
         "{metrics}"
     );
 
-    let status = stop(&mut child).expect("the demo did not stop within 20 s of SIGINT");
-    let stderr = read_stderr(&mut child);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert_clean_shutdown(&stderr);
+    assert_stops_cleanly_on_ctrl_c(&mut guard);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What the child wrote on standard error, once it has exited.
-fn read_stderr(child: &mut std::process::Child) -> String {
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
+/// Starts `teewatch demo` listening on `127.0.0.1:<port>` with `args`, its files in `dir`. Its
+/// standard output arrives line by line on the receiver, read to its end so the demo's last
+/// lines never meet a closed pipe; its standard error waits on a pipe for `read_stderr`.
+fn start_demo(port: u16, args: &[&str], dir: &Path) -> (process::KillOnDrop, Receiver<String>) {
+    let child = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    stderr
+    let mut guard = process::KillOnDrop::new(child);
+    let stdout = guard.child().stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (guard, rx)
 }
 
-/// The shutdown (`Daemon::shutdown`, module `teewatch::daemon`) warned about nothing: not about
-/// shared state still referenced when the store closed, nor about a record or a connection it
-/// had to cut short, nor about the watchdog seeing the stopping scheduler.
-fn assert_clean_shutdown(stderr: &str) {
+/// Ctrl-C stops the demo within 20 s with exit 0, and the shutdown (`Daemon::shutdown`, module
+/// `teewatch::daemon`) warned about nothing: not about shared state still referenced when the
+/// store closed, nor about a record or a connection it had to cut short, nor about the watchdog
+/// seeing the stopping scheduler.
+fn assert_stops_cleanly_on_ctrl_c(guard: &mut process::KillOnDrop) {
+    let status = guard
+        .signal_and_wait("INT", STOP_WITHIN)
+        .expect("the demo did not stop within 20 s of SIGINT");
+    let stderr = guard.read_stderr();
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("shared state"), "{stderr}");
     assert!(
         !stderr
@@ -178,30 +159,11 @@ fn assert_clean_shutdown(stderr: &str) {
 
 #[test]
 fn ctrl_c_a_few_seconds_in_stops_the_demo_without_a_warning() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = net::free_port();
     let dir = std::env::temp_dir().join(format!("teewatch-demo-ctrl-c-{}", std::process::id()));
-    let child = Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = process::KillOnDrop::new(child);
+    let (mut guard, rx) = start_demo(port, &[], &dir);
     // Until both models have a verdict: the daemon, its HTTP server and the simulator have all
     // served, and the scheduler keeps dispatching checks every 10 s.
-    // Standard output is read to its end, so the demo's last lines never meet a closed pipe.
-    let stdout = guard.child().stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     let mut verdicts = 0;
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -229,21 +191,6 @@ fn ctrl_c_a_few_seconds_in_stops_the_demo_without_a_warning() {
             assert_eq!(status, 200, "{path}");
         }
     });
-    process::signal(guard.id(), "INT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = guard.child().try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop within 20 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut child = guard.take();
-    let stderr = read_stderr(&mut child);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert_clean_shutdown(&stderr);
+    assert_stops_cleanly_on_ctrl_c(&mut guard);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,8 +13,8 @@
 mod common;
 #[path = "common/prom.rs"]
 mod prom;
-#[path = "metrics_tls/prometheus_server.rs"]
-mod prometheus_server;
+#[path = "common/prom_server.rs"]
+mod prom_server;
 #[path = "metrics_tls/support.rs"]
 mod support;
 
@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::daemon_run::{manual_schedule, start_daemon};
-use prometheus_server::Prometheus;
+use prom_server::Prometheus;
 use support::{PASSWORD, Pki, Scratch, USER, client, daemon_with, get, tls_yaml, users_yaml};
 
 /// Sends a plain HTTP request with the right credentials to `addr` and returns every byte that
@@ -409,7 +409,7 @@ async fn a_real_prometheus_scrapes_over_https_with_basic_auth_and_a_client_certi
         job("no-client-cert", PASSWORD, false),
     ]
     .concat();
-    let prometheus = Prometheus::start(&binary, &dir.0, &jobs).await;
+    let prometheus = Prometheus::start_scraping(&binary, &dir.0, &jobs).await;
 
     let end = Instant::now() + Duration::from_secs(60);
     let targets = loop {

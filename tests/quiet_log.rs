@@ -8,42 +8,16 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::net::free_port;
-use common::process::{KillOnDrop, signal};
-use common::sim_run::start;
+use common::process::{KillOnDrop, run_with_json_log, signal};
+use common::sim_run::{set_key_source, start};
 use serde_json::Value;
 
 use teewatch_sim::faults::Fault;
 use teewatch_sim::server::{SimOptions, model_name};
-
-const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
-
-/// The configuration with `target`'s key source line replaced by `line`.
-fn set_key_source(config: &Path, target: &str, line: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let edited: Vec<String> = text
-        .split("[[target]]\n")
-        .map(|section| {
-            if section.starts_with(&format!("name = \"{target}\"\n")) {
-                let old = section
-                    .lines()
-                    .find(|l| l.starts_with("api_key_file = ") || l.starts_with("api_key_env = "))
-                    .unwrap()
-                    .to_string();
-                section.replacen(&old, line, 1)
-            } else {
-                section.to_string()
-            }
-        })
-        .collect();
-    std::fs::write(config, edited.join("[[target]]\n")).unwrap();
-}
 
 async fn get(port: u16, path: &str) -> String {
     reqwest::get(format!("http://127.0.0.1:{port}{path}"))
@@ -97,23 +71,10 @@ async fn one_line_per_distinct_problem_not_one_per_check() {
     let key = run.dir.join("sim.api-key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let port = free_port();
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--db")
-        .arg(run.dir.join("quiet.db"))
+    let child = run_with_json_log(port, &config, &run.dir.join("quiet.db"))
         .env_remove(&var)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut guard = KillOnDrop::new(child);
@@ -148,20 +109,9 @@ async fn one_line_per_distinct_problem_not_one_per_check() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    signal(guard.id(), "TERM");
-    let mut child = guard.take();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "did not stop within 40 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    tokio::task::block_in_place(|| guard.signal_and_wait("TERM", Duration::from_secs(40)))
+        .expect("did not stop within 40 s");
+    let stderr = guard.read_stderr();
     assert!(!stderr.contains(&run.sim.state.api_key), "the key leaked");
     let lines: Vec<Value> = stderr
         .lines()

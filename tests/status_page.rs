@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::SecondsFormat;
 
 use chromium::{chromium, measure, run_chromium, screenshot};
-use common::daemon_run::{manual_schedule, sample, scrape, start_daemon};
+use common::daemon_run::{manual_schedule, sample, scrape, start_daemon, status_page};
 use common::sim_run::start;
 
 use teewatch::daemon::status_page::{LONG_HEX, MAX_LISTED_CHECKS, MAX_REASON_CHARS, reason_html};
@@ -304,12 +304,7 @@ async fn status_page_fits_1280_pixels_with_long_names_hex_reasons_and_many_check
         "{names:?}"
     );
     let metrics = scrape(&daemon).await;
-    let page = reqwest::get(format!("http://{}/", daemon.addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = status_page(&daemon).await;
     daemon.shutdown(Duration::from_secs(5)).await;
 
     // What the page holds: the long hex only in titles, many checks, failing since.

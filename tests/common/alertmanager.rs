@@ -14,14 +14,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::prom_server::until;
+use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
+use crate::prom_server::{strings, until};
 
 /// The webhook URLs of the example's two receivers, and the paths of the test's receiver they
 /// become.
@@ -177,17 +177,6 @@ impl Receiver {
     }
 }
 
-pub fn strings(value: &Value) -> BTreeMap<String, String> {
-    value
-        .as_object()
-        .map(|map| {
-            map.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// One alert as Alertmanager holds it: its labels, fingerprint, state (`active` or
 /// `suppressed`) and the fingerprints of the alerts that inhibit it.
 #[derive(Debug, Clone)]
@@ -212,104 +201,48 @@ impl HeldAlert {
 /// on loopback only (the cluster listener is off). Dropping it kills the server and removes the
 /// folder.
 pub struct Alertmanager {
-    child: Option<Child>,
-    dir: PathBuf,
+    server: ToolServer,
+    /// After `server`, so dropped after it: the folder goes once the server is killed.
+    dir: ScratchDir,
     pub addr: SocketAddr,
     client: reqwest::Client,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Alertmanager {
     /// Starts `binary` with `config`, waiting until it answers `/-/ready`.
     pub async fn start(binary: &Path, config: &str) -> Alertmanager {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "teewatch-alertmanager-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        // A free port can be taken between the probe and the bind: try a few.
-        for _ in 0..3 {
-            let port = crate::common::net::free_port();
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let log = std::fs::File::create(dir.join("alertmanager.log")).unwrap();
-            let child = Command::new(binary)
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("alertmanager.yml").display()
-                ))
-                .arg(format!("--storage.path={}", dir.join("data").display()))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--cluster.listen-address=")
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut server = Alertmanager {
-                child: Some(child),
-                dir: dir.clone(),
-                addr,
-                client: client.clone(),
-            };
-            if server.ready(Duration::from_secs(30)).await {
-                return server;
-            }
-            if let Some(mut child) = server.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            // Keep the folder for the next try.
-            server.dir = PathBuf::new();
+        let dir = ScratchDir::new("alertmanager");
+        let (config_file, data) = (dir.path().join("alertmanager.yml"), dir.path().join("data"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(&config_file, config).unwrap();
+        let client = api_client();
+        let server = ToolServer::start(
+            "alertmanager",
+            binary,
+            &dir.path().join("alertmanager.log"),
+            "/-/ready",
+            &client,
+            |addr| {
+                vec![
+                    format!("--config.file={}", config_file.display()),
+                    format!("--storage.path={}", data.display()),
+                    format!("--web.listen-address={addr}"),
+                    "--cluster.listen-address=".to_string(),
+                    "--log.level=warn".to_string(),
+                ]
+            },
+        )
+        .await;
+        Alertmanager {
+            addr: server.addr,
+            server,
+            dir,
+            client,
         }
-        let log = std::fs::read_to_string(dir.join("alertmanager.log")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        panic!("alertmanager did not start:\n{log}");
-    }
-
-    async fn ready(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait().unwrap().is_some() {
-                    return false;
-                }
-            }
-            if let Ok(r) = self
-                .client
-                .get(format!("http://{}/-/ready", self.addr))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        false
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("alertmanager.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// Every alert Alertmanager holds, active, inhibited or silenced.

@@ -36,6 +36,16 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("teewatch.db")
 }
 
+/// The status page (`/`), whatever the status of the answer (a test asserts what it shows).
+pub async fn status_page(daemon: &Daemon) -> String {
+    reqwest::get(format!("http://{}/", daemon.addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A scrape of `/metrics`.
 pub async fn scrape(daemon: &Daemon) -> String {
     let url = format!("http://{}/metrics", daemon.addr());

@@ -13,6 +13,7 @@ pub mod process;
 pub mod promtool;
 pub mod sim_run;
 pub mod tool;
+pub mod tool_server;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,12 @@
 //! use the rest of `common`).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::process::{Child, Command, Output};
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 
 /// Runs the teewatch binary with `args` and waits for it.
 pub fn teewatch<I, S>(args: I) -> Output
@@ -11,10 +16,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_teewatch"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// `teewatch run` with `config` and the database `db`, listening on `127.0.0.1:<port>`, its JSON
+/// log on a pipe (read it with `KillOnDrop::read_stderr` once it has exited) and its standard
+/// output discarded; the caller sets the environment and spawns it.
+pub fn run_with_json_log(port: u16, config: &Path, db: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Asserts that a run exited 0, showing its output when it did not.
@@ -49,6 +68,35 @@ impl KillOnDrop {
     /// The child, no longer killed on drop.
     pub fn take(&mut self) -> Child {
         self.0.take().unwrap()
+    }
+
+    /// Sends the signal `name` and waits up to `within` for the child to exit: its exit status,
+    /// or `None` if it still runs (the guard kills it when dropped). Blocks the thread: from
+    /// async code call it in `tokio::task::block_in_place`.
+    pub fn signal_and_wait(&mut self, name: &str, within: Duration) -> Option<ExitStatus> {
+        signal(self.id(), name);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// All the child wrote on its standard error (a pipe), once it has exited.
+    pub fn read_stderr(&mut self) -> String {
+        let mut stderr = String::new();
+        self.child()
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        stderr
     }
 }
 

@@ -1,7 +1,9 @@
-//! A real Prometheus server (Debian's `prometheus`) for the end-to-end test: it scrapes the
-//! daemon every second under the job name `teewatch`, evaluates the SHIPPED rules every second
-//! with the one documented change (`for: <N>m` → `for: <N>s`, docs/alerts.md) and, when given
-//! one, sends its alerts to an Alertmanager; and the polling helpers that wait on it.
+//! A real Prometheus server (Debian's `prometheus`) for the tests that run one. For the
+//! end-to-end test it scrapes the daemon every second under the job name `teewatch`, evaluates
+//! the SHIPPED rules every second with the one documented change (`for: <N>m` → `for: <N>s`,
+//! docs/alerts.md) and, when given one, sends its alerts to an Alertmanager; for the `/metrics`
+//! TLS test it scrapes with the test's own jobs. Also the parts of its HTTP API the tests read,
+//! and the polling helpers that wait on it.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -12,32 +14,21 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
 use crate::prom;
 
-/// A Prometheus server with its configuration, the rules and its database in a temporary
-/// folder. Dropping it (also while a failed assertion unwinds) kills the server and removes the
-/// folder.
+/// A Prometheus server with its configuration and its database in a folder. Dropping it (also
+/// while a failed assertion unwinds) kills the server, then removes the folder if it made it.
 pub struct Prometheus {
-    child: Option<Child>,
-    dir: PathBuf,
-    url: String,
+    server: ToolServer,
+    /// After `server`, so dropped after it: the folder goes once the server is killed.
+    dir: Option<ScratchDir>,
     client: reqwest::Client,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// One entry of `/api/v1/alerts`.
@@ -59,6 +50,8 @@ impl Alert {
     }
 }
 
+/// A JSON object of strings (labels, annotations) as a map; a value that is not a string reads
+/// as empty.
 pub fn strings(value: &Value) -> BTreeMap<String, String> {
     value
         .as_object()
@@ -79,106 +72,75 @@ impl Prometheus {
         teewatch: SocketAddr,
         alertmanager: Option<SocketAddr>,
     ) -> Prometheus {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "teewatch-prometheus-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Prometheus {
-            child: None,
-            dir: dir.clone(),
-            url: String::new(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        let rules = dir.join("alerts.yml");
+        let dir = ScratchDir::new("prometheus");
+        let rules = dir.path().join("alerts.yml");
         std::fs::write(&rules, prom::minutes_to_seconds(&prom::read(prom::RULES))).unwrap();
-        let config = dir.join("prometheus.yml");
         let alerting = alertmanager.map_or(String::new(), |am| {
             format!(
                 "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
             )
         });
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {}\n\
-                 scrape_configs:\n  - job_name: teewatch\n    static_configs:\n      - targets: ['{teewatch}']\n\
-                 {alerting}",
-                rules.display()
-            ),
-        )
-        .unwrap();
-        // A free port can be taken between the probe and the bind: try a few.
-        for _ in 0..3 {
-            let port = crate::common::net::free_port();
-            let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-            let child = Command::new(binary)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
-            server.child = Some(child);
-            server.url = format!("http://127.0.0.1:{port}");
-            if server.ready(Duration::from_secs(30)).await {
-                return server;
-            }
-            if let Some(mut child) = server.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: teewatch\n    static_configs:\n      - targets: ['{teewatch}']\n\
+             {alerting}",
+            rules.display()
+        );
+        let server = Prometheus::run(binary, dir.path(), &config).await;
+        Prometheus {
+            server,
+            dir: Some(dir),
+            client: api_client(),
         }
-        panic!("prometheus did not start:\n{}", server.log());
     }
 
-    /// Waits for `/-/ready`; false when the server exited or did not get ready in time.
-    async fn ready(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait().unwrap().is_some() {
-                    return false;
-                }
-            }
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/-/ready", self.url))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    /// Starts `prometheus` scraping every second with the scrape configuration `jobs` (the items
+    /// of `scrape_configs`), its files in the test's folder `dir`, which it leaves there; paths
+    /// in `jobs` are read from `dir`.
+    pub async fn start_scraping(binary: &Path, dir: &Path, jobs: &str) -> Prometheus {
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{jobs}"
+        );
+        Prometheus {
+            server: Prometheus::run(binary, dir, &config).await,
+            dir: None,
+            client: api_client(),
         }
-        false
+    }
+
+    /// Runs `binary` with `config` written to `<dir>/prometheus.yml`, its database and log in
+    /// `dir`.
+    async fn run(binary: &Path, dir: &Path, config: &str) -> ToolServer {
+        let path = dir.join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        ToolServer::start(
+            "prometheus",
+            binary,
+            &dir.join("prometheus.log"),
+            "/-/ready",
+            &api_client(),
+            |addr| {
+                vec![
+                    format!("--config.file={}", path.display()),
+                    format!("--storage.tsdb.path={}", dir.join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    "--log.level=warn".to_string(),
+                ]
+            },
+        )
+        .await
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// The `data` of a successful API answer.
     pub async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let response = self
             .client
-            .get(format!("{}{path}", self.url))
+            .get(format!("{}{path}", self.server.url()))
             .query(query)
             .send()
             .await
@@ -198,6 +160,29 @@ impl Prometheus {
             .map(|r| {
                 let value = r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
                 (strings(&r["metric"]), value)
+            })
+            .collect()
+    }
+
+    /// An instant query's first value, if any.
+    pub async fn value(&self, expr: &str) -> Option<f64> {
+        self.query(expr).await.first().map(|(_, value)| *value)
+    }
+
+    /// The active targets: (job, health, last error).
+    pub async fn targets(&self) -> Vec<(String, String, String)> {
+        let data = self.api("/api/v1/targets", &[]).await;
+        data["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    text(&t["labels"]["job"]),
+                    text(&t["health"]),
+                    text(&t["lastError"]),
+                )
             })
             .collect()
     }

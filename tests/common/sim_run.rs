@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use teewatch::config::Config;
 use teewatch::fetch::check::Fetcher;
@@ -28,6 +28,30 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Rewrites the configuration at `config` with `target`'s key source line (`api_key_file = …`
+/// or `api_key_env = …`) replaced by `line`; panics if no `[[target]]` is named `target`.
+pub fn set_key_source(config: &Path, target: &str, line: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let sections: Vec<String> = text
+        .split("[[target]]\n")
+        .map(|section| {
+            if section.starts_with(&format!("name = \"{target}\"\n")) {
+                let old = section
+                    .lines()
+                    .find(|l| l.starts_with("api_key_file = ") || l.starts_with("api_key_env = "))
+                    .unwrap()
+                    .to_string();
+                section.replacen(&old, line, 1)
+            } else {
+                section.to_string()
+            }
+        })
+        .collect();
+    let edited = sections.join("[[target]]\n");
+    assert_ne!(edited, text, "no [[target]] named {target}");
+    std::fs::write(config, edited).unwrap();
 }
 
 /// Starts a simulator on a free loopback port and loads the configuration it writes.
