@@ -429,13 +429,10 @@ fn citation_problem(root: &Path, file: &str, cited: &str, from_root: bool) -> Op
         for component in joined.components() {
             match component {
                 Component::Normal(part) => parts.push(part.to_str().unwrap().to_string()),
-                Component::ParentDir => {
-                    if parts.pop().is_none() {
-                        return Some(format!(
-                            "{file}: `{cited}` is outside the repository; state what it says \
-                             instead"
-                        ));
-                    }
+                Component::ParentDir if parts.pop().is_none() => {
+                    return Some(format!(
+                        "{file}: `{cited}` is outside the repository; state what it says instead"
+                    ));
                 }
                 _ => {}
             }
