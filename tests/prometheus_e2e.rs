@@ -407,7 +407,23 @@ async fn prometheus_raises_the_shipped_alerts_for_each_fault_and_nothing_else() 
         !firing_at_stop.is_empty(),
         "the drift and failing alerts fire before the stop"
     );
-    assert_eq!(notifier.firing_since(PAGE, seen), set(&[(DOWN, "")]));
+    // One new page: the groups paged for the first time since the stop hold TeewatchDown only.
+    // The drift's own group may be notified again while its alerts are not yet inhibited (a
+    // further drifted field joins it): an update of the page already open, same group key.
+    let all = notifier.receiver.notifications();
+    let paged_before: BTreeSet<&str> = all
+        .iter()
+        .take(seen)
+        .filter(|n| n.receiver == PAGE)
+        .map(|n| n.group_key.as_str())
+        .collect();
+    let new_pages: BTreeSet<(String, String)> = all
+        .iter()
+        .skip(seen)
+        .filter(|n| n.receiver == PAGE && !paged_before.contains(n.group_key.as_str()))
+        .flat_map(|n| n.with_status("firing"))
+        .collect();
+    assert_eq!(new_pages, set(&[(DOWN, "")]), "{since_stop:#?}");
     eprintln!("e2e: finished after {:?}", began.elapsed());
     drop(prometheus);
     drop(notifier);
