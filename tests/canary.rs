@@ -10,7 +10,7 @@ mod common;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use teewatch::verify::bundle::{Bundle, CanaryExchange};
-use teewatch::verify::canary::{self, NodeKey};
+use teewatch::verify::canary::{self, PartKey};
 use teewatch::verify::{Outcome, State, Verdict};
 
 fn vectors() -> Vec<Value> {
@@ -38,8 +38,8 @@ fn exchange(v: &Value) -> CanaryExchange {
     }
 }
 
-fn node(address: &str, bound: bool) -> NodeKey {
-    NodeKey {
+fn node(address: &str, bound: bool) -> PartKey {
+    PartKey {
         scope: String::new(),
         address: address_hex(address),
         bound,

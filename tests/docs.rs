@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use teewatch::verify::Verdict;
 use teewatch::verify::checks::{
-    CANARY_CHECKS, GPU_CHECKS, NODE_CHECKS, OHTTP_KEY_BINDING, PIN_PREFIX, SIGNING_KEY_ADDRESS,
+    CANARY_CHECKS, GPU_CHECKS, OHTTP_KEY_BINDING, PART_CHECKS, PIN_PREFIX, SIGNING_KEY_ADDRESS,
     all_checks,
 };
 
@@ -139,7 +139,7 @@ fn check_counts() -> Vec<(&'static str, usize)> {
         ("for a NEAR AI answer", names(&near_ecdsa)),
         ("for one with OHTTP key attestations", names(&near_ohttp)),
         ("when no answer could be fetched", names(&fetch_failed)),
-        ("node checks", NODE_CHECKS.len()),
+        ("part checks", PART_CHECKS.len()),
         ("GPU checks", GPU_CHECKS.len()),
         ("canary checks", CANARY_CHECKS.len()),
     ]
@@ -213,7 +213,7 @@ fn docs_state_the_check_counts_the_code_has() {
         ("README.md", "when no answer could be fetched"),
         ("docs/verdict.md", "fixed checks"),
         ("docs/verdict.md", "for a dstack answer"),
-        ("docs/verdict.md", "node checks"),
+        ("docs/verdict.md", "part checks"),
         ("docs/verdict.md", "GPU checks"),
         ("docs/verdict.md", "canary checks"),
         ("docs/metrics.md", "fixed checks"),

@@ -12,7 +12,7 @@ use teewatch::verify::{Policy, State};
 
 use State::{Fail, Pass, Unknown};
 
-/// The node checks in order, for bundles with one node (scope "").
+/// The part checks in order, for bundles with one node (scope "").
 const ORDER: [&str; 8] = [
     "tdx_quote_parse",
     "tdx_quote_signature",

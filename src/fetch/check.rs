@@ -21,7 +21,7 @@ use super::pccs::{self, PccsAnswers};
 use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
-use crate::verify::report::{self, NodeReport};
+use crate::verify::report::{self, Part};
 
 /// How long a fetched JWKS is reused before it is fetched again, and how long an unknown key id
 /// that already caused a refetch waits before it may cause another (so a bogus kid cannot make
@@ -350,7 +350,7 @@ impl Fetcher {
     async fn collateral_for(
         &self,
         config: &Config,
-        parts: &[NodeReport<'_>],
+        parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
     ) -> Value {
         let mut fmspcs: Vec<String> = Vec::new();
@@ -444,7 +444,7 @@ impl Fetcher {
     async fn nras_for(
         &self,
         config: &Config,
-        parts: &[NodeReport<'_>],
+        parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
     ) -> Value {
         let several = parts.iter().any(|n| !n.scope.is_empty());

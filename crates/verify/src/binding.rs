@@ -11,7 +11,7 @@ use sha2::Sha256;
 use sha3::{Digest, Keccak256};
 
 use super::hexutil;
-use super::report::NodeReport;
+use super::report::Part;
 use super::verdict::Outcome;
 
 /// The signing algorithms a report may name.
@@ -23,8 +23,8 @@ pub enum SigningAlgo {
 
 impl SigningAlgo {
     /// The report's `signing_algo`, defaulting to ECDSA as vllm-proxy does.
-    pub fn of(node: &NodeReport<'_>) -> Result<SigningAlgo, String> {
-        match node.fields.get("signing_algo") {
+    pub fn of(part: &Part<'_>) -> Result<SigningAlgo, String> {
+        match part.fields.get("signing_algo") {
             None | Some(serde_json::Value::Null) => Ok(SigningAlgo::Ecdsa),
             Some(serde_json::Value::String(algo)) => match algo.as_str() {
                 "ecdsa" => Ok(SigningAlgo::Ecdsa),
@@ -57,8 +57,8 @@ impl SigningAlgo {
 }
 
 /// The raw signing address (ECDSA) or public key (ed25519) the report names.
-pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec<u8>, String> {
-    let text = node
+pub fn signing_key_bytes(part: &Part<'_>, algo: SigningAlgo) -> Result<Vec<u8>, String> {
+    let text = part
         .str_field("signing_address")
         .ok_or("the report carries no signing_address")?;
     let bytes =
@@ -76,8 +76,8 @@ pub fn signing_key_bytes(node: &NodeReport<'_>, algo: SigningAlgo) -> Result<Vec
 
 /// The part's `tls_cert_fingerprint` as 32 raw bytes: `None` when the part has none, an error
 /// text when it is present but unreadable.
-pub fn tls_fingerprint(node: &NodeReport<'_>) -> Option<Result<[u8; 32], String>> {
-    let value = node.fields.get("tls_cert_fingerprint")?;
+pub fn tls_fingerprint(part: &Part<'_>) -> Option<Result<[u8; 32], String>> {
+    let value = part.fields.get("tls_cert_fingerprint")?;
     if value.is_null() {
         return None;
     }
@@ -102,20 +102,16 @@ pub fn tls_fingerprint(node: &NodeReport<'_>) -> Option<Result<[u8; 32], String>
 
 /// `report_data_binding`: REPORTDATA = signing key zero-padded to 32 bytes ‖ nonce, or
 /// SHA256(signing key ‖ TLS fingerprint) ‖ nonce when the part carries a fingerprint.
-pub fn report_data_binding(
-    node: &NodeReport<'_>,
-    report_data: &[u8; 64],
-    nonce: &[u8; 32],
-) -> Outcome {
-    let algo = match SigningAlgo::of(node) {
+pub fn report_data_binding(part: &Part<'_>, report_data: &[u8; 64], nonce: &[u8; 32]) -> Outcome {
+    let algo = match SigningAlgo::of(part) {
         Ok(a) => a,
         Err(e) => return Outcome::Fail(e),
     };
-    let key = match signing_key_bytes(node, algo) {
+    let key = match signing_key_bytes(part, algo) {
         Ok(k) => k,
         Err(e) => return Outcome::Fail(e),
     };
-    let fingerprint = match tls_fingerprint(node) {
+    let fingerprint = match tls_fingerprint(part) {
         None => None,
         Some(Ok(fp)) => Some(fp),
         Some(Err(e)) => return Outcome::Fail(e),
@@ -169,7 +165,7 @@ pub fn report_data_binding(
             hexutil::lower(found_second)
         );
         let echoed = ["nonce", "request_nonce"].iter().any(|k| {
-            node.str_field(k)
+            part.str_field(k)
                 .and_then(|s| hexutil::decode(s).ok())
                 .is_some_and(|b| b == nonce)
         });
@@ -200,10 +196,10 @@ pub fn ethereum_address(public_key: &[u8]) -> Option<[u8; 20]> {
 
 /// `signing_key_address`, when the report gives `signing_public_key`: the key must belong to the
 /// signing address. Returns `None` when the report has no public key (the check is then omitted).
-pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
+pub fn signing_key_address(part: &Part<'_>) -> Option<Outcome> {
     // Absent (or null) means not given; anything else that is not a string is a broken key,
     // never a reason to skip the check.
-    let key_text = match node.fields.get("signing_public_key")? {
+    let key_text = match part.fields.get("signing_public_key")? {
         serde_json::Value::Null => return None,
         serde_json::Value::String(text) => text,
         other => {
@@ -214,8 +210,8 @@ pub fn signing_key_address(node: &NodeReport<'_>) -> Option<Outcome> {
         }
     };
     let outcome = (|| {
-        let algo = SigningAlgo::of(node)?;
-        let address = signing_key_bytes(node, algo)?;
+        let algo = SigningAlgo::of(part)?;
+        let address = signing_key_bytes(part, algo)?;
         let key =
             hexutil::decode(key_text).map_err(|e| format!("signing_public_key is not hex: {e}"))?;
         match algo {
@@ -294,8 +290,8 @@ mod tests {
             "signing_address": hexutil::lower(&key),
             "tls_cert_fingerprint": hexutil::lower(&fp),
         }));
-        let node = NodeReport::new(String::new(), &fields);
-        let outcome = report_data_binding(&node, &tls_report_data(&key, &fp), &NONCE);
+        let part = Part::new(String::new(), &fields);
+        let outcome = report_data_binding(&part, &tls_report_data(&key, &fp), &NONCE);
         assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
 
         // The same quote against a report naming another certificate fails on the first half.
@@ -304,8 +300,8 @@ mod tests {
             "tls_cert_fingerprint".into(),
             json!(hexutil::lower(&[0x23u8; 32])),
         );
-        let node = NodeReport::new(String::new(), &other);
-        let outcome = report_data_binding(&node, &tls_report_data(&key, &fp), &NONCE);
+        let part = Part::new(String::new(), &other);
+        let outcome = report_data_binding(&part, &tls_report_data(&key, &fp), &NONCE);
         assert_eq!(outcome.state(), State::Fail);
         let Outcome::Fail(reason) = outcome else {
             unreachable!()
@@ -325,15 +321,15 @@ mod tests {
             "signing_address": format!("0x{}", hexutil::lower(&address)),
             "tls_cert_fingerprint": hexutil::lower(&fp),
         }));
-        let node = NodeReport::new(String::new(), &fields);
-        let outcome = report_data_binding(&node, &tls_report_data(&address, &fp), &NONCE);
+        let part = Part::new(String::new(), &fields);
+        let outcome = report_data_binding(&part, &tls_report_data(&address, &fp), &NONCE);
         assert_eq!(outcome.state(), State::Pass, "{outcome:?}");
         // Zero-padding the address (the binding without TLS) is not accepted for such a part.
         let mut padded = [0u8; 64];
         padded[..20].copy_from_slice(&address);
         padded[32..].copy_from_slice(&NONCE);
         assert_eq!(
-            report_data_binding(&node, &padded, &NONCE).state(),
+            report_data_binding(&part, &padded, &NONCE).state(),
             State::Fail
         );
     }

@@ -22,7 +22,7 @@ pub const NRAS_TOKEN: &str = "nras_token";
 pub const NRAS_RESULT: &str = "nras_result";
 pub const GPU_UNIQUE: &str = "gpu_unique";
 /// Once per part that carries an `ohttp_attestation`, after `gpu_unique`. Omitted when absent,
-/// as `signing_key_address` is without `signing_public_key`, but unlike it not in `NODE_CHECKS`:
+/// as `signing_key_address` is without `signing_public_key`, but unlike it not in `PART_CHECKS`:
 /// without a response there is no OHTTP key to report as `unknown`.
 pub const OHTTP_KEY_BINDING: &str = "ohttp_key_binding";
 pub const CANARY_FRESH: &str = "canary_fresh";
@@ -31,8 +31,8 @@ pub const CANARY_SIGNATURE: &str = "canary_signature";
 /// Prefix of the per-pin checks: `pin:<field>`.
 pub const PIN_PREFIX: &str = "pin:";
 
-/// The fixed checks of each attested node, in the order they are reported.
-pub const NODE_CHECKS: [&str; 10] = [
+/// The fixed checks of each attested part, in the order they are reported.
+pub const PART_CHECKS: [&str; 10] = [
     TDX_QUOTE_PARSE,
     TDX_QUOTE_SIGNATURE,
     TDX_TCB_STATUS,
@@ -66,7 +66,7 @@ pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNAT
 pub fn all_checks() -> impl Iterator<Item = &'static str> {
     [ATTESTATION_FORMAT]
         .into_iter()
-        .chain(NODE_CHECKS)
+        .chain(PART_CHECKS)
         .chain(COMPOSE_MANAGER_CHECKS)
         .chain(GPU_CHECKS)
         .chain([OHTTP_KEY_BINDING])

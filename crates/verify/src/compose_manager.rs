@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::hexutil;
-use super::report::NodeReport;
+use super::report::Part;
 use super::verdict::{Observed, Outcome, Source};
 
 /// The member order the compose manager itself writes an action in; other members follow in
@@ -114,7 +114,7 @@ fn manager_ordered(value: &Value) -> Value {
 }
 
 /// The compose manager's `actions`, or why they cannot be read.
-pub fn actions<'a>(part: &'a NodeReport<'_>) -> Result<&'a [Value], String> {
+pub fn actions<'a>(part: &'a Part<'_>) -> Result<&'a [Value], String> {
     match part.fields.get("actions") {
         Some(Value::Array(list)) => Ok(list),
         None | Some(Value::Null) => {
@@ -129,7 +129,7 @@ pub fn actions<'a>(part: &'a NodeReport<'_>) -> Result<&'a [Value], String> {
 
 /// `report_data_binding` of a compose manager: REPORTDATA = `actions_hash` ‖ this check's nonce,
 /// with `actions_hash` recomputed from the served actions.
-pub fn judge_binding(part: &NodeReport<'_>, report_data: &[u8; 64], nonce: &[u8; 32]) -> Outcome {
+pub fn judge_binding(part: &Part<'_>, report_data: &[u8; 64], nonce: &[u8; 32]) -> Outcome {
     let actions = match actions(part) {
         Ok(list) => list,
         Err(reason) => return Outcome::Fail(reason),
@@ -290,8 +290,8 @@ mod tests {
         ]
     }
 
-    fn part(fields: &Map<String, Value>) -> NodeReport<'_> {
-        NodeReport::with_role(
+    fn part(fields: &Map<String, Value>) -> Part<'_> {
+        Part::with_role(
             "compose_manager".into(),
             fields,
             PartRole::ComposeManager,

@@ -19,8 +19,8 @@ pub mod dcap;
 pub mod dstack;
 pub mod gpu;
 pub mod hexutil;
-pub mod node;
 pub mod ohttp;
+pub mod part;
 pub mod pins;
 pub mod policy;
 pub mod report;
@@ -36,6 +36,45 @@ use checks::*;
 use verdict::{Recorder, VERDICT_FORMAT};
 
 /// Verifies a bundle against a policy and trust anchors.
+///
+/// One list of steps, in the order the checks are reported. Each step records the named check
+/// (per part, with the part's scope, where it says "each part"); the file in parentheses judges it.
+/// A check whose input is missing because an earlier step failed is `unknown` naming that step.
+///
+/// 1. No response in the bundle: every check `unknown`, with the fetch error as the reason
+///    (`lib.rs`).
+/// 2. `attestation_format`: which format the response is, and the attested parts it lists
+///    (`report.rs` reads, `lib.rs` judges).
+/// 3. Each part (a dstack node, the NEAR gateway, a model attestation, a compose manager)
+///    (`part.rs`):
+///    1. `tdx_quote_parse`: the quote's header, body and signature data (`tdx.rs`);
+///    2. `tdx_quote_signature`: every signature, chain and CRL, by dcap-qvl with collateral valid
+///       at `observed_at` (`dcap.rs`);
+///    3. `tdx_tcb_status`: the TCB level dcap-qvl evaluates, against the policy (`part.rs`);
+///    4. `tdx_debug_disabled` and 5. `tdx_td_attributes`, read from the body (`part.rs`);
+///    6. `report_data_binding`: REPORTDATA binds the signing key (and TLS fingerprint) and this
+///       check's nonce (`binding.rs`); for a compose manager, its action log and the nonce
+///       (`compose_manager.rs`);
+///    7. `signing_key_address`: the public key, when given, is the signing address's
+///       (`binding.rs`); for a compose manager, `same_td`: the TD of the part it runs in
+///       (`compose_manager.rs`);
+///    8. `event_log_replay`: the event log replays to the quote's RTMRs, and the OS-written
+///       identity it yields (`dstack.rs`, `part.rs`);
+///    9. `compose_binding`: the app compose is the one the TD measured (`part.rs`);
+///    10. the GPU evidence the format promises is present, 11. per GPU `gpu_nonce` and
+///       `gpu_evidence_signature` up to the pinned NVIDIA root, 12. `nras_token` for the part and
+///       `nras_result` per GPU (`gpu/part.rs`, `gpu/spdm`, `gpu/certs`, `gpu/nras`).
+/// 4. `gpu_unique`: no GPU is shown for two parts (`gpu/unique.rs`).
+/// 5. `ohttp_key_binding`, per part that carries one: the OHTTP key was signed by the part's
+///    attested key (`ohttp.rs`).
+/// 6. `tls_key_binding`: the connection the report came over ended in an attested part
+///    (`tls.rs`).
+/// 7. `pin:<field>`: every pin, per part it applies to, judged on proven values only
+///    (`pins.rs`).
+/// 8. `canary_fresh`, `canary_hashes`, `canary_signature` per canary chat, against the keys of
+///    the parts that run the model and whose binding passed (`canary/`).
+/// 9. `identity_pinned`: whether the pins say which software runs, not only that the hardware is
+///    genuine (`pins.rs`).
 pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdict {
     let mut rec = Recorder::default();
     let nonce = bundle.nonce_bytes();
@@ -73,7 +112,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             }
 
             // 3. Each attested part: quote, TCB, attributes, binding, event log, compose, GPUs.
-            let ctx = node::NodeContext {
+            let ctx = part::PartContext {
                 bundle,
                 nonce: &nonce,
                 collateral: bundle.tdx_collateral.as_ref(),
@@ -83,18 +122,18 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 gpu_parts: parts.iter().filter(|p| p.role.serves_inference()).count(),
             };
             for part in &parts {
-                node::verify_node(part, &ctx, &mut rec);
+                part::verify_part(part, &ctx, &mut rec);
             }
-            // No GPU is shown for two parts: GPU evidence is bound only to the nonce, which
+            // 4. No GPU is shown for two parts: GPU evidence is bound only to the nonce, which
             // every part shares. Without parts, `skip_parts` already recorded it.
             if !parts.is_empty() {
                 let outcome = gpu::unique::judge(&parts, &rec.checks);
                 rec.check(GPU_UNIQUE, "", outcome);
             }
-            // The OHTTP key clients encrypt to was signed by the part's attested key.
+            // 5. The OHTTP key clients encrypt to was signed by the part's attested key.
             ohttp::judge(attestation, &parts, &mut rec);
 
-            // 4. The TLS connection the report was fetched over ended in an attested TD (one
+            // 6. The TLS connection the report was fetched over ended in an attested TD (one
             // answer per connection; none through a proxy).
             tls::judge(
                 &parts,
@@ -105,15 +144,15 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
                 &mut rec,
             );
 
-            // 5. Pins, per part, judged only on proven values: the model's pins on the parts
+            // 7. Pins, per part, judged only on proven values: the model's pins on the parts
             // that run the model, the gateway's pins on the NEAR gateway (it runs other
             // software and sees every prompt). The compose manager runs in the model's TD.
             judge_pins(&parts, policy, &mut rec);
 
-            // 6. The signed canary chats, against the inference parts whose binding passed.
+            // 8. The signed canary chats, against the inference parts whose binding passed.
             judge_canaries(bundle, &nonce, &parts, &mut rec);
 
-            // 7. Whether the pins say which software runs, not only that the hardware is genuine.
+            // 9. Whether the pins say which software runs, not only that the hardware is genuine.
             let has = |role| parts.iter().any(|p| p.role == role);
             rec.check(
                 IDENTITY_PINNED,
@@ -146,7 +185,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
 fn judge_canaries(
     bundle: &Bundle,
     nonce: &[u8; 32],
-    parts: &[report::NodeReport<'_>],
+    parts: &[report::Part<'_>],
     rec: &mut Recorder,
 ) {
     let exchanges = bundle.canary.as_deref().unwrap_or_default();
@@ -162,11 +201,11 @@ fn judge_canaries(
     }
     // The keys that may sign a chat: those of the parts that run the model. A gateway key
     // signing a completion would mean the gateway, not the model, produced it.
-    let nodes: Vec<canary::NodeKey> = rec
+    let keys: Vec<canary::PartKey> = rec
         .observed
         .iter()
         .filter(|o| o.field == "signing_address")
-        .map(|o| canary::NodeKey {
+        .map(|o| canary::PartKey {
             scope: o.scope.clone(),
             address: o.value.clone(),
             bound: o.source == Source::Quote,
@@ -175,10 +214,10 @@ fn judge_canaries(
         .collect();
     for (index, exchange) in exchanges.iter().enumerate() {
         let scope = format!("canary:{index}");
-        let mut outcomes = canary::judge(exchange, nonce, &nodes);
-        // Without any node whose report was read, there is no attested key to compare with: the
+        let mut outcomes = canary::judge(exchange, nonce, &keys);
+        // Without any part whose report was read, there is no attested key to compare with: the
         // input is missing because an earlier step failed, so the signature cannot be judged.
-        if nodes.is_empty() && outcomes.signature.state() == State::Fail {
+        if keys.is_empty() && outcomes.signature.state() == State::Fail {
             let reason = if parts.is_empty() {
                 format!("no attested part was read ({ATTESTATION_FORMAT} did not pass)")
             } else {
@@ -194,8 +233,8 @@ fn judge_canaries(
     }
 }
 
-/// Step 5: every pin of both tables, for every part it applies to.
-fn judge_pins(parts: &[report::NodeReport<'_>], policy: &Policy, rec: &mut Recorder) {
+/// Step 7: every pin of both tables, for every part it applies to.
+fn judge_pins(parts: &[report::Part<'_>], policy: &Policy, rec: &mut Recorder) {
     for table in [pins::PinTable::Model, pins::PinTable::Gateway] {
         let pin_set = table.pins(policy);
         for field in pin_set.keys() {
@@ -268,11 +307,7 @@ fn fetch_failure_reason(bundle: &Bundle) -> String {
 
 /// `attestation_format`: a supported format with at least one attested part passes; anything
 /// else fails naming what was found, so that a model moving to another stack is never silent.
-fn judge_format(
-    format: AttestationFormat,
-    parts: &[report::NodeReport<'_>],
-    policy: &Policy,
-) -> Outcome {
+fn judge_format(format: AttestationFormat, parts: &[report::Part<'_>], policy: &Policy) -> Outcome {
     if !format.is_supported() {
         return Outcome::Fail(match format {
             AttestationFormat::Unknown => {
@@ -347,7 +382,7 @@ fn judge_format(
 /// Without an attested part the per-part checks cannot start: each is `unknown` with scope `""`,
 /// naming why.
 fn skip_parts(reason: &str, rec: &mut Recorder) {
-    for name in NODE_CHECKS.into_iter().chain(GPU_CHECKS) {
+    for name in PART_CHECKS.into_iter().chain(GPU_CHECKS) {
         rec.check(name, "", Outcome::Unknown(reason.to_string()));
     }
 }

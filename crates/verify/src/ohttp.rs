@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::checks::{OHTTP_KEY_BINDING, REPORT_DATA_BINDING};
 use super::hexutil;
-use super::report::{GATEWAY_SCOPE, NodeReport, PartRole};
+use super::report::{GATEWAY_SCOPE, Part, PartRole};
 use super::verdict::{Check, Outcome, Recorder, State};
 
 /// The member holding the signed statement.
@@ -35,7 +35,7 @@ const SHOWN_BYTES: usize = 256;
 /// order: the gateway's from the top level of `attestation`, every other part's from its own
 /// fields. A top-level `ohttp_attestation` in a NEAR gateway answer without a gateway part
 /// fails with scope `gateway`: no attested key could have published it.
-pub fn judge(attestation: &Value, parts: &[NodeReport<'_>], rec: &mut Recorder) {
+pub fn judge(attestation: &Value, parts: &[Part<'_>], rec: &mut Recorder) {
     let top = attestation.as_object();
     let near_gateway = parts
         .iter()
@@ -74,7 +74,7 @@ fn present<'a>(members: &'a Map<String, Value>, name: &str) -> Option<&'a Value>
 
 /// One part's binding, given its `ohttp_attestation` and the sibling `ohttp_key_config`.
 fn judge_part(
-    part: &NodeReport<'_>,
+    part: &Part<'_>,
     statement: &Value,
     sibling: Option<&Value>,
     checks: &[Check],

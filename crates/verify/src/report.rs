@@ -104,7 +104,7 @@ pub enum TlsPosition {
 /// One attested part of a response (a node, the gateway, a model attestation, the compose
 /// manager) and its fields.
 #[derive(Debug, Clone)]
-pub struct NodeReport<'a> {
+pub struct Part<'a> {
     /// `node:<address>` when the response lists several nodes, `gateway`, `model:<i>` or
     /// `compose_manager` in the NEAR formats, else empty.
     pub scope: String,
@@ -119,9 +119,9 @@ pub struct NodeReport<'a> {
     tcb_info: Option<Value>,
 }
 
-impl<'a> NodeReport<'a> {
-    pub fn new(scope: String, fields: &'a Map<String, Value>) -> NodeReport<'a> {
-        NodeReport::with_role(scope, fields, PartRole::Node, TlsPosition::Terminating)
+impl<'a> Part<'a> {
+    pub fn new(scope: String, fields: &'a Map<String, Value>) -> Part<'a> {
+        Part::with_role(scope, fields, PartRole::Node, TlsPosition::Terminating)
     }
 
     pub fn with_role(
@@ -129,12 +129,12 @@ impl<'a> NodeReport<'a> {
         fields: &'a Map<String, Value>,
         role: PartRole,
         tls: TlsPosition,
-    ) -> NodeReport<'a> {
+    ) -> Part<'a> {
         let info = object_or_json_string(fields.get("info"));
         let tcb_info = info
             .as_ref()
             .and_then(|i| object_or_json_string(i.get("tcb_info")));
-        NodeReport {
+        Part {
             scope,
             fields,
             role,
@@ -148,7 +148,7 @@ impl<'a> NodeReport<'a> {
 
 /// Lists the attested parts of a response in a supported format, in report order; an
 /// unsupported format has none.
-pub fn parts(attestation: &Value, format: AttestationFormat) -> Vec<NodeReport<'_>> {
+pub fn parts(attestation: &Value, format: AttestationFormat) -> Vec<Part<'_>> {
     match format {
         AttestationFormat::Dstack => nodes(attestation),
         AttestationFormat::NearDirect => {
@@ -174,19 +174,19 @@ pub fn parts(attestation: &Value, format: AttestationFormat) -> Vec<NodeReport<'
 /// The NEAR AI gateway format: the gateway (scope `gateway`), then each model attestation
 /// (scope `model:<i>`, by position in `model_attestations`). An entry that is not an object is
 /// kept as an empty part, so that its absence of evidence is reported rather than skipped.
-fn near_gateway_parts(attestation: &Value) -> Vec<NodeReport<'_>> {
+fn near_gateway_parts(attestation: &Value) -> Vec<Part<'_>> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
     let empty = EMPTY.get_or_init(Map::new);
     let mut parts = Vec::new();
     match attestation.get("gateway_attestation") {
-        Some(Value::Object(gateway)) => parts.push(NodeReport::with_role(
+        Some(Value::Object(gateway)) => parts.push(Part::with_role(
             GATEWAY_SCOPE.into(),
             gateway,
             PartRole::Gateway,
             TlsPosition::Terminating,
         )),
         Some(Value::Null) | None => {}
-        Some(_) => parts.push(NodeReport::with_role(
+        Some(_) => parts.push(Part::with_role(
             GATEWAY_SCOPE.into(),
             empty,
             PartRole::Gateway,
@@ -201,7 +201,7 @@ fn near_gateway_parts(attestation: &Value) -> Vec<NodeReport<'_>> {
             let scope = format!("model:{index}");
             let manager =
                 compose_manager_of(model.as_object(), &scope, AttestationFormat::NearGateway);
-            parts.push(NodeReport::with_role(
+            parts.push(Part::with_role(
                 scope,
                 model.as_object().unwrap_or(empty),
                 PartRole::Model,
@@ -220,13 +220,13 @@ fn compose_manager_of<'a>(
     fields: Option<&'a Map<String, Value>>,
     owner: &str,
     format: AttestationFormat,
-) -> Option<NodeReport<'a>> {
+) -> Option<Part<'a>> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
     let value = fields?.get("compose_manager_attestation")?;
     if value.is_null() {
         return None;
     }
-    let mut part = NodeReport::with_role(
+    let mut part = Part::with_role(
         compose_manager_scope(owner, format),
         value
             .as_object()
@@ -242,7 +242,7 @@ fn compose_manager_of<'a>(
 /// node (and the top-level report too, if its signing address is not among them); otherwise the
 /// top-level report is the one node. The node whose address is the top-level report's answered
 /// the request; the others are beside it.
-pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
+pub fn nodes(attestation: &Value) -> Vec<Part<'_>> {
     let Some(top) = attestation.as_object() else {
         return Vec::new();
     };
@@ -258,7 +258,7 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
             Some(only) if !top_has_quote => only,
             _ => top,
         };
-        return vec![NodeReport::new(String::new(), fields)];
+        return vec![Part::new(String::new(), fields)];
     }
     let mut reports: Vec<&Map<String, Value>> = listed;
     let top_address = address_of(top);
@@ -290,7 +290,7 @@ pub fn nodes(attestation: &Value) -> Vec<NodeReport<'_>> {
                 }
                 _ => format!("node:#{index}"),
             };
-            NodeReport::with_role(scope, fields, PartRole::Node, tls)
+            Part::with_role(scope, fields, PartRole::Node, tls)
         })
         .collect()
 }
@@ -314,7 +314,7 @@ fn object_or_json_string(value: Option<&Value>) -> Option<Value> {
     }
 }
 
-impl NodeReport<'_> {
+impl Part<'_> {
     pub fn str_field(&self, key: &str) -> Option<&str> {
         self.fields.get(key).and_then(Value::as_str)
     }

@@ -24,13 +24,13 @@ use super::binding;
 use super::bundle::Transport;
 use super::checks::{REPORT_DATA_BINDING, TDX_QUOTE_SIGNATURE, TLS_KEY_BINDING};
 use super::hexutil;
-use super::report::{NodeReport, PartRole};
+use super::report::{Part, PartRole};
 use super::verdict::{AttestationFormat, Outcome, Recorder, State};
 
 /// Records `tls_key_binding` (scope `""`) when the answer's format binds TLS keys or a part
 /// carries a fingerprint, unless the transport is proxied.
 pub fn judge(
-    parts: &[NodeReport<'_>],
+    parts: &[Part<'_>],
     attestation: &Value,
     format: AttestationFormat,
     tls_peer_spki: Option<&str>,
@@ -52,7 +52,7 @@ pub fn judge(
 }
 
 /// Whether a part may end teewatch's connection in this format.
-fn can_terminate(part: &NodeReport<'_>, format: AttestationFormat) -> bool {
+fn can_terminate(part: &Part<'_>, format: AttestationFormat) -> bool {
     match format {
         AttestationFormat::NearGateway => part.role == PartRole::Gateway,
         _ => part.role == PartRole::Node,
@@ -66,7 +66,7 @@ fn passed(rec: &Recorder, name: &str, scope: &str) -> bool {
 }
 
 fn judge_connection(
-    parts: &[NodeReport<'_>],
+    parts: &[Part<'_>],
     attestation: &Value,
     format: AttestationFormat,
     tls_peer_spki: Option<&str>,
@@ -149,7 +149,7 @@ fn judge_connection(
     Outcome::Pass(facts.join("; "))
 }
 
-fn label(part: &NodeReport<'_>) -> String {
+fn label(part: &Part<'_>) -> String {
     if part.scope.is_empty() {
         "the node".to_string()
     } else {
@@ -204,8 +204,8 @@ mod tests {
         map
     }
 
-    fn part<'a>(scope: &str, fields: &'a Map<String, Value>, role: PartRole) -> NodeReport<'a> {
-        NodeReport::with_role(scope.into(), fields, role, TlsPosition::Terminating)
+    fn part<'a>(scope: &str, fields: &'a Map<String, Value>, role: PartRole) -> Part<'a> {
+        Part::with_role(scope.into(), fields, role, TlsPosition::Terminating)
     }
 
     /// A recorder in which these scopes' quotes verified and bind their keys.
@@ -219,7 +219,7 @@ mod tests {
     }
 
     fn judged(
-        parts: &[NodeReport<'_>],
+        parts: &[Part<'_>],
         format: AttestationFormat,
         peer_spki: Option<&[u8]>,
         transport: Option<Transport>,

@@ -23,9 +23,9 @@ mod json_forms;
 
 pub use json_forms::python_json_dumps;
 
-/// A signing address and whether the quote binds it (its node's `report_data_binding` passed).
+/// A signing address and whether the quote binds it (its part's `report_data_binding` passed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeKey {
+pub struct PartKey {
     pub scope: String,
     /// Lowercase hex without prefix.
     pub address: String,
@@ -42,8 +42,8 @@ pub struct CanaryOutcomes {
     pub signature: Outcome,
 }
 
-/// Judges one canary exchange against the check's nonce and the attested nodes.
-pub fn judge(exchange: &CanaryExchange, nonce: &[u8; 32], nodes: &[NodeKey]) -> CanaryOutcomes {
+/// Judges one canary exchange against the check's nonce and the keys of the attested parts.
+pub fn judge(exchange: &CanaryExchange, nonce: &[u8; 32], nodes: &[PartKey]) -> CanaryOutcomes {
     // 1. Freshness: the request we sent carried this check's nonce.
     let nonce_hex = hexutil::lower(nonce);
     let fresh = if exchange.request_body.contains(&nonce_hex) {
@@ -214,7 +214,7 @@ fn match_half(
 }
 
 /// `canary_signature`: the signature was made by the key of an attested part that runs the model.
-fn judge_signature(response: &Value, text: &str, nodes: &[NodeKey]) -> Outcome {
+fn judge_signature(response: &Value, text: &str, nodes: &[PartKey]) -> Outcome {
     let Some(signature) = response.get("signature").and_then(Value::as_str) else {
         return Outcome::Fail("the signature response has no `signature` string".into());
     };
@@ -294,7 +294,7 @@ fn ed25519_signer(
     text: &str,
     signature_hex: &str,
     claimed: Option<&str>,
-    nodes: &[NodeKey],
+    nodes: &[PartKey],
 ) -> Result<String, String> {
     use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 
@@ -402,8 +402,8 @@ mod tests {
         })
     }
 
-    fn node(key: &str, serves_inference: bool) -> NodeKey {
-        NodeKey {
+    fn node(key: &str, serves_inference: bool) -> PartKey {
+        PartKey {
             scope: if serves_inference {
                 "model:0"
             } else {

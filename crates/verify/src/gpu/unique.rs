@@ -15,7 +15,7 @@
 use super::certs::{self, LeafIdentity};
 use super::part::{gpu_scope, read_part_payload};
 use crate::checks::GPU_EVIDENCE_SIGNATURE;
-use crate::report::NodeReport;
+use crate::report::Part;
 use crate::verdict::{Check, Outcome, State};
 
 /// One GPU whose leaf certificate could be read.
@@ -26,9 +26,8 @@ struct SeenGpu<'a> {
 }
 
 /// Judges `gpu_unique` over the parts of one answer, with the checks recorded so far.
-pub fn judge(parts: &[NodeReport<'_>], checks: &[Check]) -> Outcome {
-    let model_parts: Vec<&NodeReport<'_>> =
-        parts.iter().filter(|p| p.role.serves_inference()).collect();
+pub fn judge(parts: &[Part<'_>], checks: &[Check]) -> Outcome {
+    let model_parts: Vec<&Part<'_>> = parts.iter().filter(|p| p.role.serves_inference()).collect();
     if model_parts.is_empty() {
         return Outcome::Unknown(
             "no attested part runs the model, so there is no gpu evidence to compare".into(),

@@ -1,6 +1,7 @@
-//! Verification of one attested node of a dstack / vllm-proxy report, as numbered steps.
+//! Verification of one attested part of a report (a dstack node, the NEAR gateway, a model
+//! attestation behind it, a compose manager), as numbered steps.
 //!
-//! Each step records one check for the node's scope. A check whose input is missing because an
+//! Each step records one check for the part's scope. A check whose input is missing because an
 //! earlier step failed is `unknown` naming that step; checks that read the quote body still report
 //! what the body says when its signature failed (the verdict fails anyway).
 
@@ -13,12 +14,12 @@ use super::dcap::{self, TcbOutcome};
 use super::dstack;
 use super::hexutil;
 use super::policy::{Policy, TrustAnchors};
-use super::report::{NodeReport, PartRole};
+use super::report::{Part, PartRole};
 use super::tdx::{self, TdxQuote};
 use super::verdict::{Outcome, Recorder, Source};
 
-/// What a node's verification needs besides the node itself.
-pub struct NodeContext<'a> {
+/// What a part's verification needs besides the part itself.
+pub struct PartContext<'a> {
     pub bundle: &'a super::bundle::Bundle,
     pub nonce: &'a [u8; 32],
     pub collateral: Option<&'a Value>,
@@ -34,15 +35,15 @@ fn after(step: &str, what: &str) -> Outcome {
     Outcome::Unknown(format!("{step} {what}"))
 }
 
-/// Verifies one node and records its checks and observations.
-pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
-    let scope = node.scope.as_str();
+/// Verifies one part and records its checks and observations.
+pub fn verify_part(part: &Part<'_>, ctx: &PartContext<'_>, rec: &mut Recorder) {
+    let scope = part.scope.as_str();
     // A compose manager's quote binds its action log, not a signing key, and it has no app
     // compose of its own: it is the same TD as the part it belongs to.
-    let is_manager = node.role == PartRole::ComposeManager;
+    let is_manager = part.role == PartRole::ComposeManager;
 
     // 1. Parse the quote.
-    let parsed = node
+    let parsed = part
         .quote_hex()
         .and_then(|text| hexutil::decode(text).map_err(|e| format!("intel_quote is not hex: {e}")))
         .and_then(|raw| match TdxQuote::parse(&raw) {
@@ -77,19 +78,19 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
             if is_manager {
                 rec.check(SAME_TD, scope, after(TDX_QUOTE_PARSE, "failed"));
             } else {
-                if let Some(outcome) = binding::signing_key_address(node) {
+                if let Some(outcome) = binding::signing_key_address(part) {
                     rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
                 }
-                observe_signing_address(node, scope, false, rec);
+                observe_signing_address(part, scope, false, rec);
             }
             rec.check(EVENT_LOG_REPLAY, scope, after(TDX_QUOTE_PARSE, "failed"));
             if is_manager {
-                observe_deployed(node, scope, false, None, rec);
+                observe_deployed(part, scope, false, None, rec);
             } else {
                 rec.check(COMPOSE_BINDING, scope, after(TDX_QUOTE_PARSE, "failed"));
             }
-            observe_claims(node, scope, rec);
-            verify_gpus(node, ctx, rec);
+            observe_claims(part, scope, rec);
+            verify_gpus(part, ctx, rec);
             return;
         }
     };
@@ -115,52 +116,52 @@ pub fn verify_node(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recor
     rec.check(TDX_TD_ATTRIBUTES, scope, judge_attributes(&quote));
 
     if is_manager {
-        verify_manager_body(node, ctx, &quote, rec);
+        verify_manager_body(part, ctx, &quote, rec);
         return;
     }
 
     // 6. REPORTDATA binds the signing key and this check's nonce.
-    let binding = binding::report_data_binding(node, &quote.body.report_data, ctx.nonce);
+    let binding = binding::report_data_binding(part, &quote.body.report_data, ctx.nonce);
     let bound = binding.state() == super::verdict::State::Pass;
     rec.check(REPORT_DATA_BINDING, scope, binding);
-    observe_signing_address(node, scope, bound, rec);
+    observe_signing_address(part, scope, bound, rec);
 
     // 7. The public key, when given, belongs to the signing address.
-    if let Some(outcome) = binding::signing_key_address(node) {
+    if let Some(outcome) = binding::signing_key_address(part) {
         rec.check(SIGNING_KEY_ADDRESS, scope, outcome);
     }
 
     // 8. Replay the event log against the RTMRs, then 9. bind the app compose.
-    let replayed = replay_event_log(node, &quote, scope, rec);
+    let replayed = replay_event_log(part, &quote, scope, rec);
     rec.check(
         COMPOSE_BINDING,
         scope,
-        judge_compose(node, &quote, replayed.as_ref()),
+        judge_compose(part, &quote, replayed.as_ref()),
     );
-    observe_claims(node, scope, rec);
+    observe_claims(part, scope, rec);
 
     // 10.–12. The GPUs beside the TD: their evidence, and NVIDIA's verdict on it.
-    verify_gpus(node, ctx, rec);
+    verify_gpus(part, ctx, rec);
 }
 
 /// Steps 6–9 of a NEAR compose manager: REPORTDATA binds its action log and the nonce, its quote
 /// is the TD of the part it belongs to, its event log replays; then what the log says runs.
 fn verify_manager_body(
-    node: &NodeReport<'_>,
-    ctx: &NodeContext<'_>,
+    part: &Part<'_>,
+    ctx: &PartContext<'_>,
     quote: &TdxQuote,
     rec: &mut Recorder,
 ) {
-    let scope = node.scope.as_str();
+    let scope = part.scope.as_str();
     // 6. REPORTDATA = sha256(actions) ‖ nonce.
-    let binding = compose_manager::judge_binding(node, &quote.body.report_data, ctx.nonce);
+    let binding = compose_manager::judge_binding(part, &quote.body.report_data, ctx.nonce);
     rec.check(REPORT_DATA_BINDING, scope, binding);
     // 7. The same TD as its owner.
-    let owner = node.owner.as_deref().unwrap_or_default();
+    let owner = part.owner.as_deref().unwrap_or_default();
     let same = compose_manager::judge_same_td(scope, owner, &rec.observed);
     rec.check(SAME_TD, scope, same);
     // 8. Its event log (the TD's own) replays against its registers.
-    let identity = replay_event_log(node, quote, scope, rec);
+    let identity = replay_event_log(part, quote, scope, rec);
     // 9. What runs, as evidence only when the quote verified, binds the log and is that TD.
     let verified = [TDX_QUOTE_SIGNATURE, REPORT_DATA_BINDING, SAME_TD]
         .iter()
@@ -170,18 +171,18 @@ fn verify_manager_body(
             })
         });
     let instance = identity.as_ref().and_then(|i| i.instance_id.as_deref());
-    observe_deployed(node, scope, verified, instance, rec);
+    observe_deployed(part, scope, verified, instance, rec);
 }
 
 /// Records the deployed software the compose manager's action log names.
 fn observe_deployed(
-    node: &NodeReport<'_>,
+    part: &Part<'_>,
     scope: &str,
     verified: bool,
     instance_id: Option<&[u8]>,
     rec: &mut Recorder,
 ) {
-    let Ok(actions) = compose_manager::actions(node) else {
+    let Ok(actions) = compose_manager::actions(part) else {
         return;
     };
     let source = if verified {
@@ -196,8 +197,8 @@ fn observe_deployed(
 
 /// Records the report's signing address: proven by the quote when the binding passed, else only
 /// claimed.
-fn observe_signing_address(node: &NodeReport<'_>, scope: &str, bound: bool, rec: &mut Recorder) {
-    if let Some(address) = node.str_field("signing_address") {
+fn observe_signing_address(part: &Part<'_>, scope: &str, bound: bool, rec: &mut Recorder) {
+    if let Some(address) = part.str_field("signing_address") {
         let source = if bound { Source::Quote } else { Source::Claim };
         let value = hexutil::decode(address)
             .map(|b| hexutil::lower(&b))
@@ -208,13 +209,13 @@ fn observe_signing_address(node: &NodeReport<'_>, scope: &str, bound: bool, rec:
 
 /// The GPU evidence is independent of the quote, so it is judged whatever the quote said. The
 /// NEAR gateway and compose manager are CPU-only TDs: they get no GPU or NRAS checks at all.
-fn verify_gpus(node: &NodeReport<'_>, ctx: &NodeContext<'_>, rec: &mut Recorder) {
-    if !node.role.serves_inference() {
+fn verify_gpus(part: &Part<'_>, ctx: &PartContext<'_>, rec: &mut Recorder) {
+    if !part.role.serves_inference() {
         return;
     }
     super::gpu::part::verify_part_gpus(
-        node.fields.get("nvidia_payload"),
-        &node.scope,
+        part.fields.get("nvidia_payload"),
+        &part.scope,
         ctx.gpu_parts,
         ctx.bundle,
         ctx.anchors,
@@ -353,12 +354,12 @@ fn observe_quote(raw: &[u8], quote: &TdxQuote, scope: &str, rec: &mut Recorder) 
 /// Step 8: replays the log. Returns the OS-written identity when the replay matched the quote
 /// and the identity events obey the RTMR3 rules, so that its values count as evidence.
 fn replay_event_log(
-    node: &NodeReport<'_>,
+    part: &Part<'_>,
     quote: &TdxQuote,
     scope: &str,
     rec: &mut Recorder,
 ) -> Option<dstack::RuntimeIdentity> {
-    let Some(log) = node.event_log() else {
+    let Some(log) = part.event_log() else {
         rec.check(
             EVENT_LOG_REPLAY,
             scope,
@@ -466,7 +467,7 @@ fn observe_identity(
 
 /// Step 9: the compose binding, judged on the replayed identity and the quote's MRCONFIGID.
 fn judge_compose(
-    node: &NodeReport<'_>,
+    part: &Part<'_>,
     quote: &TdxQuote,
     identity: Option<&dstack::RuntimeIdentity>,
 ) -> Outcome {
@@ -474,7 +475,7 @@ fn judge_compose(
         return after(EVENT_LOG_REPLAY, "did not pass");
     };
     dstack::compose_binding(
-        node.app_compose().as_deref(),
+        part.app_compose().as_deref(),
         identity.compose_hash.as_deref(),
         &quote.body.mrconfigid,
     )
@@ -482,10 +483,10 @@ fn judge_compose(
 
 /// Records values the report only asserts (`info`, `vm_config`) when no evidence shows the same
 /// value for the field, so that a reader sees what was claimed but not proven.
-fn observe_claims(node: &NodeReport<'_>, scope: &str, rec: &mut Recorder) {
-    let info = node.info();
-    let tcb_info = node.tcb_info();
-    let vm_config = node.vm_config();
+fn observe_claims(part: &Part<'_>, scope: &str, rec: &mut Recorder) {
+    let info = part.info();
+    let tcb_info = part.tcb_info();
+    let vm_config = part.vm_config();
     let claims: [(&str, Option<&Value>); 8] = [
         ("compose_hash", info.and_then(|i| i.get("compose_hash"))),
         ("app_id", info.and_then(|i| i.get("app_id"))),
