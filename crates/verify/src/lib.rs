@@ -61,9 +61,10 @@ use verdict::{Recorder, VERDICT_FORMAT};
 ///    8. `event_log_replay`: the event log replays to the quote's RTMRs, and the OS-written
 ///       identity it yields (`dstack.rs`, `part.rs`);
 ///    9. `compose_binding`: the app compose is the one the TD measured (`part.rs`);
-///    10. the GPU evidence the format promises is present, 11. per GPU `gpu_nonce` and
-///       `gpu_evidence_signature` up to the pinned NVIDIA root, 12. `nras_token` for the part and
-///       `nras_result` per GPU (`gpu/part.rs`, `gpu/spdm`, `gpu/certs`, `gpu/nras`).
+///    10. the GPU evidence the format promises is present (`gpu/part.rs`);
+///    11. per GPU, `gpu_nonce` and `gpu_evidence_signature` up to the pinned NVIDIA root
+///        (`gpu/spdm`, `gpu/certs`);
+///    12. `nras_token` for the part and `nras_result` per GPU (`gpu/nras`).
 /// 4. `gpu_unique`: no GPU is shown for two parts (`gpu/unique.rs`).
 /// 5. `ohttp_key_binding`, per part that carries one: the OHTTP key was signed by the part's
 ///    attested key (`ohttp.rs`).
