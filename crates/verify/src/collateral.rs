@@ -8,9 +8,9 @@
 //! `nextUpdate`) and each certificate of the three issuer chains (from `notBefore` to
 //! `notAfter`). It expires with its first part, which [`Validity::expires_first`] names: in
 //! Intel's real collateral that is often the PCK CRL, minutes before the TCB info. These are the
-//! parts dcap-qvl dates too, but dcap-qvl only says which one failed as text, and only for some
-//! (a PCK CRL past its `nextUpdate` comes back as a failed revocation check), so teewatch reads
-//! the dates itself. A PCK certificate chain a collateral source attaches is not read: it belongs
+//! parts dcap-qvl dates too, but dcap-qvl says which one has expired only as text, and for a CRL
+//! only as a failed certificate chain (`CrlExpired`), which reads as a bad signature; so
+//! teewatch reads the dates itself and judges expired collateral `unknown` before dcap-qvl runs. A PCK certificate chain a collateral source attaches is not read: it belongs
 //! to the quote (a quote of certification data type 5 carries its own), and dcap-qvl judges it
 //! with the quote.
 //!

@@ -12,13 +12,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::collateral::{self, Validity};
-use super::hexutil;
-use super::verdict::Outcome;
 use dcap_qvl::QuoteCollateralV3;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use super::collateral::{self, Validity};
+use super::hexutil;
+use super::verdict::Outcome;
 
 /// What dcap-qvl concluded about the TCB, once the signatures are settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
