@@ -4,19 +4,20 @@
 //! so the PCCS is asked again only when the cached copy is due: when it was fetched longer ago
 //! than `[intel] collateral_refresh` (a day by default, so a revocation or a TCB recovery Intel
 //! publishes is seen within a day rather than when the copy nears its end), or when it is within
-//! [`REFRESH_MARGIN_DAYS`] of the end of its validity: the earliest `nextUpdate` or `notAfter`
-//! of its TCB info, QE identity, CRLs and issuer chains, the verifier's own reading
+//! [`REFRESH_MARGIN_DAYS`] of the end of its validity: the earliest `nextUpdate` or `notAfter` of
+//! its TCB info, QE identity, CRLs and issuer chains, the verifier's own reading
 //! ([`crate::verify::collateral::validity`]), so the cache refreshes on the date the verifier
-//! would stop accepting the copy and the expiry metric shows. While the copy is still valid a due refresh is tried at most once per
-//! [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep serving the same collateral for a
-//! while, and a check every few minutes must not hammer a PCCS that is down). A missing or
-//! expired copy is refetched on every check.
+//! stops accepting the copy and the expiry metric shows. While the copy is still valid a due
+//! refresh is tried at most once per [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep
+//! serving the same collateral for a while, and a check every few minutes must not hammer a PCCS
+//! that is down). A missing or expired copy is refetched on every check.
 //!
 //! A failed refresh never replaces nor deletes the cached copy: the caller only stores what the
 //! PCCS answered, and [`CollateralCache::put`] refuses an answer whose validity the verifier
-//! cannot read and an already-expired answer when the cached copy lasts longer. While the PCCS is unreachable
-//! the cached copy keeps serving, and once it has expired the verifier judges the quote `unknown`
-//! (its validity windows no longer cover `observed_at`), never `fail`.
+//! cannot read (it could judge no quote by it) and an already-expired answer when the cached copy
+//! lasts longer. While the PCCS is unreachable the cached copy keeps serving, and once it has
+//! expired the verifier judges the quote `unknown` (its validity windows no longer cover
+//! `observed_at`), never `fail`.
 //!
 //! On disk each FMSPC has `collateral-<fmspc>.json` holding `{"format": "teewatch-collateral/1",
 //! "fetched_at": <RFC 3339>, "collateral": <QuoteCollateralV3>}`, so the age of a copy survives a
@@ -28,13 +29,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::verify::collateral::{self, Validity};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use crate::verify::collateral::{self, Validity};
+
 /// How long before the end of its validity a cached collateral is refreshed whatever its age:
 /// eight days, so a platform whose collateral is within 7 days of expiry means refreshing has
-/// failed for a day (the `TeewatchCollateralExpiringSoon` alert, `dashboards/prometheus/alerts.yml`).
+/// failed for a day (the `TeewatchCollateralExpiringSoon` alert,
+/// `dashboards/prometheus/alerts.yml`).
 pub const REFRESH_MARGIN_DAYS: i64 = 8;
 
 /// While the cached copy is still valid, the least time between two refresh attempts of one
@@ -48,7 +51,8 @@ pub const FILE_FORMAT: &str = "teewatch-collateral/1";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cached {
     pub collateral: Value,
-    /// The last instant the verifier accepts the copy ([`Validity::expires_at`]).
+    /// The end of the copy ([`Validity::expires_at`]): from this second on it is refetched on
+    /// every check, and the verifier accepts it at most this one second more.
     pub expires_at: DateTime<Utc>,
     /// The part that ends first, as the verifier names it ("pck crl", "tcb info", …).
     pub expires_first: String,

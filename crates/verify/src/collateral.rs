@@ -9,10 +9,10 @@
 //! `notAfter`). It expires with its first part, which [`Validity::expires_first`] names: in
 //! Intel's real collateral that is often the PCK CRL, minutes before the TCB info. These are the
 //! parts dcap-qvl dates too, but dcap-qvl says which one has expired only as text, and for a CRL
-//! only as a failed certificate chain (`CrlExpired`), which reads as a bad signature; so
-//! teewatch reads the dates itself and judges expired collateral `unknown` before dcap-qvl runs. A PCK certificate chain a collateral source attaches is not read: it belongs
-//! to the quote (a quote of certification data type 5 carries its own), and dcap-qvl judges it
-//! with the quote.
+//! only as a failed certificate chain (`CrlExpired`), which reads as a bad signature; so teewatch
+//! reads the dates itself and judges expired collateral `unknown` before dcap-qvl runs. A PCK
+//! certificate chain a collateral source attaches is not read: it belongs to the quote (a quote
+//! of certification data type 5 carries its own), and dcap-qvl judges it with the quote.
 //!
 //! Windows are judged at whole seconds and their ends as dcap-qvl 0.7.1 judges them, so that
 //! teewatch never hands dcap-qvl collateral it would then reject as a failed signature: the TCB
