@@ -4,17 +4,20 @@
 //! so the PCCS is asked again only when the cached copy is due: when it was fetched longer ago
 //! than `[intel] collateral_refresh` (a day by default, so a revocation or a TCB recovery Intel
 //! publishes is seen within a day rather than when the copy nears its end), or when it is within
-//! [`REFRESH_MARGIN_DAYS`] of its earliest `nextUpdate` (TCB info, QE identity, PCK CRL or root
-//! CA CRL). While the copy is still valid a due refresh is tried at most once per
-//! [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep serving the same collateral for a
-//! while, and a check every few minutes must not hammer a PCCS that is down). A missing or
-//! expired copy is refetched on every check.
+//! [`REFRESH_MARGIN_DAYS`] of the end of its validity: the earliest `nextUpdate` or `notAfter` of
+//! its TCB info, QE identity, CRLs and issuer chains, the verifier's own reading
+//! ([`crate::verify::collateral::validity`]), so the cache refreshes on the date the verifier
+//! stops accepting the copy and the expiry metric shows. While the copy is still valid a due
+//! refresh is tried at most once per [`RETRY_INTERVAL_MINUTES`] per FMSPC (Intel's PCS may keep
+//! serving the same collateral for a while, and a check every few minutes must not hammer a PCCS
+//! that is down). A missing or expired copy is refetched on every check.
 //!
 //! A failed refresh never replaces nor deletes the cached copy: the caller only stores what the
-//! PCCS answered, and [`CollateralCache::put`] refuses an answer without a readable `nextUpdate`
-//! and an already-expired answer when the cached copy lasts longer. While the PCCS is unreachable
-//! the cached copy keeps serving, and once it has expired the verifier judges the quote `unknown`
-//! (its validity windows no longer cover `observed_at`), never `fail`.
+//! PCCS answered, and [`CollateralCache::put`] refuses an answer whose validity the verifier
+//! cannot read (it could judge no quote by it) and an already-expired answer when the cached copy
+//! lasts longer. While the PCCS is unreachable the cached copy keeps serving, and once it has
+//! expired the verifier judges the quote `unknown` (its validity windows no longer cover
+//! `observed_at`), never `fail`.
 //!
 //! On disk each FMSPC has `collateral-<fmspc>.json` holding `{"format": "teewatch-collateral/1",
 //! "fetched_at": <RFC 3339>, "collateral": <QuoteCollateralV3>}`, so the age of a copy survives a
@@ -29,9 +32,12 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-/// How long before `nextUpdate` a cached collateral is refreshed whatever its age: eight days,
-/// so a platform whose collateral is within 7 days of expiry means refreshing has failed for a
-/// day (the `TeewatchCollateralExpiringSoon` alert, `dashboards/prometheus/alerts.yml`).
+use crate::verify::collateral::{self, Validity};
+
+/// How long before the end of its validity a cached collateral is refreshed whatever its age:
+/// eight days, so a platform whose collateral is within 7 days of expiry means refreshing has
+/// failed for a day (the `TeewatchCollateralExpiringSoon` alert,
+/// `dashboards/prometheus/alerts.yml`).
 pub const REFRESH_MARGIN_DAYS: i64 = 8;
 
 /// While the cached copy is still valid, the least time between two refresh attempts of one
@@ -41,11 +47,15 @@ pub const RETRY_INTERVAL_MINUTES: i64 = 60;
 /// The `format` of a cache file that records when its collateral was fetched.
 pub const FILE_FORMAT: &str = "teewatch-collateral/1";
 
-/// One cached collateral, when its earliest part stops being valid and when it was fetched.
+/// One cached collateral, when its first part stops being valid and when it was fetched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cached {
     pub collateral: Value,
-    pub next_update: DateTime<Utc>,
+    /// The end of the copy ([`Validity::expires_at`]): from this second on it is refetched on
+    /// every check, and the verifier accepts it at most this one second more.
+    pub expires_at: DateTime<Utc>,
+    /// The part that ends first, as the verifier names it ("pck crl", "tcb info", …).
+    pub expires_first: String,
     /// When the PCCS served this copy; `None` for a file written before teewatch recorded it,
     /// which counts as older than any refresh period.
     pub fetched_at: Option<DateTime<Utc>>,
@@ -57,16 +67,20 @@ pub enum PutError {
     #[error("expected an fmspc of 12 hex digits, found {0:?}")]
     Fmspc(String),
     #[error(
-        "expected collateral for fmspc {0} with a readable nextUpdate, found none; the cached copy is kept"
+        "expected collateral for fmspc {fmspc} whose validity can be read, found {error}; the cached copy is kept"
     )]
-    Undated(String),
+    Unreadable {
+        fmspc: String,
+        error: collateral::Error,
+    },
     #[error(
-        "expected collateral for fmspc {fmspc} valid at {fetched_at}, found nextUpdate {next_update}; the cached copy, valid until {kept_until}, is kept"
+        "expected collateral for fmspc {fmspc} valid at {fetched_at}, found it expired at {expires_at} ({expires_first} first); the cached copy, valid until {kept_until}, is kept"
     )]
     Expired {
         fmspc: String,
         fetched_at: DateTime<Utc>,
-        next_update: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        expires_first: String,
         kept_until: DateTime<Utc>,
     },
     /// The copy is in memory and serves; only its persistence failed.
@@ -86,14 +100,6 @@ pub struct CollateralCache {
     /// When a still-valid copy was last due for a refresh, per FMSPC (memory only: after a
     /// restart the first check may try once more).
     attempts: Mutex<HashMap<String, DateTime<Utc>>>,
-}
-
-/// The earliest `nextUpdate` of a collateral: TCB info, QE identity, PCK CRL and root CA CRL
-/// (the CRLs' DER read with x509-parser). The same reading as
-/// `teewatch_collateral_expiry_timestamp_seconds`, so the cache never thinks a copy lasts
-/// longer than the metric says.
-pub fn next_update(collateral: &Value) -> Option<DateTime<Utc>> {
-    crate::metrics::collateral_next_update(collateral)
 }
 
 /// An FMSPC as a safe file-name part: 12 hex characters, or nothing.
@@ -120,12 +126,23 @@ fn read_file(text: &str) -> Option<(Value, Option<DateTime<Utc>>)> {
     Some((file.remove("collateral")?, fetched_at))
 }
 
-/// Whether a still-valid copy is due for a refresh at `now`: near its `nextUpdate`, or older
-/// than `refresh`, or of unknown age.
+impl Cached {
+    fn new(collateral: Value, validity: &Validity, fetched_at: Option<DateTime<Utc>>) -> Cached {
+        Cached {
+            collateral,
+            expires_at: validity.expires_at(),
+            expires_first: validity.expires_first().part.clone(),
+            fetched_at,
+        }
+    }
+}
+
+/// Whether a still-valid copy is due for a refresh at `now`: near its end, or older than
+/// `refresh`, or of unknown age.
 fn due(cached: &Cached, now: DateTime<Utc>, refresh: Duration) -> bool {
     let near_end = now
         .checked_add_signed(Duration::days(REFRESH_MARGIN_DAYS))
-        .is_none_or(|edge| edge >= cached.next_update);
+        .is_none_or(|edge| edge >= cached.expires_at);
     // Either way round, so a fetch time ahead of the clock (set back since) does not hold
     // refreshes off until the clock catches up.
     let old = cached
@@ -156,11 +173,9 @@ impl CollateralCache {
         }
         let text = std::fs::read_to_string(self.file(&key)?).ok()?;
         let (collateral, fetched_at) = read_file(&text)?;
-        let cached = Cached {
-            next_update: next_update(&collateral)?,
-            collateral,
-            fetched_at,
-        };
+        // A file whose validity cannot be read is as good as none: the next check refetches.
+        let validity = collateral::validity(&collateral).ok()?;
+        let cached = Cached::new(collateral, &validity, fetched_at);
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(key, cached.clone());
         }
@@ -169,8 +184,9 @@ impl CollateralCache {
 
     /// Whether the caller should refetch the collateral of an FMSPC at `now`, given the refresh
     /// period `refresh` (`[intel] collateral_refresh`): always when there is no cached copy or it
-    /// has expired; when the copy is due (older than `refresh`, of unknown age, or within
-    /// [`REFRESH_MARGIN_DAYS`] of its `nextUpdate`), only if no attempt was due in the last
+    /// has reached its end ([`Cached::expires_at`], the same instant the verifier and the expiry
+    /// metric read); when the copy is due (older than `refresh`, of unknown age, or within
+    /// [`REFRESH_MARGIN_DAYS`] of its end), only if no attempt was due in the last
     /// [`RETRY_INTERVAL_MINUTES`]. A yes for a still-valid copy counts as that attempt (checked
     /// and recorded under one lock, so concurrent checks of one platform fetch once), whether or
     /// not the fetch then succeeds.
@@ -183,7 +199,9 @@ impl CollateralCache {
         let (Some(key), Some(cached)) = (fmspc_key(fmspc), self.get(fmspc)) else {
             return true;
         };
-        if now >= cached.next_update {
+        // From the last valid second on: refetching a second early costs nothing, a second late
+        // would hand the verifier a copy it no longer accepts.
+        if now >= cached.expires_at {
             return true;
         }
         let refresh = Duration::from_std(refresh).unwrap_or(Duration::MAX);
@@ -206,8 +224,9 @@ impl CollateralCache {
     /// Stores collateral the PCCS served at `fetched_at`, in memory and, when persistent, on disk
     /// (written to a temporary file and renamed, so a crash never leaves half a file and a
     /// failed write leaves the previous file whole). Refused, keeping the cached copy: an FMSPC
-    /// that is not 12 hex digits, collateral without a readable `nextUpdate`, and collateral
-    /// already expired at `fetched_at` while the cached copy lasts longer (a PCCS serving stale
+    /// that is not 12 hex digits, collateral whose validity the verifier cannot read (it could
+    /// judge no quote by it), and collateral already expired at `fetched_at` while the cached
+    /// copy lasts longer (a PCCS serving stale
     /// collateral must not cut a good copy short). When only the disk write fails the new copy
     /// still serves from memory and the error says so.
     pub fn put(
@@ -217,14 +236,19 @@ impl CollateralCache {
         fetched_at: DateTime<Utc>,
     ) -> Result<(), PutError> {
         let key = fmspc_key(fmspc).ok_or_else(|| PutError::Fmspc(fmspc.to_string()))?;
-        let next = next_update(&collateral).ok_or_else(|| PutError::Undated(key.clone()))?;
-        if next <= fetched_at {
-            if let Some(kept) = self.get(&key).filter(|c| c.next_update > next) {
+        let validity = collateral::validity(&collateral).map_err(|error| PutError::Unreadable {
+            fmspc: key.clone(),
+            error,
+        })?;
+        let end = validity.expires_at();
+        if end <= fetched_at {
+            if let Some(kept) = self.get(&key).filter(|c| c.expires_at > end) {
                 return Err(PutError::Expired {
                     fmspc: key,
                     fetched_at,
-                    next_update: next,
-                    kept_until: kept.next_update,
+                    expires_at: end,
+                    expires_first: validity.expires_first().part.clone(),
+                    kept_until: kept.expires_at,
                 });
             }
         }
@@ -237,14 +261,7 @@ impl CollateralCache {
             })
         });
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(
-                key,
-                Cached {
-                    collateral,
-                    next_update: next,
-                    fetched_at: Some(fetched_at),
-                },
-            );
+            entries.insert(key, Cached::new(collateral, &validity, Some(fetched_at)));
         }
         match (path, file) {
             (Some(path), Some(file)) => write_atomically(&path, &file.to_string())

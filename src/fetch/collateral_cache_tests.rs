@@ -5,7 +5,8 @@
 
 use super::*;
 
-/// The test collateral's earliest `nextUpdate`: its PCK CRL's (the TCB info's is 10:16:03).
+/// The end of the test collateral's validity: its PCK CRL's `nextUpdate` (the TCB info's is
+/// 10:16:03).
 const NEXT: &str = "2025-07-19T10:00:35Z";
 /// `[intel] collateral_refresh` by default.
 const DAY: std::time::Duration = crate::config::DEFAULT_COLLATERAL_REFRESH;
@@ -54,29 +55,25 @@ fn temp_dir(test: &str) -> PathBuf {
 }
 
 #[test]
-fn next_update_is_the_earliest_part_crls_included() {
-    assert_eq!(next_update(&collateral()), Some(at(NEXT)));
-    // Without the PCK CRL the TCB info's date is the earliest; without the readable parts but
-    // the root CA CRL, the root CA CRL's.
-    let mut without_pck_crl = collateral();
-    without_pck_crl.as_object_mut().unwrap().remove("pck_crl");
+fn the_copy_ends_when_the_verifier_stops_accepting_it() {
+    let cache = warm_at("2025-06-20T00:00:00Z");
+    let cached = cache.get(FMSPC).unwrap();
+    // The verifier's reading: the PCK CRL ends first, 16 minutes before the TCB info.
+    let validity = crate::verify::collateral::validity(&collateral()).unwrap();
+    assert_eq!(cached.expires_at, validity.expires_at());
+    assert_eq!(cached.expires_at, at(NEXT));
+    assert_eq!(cached.expires_first, "pck crl");
+    // With the TCB info's nextUpdate moved before it, the TCB info ends first.
+    let cache = CollateralCache::new(None);
+    let earlier = with_tcb_next_update("2025-07-18T10:16:03Z");
+    cache
+        .put(FMSPC, earlier, at("2025-06-20T00:00:00Z"))
+        .unwrap();
+    let cached = cache.get(FMSPC).unwrap();
     assert_eq!(
-        next_update(&without_pck_crl),
-        Some(at("2025-07-19T10:16:03Z"))
+        (cached.expires_at, cached.expires_first.as_str()),
+        (at("2025-07-18T10:16:03Z"), "tcb info")
     );
-    let mut only_root_crl = without_pck_crl;
-    for key in ["tcb_info", "qe_identity"] {
-        only_root_crl.as_object_mut().unwrap().remove(key);
-    }
-    assert_eq!(
-        next_update(&only_root_crl),
-        Some(at("2026-04-03T11:21:57Z"))
-    );
-    // A CRL that is not hex DER is left out rather than failing, and nothing readable is None.
-    let mut garbage = collateral();
-    garbage["pck_crl"] = Value::String("30820a63zz".into());
-    assert_eq!(next_update(&garbage), Some(at("2025-07-19T10:16:03Z")));
-    assert_eq!(next_update(&json!({"pck_crl": "00"})), None);
 }
 
 #[test]
@@ -89,7 +86,7 @@ fn survives_a_restart_through_the_disk_and_refreshes_before_expiry() {
     let reopened = CollateralCache::new(Some(&dir));
     let cached = reopened.get(FMSPC).unwrap();
     assert_eq!(cached.collateral, collateral());
-    assert_eq!(cached.next_update, at(NEXT));
+    assert_eq!(cached.expires_at, at(NEXT));
     assert_eq!(cached.fetched_at, Some(fetched));
     // Inside the refresh period and far from nextUpdate: kept; within 8 days of it: refreshed.
     assert!(!reopened.needs_refresh(FMSPC, at("2025-07-10T12:00:00Z"), DAY));
@@ -132,7 +129,7 @@ fn a_legacy_file_without_a_fetch_time_loads_and_is_refreshed() {
     let cache = CollateralCache::new(Some(&dir));
     let cached = cache.get(FMSPC).unwrap();
     assert_eq!(cached.collateral, collateral());
-    assert_eq!(cached.next_update, at(NEXT));
+    assert_eq!(cached.expires_at, at(NEXT));
     assert_eq!(cached.fetched_at, None);
     // A month from nextUpdate, yet of unknown age: refreshed, under the hourly limit.
     let now = at("2025-06-20T00:00:00Z");
@@ -277,12 +274,22 @@ fn a_failed_refresh_never_replaces_nor_deletes_the_good_copy() {
     let now = good_at + Duration::hours(25);
     assert!(cache.needs_refresh(FMSPC, now, DAY));
 
-    // An answer without any readable date.
+    // An answer that is not collateral, and one whose PCK CRL cannot be read: the verifier
+    // could judge no quote by either.
     let undated = json!({"tcb_info": "{}", "pck_crl": "not hex"});
     assert!(matches!(
         cache.put(FMSPC, undated, now),
-        Err(PutError::Undated(_))
+        Err(PutError::Unreadable { .. })
     ));
+    let mut unreadable = collateral();
+    unreadable["pck_crl"] = Value::String("00".into());
+    let refused = cache.put(FMSPC, unreadable, now).unwrap_err();
+    assert!(
+        refused.to_string().starts_with(
+            "expected collateral for fmspc b0c06f000000 whose validity can be read, found pck crl is not a der crl"
+        ),
+        "{refused}"
+    );
     // An answer that expired before it was fetched, while the cached copy lasts longer: a
     // stale PCCS must not cut the good copy short.
     let stale = with_tcb_next_update("2025-06-01T00:00:00Z");
@@ -291,7 +298,7 @@ fn a_failed_refresh_never_replaces_nor_deletes_the_good_copy() {
     assert!(
         refused
             .to_string()
-            .starts_with("expected collateral for fmspc b0c06f000000 valid at 2025-06-21 01:00:00 UTC, found nextUpdate 2025-06-01 00:00:00 UTC"),
+            .starts_with("expected collateral for fmspc b0c06f000000 valid at 2025-06-21 01:00:00 UTC, found it expired at 2025-06-01 00:00:00 UTC (tcb info first)"),
         "{refused}"
     );
     // A name that is not an FMSPC.
@@ -323,7 +330,7 @@ fn a_failed_refresh_never_replaces_nor_deletes_the_good_copy() {
         .put(FMSPC, with_tcb_next_update("2025-06-01T00:00:00Z"), now)
         .unwrap();
     assert_eq!(
-        empty.get(FMSPC).unwrap().next_update,
+        empty.get(FMSPC).unwrap().expires_at,
         at("2025-06-01T00:00:00Z")
     );
     let _ = std::fs::remove_dir_all(&dir);

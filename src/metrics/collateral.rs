@@ -1,10 +1,12 @@
 //! When the DCAP collateral of each platform stops being valid, for
 //! `teewatch_collateral_expiry_timestamp_seconds`.
 //!
-//! Once any part of a platform's collateral is past its `nextUpdate`, the verifier can no longer
-//! judge that platform's quotes and every target on it turns `unknown`. Exporting the earliest
-//! `nextUpdate` per FMSPC lets an alert fire days before that happens, for instance when the
-//! PCCS has stopped answering and the cache is living on its last copy.
+//! Once any part of a platform's collateral is past its end, the verifier can no longer judge
+//! that platform's quotes and every target on it turns `unknown`. Exporting that instant per
+//! FMSPC lets an alert fire days before it happens, for instance when the PCCS has stopped
+//! answering and the cache is living on its last copy. The instant is the verifier's own reading
+//! ([`crate::verify::collateral::validity`]), the one the collateral cache refreshes on, so the
+//! metric shows the date quotes actually turn `unknown`.
 
 use std::collections::BTreeMap;
 
@@ -12,17 +14,18 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::labels;
+use crate::verify::collateral;
 
-/// The earliest `nextUpdate` of the DCAP collateral in a bundle's `tdx_collateral`, per FMSPC.
+/// When the DCAP collateral in a bundle's `tdx_collateral` stops being valid, per FMSPC.
 ///
 /// `tdx_collateral` is one dcap-qvl `QuoteCollateralV3` object or an array of them
-/// (`docs/bundle.md`). For each, the FMSPC is read from the signed TCB info and the expiry is the
-/// earliest `nextUpdate` among the TCB info, the QE identity, the PCK CRL and the root CA CRL
-/// (the CRLs are read from their DER with x509-parser). A part that cannot be read is left out
-/// rather than failing the whole collateral, since the verifier, not the metrics, judges
-/// malformed collateral. A collateral whose FMSPC is not exactly 12 hex digits, or none of whose
-/// dates can be read, is skipped. Two collaterals for the same FMSPC give the earlier expiry.
-/// The result is sorted by FMSPC, which is in lowercase.
+/// (`docs/bundle.md`). For each, the FMSPC is read from the signed TCB info and the expiry is
+/// [`collateral::Validity::expires_at`]: the earliest `nextUpdate` or `notAfter` of the TCB info,
+/// the QE identity, the PCK CRL, the root CA CRL and the issuer chains' certificates. A
+/// collateral whose validity cannot be read is skipped (the verifier judges quotes on it
+/// `unknown` and says why), and so is one whose FMSPC is not exactly 12 hex digits. Two
+/// collaterals for the same FMSPC give the earlier expiry. The result is sorted by FMSPC, which
+/// is in lowercase.
 pub fn collateral_expiries(bundle: &Value) -> Vec<(String, DateTime<Utc>)> {
     let collaterals: Vec<&Value> = match bundle.get("tdx_collateral") {
         Some(Value::Array(items)) => items.iter().collect(),
@@ -31,19 +34,18 @@ pub fn collateral_expiries(bundle: &Value) -> Vec<(String, DateTime<Utc>)> {
     };
     let mut earliest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for collateral in collaterals {
-        let Some(tcb_info) = signed_json(collateral, "tcb_info") else {
-            continue;
-        };
-        let Some(fmspc) = tcb_info
-            .get("fmspc")
+        let Some(fmspc) = collateral
+            .get("tcb_info")
             .and_then(Value::as_str)
-            .and_then(labels::fmspc)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .and_then(|info| info.get("fmspc")?.as_str().and_then(labels::fmspc))
         else {
             continue;
         };
-        let Some(at) = next_update_with(collateral, &tcb_info) else {
+        let Ok(validity) = collateral::validity(collateral) else {
             continue;
         };
+        let at = validity.expires_at();
         earliest
             .entry(fmspc)
             .and_modify(|known| *known = (*known).min(at))
@@ -52,54 +54,8 @@ pub fn collateral_expiries(bundle: &Value) -> Vec<(String, DateTime<Utc>)> {
     earliest.into_iter().collect()
 }
 
-/// The earliest `nextUpdate` of one `QuoteCollateralV3` object (TCB info, QE identity, PCK CRL
-/// and root CA CRL), or `None` when no date in it can be read.
-pub fn collateral_next_update(collateral: &Value) -> Option<DateTime<Utc>> {
-    match signed_json(collateral, "tcb_info") {
-        Some(tcb_info) => next_update_with(collateral, &tcb_info),
-        None => next_update_with(collateral, &Value::Null),
-    }
-}
-
-fn next_update_with(collateral: &Value, tcb_info: &Value) -> Option<DateTime<Utc>> {
-    [
-        json_next_update(tcb_info),
-        signed_json(collateral, "qe_identity").and_then(|qe| json_next_update(&qe)),
-        crl_next_update(collateral, "pck_crl"),
-        crl_next_update(collateral, "root_ca_crl"),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-}
-
-/// A signed JSON part: dcap-qvl keeps `tcb_info` and `qe_identity` as the exact text Intel
-/// signed, so it is a string to parse; an object is accepted too, since only the dates are read
-/// here and the signature is the verifier's business.
-fn signed_json(collateral: &Value, key: &str) -> Option<Value> {
-    match collateral.get(key)? {
-        Value::String(text) => serde_json::from_str(text).ok(),
-        object @ Value::Object(_) => Some(object.clone()),
-        _ => None,
-    }
-}
-
-fn json_next_update(part: &Value) -> Option<DateTime<Utc>> {
-    let text = part.get("nextUpdate")?.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|at| at.with_timezone(&Utc))
-}
-
-/// The `nextUpdate` of a CRL stored as DER in hex.
-fn crl_next_update(collateral: &Value, key: &str) -> Option<DateTime<Utc>> {
-    let der = hex::decode(collateral.get(key)?.as_str()?).ok()?;
-    let (_, crl) = x509_parser::parse_x509_crl(&der).ok()?;
-    DateTime::from_timestamp(crl.next_update()?.timestamp(), 0)
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -108,39 +64,59 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn collateral(fmspc: &str, tcb_next: &str, qe_next: &str) -> Value {
-        json!({
-            "tcb_info": json!({"fmspc": fmspc, "nextUpdate": tcb_next}).to_string(),
-            "qe_identity": json!({"nextUpdate": qe_next}).to_string(),
-            "pck_crl": "not hex",
-        })
+    /// Real collateral from `tests/vectors/tdx/dcap-qvl/`.
+    fn vector(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/vectors/tdx/dcap-qvl/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// dcap-qvl's v4 TDX collateral (FMSPC B0C06F000000): its PCK CRL ends first, at
+    /// 2025-07-19T10:00:35Z, 16 minutes before its TCB info.
+    fn v4() -> Value {
+        vector("tdx_quote_collateral.json")
+    }
+
+    /// `collateral` with one string member changed by `change`.
+    fn changed(mut collateral: Value, key: &str, change: impl Fn(&str) -> String) -> Value {
+        let text = change(collateral[key].as_str().unwrap());
+        collateral[key] = Value::String(text);
+        collateral
     }
 
     #[test]
-    fn earliest_part_per_fmspc_and_bad_fmspc_skipped() {
+    fn earliest_end_per_fmspc_and_bad_fmspc_or_unreadable_skipped() {
+        // The SGX collateral (00A067110000) ends with its QE identity, 2025-07-19T10:01:18Z;
+        // v5's (B0C06F000000 too) months after v4's, so v4's PCK CRL date is the platform's.
         let bundle = json!({"tdx_collateral": [
-            collateral("B0C06F000000", "2025-07-19T10:16:03Z", "2025-07-18T00:00:00Z"),
-            collateral("b0c06f000000", "2025-07-17T00:00:00Z", "2025-07-20T00:00:00Z"),
-            collateral("00A067110000", "2025-08-01T00:00:00Z", "not a date"),
-            collateral("B0C06F00000", "2025-07-19T10:16:03Z", "2025-07-19T10:16:03Z"),
-            collateral("B0C06F0000\"0", "2025-07-19T10:16:03Z", "2025-07-19T10:16:03Z"),
+            vector("tdx_quote_td15ex_collateral.json"),
+            v4(),
+            vector("sgx_quote_collateral.json"),
+            // One FMSPC digit short: never a label.
+            changed(v4(), "tcb_info", |t| t.replace("B0C06F000000", "B0C06F00000")),
+            // Readable but for its PCK CRL: the verifier judges nothing by it, nor does the
+            // metric (it would otherwise show the TCB info's later date).
+            changed(vector("tdx_quote_td15ex_collateral.json"), "pck_crl", |t| format!("00{t}")),
         ]});
         assert_eq!(
             collateral_expiries(&bundle),
             vec![
-                ("00a067110000".to_string(), at("2025-08-01T00:00:00Z")),
-                ("b0c06f000000".to_string(), at("2025-07-17T00:00:00Z")),
+                ("00a067110000".to_string(), at("2025-07-19T10:01:18Z")),
+                ("b0c06f000000".to_string(), at("2025-07-19T10:00:35Z")),
             ]
         );
+        let unreadable = json!({"tdx_collateral": changed(v4(), "pck_crl", |t| format!("00{t}"))});
+        assert!(collateral_expiries(&unreadable).is_empty());
     }
 
     #[test]
     fn single_object_null_and_garbage() {
-        let one = json!({"tdx_collateral":
-            collateral("B0C06F000000", "2025-07-19T10:16:03Z", "2025-07-20T00:00:00Z")});
+        let one = json!({"tdx_collateral": v4()});
         assert_eq!(
             collateral_expiries(&one),
-            vec![("b0c06f000000".to_string(), at("2025-07-19T10:16:03Z"))]
+            vec![("b0c06f000000".to_string(), at("2025-07-19T10:00:35Z"))]
         );
         for bundle in [
             json!({}),

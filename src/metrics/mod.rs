@@ -28,7 +28,7 @@ use crate::drift::FLEET_FIELDS;
 use crate::record::Phase;
 use crate::verify::{AttestationFormat, Check, State};
 
-pub use collateral::{collateral_expiries, collateral_next_update};
+pub use collateral::collateral_expiries;
 pub use families::PHASE_BUCKETS;
 
 /// The states `teewatch_checks_total` counts, each created at zero with the target.

@@ -12,13 +12,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use dcap_qvl::QuoteCollateralV3;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use x509_parser::prelude::*;
 
+use super::collateral::{self, Validity};
 use super::hexutil;
 use super::verdict::Outcome;
 
@@ -101,12 +100,12 @@ fn classify(message: &str) -> Option<LateStop> {
         .map(|(_, stop)| stop)
 }
 
-/// One collateral of the bundle, read once: parsed, its FMSPC, and its validity windows.
+/// One collateral of the bundle, read once: parsed, its FMSPC, and its validity.
 #[derive(Debug)]
 struct Candidate {
     collateral: QuoteCollateralV3,
     fmspc: Option<String>,
-    windows: Result<Vec<Window>, String>,
+    validity: Result<Validity, collateral::Error>,
 }
 
 /// Collateral already read, by content hash. A check every minute sees the same collateral for
@@ -164,11 +163,11 @@ fn read_collateral(collateral: &Value) -> ReadCollateral {
             let fmspc = serde_json::from_str::<Value>(&parsed.tcb_info)
                 .ok()
                 .and_then(|info| info.get("fmspc")?.as_str().map(str::to_ascii_lowercase));
-            let windows = collateral_windows(&parsed);
+            let validity = collateral::validity_of(&parsed);
             Ok(Candidate {
                 collateral: parsed,
                 fmspc,
-                windows,
+                validity,
             })
         })
         .collect()
@@ -205,108 +204,17 @@ fn select_collateral<'a>(
         })
 }
 
-/// A dated part of the collateral and its validity window.
-#[derive(Debug)]
-struct Window {
-    part: String,
-    not_before: i64,
-    not_after: i64,
-}
-
-fn rfc3339_secs(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp())
-}
-
-fn show(secs: i64) -> String {
-    DateTime::<Utc>::from_timestamp(secs, 0)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| secs.to_string())
-}
-
-/// Every validity window in the collateral: TCB info, QE identity, both CRLs and the issuer
-/// chains' certificates.
-fn collateral_windows(c: &QuoteCollateralV3) -> Result<Vec<Window>, String> {
-    let mut windows = Vec::new();
-    for (part, json) in [("tcb info", &c.tcb_info), ("qe identity", &c.qe_identity)] {
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| format!("{part} is not json: {e}"))?;
-        let date = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .and_then(rfc3339_secs)
-                .ok_or_else(|| format!("{part} has no valid {key}"))
-        };
-        windows.push(Window {
-            part: part.to_string(),
-            not_before: date("issueDate")?,
-            not_after: date("nextUpdate")?,
-        });
-    }
-    for (part, der) in [("root ca crl", &c.root_ca_crl), ("pck crl", &c.pck_crl)] {
-        let (_, crl) = parse_x509_crl(der).map_err(|e| format!("{part} is not a der crl: {e}"))?;
-        let next = crl
-            .next_update()
-            .ok_or_else(|| format!("{part} has no nextUpdate"))?;
-        windows.push(Window {
-            part: part.to_string(),
-            not_before: crl.last_update().timestamp(),
-            not_after: next.timestamp(),
-        });
-    }
-    for (part, pem_chain) in [
-        ("tcb info issuer chain", &c.tcb_info_issuer_chain),
-        ("qe identity issuer chain", &c.qe_identity_issuer_chain),
-        ("pck crl issuer chain", &c.pck_crl_issuer_chain),
-    ] {
-        for (i, pem) in Pem::iter_from_buffer(pem_chain.as_bytes()).enumerate() {
-            let pem = pem.map_err(|e| format!("{part} is not pem: {e}"))?;
-            let cert = pem
-                .parse_x509()
-                .map_err(|e| format!("{part} certificate {i} is not x.509: {e}"))?;
-            let subject = cert
-                .subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .unwrap_or("?")
-                .to_string();
-            windows.push(Window {
-                part: format!("{part} certificate \"{subject}\""),
-                not_before: cert.validity().not_before.timestamp(),
-                not_after: cert.validity().not_after.timestamp(),
-            });
-        }
-    }
-    Ok(windows)
-}
-
-/// Why the collateral cannot judge a quote at `now`, if it cannot.
-fn collateral_time_problem(windows: &Result<Vec<Window>, String>, now: i64) -> Option<String> {
-    let windows = match windows {
-        Ok(w) => w,
+/// Why the collateral cannot judge a quote at `now`, if it cannot: the shared reading of its
+/// validity ([`collateral::validity_of`]), judged at `observed_at`.
+fn collateral_time_problem(
+    validity: &Result<Validity, collateral::Error>,
+    now: i64,
+) -> Option<String> {
+    let validity = match validity {
+        Ok(v) => v,
         Err(e) => return Some(format!("collateral unreadable: {e}")),
     };
-    let mut problems = Vec::new();
-    for w in windows {
-        if now < w.not_before {
-            problems.push(format!(
-                "{} not valid until {} (observed_at {})",
-                w.part,
-                show(w.not_before),
-                show(now)
-            ));
-        } else if now > w.not_after {
-            problems.push(format!(
-                "{} expired at {} (observed_at {})",
-                w.part,
-                show(w.not_after),
-                show(now)
-            ));
-        }
-    }
+    let problems = validity.problems_at(now);
     (!problems.is_empty()).then(|| {
         format!(
             "collateral does not cover observed_at: {}",
@@ -353,7 +261,7 @@ pub fn verify_quote(
             };
         }
     };
-    if let Some(problem) = collateral_time_problem(&candidate.windows, now) {
+    if let Some(problem) = collateral_time_problem(&candidate.validity, now) {
         return DcapResult {
             signature: Outcome::Unknown(problem),
             tcb: not_evaluated("could not run"),

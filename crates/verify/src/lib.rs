@@ -14,6 +14,7 @@ pub mod binding;
 pub mod bundle;
 pub mod canary;
 pub mod checks;
+pub mod collateral;
 pub mod compose_manager;
 pub mod dcap;
 pub mod dstack;
