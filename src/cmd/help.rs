@@ -59,7 +59,7 @@ pub fn top() -> String {
                 "teewatch verify tests/bundles/pmlsdk-dstack-sample.json",
             ),
             (
-                "every configured target checked once, live (exit 0 against `teewatch sim`)",
+                "every target of the configuration `teewatch sim` wrote, checked once, live (exit 0)",
                 "teewatch check --config sim.toml",
             ),
         ],

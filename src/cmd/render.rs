@@ -147,8 +147,8 @@ const GROUPS: [Group; 4] = [
     },
 ];
 
-/// The checks of `checks` whose name `is_member` accepts, and the worst state among them.
-fn worst<'v>(verdict: &'v Verdict, is_member: impl Fn(&str) -> bool) -> Option<(State, &'v Check)> {
+/// The worst state among the checks whose name `is_member` accepts, and the first check in it.
+fn worst(verdict: &Verdict, is_member: impl Fn(&str) -> bool) -> Option<(State, &Check)> {
     let members: Vec<&Check> = verdict
         .checks
         .iter()

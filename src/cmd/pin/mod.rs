@@ -43,7 +43,7 @@ pub fn after_help() -> String {
                 "teewatch pin --config sim.toml --target TEE/sim-model-0",
             ),
             (
-                "the same, set in sim.toml (already pinned there: nothing written) (exit 0)",
+                "the same, set in sim.toml, comments and layout kept; each change is printed (exit 0)",
                 "teewatch pin --config sim.toml --target TEE/sim-model-0 --write",
             ),
             (
