@@ -55,8 +55,9 @@ fn an_invalid_configuration_exits_78_naming_the_problem() {
 fn an_address_in_use_is_a_fatal_runtime_error_70() {
     let dir = std::env::temp_dir().join(format!("teewatch-run-busy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("empty.toml");
-    std::fs::write(&path, "").unwrap();
+    // A policy-only target: nothing to check, but a configuration needs one target.
+    let path = dir.join("policy-only.toml");
+    std::fs::write(&path, "[[target]]\nname = \"policy-only\"\n").unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = Command::new(BIN)
@@ -224,7 +225,13 @@ async fn runs_under_a_notify_socket_reloads_drains_and_leaves_a_readable_history
         .arg(&missing)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(65));
+    // No input (66), named as such, rather than a data error.
+    assert_eq!(out.status.code(), Some(66));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no database at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!missing.exists());
 }
 

@@ -1,6 +1,6 @@
 //! The README's checklist and the docs name every check the verifier can report, and every
 //! count of checks they state is the code's (the fixed names, and the names real verdicts of
-//! each kind of answer list); README's exit codes are exactly `src/exit.rs`'s; and every file,
+//! each kind of answer list); README's exit codes are exactly `src/cmd/exit.rs`'s; and every file,
 //! folder and section the docs, the systemd unit and the Prometheus files cite is in the
 //! repository.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -37,10 +37,10 @@ fn readme_and_verdict_doc_list_every_check() {
     assert!(readme.contains("`pin:<field>`"));
 }
 
-/// The exit codes as `src/exit.rs` defines them: each `pub const NAME: u8 = CODE;` with its doc
+/// The exit codes as `src/cmd/exit.rs` defines them: each `pub const NAME: u8 = CODE;` with its doc
 /// comment.
 fn exit_codes_in_code() -> Vec<(String, u8, String)> {
-    let source = read("src/exit.rs");
+    let source = read("src/cmd/exit.rs");
     let mut codes = Vec::new();
     let mut doc = Vec::new();
     for line in source.lines().map(str::trim) {
@@ -51,7 +51,7 @@ fn exit_codes_in_code() -> Vec<(String, u8, String)> {
         if let Some(rest) = line.strip_prefix("pub const ") {
             let (name, value) = rest
                 .split_once(": u8 = ")
-                .unwrap_or_else(|| panic!("src/exit.rs: unexpected constant {line}"));
+                .unwrap_or_else(|| panic!("src/cmd/exit.rs: unexpected constant {line}"));
             let value: u8 = value.trim_end_matches(';').parse().unwrap();
             codes.push((name.to_string(), value, doc.join(" ")));
         }
@@ -87,14 +87,17 @@ fn readme_documents_exactly_the_exit_codes_of_the_code() {
     assert_eq!(by_name("CONFIG"), Some(teewatch::exit::CONFIG));
     assert!(code.len() >= 7, "{code:?}");
     for (name, _, doc) in &code {
-        assert!(!doc.is_empty(), "src/exit.rs: {name} has no doc comment");
+        assert!(
+            !doc.is_empty(),
+            "src/cmd/exit.rs: {name} has no doc comment"
+        );
     }
     let mut from_code: Vec<u8> = code.iter().map(|(_, v, _)| *v).collect();
     from_code.sort_unstable();
     assert_eq!(
         exit_codes_in_readme(),
         from_code,
-        "README.md's exit code table must list exactly src/exit.rs's codes, in order"
+        "README.md's exit code table must list exactly src/cmd/exit.rs's codes, in order"
     );
 }
 

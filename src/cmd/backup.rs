@@ -4,38 +4,52 @@
 //! included); the copy must be a new file, and it is opened read-only afterwards and checked
 //! (`PRAGMA integrity_check`, schema version, checks held), so a backup that could not be
 //! restored is reported now. Restoring is copying it over the database while the daemon is
-//! stopped (`docs/store.md`).
+//! stopped (`docs/store.md`). It reads the store the way `history` does (`history::open`).
 
-use std::path::Path;
-
-use anyhow::Context;
+use std::path::PathBuf;
 
 use teewatch::exit;
-use teewatch::store::{Store, StoreError};
+use teewatch::store::StoreError;
 
-use crate::DbSource;
+use super::history::DbSource;
+use super::{CmdError, Ctx, output};
 
-pub fn backup(source: &DbSource, out: &Path) -> anyhow::Result<u8> {
-    let db = match teewatch::daemon::history_db(source.db.as_deref(), source.config.as_deref()) {
-        Ok(db) => db,
-        Err(e) => {
-            eprint!("{e}");
-            return Ok(exit::CONFIG);
-        }
-    };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let store = match runtime.block_on(Store::open_existing(&db)) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("teewatch: {}: {e}", db.display());
-            return Ok(exit::DATA_ERR);
-        }
-    };
-    let result = runtime.block_on(store.backup_to(out));
+/// `teewatch backup`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: DbSource,
+    /// The copy to write; it must not exist.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn after_help() -> String {
+    super::help::after_help(
+        &[(
+            "a checked copy of the database `teewatch run --db teewatch.db` keeps (exit 0)",
+            "teewatch backup --db teewatch.db --out backup.db",
+        )],
+        &[
+            exit::PASS,
+            exit::USAGE,
+            exit::DATA_ERR,
+            exit::NO_INPUT,
+            exit::SOFTWARE,
+            exit::CANT_CREATE,
+            exit::CONFIG,
+        ],
+    )
+}
+
+pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
+    let store = super::history::open(&args.source, ctx)?;
+    let runtime = ctx.runtime()?;
+    let result = runtime.block_on(store.backup_to(&args.out));
     runtime.block_on(store.close());
     match result {
         Ok(summary) => {
-            println!(
+            output::line(format!(
                 "{}: {} bytes, schema {}, {} check(s), newest {}; integrity ok",
                 summary.path.display(),
                 summary.bytes,
@@ -45,16 +59,12 @@ pub fn backup(source: &DbSource, out: &Path) -> anyhow::Result<u8> {
                     .newest_check
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_else(|| "none".into())
-            );
+            ))?;
             Ok(exit::PASS)
         }
         Err(e @ StoreError::BackupExists(_)) => {
-            eprintln!("teewatch: {e}");
-            Ok(exit::CANT_CREATE)
+            Err(CmdError::new(exit::CANT_CREATE, e.to_string()))
         }
-        Err(e) => {
-            eprintln!("teewatch: {e}");
-            Ok(exit::SOFTWARE)
-        }
+        Err(e) => Err(CmdError::software(e.to_string())),
     }
 }

@@ -11,29 +11,50 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use teewatch::daemon::logging::LogFormat;
 use teewatch::daemon::{Daemon, RunError, RunOptions};
 use teewatch::exit;
 use teewatch_sim::faults::Fault;
 use teewatch_sim::server::{SimOptions, Simulator, model_name};
 
+use super::{CmdError, Ctx};
+
+/// `teewatch demo`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the status page and /metrics listen.
+    #[arg(long, default_value = "127.0.0.1:9477")]
+    pub listen: SocketAddr,
+    /// Where to keep the demo's configuration, test roots and database (a temporary folder
+    /// by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// When to inject the drift.
+    #[arg(long, default_value = "60s")]
+    pub drift_after: String,
+}
+
+pub fn after_help() -> String {
+    super::help::after_help(
+        &[(
+            "the demo on a free port (the printed status page names it), the drift after 20 s (until Ctrl-C)",
+            "teewatch demo --listen 127.0.0.1:0 --drift-after 20s",
+        )],
+        &[exit::PASS, exit::USAGE, exit::SOFTWARE],
+    )
+}
+
 /// `teewatch demo`: the simulator and the daemon on loopback until Ctrl-C.
-pub fn run_demo(listen: SocketAddr, dir: Option<PathBuf>, drift_after: &str) -> anyhow::Result<u8> {
-    let drift_after = match teewatch::config::parse_interval(drift_after) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("teewatch: --drift-after: {e}");
-            return Ok(exit::USAGE);
-        }
-    };
+pub fn run_demo(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
+    let (listen, dir) = (args.listen, args.dir.clone());
+    let drift_after = teewatch::config::parse_interval(&args.drift_after)
+        .map_err(|e| CmdError::usage(format!("--drift-after: {e}")))?;
     // The demo prints its own lines; only problems are logged (unless RUST_LOG says otherwise).
     teewatch::daemon::logging::init_with_default(LogFormat::Human, "warn");
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("teewatch-demo-{}", std::process::id()))
     });
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = ctx.runtime()?;
     let options = DemoOptions {
         listen,
         dir,
@@ -45,10 +66,7 @@ pub fn run_demo(listen: SocketAddr, dir: Option<PathBuf>, drift_after: &str) -> 
     };
     match runtime.block_on(run(options, stop)) {
         Ok(()) => Ok(exit::PASS),
-        Err(e) => {
-            eprintln!("teewatch: demo: {e}");
-            Ok(exit::SOFTWARE)
-        }
+        Err(e) => Err(CmdError::software(format!("demo: {e}"))),
     }
 }
 

@@ -111,7 +111,8 @@ impl Config {
     }
 
     /// Reads and validates a configuration file; relative paths in it are resolved against the
-    /// file's folder.
+    /// file's folder. A file without a `[[target]]` is refused: every command that reads one
+    /// (`run`, `check`, `pin`, `verify --config`, `config check`) would have nothing to do.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -125,7 +126,7 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Config::parse_in(&text, &file, base)
+        Config::parse_checked(&text, &file, base, true)
     }
 
     /// Validates configuration text; `file` names it in errors and relative paths are read
@@ -134,8 +135,19 @@ impl Config {
         Config::parse_in(text, file, Path::new("."))
     }
 
-    /// Validates configuration text; relative paths are resolved against `base`.
+    /// Validates configuration text; relative paths are resolved against `base`. Text without a
+    /// `[[target]]` is valid here (the unit tests read sections alone); `load` refuses it.
     pub fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        Config::parse_checked(text, file, base, false)
+    }
+
+    /// `parse_in`, and with `need_target` an issue when the text declares no `[[target]]`.
+    fn parse_checked(
+        text: &str,
+        file: &str,
+        base: &Path,
+        need_target: bool,
+    ) -> Result<Config, ConfigError> {
         let fail = |issues| ConfigError {
             file: file.to_string(),
             issues,
@@ -153,6 +165,17 @@ impl Config {
         let dangerous = dangerous::read(&mut v, &table, base);
         let nvidia = global::nvidia(&mut v, &table, base);
         let targets = read_targets(&mut v, &table, &intel.allowed_tcb_statuses, base);
+        let declares_none = match table.get("target") {
+            None => true,
+            Some(Value::Array(list)) => list.is_empty(),
+            Some(_) => false,
+        };
+        if need_target && declares_none {
+            v.issue(
+                "target",
+                "expected at least one [[target]], found none: there is nothing to check".into(),
+            );
+        }
         let declared: Vec<(String, Option<String>)> = table
             .get("target")
             .and_then(Value::as_array)

@@ -26,8 +26,11 @@ impl Scratch {
         path
     }
 
+    /// Loads `toml` with a policy-only target added, since `Config::load` refuses a file
+    /// without one.
     fn load(&self, toml: &str) -> Result<Config, ConfigError> {
-        Config::load(&self.write("teewatch.toml", toml))
+        let text = format!("{toml}\n[[target]]\nname = \"t\"\n");
+        Config::load(&self.write("teewatch.toml", &text))
     }
 }
 

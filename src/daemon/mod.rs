@@ -65,6 +65,12 @@ pub enum RunError {
     },
     #[error("starting the scheduler: {0}")]
     Scheduler(String),
+    /// SIGHUP, SIGTERM or SIGINT could not be handled (the daemon stops at once).
+    #[error("installing the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Why a reload was refused; the previous configuration, policies and schedule stay in force.
@@ -441,11 +447,15 @@ async fn watchdog_loop(shared: Arc<Shared>, scheduler: Arc<OnceLock<Scheduler>>)
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
     let daemon = Daemon::start(options).await?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| RunError::Scheduler(e.to_string()))?;
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| RunError::Scheduler(e.to_string()))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| RunError::Scheduler(e.to_string()))?;
+    let handler = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| RunError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut hup = handler(SignalKind::hangup(), "SIGHUP")?;
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -8,9 +8,7 @@
 mod edit;
 mod rule;
 
-use std::path::Path;
-
-use anyhow::Context;
+use std::path::{Path, PathBuf};
 
 use teewatch::config::{Config, TargetConfig};
 use teewatch::exit;
@@ -18,101 +16,107 @@ use teewatch::verify::{self, Bundle, State};
 
 use rule::{Problem, Produced};
 
+use super::{CmdError, Ctx, output};
+
+/// `teewatch pin`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The target to pin.
+    #[arg(long)]
+    pub target: String,
+    /// Take the evidence from this saved bundle instead of a live check.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Set the pins in the configuration file (comments and layout kept).
+    #[arg(long)]
+    pub write: bool,
+}
+
+pub fn after_help() -> String {
+    super::help::after_help(
+        &[
+            (
+                "the pins one live check of a simulator model proves, printed (exit 0)",
+                "teewatch pin --config sim.toml --target TEE/sim-model-0",
+            ),
+            (
+                "the same, set in sim.toml, comments and layout kept; each change is printed (exit 0)",
+                "teewatch pin --config sim.toml --target TEE/sim-model-0 --write",
+            ),
+            (
+                "pins from a saved bundle, judged with its configuration (exit 0)",
+                "teewatch pin --config tests/bundles/formats/near-gateway-ecdsa/sim.toml --target TEE/sim-model-0 --bundle tests/bundles/formats/near-gateway-ecdsa/bundle.json",
+            ),
+        ],
+        &[
+            exit::PASS,
+            exit::FAIL,
+            exit::UNKNOWN,
+            exit::USAGE,
+            exit::DATA_ERR,
+            exit::SOFTWARE,
+            exit::CONFIG,
+        ],
+    )
+}
+
 /// `teewatch pin --config FILE --target NAME [--bundle FILE] [--write]`.
-pub fn run_pin(
-    config_path: &Path,
-    target: &str,
-    bundle_path: Option<&Path>,
-    write: bool,
-) -> anyhow::Result<u8> {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return Ok(exit::CONFIG);
-        }
-    };
-    let Some(target_config) = config.target(target) else {
-        eprintln!(
-            "teewatch: {}: no [[target]] named \"{target}\"",
-            config_path.display()
-        );
-        return Ok(exit::CONFIG);
-    };
-    let (bundle, origin) = match bundle_path {
-        Some(path) => match read_bundle(path) {
-            Ok(bundle) => (bundle, format!("the bundle {}", path.display())),
-            Err(code) => return Ok(code),
-        },
-        None => match live_bundle(&config, target_config)? {
-            Ok(bundle) => (bundle, "a live check".to_string()),
-            Err(code) => return Ok(code),
-        },
+pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
+    let (config_path, target) = (args.config.as_path(), args.target.as_str());
+    let config = super::load_config(config_path)?;
+    let target_config = super::find_target(&config, config_path, target)?;
+    let (bundle, origin) = match &args.bundle {
+        Some(path) => (
+            super::read_bundle(path)?,
+            format!("the bundle {}", path.display()),
+        ),
+        None => (
+            live_bundle(&config, target_config, ctx)?,
+            "a live check".to_string(),
+        ),
     };
     let verdict = verify::verify(&bundle, &target_config.policy, &config.trust_anchors());
-    let produced = match rule::derive(&verdict) {
-        Ok(p) => p,
-        Err(problems) => return Ok(refuse(target, &problems)),
-    };
+    let produced = rule::derive(&verdict).map_err(|problems| refuse(target, &problems))?;
     if produced.blocks.iter().any(|b| b.fields.is_empty()) {
-        eprintln!("teewatch: target \"{target}\": the evidence holds no value to pin");
-        return Ok(exit::FAIL);
+        return Err(CmdError::new(
+            exit::FAIL,
+            format!("target \"{target}\": the evidence holds no value to pin"),
+        ));
     }
     let date = bundle.observed_at.format("%Y-%m-%d").to_string();
-    print!(
-        "{}",
-        header(target, &bundle, &verdict.trust, &origin, &produced)
-    );
+    let mut text = header(target, &bundle, &verdict.trust, &origin, &produced);
     for (i, block) in produced.blocks.iter().enumerate() {
         if i > 0 {
-            println!();
+            text.push('\n');
         }
-        print!("{}", edit::block_text(block, &date));
+        text.push_str(&edit::block_text(block, &date));
     }
-    if !write {
+    output::print(&text)?;
+    if !args.write {
         return Ok(exit::PASS);
     }
     write_pins(config_path, target, &produced, &date)
 }
 
-/// Reads a saved bundle; 65 when it cannot be read.
-fn read_bundle(path: &Path) -> Result<Bundle, u8> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("teewatch: {}: cannot read: {e}", path.display());
-        exit::DATA_ERR
-    })?;
-    Bundle::from_json(&text).map_err(|e| {
-        eprintln!("teewatch: {}: not a teewatch bundle: {e}", path.display());
-        exit::DATA_ERR
-    })
-}
-
 /// One live check of the target through the fetcher `teewatch check` uses (same client, same
 /// collateral cache beside the database).
-fn live_bundle(config: &Config, target: &TargetConfig) -> anyhow::Result<Result<Bundle, u8>> {
-    use teewatch::fetch::check::Fetcher;
-    use teewatch::fetch::http::{Http, HttpOptions};
-
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let http = Http::new(HttpOptions::for_config(config))
-        .map_err(|e| anyhow::anyhow!("http client: {e}"))?;
-    let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
-    let fetcher = Fetcher::new(http, cache_dir.as_deref());
-    let value = match runtime.block_on(fetcher.check(config, target)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("teewatch: {e}");
-            return Ok(Err(exit::CONFIG));
-        }
-    };
-    let bundle = Bundle::from_value(value).context("the fetched bundle is malformed")?;
-    Ok(Ok(bundle))
+fn live_bundle(config: &Config, target: &TargetConfig, ctx: &Ctx) -> Result<Bundle, CmdError> {
+    let fetcher = super::fetcher(config)?;
+    let value = ctx
+        .runtime()?
+        .block_on(fetcher.check(config, target))
+        .map_err(|e| CmdError::config(e.to_string()))?;
+    Bundle::from_value(value)
+        .map_err(|e| CmdError::software(format!("the fetched bundle is malformed: {e}")))
 }
 
 /// Names every check that kept the verdict from giving pins; 1 when one failed, else 2.
-fn refuse(target: &str, problems: &[Problem]) -> u8 {
-    eprintln!(
-        "teewatch: target \"{target}\": not every signature and binding check passed, so nothing is pinned and nothing written:"
+fn refuse(target: &str, problems: &[Problem]) -> CmdError {
+    let mut message = format!(
+        "target \"{target}\": not every signature and binding check passed, so nothing is pinned and nothing written:"
     );
     for p in problems {
         let scope = if p.scope.is_empty() {
@@ -120,14 +124,19 @@ fn refuse(target: &str, problems: &[Problem]) -> u8 {
         } else {
             format!(" [{}]", p.scope)
         };
-        eprintln!("  {}{scope} {}: {}", p.name, p.state.as_str(), p.reason);
+        message.push_str(&format!(
+            "\n  {}{scope} {}: {}",
+            p.name,
+            p.state.as_str(),
+            p.reason
+        ));
     }
     let worst = problems
         .iter()
         .map(|p| p.state)
         .max()
         .unwrap_or(State::Fail);
-    exit::for_state(worst).max(exit::FAIL)
+    CmdError::new(exit::for_state(worst).max(exit::FAIL), message)
 }
 
 /// The comment lines above the blocks: where the evidence came from, that the rule held, the
@@ -199,27 +208,17 @@ fn write_pins(
     target: &str,
     produced: &Produced,
     date: &str,
-) -> anyhow::Result<u8> {
-    let text = match std::fs::read_to_string(config_path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("teewatch: {}: cannot read: {e}", config_path.display());
-            return Ok(exit::CONFIG);
-        }
-    };
-    let (edited, changes) = match edit::apply(config_path, &text, target, &produced.blocks, date) {
-        Ok(done) => done,
-        Err(e) => {
-            eprintln!("teewatch: {e}");
-            return Ok(e.exit_code());
-        }
-    };
-    println!();
+) -> Result<u8, CmdError> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| CmdError::config(format!("{}: cannot read: {e}", config_path.display())))?;
+    let (edited, changes) = edit::apply(config_path, &text, target, &produced.blocks, date)
+        .map_err(|e| CmdError::new(e.exit_code(), e.to_string()))?;
+    output::line("")?;
     if changes.iter().all(|c| !c.changed()) {
-        println!(
+        output::line(format!(
             "{}: target \"{target}\" already pins exactly these values; nothing written",
             config_path.display()
-        );
+        ))?;
         return Ok(exit::PASS);
     }
     let validate = |temp: &Path| -> Result<(), String> {
@@ -248,21 +247,20 @@ fn write_pins(
         }
         Ok(())
     };
-    if let Err(e) = edit::write_atomically(config_path, &edited, validate) {
-        eprintln!("teewatch: {e}");
-        return Ok(e.exit_code());
-    }
-    println!("wrote {} (target \"{target}\"):", config_path.display());
+    edit::write_atomically(config_path, &edited, validate)
+        .map_err(|e| CmdError::new(e.exit_code(), e.to_string()))?;
+    let mut report = format!("wrote {} (target \"{target}\"):\n", config_path.display());
     for c in &changes {
         let old = match &c.old {
             None => "(not pinned)".to_string(),
             Some(values) => format!("{values:?}"),
         };
         if c.changed() {
-            println!("  {}.{}: {old} → {:?}", c.table, c.field, c.new);
+            report.push_str(&format!("  {}.{}: {old} → {:?}\n", c.table, c.field, c.new));
         } else {
-            println!("  {}.{}: unchanged", c.table, c.field);
+            report.push_str(&format!("  {}.{}: unchanged\n", c.table, c.field));
         }
     }
+    output::print(&report)?;
     Ok(exit::PASS)
 }

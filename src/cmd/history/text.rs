@@ -1,4 +1,4 @@
-//! `teewatch history`: the stored checks, drift events and accepted drift as a table for people
+//! What `teewatch history` prints: the stored checks, drift events and accepted drift as a table for people
 //! or JSON for scripts, the `--since` argument (an RFC 3339 instant or a duration back from
 //! now), and what `history ack` says it did.
 
@@ -7,9 +7,9 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::config::parse_interval;
-use crate::drift::AcceptedBy;
-use crate::store::{AcceptanceRow, AckOutcome, CheckRow, DriftRow};
+use teewatch::config::parse_interval;
+use teewatch::drift::AcceptedBy;
+use teewatch::store::{AcceptanceRow, AckOutcome, CheckRow, DriftRow};
 
 /// Reads `--since`: an RFC 3339 instant, or a duration such as `30m`, `24h` or `7d` before `now`.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {

@@ -2,7 +2,8 @@
 //!
 //! The verdict codes (0, 1, 2) let scripts branch on the outcome; the others follow the BSD
 //! `sysexits.h` convention. clap's own exit code 2 would collide with "unknown", so usage errors
-//! are mapped to 64.
+//! are mapped to 64. A closed standard output (`teewatch check | head -1`) is not an error: the
+//! command stops quietly and exits 0, since the reader has all it asked for.
 
 use crate::verify::State;
 
@@ -16,6 +17,8 @@ pub const UNKNOWN: u8 = 2;
 pub const USAGE: u8 = 64;
 /// An input file is not a readable bundle.
 pub const DATA_ERR: u8 = 65;
+/// An input the command needs does not exist (`history` and `backup` without a database).
+pub const NO_INPUT: u8 = 66;
 /// An output file cannot be created (it exists, or its folder is not writable).
 pub const CANT_CREATE: u8 = 73;
 /// An internal or fatal runtime error.
