@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
 use crate::common::prom_server::{strings, until};
+use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
 
 /// The webhook URLs of the example's two receivers, and the paths of the test's receiver they
 /// become.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
 use crate::common::prom;
+use crate::common::tool_server::{ScratchDir, ToolServer, api_client};
 
 /// A Prometheus server with its configuration and its database in a folder. Dropping it (also
 /// while a failed assertion unwinds) kills the server, then removes the folder if it made it.

@@ -11,8 +11,8 @@
 //! grouped warning and no page. Without the tools this fails at once, naming the install command.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use crate::common::alertmanager;
 use crate::common;
+use crate::common::alertmanager;
 use crate::common::prom;
 use crate::common::prom_server;
 

@@ -5,7 +5,6 @@
 
 use crate::common;
 
-
 use chrono::{DateTime, Duration, Utc};
 use dcap_qvl::QuoteCollateralV3;
 use dcap_qvl::verify::QuoteVerifier;

@@ -20,7 +20,6 @@
 
 use crate::common;
 
-
 use chrono::DateTime;
 use serde_json::Value;
 use teewatch::verify::State;

@@ -12,7 +12,6 @@ use crate::common;
 
 mod formats;
 
-
 use serde_json::{Value, json};
 use teewatch::verify::{self, Bundle, BundleError, Policy, State, TrustAnchors, Verdict};
 
@@ -36,8 +35,8 @@ fn read_bytes(relative: &str) -> Vec<u8> {
 }
 
 fn read_json(relative: &str) -> Value {
-    let text =
-        std::fs::read_to_string(common::repo_path(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"));
+    let text = std::fs::read_to_string(common::repo_path(relative))
+        .unwrap_or_else(|e| panic!("{relative}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
