@@ -59,7 +59,11 @@ pub async fn start(name: &str, options: SimOptions) -> Running {
     let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("teewatch-sim-{}-{name}", std::process::id()));
+    // Every test shares the one test process, so a counter keeps two runs of the same name (in
+    // different modules) from sharing a directory.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("teewatch-sim-{}-{n}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sim.toml");
     teewatch_sim::write_config::write_config(&sim.state, &path).unwrap();
