@@ -8,7 +8,7 @@
 //! the time of a `/metrics` scrape. The simulator's CPU is not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "../tests/common/net.rs"]
+#[path = "../tests/it/common/net.rs"]
 mod net;
 use net::free_port;
 use std::process::{Command, Stdio};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 
-#[path = "../tests/common/process.rs"]
+#[path = "../tests/it/common/process.rs"]
 mod process;
 use process::KillOnDrop;
 

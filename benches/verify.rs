@@ -13,7 +13,7 @@ use teewatch_sim::server::{SimOptions, model_name};
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
-#[path = "../tests/common/sim_run.rs"]
+#[path = "../tests/it/common/sim_run.rs"]
 mod sim_run;
 
 use cpu_time::CpuTime;

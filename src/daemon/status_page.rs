@@ -183,7 +183,7 @@ impl Summary {
 /// The targets table fits its window whatever a provider sends: a fixed layout with set column
 /// widths, and text that breaks anywhere when a word is longer than its cell (names, URLs). A
 /// shortened hex run is an inline block, so it moves to the next line whole instead of
-/// breaking in two. `tests/status_page.rs` measures the page at 1,280 pixels in Chromium.
+/// breaking in two. `tests/it/daemon/status_page/` measures the page at 1,280 pixels in Chromium.
 const STYLE: &str = "\
 :root{color-scheme:light}\
 body{font-family:system-ui,sans-serif;margin:1em 1.5em;color:#1a1a1a;background:#fff;line-height:1.35}\

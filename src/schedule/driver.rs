@@ -5,7 +5,7 @@
 //! The ticker's job only locks the planner, asks what is due and spawns; it never awaits a check,
 //! so a long check cannot stall later ticks. tokio-cron-scheduler decides from the wall clock,
 //! polled every 500 ms, which is why this module is tested against real time
-//! (`tests/schedule_wallclock.rs`) while the policy is tested with a fake clock.
+//! (`tests/it/daemon/schedule_wallclock.rs`) while the policy is tested with a fake clock.
 
 use std::collections::BTreeMap;
 use std::future::Future;

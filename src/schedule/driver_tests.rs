@@ -1,7 +1,7 @@
 //! Unit tests of the driver on the wall clock: refused options, and the supervisor recreating a
 //! ticker broken behind the scheduler's back (a job that stops firing, a library loop that
 //! stopped). The behaviour under load, skips, deadlines and SIGSTOP is in
-//! `tests/schedule_wallclock.rs`.
+//! `tests/it/daemon/schedule_wallclock.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 

@@ -5,9 +5,9 @@
 //! verified it may still stop with an error (a Revoked TCB, no matching TCB level, TD attributes
 //! it dislikes): those are reported against `tdx_tcb_status` and `tdx_td_attributes`, not as a bad
 //! signature. dcap-qvl reports errors as text, so the classification below is pinned to the exact
-//! messages of dcap-qvl 0.7.1 (the dependency is pinned with `=`); `tests/dcap_errors.rs` has
-//! dcap-qvl produce each error it can reach from real and test-PKI quotes and collateral changed in
-//! one place.
+//! messages of dcap-qvl 0.7.1 (the dependency is pinned with `=`);
+//! `tests/it/verify/dcap_errors.rs` has dcap-qvl produce each error it can reach from real and
+//! test-PKI quotes and collateral changed in one place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

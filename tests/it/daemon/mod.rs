@@ -1,0 +1,15 @@
+//! The daemon: in-process against the simulator and as a `teewatch run` process, its metrics
+//! (plain and over TLS), status page, store, backups, accepted drift, the scheduler against the
+//! wall clock, its log, and the targets it cannot check.
+
+mod backup;
+mod cannot_start;
+mod drift_accept;
+mod in_process;
+mod metrics;
+mod metrics_tls;
+mod process;
+mod quiet_log;
+mod schedule_wallclock;
+mod status_page;
+mod store;

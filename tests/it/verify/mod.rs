@@ -1,0 +1,15 @@
+//! The verifier: golden verdicts on real and simulated bundles, per-check expectations on real
+//! vectors, canaries, DCAP errors, GPU evidence and NRAS tokens, OHTTP key binding, a hostile
+//! provider, robustness against garbage, and the independent Python cross-check.
+
+mod canary;
+mod crosscheck;
+mod dcap_errors;
+mod golden;
+mod gpu_evidence;
+mod gpu_verdict;
+mod hostile_provider;
+mod nras;
+mod ohttp;
+mod real_vectors;
+mod robustness;
