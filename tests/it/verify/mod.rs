@@ -3,6 +3,7 @@
 //! provider, robustness against garbage, and the independent Python cross-check.
 
 mod canary;
+mod collateral;
 mod crosscheck;
 mod dcap_errors;
 mod golden;

@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "common/process.rs"]
-mod process;
+use crate::common::process;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,7 +1,16 @@
 //! The `teewatch` binary's contract: exit codes, the `--json` verdict, the human checklist, and how
-//! bad command lines, bad bundles and bad configurations are reported.
+//! bad command lines, bad bundles and bad configurations are reported; the submodules: every
+//! `--help` example run as written, the help texts, completions, man page and version, and
+//! output into a closed pipe.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+// The examples and the pipe tests drive `teewatch sim`, which exists only with the simulator.
+#[cfg(feature = "sim")]
+mod examples;
+mod explains;
+#[cfg(feature = "sim")]
+mod pipes;
 
 use crate::common;
 

@@ -8,8 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "common/process.rs"]
-mod process;
+use crate::common::process;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
