@@ -136,7 +136,28 @@ fn package_status(dpkg_query: &Path) -> String {
 fn build_package(cargo_deb_found: &Path, out_dir: &Path) -> PathBuf {
     assert!(cargo_deb_found.is_file());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // What `cargo test` sets for this test binary is not for the build: some dependencies' build
+    // scripts rerun when OUT_DIR differs, which would rebuild the release tree on each run
+    // instead of reusing what `cargo deb` in a shell built.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if name_text == "OUT_DIR"
+            || name_text == "CARGO_PRIMARY_PACKAGE"
+            || name_text == "CARGO_TARGET_TMPDIR"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_",
+            ]
+            .iter()
+            .any(|p| name_text.starts_with(p))
+        {
+            command.env_remove(&name);
+        }
+    }
+    let out = command
         .args(["deb", "--locked", "--output"])
         .arg(out_dir)
         .current_dir(repo())
