@@ -2,7 +2,7 @@
 # Checks systemd/teewatch.service with systemd's own tools, without a running systemd:
 #
 #   1. installs the binary and the unit into a temporary root, at the paths the unit names
-#      (/usr/local/bin/teewatch, /etc/systemd/system/teewatch.service, /bin/kill for
+#      (/usr/bin/teewatch, /etc/systemd/system/teewatch.service, /bin/kill for
 #      ExecReload=), and runs `systemd-analyze verify --root=ROOT` on it. verify only warns about
 #      unknown keys or bad values, so ANY output is a failure;
 #   2. runs `systemd-analyze security --offline=true` on the unit and fails if the overall
@@ -51,13 +51,13 @@ trap 'rm -rf -- "$root"' EXIT
 # A small Debian-like root (merged /usr): the unit, the binary at its ExecStart path, kill(1)
 # for ExecReload=, and stand-ins for the targets the unit and its default dependencies name, so
 # that verify judges this unit rather than the host's unit files.
-mkdir -p "$root/usr/local/bin" "$root/usr/bin" "$root/usr/lib/systemd/system" \
+mkdir -p "$root/usr/bin" "$root/usr/lib/systemd/system" \
     "$root/etc/systemd/system" "$root/etc/teewatch/credentials"
 ln -s usr/bin "$root/bin"
 ln -s usr/lib "$root/lib"
 ln -s usr/sbin "$root/sbin"
-ln -- "$bin" "$root/usr/local/bin/teewatch" 2>/dev/null || cp -- "$bin" "$root/usr/local/bin/teewatch"
-chmod 0755 "$root/usr/local/bin/teewatch"
+ln -- "$bin" "$root/usr/bin/teewatch" 2>/dev/null || cp -- "$bin" "$root/usr/bin/teewatch"
+chmod 0755 "$root/usr/bin/teewatch"
 host_kill="$(command -v /bin/kill /usr/bin/kill 2>/dev/null | head -1 || true)"
 if [ -n "$host_kill" ]; then
     cp -- "$host_kill" "$root/usr/bin/kill"
@@ -101,7 +101,7 @@ awk -v s="$score" -v t="$threshold" 'BEGIN { exit !(s + 0 <= t + 0) }' ||
     fail "overall exposure $score is above $threshold"
 
 echo "== teewatch config check ROOT/etc/teewatch/config.toml"
-"$root/usr/local/bin/teewatch" config check "$root/etc/teewatch/config.toml" >/dev/null ||
+"$root/usr/bin/teewatch" config check "$root/etc/teewatch/config.toml" >/dev/null ||
     fail "the shipped config.toml is not valid"
 echo "config: valid"
 

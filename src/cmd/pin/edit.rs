@@ -19,6 +19,11 @@ use super::rule::{Block, FieldPins};
 /// Why the configuration could not be edited; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a TOML document toml_edit can edit: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: no [[target]] named \"{target}\" written as a [[target]] table")]
@@ -45,9 +50,10 @@ impl EditError {
     /// edit would have made it invalid (a bug: the file was valid and the values verified).
     pub fn exit_code(&self) -> u8 {
         match self {
-            EditError::Parse { .. } | EditError::NoTarget { .. } | EditError::NotATable { .. } => {
-                teewatch::exit::CONFIG
-            }
+            EditError::Read { .. }
+            | EditError::Parse { .. }
+            | EditError::NoTarget { .. }
+            | EditError::NotATable { .. } => teewatch::exit::CONFIG,
             EditError::Render { .. } | EditError::Write { .. } | EditError::Invalid { .. } => {
                 teewatch::exit::SOFTWARE
             }

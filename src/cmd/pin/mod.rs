@@ -201,17 +201,14 @@ fn header(
     out
 }
 
-/// `--write`: sets the blocks in the target, validates the result with `Config::load` before it
-/// replaces the file, and prints what changed.
+/// `--write`: sets the blocks in the target (`set_pins`) and prints what changed.
 fn write_pins(
     config_path: &Path,
     target: &str,
     produced: &Produced,
     date: &str,
 ) -> Result<u8, CmdError> {
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| CmdError::config(format!("{}: cannot read: {e}", config_path.display())))?;
-    let (edited, changes) = edit::apply(config_path, &text, target, &produced.blocks, date)
+    let changes = set_pins(config_path, target, produced, date)
         .map_err(|e| CmdError::new(e.exit_code(), e.to_string()))?;
     output::line("")?;
     if changes.iter().all(|c| !c.changed()) {
@@ -220,6 +217,39 @@ fn write_pins(
             config_path.display()
         ))?;
         return Ok(exit::PASS);
+    }
+    let mut report = format!("wrote {} (target \"{target}\"):\n", config_path.display());
+    for c in &changes {
+        let old = match &c.old {
+            None => "(not pinned)".to_string(),
+            Some(values) => format!("{values:?}"),
+        };
+        if c.changed() {
+            report.push_str(&format!("  {}.{}: {old} → {:?}\n", c.table, c.field, c.new));
+        } else {
+            report.push_str(&format!("  {}.{}: unchanged\n", c.table, c.field));
+        }
+    }
+    output::print(&report)?;
+    Ok(exit::PASS)
+}
+
+/// Sets the blocks in the target and replaces the file once the result validates with
+/// `Config::load` and every changed pin reads back as written. Returns one change per field;
+/// nothing is written when no field changes.
+fn set_pins(
+    config_path: &Path,
+    target: &str,
+    produced: &Produced,
+    date: &str,
+) -> Result<Vec<edit::Change>, edit::EditError> {
+    let text = std::fs::read_to_string(config_path).map_err(|source| edit::EditError::Read {
+        path: config_path.to_path_buf(),
+        source,
+    })?;
+    let (edited, changes) = edit::apply(config_path, &text, target, &produced.blocks, date)?;
+    if changes.iter().all(|c| !c.changed()) {
+        return Ok(changes);
     }
     let validate = |temp: &Path| -> Result<(), String> {
         let config = Config::load(temp).map_err(|e| e.to_string())?;
@@ -247,20 +277,42 @@ fn write_pins(
         }
         Ok(())
     };
-    edit::write_atomically(config_path, &edited, validate)
-        .map_err(|e| CmdError::new(e.exit_code(), e.to_string()))?;
-    let mut report = format!("wrote {} (target \"{target}\"):\n", config_path.display());
-    for c in &changes {
-        let old = match &c.old {
-            None => "(not pinned)".to_string(),
-            Some(values) => format!("{values:?}"),
-        };
-        if c.changed() {
-            report.push_str(&format!("  {}.{}: {old} → {:?}\n", c.table, c.field, c.new));
-        } else {
-            report.push_str(&format!("  {}.{}: unchanged\n", c.table, c.field));
-        }
+    edit::write_atomically(config_path, &edited, validate)?;
+    Ok(changes)
+}
+
+/// `teewatch pin --bundle FILE --write` without its printing, for `teewatch demo`, which accepts
+/// its drift through it: the bundle is judged under the target's policy and the configuration's
+/// trust anchors, and only a verdict that passes the pin rule sets its values in the file.
+#[cfg(feature = "sim")]
+pub fn write_from_bundle(
+    config_path: &Path,
+    target: &str,
+    bundle: &Bundle,
+) -> Result<Vec<edit::Change>, String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let target_config = config.target(target).ok_or_else(|| {
+        format!(
+            "{}: no [[target]] named \"{target}\"",
+            config_path.display()
+        )
+    })?;
+    let verdict = verify::verify(bundle, &target_config.policy, &config.trust_anchors());
+    let produced = rule::derive(&verdict).map_err(|problems| {
+        let checks: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.state.as_str()))
+            .collect();
+        format!(
+            "target \"{target}\": not every signature and binding check passed ({}), so nothing is pinned",
+            checks.join(", ")
+        )
+    })?;
+    if produced.blocks.iter().any(|b| b.fields.is_empty()) {
+        return Err(format!(
+            "target \"{target}\": the evidence holds no value to pin"
+        ));
     }
-    output::print(&report)?;
-    Ok(exit::PASS)
+    let date = bundle.observed_at.format("%Y-%m-%d").to_string();
+    set_pins(config_path, target, &produced, &date).map_err(|e| e.to_string())
 }

@@ -1,8 +1,11 @@
 //! `teewatch demo` as a newcomer runs it: it prints the status page and metrics URLs, verdicts
-//! arrive, the injected drift shows up as a drift line (once: the drifted model's later lines do
-//! not repeat it) and as `teewatch_measurement_drift`, and
-//! Ctrl-C stops it cleanly: exit 0 and no warning from the shutdown (shared state still
-//! referenced when the store closes), also when it comes a few seconds in.
+//! arrive (a line per change of a target's verdict), the injected drift shows up as a drift line
+//! (once) and as `teewatch_measurement_drift`, and after the drifted model has failed a few
+//! checks the demo pins the new compose hash the way `teewatch pin --write` does, reloads, and
+//! the model passes again: the gauge is back to 0, the configuration holds the new hash and the
+//! store recorded the drift as accepted by the pins. Ctrl-C stops it cleanly: exit 0 and no
+//! warning from the shutdown (shared state still referenced when the store closes), also when it
+//! comes a few seconds in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::common::net;
@@ -18,34 +21,76 @@ const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 /// How long Ctrl-C may take to stop the demo.
 const STOP_WITHIN: Duration = Duration::from_secs(20);
 
+/// The verdict word of a demo line (`HH:MM:SS  TARGET  STATE  …`), if it is a verdict line.
+fn verdict_of(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    let time = words.next()?;
+    let _target = words.next()?;
+    let state = words.next()?;
+    let is_time = time.len() == 8 && time.chars().filter(|c| *c == ':').count() == 2;
+    (is_time && ["pass", "fail", "unknown"].contains(&state)).then_some(state)
+}
+
+/// `teewatch_measurement_drift` of the drifted model's compose hash, scraped from the demo.
+fn compose_drift_gauge(port: u16) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let metrics = runtime.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "teewatch_measurement_drift{field=\"compose_hash\",target=\"TEE/sim-model-0\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no compose_hash drift gauge of TEE/sim-model-0:\n{metrics}"))
+        .to_string()
+}
+
 #[test]
-fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
+fn the_demo_shows_verdicts_a_drift_and_its_acceptance_then_stops_on_ctrl_c() {
     let port = net::free_port();
     let dir = std::env::temp_dir().join(format!("teewatch-demo-test-{}", std::process::id()));
     let (mut guard, rx) = start_demo(port, &["--drift-after", "12s"], &dir);
     let mut lines: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    // The drift line, and a later verdict line of the drifted model (checks run every 10 s).
-    let wanted = |lines: &[String]| {
+    // Checks run every 10 s: the drift is seen at the first check after 12 s, accepted after
+    // the third failing check, and the next check passes; under a loaded machine, allow plenty.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let drift_at = |lines: &[String]| lines.iter().position(|l| l.contains("drift: compose_hash"));
+    while drift_at(&lines).is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            lines.push(line);
+        }
+    }
+    if drift_at(&lines).is_none() {
+        guard.signal_and_wait("INT", STOP_WITHIN);
+        panic!("no drift line within 180 s:\n{}", lines.join("\n"));
+    }
+    // The metric an alert would fire on, scraped while the drift is news: the demo accepts it
+    // only two checks (20 s) later.
+    let raised = compose_drift_gauge(port);
+    assert!(raised.ends_with(" 1"), "{raised}");
+
+    let recovered_at = |lines: &[String]| {
         lines
             .iter()
-            .position(|l| l.contains("drift: compose_hash"))
-            .is_some_and(|at| {
-                lines[at + 1..]
-                    .iter()
-                    .any(|l| l.contains("TEE/sim-model-0"))
-            })
+            .position(|l| l.contains("TEE/sim-model-0") && l.contains("recovered after"))
     };
-    while !wanted(&lines) && Instant::now() < deadline {
+    while recovered_at(&lines).is_none() && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
             lines.push(line);
         }
     }
     let text = lines.join("\n");
-    if !wanted(&lines) {
-        // Stopped as at the end; if it does not stop, the guard kills it.
+    if recovered_at(&lines).is_none() {
         guard.signal_and_wait("INT", STOP_WITHIN);
-        panic!("no drift line and later line of the drifted model within 90 s:\n{text}");
+        panic!("the drifted model did not recover within 180 s:\n{text}");
     }
     assert!(
         text.contains(&format!("status page    http://127.0.0.1:{port}/")),
@@ -56,59 +101,105 @@ fn the_demo_shows_verdicts_then_a_drift_and_stops_on_ctrl_c() {
         "{text}"
     );
     assert!(text.contains("TEST trust roots"), "{text}");
+    assert!(text.contains("(profile nanogpt)"), "{text}");
     // Verdicts arrived for both models before the drift, passing.
-    assert!(
-        text.contains("TEE/sim-model-1") && text.contains(" pass "),
-        "{text}"
-    );
+    for model in ["TEE/sim-model-0", "TEE/sim-model-1"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(model) && verdict_of(l) == Some("pass")),
+            "no passing line of {model}:\n{text}"
+        );
+    }
     assert!(
         text.contains(">>> drift injected: TEE/sim-model-0"),
         "{text}"
     );
-    let drift_line = lines
-        .iter()
-        .find(|l| l.contains("drift: compose_hash"))
-        .unwrap();
+    let drift_line = &lines[drift_at(&lines).unwrap()];
     assert!(
-        drift_line.contains("TEE/sim-model-0") && drift_line.contains("fail"),
+        drift_line.contains("TEE/sim-model-0") && verdict_of(drift_line) == Some("fail"),
         "{drift_line}"
     );
     assert!(drift_line.contains("pin:compose_hash"), "{drift_line}");
-    // Said once: the drifted model's later lines (still failing the pin) do not repeat it.
+    let new_hash = drift_line
+        .rsplit("→ ")
+        .next()
+        .unwrap()
+        .trim_end_matches('…')
+        .to_string();
+    // Each change once: one drift line, and no line between it and the acceptance (the drifted
+    // model's later failing checks are the same verdict).
     assert_eq!(
         lines.iter().filter(|l| l.contains("drift:")).count(),
         1,
         "{text}"
     );
-    let later = lines
+    let accepted = lines
         .iter()
-        .skip_while(|l| !l.contains("drift: compose_hash"))
-        .skip(1)
-        .find(|l| l.contains("TEE/sim-model-0"))
-        .unwrap();
+        .position(|l| l.starts_with(">>> TEE/sim-model-0 has failed 3 checks since the drift"))
+        .unwrap_or_else(|| panic!("no acceptance line:\n{text}"));
     assert!(
-        later.contains("fail") && later.contains("pin:compose_hash"),
-        "{later}"
+        lines[drift_at(&lines).unwrap() + 1..accepted]
+            .iter()
+            .all(|l| verdict_of(l).is_none()),
+        "{text}"
     );
-
-    // The metric an alert would fire on.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let metrics = runtime.block_on(async {
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    // The acceptance: the pin command's code path, the compose hash pinned to the drifted
+    // value, the reload, and the gauge read back as 0; then the model passes again.
+    let after: Vec<&String> = lines[accepted..].iter().collect();
+    let after_text = after
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
-        metrics.contains(
-            "teewatch_measurement_drift{field=\"compose_hash\",target=\"TEE/sim-model-0\"} 1"
-        ),
-        "{metrics}"
+        after_text.contains("teewatch pin --config ")
+            && after_text.contains(" --target TEE/sim-model-0 --bundle ")
+            && after_text.contains(" --write"),
+        "{after_text}"
     );
+    let pinned = after
+        .iter()
+        .find(|l| l.trim_start().starts_with("pins.compose_hash: "))
+        .unwrap_or_else(|| panic!("no compose_hash change:\n{after_text}"));
+    assert!(
+        pinned.contains(&format!("→ [{new_hash}")),
+        "expected the pin to become {new_hash}…, found: {pinned}"
+    );
+    assert!(
+        after_text.contains(">>> reloaded (configuration generation 2)")
+            && after_text.contains(
+                "teewatch_measurement_drift{target=\"TEE/sim-model-0\",field=\"compose_hash\"} is 0 now"
+            ),
+        "{after_text}"
+    );
+    let recovered = &lines[recovered_at(&lines).unwrap()];
+    assert_eq!(verdict_of(recovered), Some("pass"), "{recovered}");
+    assert!(recovered_at(&lines).unwrap() > accepted, "{text}");
+    // Scraped after the model passed again: cleared by the reload, and the passing check keeps
+    // it so.
+    let cleared = compose_drift_gauge(port);
+    assert!(cleared.ends_with(" 0"), "{cleared}");
 
     assert_stops_cleanly_on_ctrl_c(&mut guard);
+
+    // What the demo left behind says the same: the configuration pins the new hash, and the
+    // store recorded the drift and its acceptance by the pins.
+    let config = std::fs::read_to_string(dir.join("demo.toml")).unwrap();
+    assert!(config.contains(&new_hash), "{config}");
+    assert!(config.contains("profile = \"nanogpt\""), "{config}");
+    let history = Command::new(BIN)
+        .args(["history", "--db"])
+        .arg(dir.join("demo.db"))
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        history.lines().any(|l| l.contains("TEE/sim-model-0")
+            && l.contains(&format!("compose_hash = {new_hash}"))
+            && l.ends_with("accepted by the pins in force")),
+        "{history}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -167,10 +258,7 @@ fn ctrl_c_a_few_seconds_in_stops_the_demo_without_a_warning() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while verdicts < 2 && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-            if [" pass ", " fail ", " unknown "]
-                .iter()
-                .any(|s| line.contains(s))
-            {
+            if verdict_of(&line).is_some() {
                 verdicts += 1;
             }
             seen.push_str(&line);

@@ -232,13 +232,14 @@ fn docs_state_the_check_counts_the_code_has() {
 
 /// The repository's top-level folders: a path starting with one of these, anywhere in a citing
 /// file's text (backticks, links, code blocks, comments), is read as a path from the root.
-const TOP_DIRS: [&str; 10] = [
+const TOP_DIRS: [&str; 11] = [
     ".ci",
     "benches",
     "crates",
     "dashboards",
     "docs",
     "migrations",
+    "pkg",
     "scripts",
     "src",
     "systemd",

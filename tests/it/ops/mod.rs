@@ -9,6 +9,7 @@ mod dashboard;
 #[cfg(feature = "sim")]
 mod demo;
 mod docs;
+mod package;
 mod pin;
 mod prometheus_e2e;
 mod systemd_unit;

@@ -190,7 +190,8 @@ fn load_credential_names_are_the_configs_credential_names() {
 fn exec_start_state_and_configuration_directories_match_the_config() {
     let exec_start = service_value("ExecStart");
     let words: Vec<&str> = exec_start.split_whitespace().collect();
-    assert_eq!(words[0], "/usr/local/bin/teewatch", "{exec_start}");
+    // Where the Debian package installs the binary (Cargo.toml, [package.metadata.deb]).
+    assert_eq!(words[0], "/usr/bin/teewatch", "{exec_start}");
     assert_eq!(words[1], "run", "{exec_start}");
     let config_at = words
         .iter()
