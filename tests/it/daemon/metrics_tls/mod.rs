@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use common::daemon_run::{manual_schedule, start_daemon};
 use prom_server::Prometheus;
-use support::{PASSWORD, Pki, Scratch, USER, client, daemon_with, get, tls_yaml, users_yaml};
+use support::{
+    PASSWORD, Pki, Scratch, USER, client, daemon_with, get, tls_yaml, users_yaml, with_a_target,
+};
 
 /// Sends a plain HTTP request with the right credentials to `addr` and returns every byte that
 /// comes back before the daemon closes the connection.
@@ -220,7 +222,7 @@ async fn start(
     listen: Option<&str>,
 ) -> Result<teewatch::daemon::Daemon, teewatch::daemon::RunError> {
     teewatch::daemon::Daemon::start(teewatch::daemon::RunOptions {
-        config_path: dir.write("teewatch.toml", config),
+        config_path: dir.write("teewatch.toml", &with_a_target(config)),
         listen: listen.map(|l| l.parse().unwrap()),
         db: Some(dir.0.join("teewatch.db")),
     })
@@ -298,7 +300,10 @@ fn config_check_names_each_problem_of_a_web_config() {
     let pki = Pki::new("check");
     pki.write(&dir);
     let config = dir
-        .write("teewatch.toml", "[daemon]\nweb_config = \"web.yml\"\n")
+        .write(
+            "teewatch.toml",
+            &with_a_target("[daemon]\nweb_config = \"web.yml\"\n"),
+        )
         .display()
         .to_string();
     let valid = format!("{}{}", tls_yaml(""), users_yaml(PASSWORD));

@@ -104,10 +104,24 @@ impl Pki {
     }
 }
 
-/// A daemon with no targets whose `[daemon] web_config` is `web.yml` with `yaml` in `dir`.
+/// `config` with a policy-only target added when it has none: these tests are about the
+/// listener, and a configuration without any target is refused.
+pub fn with_a_target(config: &str) -> String {
+    if config.contains("[[target]]") {
+        config.to_string()
+    } else {
+        format!("{config}\n[[target]]\nname = \"policy-only\"\n")
+    }
+}
+
+/// A daemon with nothing to check (one policy-only target) whose `[daemon] web_config` is
+/// `web.yml` with `yaml` in `dir`.
 pub async fn daemon_with(dir: &Scratch, yaml: &str) -> Daemon {
     dir.write("web.yml", yaml);
-    let config = dir.write("teewatch.toml", "[daemon]\nweb_config = \"web.yml\"\n");
+    let config = dir.write(
+        "teewatch.toml",
+        &with_a_target("[daemon]\nweb_config = \"web.yml\"\n"),
+    );
     start_daemon(&config, &dir.0).await
 }
 
