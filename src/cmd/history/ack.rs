@@ -33,14 +33,7 @@ pub fn after_help() -> String {
             "accept the compose drift a simulator model raised, with a note (exit 0)",
             "teewatch history ack --db teewatch.db --target TEE/sim-model-0 --field compose_hash --note reviewed",
         )],
-        &[
-            exit::PASS,
-            exit::USAGE,
-            exit::DATA_ERR,
-            exit::NO_INPUT,
-            exit::SOFTWARE,
-            exit::CONFIG,
-        ],
+        &super::STORE_EXITS,
     )
 }
 

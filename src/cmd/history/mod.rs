@@ -69,6 +69,17 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The exit codes of every command that reads the store: its output, a bad command line, a bad
+/// stored check, no database, a failure, a bad configuration.
+const STORE_EXITS: [u8; 6] = [
+    exit::PASS,
+    exit::USAGE,
+    exit::DATA_ERR,
+    exit::NO_INPUT,
+    exit::SOFTWARE,
+    exit::CONFIG,
+];
+
 pub fn after_help() -> String {
     super::help::after_help(
         &[
@@ -81,14 +92,7 @@ pub fn after_help() -> String {
                 "teewatch history --db teewatch.db --target TEE/sim-model-0 --json",
             ),
         ],
-        &[
-            exit::PASS,
-            exit::USAGE,
-            exit::DATA_ERR,
-            exit::NO_INPUT,
-            exit::SOFTWARE,
-            exit::CONFIG,
-        ],
+        &STORE_EXITS,
     )
 }
 
@@ -98,14 +102,7 @@ fn export_help() -> String {
             "the bundle of check 1, which `teewatch verify --config sim.toml check-1.json` re-judges (exit 0)",
             "teewatch history export --db teewatch.db --check 1 --out check-1.json",
         )],
-        &[
-            exit::PASS,
-            exit::USAGE,
-            exit::DATA_ERR,
-            exit::NO_INPUT,
-            exit::SOFTWARE,
-            exit::CONFIG,
-        ],
+        &STORE_EXITS,
     )
 }
 

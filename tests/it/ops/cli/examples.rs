@@ -20,24 +20,6 @@ use process::KillOnDrop;
 
 const BIN: &str = env!("CARGO_BIN_EXE_teewatch");
 
-/// Every command path with a `--help` of its own.
-const COMMANDS: [&[&str]; 14] = [
-    &[],
-    &["verify"],
-    &["check"],
-    &["pin"],
-    &["sim"],
-    &["run"],
-    &["demo"],
-    &["history"],
-    &["history", "export"],
-    &["history", "ack"],
-    &["backup"],
-    &["config", "check"],
-    &["completions"],
-    &["man"],
-];
-
 /// One example: what its comment says and the command line.
 #[derive(Debug, Clone)]
 struct Example {
@@ -228,7 +210,7 @@ impl Drop for Scratch {
 
 #[test]
 fn the_help_examples_run_as_written() {
-    let all: Vec<(String, Example)> = COMMANDS
+    let all: Vec<(String, Example)> = super::COMMANDS
         .iter()
         .flat_map(|path| {
             examples(path)

@@ -61,26 +61,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Every command path whose `--help` must carry examples and exit codes.
-const COMMANDS: [&[&str]; 13] = [
-    &[],
-    &["verify"],
-    &["check"],
-    &["pin"],
-    &["sim"],
-    &["run"],
-    &["demo"],
-    &["history"],
-    &["history", "export"],
-    &["history", "ack"],
-    &["backup"],
-    &["config", "check"],
-    &["completions"],
-];
-
 #[test]
 fn every_help_has_examples_and_exit_codes() {
-    for path in COMMANDS.iter().chain([&["man"][..]].iter()) {
+    for path in super::COMMANDS.iter() {
         let mut args: Vec<&str> = path.to_vec();
         args.push("--help");
         let output = teewatch(&args);

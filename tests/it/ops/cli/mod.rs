@@ -12,6 +12,25 @@ mod explains;
 #[cfg(feature = "sim")]
 mod pipes;
 
+/// Every command path with a `--help` of its own, each of which must end with examples (run as
+/// written by `examples`) and the command's exit codes (`explains`).
+const COMMANDS: [&[&str]; 14] = [
+    &[],
+    &["verify"],
+    &["check"],
+    &["pin"],
+    &["sim"],
+    &["run"],
+    &["demo"],
+    &["history"],
+    &["history", "export"],
+    &["history", "ack"],
+    &["backup"],
+    &["config", "check"],
+    &["completions"],
+    &["man"],
+];
+
 use crate::common;
 
 use crate::common::process;
