@@ -99,6 +99,10 @@ struct Group {
     /// Whether `claim` takes "are" rather than "is".
     plural: bool,
     checks: &'static [&'static str],
+    /// The earlier claims (indices into `GROUPS`) this one means nothing without: a key binding
+    /// read from a quote whose signature did not verify binds nothing, and a signature by that
+    /// key proves no attested answer. GPU evidence stands on NVIDIA's chain alone.
+    needs: &'static [usize],
 }
 
 /// The claims in the order the sentence names them (the software's is worded apart: `software`).
@@ -113,6 +117,7 @@ const GROUPS: [Group; 4] = [
             checks::TDX_DEBUG_DISABLED,
             checks::TDX_TD_ATTRIBUTES,
         ],
+        needs: &[],
     },
     Group {
         claim: "a fresh key binding",
@@ -124,6 +129,7 @@ const GROUPS: [Group; 4] = [
             checks::SAME_TD,
             checks::OHTTP_KEY_BINDING,
         ],
+        needs: &[0],
     },
     Group {
         claim: "genuine NVIDIA GPUs",
@@ -135,6 +141,7 @@ const GROUPS: [Group; 4] = [
             checks::NRAS_RESULT,
             checks::GPU_UNIQUE,
         ],
+        needs: &[],
     },
     Group {
         claim: "signed answers from an attested key",
@@ -144,6 +151,7 @@ const GROUPS: [Group; 4] = [
             checks::CANARY_HASHES,
             checks::CANARY_SIGNATURE,
         ],
+        needs: &[0, 1],
     },
 ];
 
@@ -188,27 +196,53 @@ fn proves(verdict: &Verdict) -> String {
     let mut proven: Vec<&str> = Vec::new();
     let mut not: Vec<String> = Vec::new();
     let mut plural_proven = false;
-    for group in &GROUPS {
+    // Which claims stand, by index into `GROUPS`, for the claims that rest on them.
+    let mut stands = [false; GROUPS.len()];
+    for (index, group) in GROUPS.iter().enumerate() {
         let Some((state, check)) = worst(verdict, |n| group.checks.contains(&n)) else {
             continue;
         };
         let verb = if group.plural { "are" } else { "is" };
-        match state {
-            State::Pass => {
+        let unproven_need = group
+            .needs
+            .iter()
+            .find(|&&need| !stands.get(need).copied().unwrap_or(false))
+            .and_then(|&need| GROUPS.get(need));
+        match (state, unproven_need) {
+            (State::Pass, Some(need)) => not.push(format!(
+                "{} {verb} not proven ({} on {}, which is not proven)",
+                group.claim,
+                if group.plural {
+                    "they rest"
+                } else {
+                    "it rests"
+                },
+                need.claim
+            )),
+            (State::Pass, None) => {
                 plural_proven |= group.plural;
                 proven.push(group.claim);
+                if let Some(stand) = stands.get_mut(index) {
+                    *stand = true;
+                }
             }
-            State::Fail => not.push(format!(
+            (State::Fail, _) => not.push(format!(
                 "{} {verb} not proven ({} failed)",
                 group.claim, check.name
             )),
-            State::Unknown => not.push(format!(
+            (State::Unknown, _) => not.push(format!(
                 "{} {verb} undecided ({} unknown)",
                 group.claim, check.name
             )),
         }
     }
     match software(verdict) {
+        // Measurements from a quote whose signature did not verify prove nothing.
+        Software::Proven if !stands.first().copied().unwrap_or(false) => not.push(
+            "the pinned software is not proven (it rests on genuine TDX hardware, which is not \
+             proven)"
+                .into(),
+        ),
         Software::Proven => proven.push("the pinned software"),
         Software::Not(text) => not.push(text),
         Software::Absent => {}

@@ -372,6 +372,30 @@ fn the_checklist_ends_with_a_summary_of_its_checks() {
          an attested key are proven; the software is not the pinned one (pin:mrtd failed)"
     );
 
+    // One thing changed: no configuration, so Intel's real root judges the quotes made under
+    // test roots. The canary signatures still verify against the key the report binds, but a
+    // binding inside an unverified quote proves nothing: the sentence must not call them proven.
+    let output = teewatch(["verify", bundle.to_str().unwrap()]);
+    assert_exit(
+        &output,
+        1,
+        "without the configuration that trusts the test roots",
+    );
+    let (_, sentence) = summary(&out(&output));
+    assert!(
+        sentence.starts_with(
+            "nothing is proven; genuine TDX hardware is not proven (tdx_quote_signature failed)"
+        ),
+        "{sentence}"
+    );
+    assert!(
+        sentence.contains(
+            "signed answers from an attested key are not proven (they rest on genuine TDX \
+             hardware, which is not proven)"
+        ),
+        "{sentence}"
+    );
+
     // A real sample: what is not proven, each with the check that kept it.
     let output = teewatch([
         "verify",
