@@ -121,10 +121,7 @@ fn snapshot_policy(bundle: &Bundle, path: &Path) -> Result<(Policy, String), Cmd
 /// none can be read, which the verdict itself reports).
 fn foreign_intel_roots(bundle: &Bundle, anchors: &TrustAnchors) -> Option<String> {
     let collateral = bundle.tdx_collateral.as_ref()?;
-    let entries: Vec<&serde_json::Value> = match collateral {
-        serde_json::Value::Array(list) => list.iter().collect(),
-        other => vec![other],
-    };
+    let entries = verify::collateral::entries(collateral);
     let mut foreign: Vec<String> = Vec::new();
     for entry in entries {
         for key in [

@@ -27,11 +27,11 @@ use crate::verify::collateral;
 /// collaterals for the same FMSPC give the earlier expiry. The result is sorted by FMSPC, which
 /// is in lowercase.
 pub fn collateral_expiries(bundle: &Value) -> Vec<(String, DateTime<Utc>)> {
-    let collaterals: Vec<&Value> = match bundle.get("tdx_collateral") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(item @ Value::Object(_)) => vec![item],
-        _ => Vec::new(),
-    };
+    // A collateral that is not an object has no `tcb_info`, and is skipped below.
+    let collaterals = bundle
+        .get("tdx_collateral")
+        .map(collateral::entries)
+        .unwrap_or_default();
     let mut earliest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for collateral in collaterals {
         let Some(fmspc) = collateral

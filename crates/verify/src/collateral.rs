@@ -144,6 +144,15 @@ impl Validity {
 /// The validity of one collateral as the bundle, the cache and a PCCS answer hold it: a JSON
 /// `QuoteCollateralV3` (CRLs and signatures in hex, TCB info and QE identity as the text Intel
 /// signed).
+/// The collaterals a bundle's `tdx_collateral` holds: one object, or a list of them (one per
+/// platform). Every reader of the field takes it apart here, so they agree on its shape.
+pub fn entries(tdx_collateral: &Value) -> Vec<&Value> {
+    match tdx_collateral {
+        Value::Array(list) => list.iter().collect(),
+        other => vec![other],
+    }
+}
+
 pub fn validity(collateral: &Value) -> Result<Validity, Error> {
     let parsed = QuoteCollateralV3::deserialize(collateral)
         .map_err(|e| Error::NotCollateral(e.to_string()))?;

@@ -150,10 +150,7 @@ impl CollateralCache {
 
 /// Reads every collateral of the bundle (one object, or a list of them).
 fn read_collateral(collateral: &Value) -> ReadCollateral {
-    let items: Vec<&Value> = match collateral {
-        Value::Array(list) => list.iter().collect(),
-        other => vec![other],
-    };
+    let items = crate::collateral::entries(collateral);
     items
         .iter()
         .enumerate()
