@@ -71,7 +71,53 @@ pub fn signing_key_bytes(part: &Part<'_>, algo: SigningAlgo) -> Result<Vec<u8>, 
             bytes.len()
         ));
     }
+    if algo == SigningAlgo::Ecdsa {
+        eip55_case(text, &bytes)?;
+    }
     Ok(bytes)
+}
+
+/// An Ethereum address written in mixed case carries an EIP-55 checksum, and one whose checksum
+/// is wrong is not that address but a corrupted one (EIP-55 has wallets refuse it), so the
+/// report's own key field is broken. A single-case address carries no checksum and is accepted.
+fn eip55_case(text: &str, address: &[u8]) -> Result<(), String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    let upper = digits.bytes().any(|b| b.is_ascii_uppercase());
+    let lower = digits.bytes().any(|b| b.is_ascii_lowercase());
+    if !(upper && lower) {
+        return Ok(());
+    }
+    let checksummed = eip55(address);
+    if digits == checksummed {
+        Ok(())
+    } else {
+        Err(format!(
+            "signing_address: mixed case with a wrong eip-55 checksum: expected 0x{checksummed}, found {text}"
+        ))
+    }
+}
+
+/// The EIP-55 spelling of an address: each hex letter upper-cased where the matching nibble of
+/// keccak256 of the lower-case hex text is 8 or more.
+fn eip55(address: &[u8]) -> String {
+    let lower = hexutil::lower(address);
+    let hash = Keccak256::digest(lower.as_bytes());
+    lower
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let byte = hash.get(i / 2).copied().unwrap_or(0);
+            let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+            if nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The part's `tls_cert_fingerprint` as 32 raw bytes: `None` when the part has none, an error
@@ -309,6 +355,29 @@ mod tests {
         assert!(
             reason.starts_with("first half (sha256(ed25519 public key"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_mixed_case_address_must_carry_its_eip55_checksum() {
+        // EIP-55's own test vector.
+        let good = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let bytes = hexutil::decode(good).unwrap();
+        assert_eq!(format!("0x{}", eip55(&bytes)), good);
+        let key = |text: &str| {
+            let fields = report(json!({ "signing_algo": "ecdsa", "signing_address": text }));
+            signing_key_bytes(&Part::new(String::new(), &fields), SigningAlgo::Ecdsa)
+        };
+        assert_eq!(key(good).unwrap(), bytes);
+        assert_eq!(key(&good.to_ascii_lowercase()).unwrap(), bytes);
+        assert_eq!(key(&good[2..].to_ascii_uppercase()).unwrap(), bytes);
+        // One letter's case changed: the same bytes, a broken checksum.
+        let bad = good.replacen("aA", "AA", 1);
+        assert_eq!(
+            key(&bad).unwrap_err(),
+            format!(
+                "signing_address: mixed case with a wrong eip-55 checksum: expected {good}, found {bad}"
+            )
         );
     }
 
