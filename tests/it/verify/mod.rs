@@ -14,3 +14,4 @@ mod nras;
 mod ohttp;
 mod real_vectors;
 mod robustness;
+mod tamper;

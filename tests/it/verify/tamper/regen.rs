@@ -1,0 +1,45 @@
+//! Writes the dstack simulator base of the tamper matrix, `tests/bundles/tamper/dstack-sim/`: no
+//! dstack-format simulator bundle is stored elsewhere (`tests/bundles/formats/` holds the formats
+//! beyond dstack), and a stored one keeps the matrix fast and its table stable. Run with
+//! `TEEWATCH_REGENERATE=1 cargo test --test it verify::tamper -- --ignored`; the keys, nonces and
+//! roots change, so the matrix must then pass again before the new base is committed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use crate::common;
+
+use teewatch_sim::format::SimFormat;
+use teewatch_sim::server::{SimOptions, model_name};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/bundles/tamper; run with TEEWATCH_REGENERATE=1 and --ignored"]
+async fn regenerate_the_dstack_simulator_base() {
+    if std::env::var_os("TEEWATCH_REGENERATE").is_none() {
+        return;
+    }
+    let options = SimOptions {
+        formats: vec![SimFormat::Dstack],
+        nodes: 1,
+        tls: true,
+        ..SimOptions::default()
+    };
+    let run = common::sim_run::start("tamper-dstack", options).await;
+    let model = model_name(0);
+    let (verdict, bundle) = common::sim_run::check_adjusted(&run, &model, |_| {}).await;
+    assert_eq!(
+        common::sim_run::unproven(&verdict),
+        Vec::<String>::new(),
+        "a healthy dstack simulator answer proves everything it can"
+    );
+    let dir = common::repo_path("tests/bundles/tamper/dstack-sim");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&run.dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // The configuration and its test roots; not the API key, the database or caches.
+        if name == "sim.toml" || name.ends_with(".pem") {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("bundle.json"), bundle.to_json_pretty() + "\n").unwrap();
+}
