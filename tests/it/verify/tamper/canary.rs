@@ -322,5 +322,24 @@ pub fn rows() -> Vec<Row> {
             "",
             "second half (nonce)",
         ),
+        fail(
+            "canary request: the nonce in the prompt changed, hashes kept",
+            DSTACK,
+            |v| {
+                let nonce = get(v, "/nonce").as_str().unwrap().to_string();
+                replace_text(v, &format!("{C0}/request_body"), &nonce, &"22".repeat(32));
+            },
+            "canary_fresh",
+            "canary:0",
+            "the request body does not contain this check's nonce",
+        ),
+        fail(
+            "signing_algo: the model's ecdsa made ed25519",
+            ECDSA,
+            |v| set(v, &format!("{M0}/signing_algo"), json!("ed25519")),
+            "signing_key_address",
+            "model:0",
+            "signing_address: expected 32 bytes for Ed25519, found 20",
+        ),
     ]
 }

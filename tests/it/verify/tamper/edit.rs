@@ -42,6 +42,7 @@ const OUTER_CERT_SIZE: usize = 766;
 pub const QE_REPORT: usize = 770;
 pub const QE_REPORT_SIGNATURE: usize = 1154;
 const QE_AUTH_LEN: usize = 1218;
+pub const QE_AUTH_DATA: usize = QE_AUTH_LEN + 2;
 
 fn ptr<'a>(v: &'a mut Value, at: &str) -> &'a mut Value {
     v.pointer_mut(at)

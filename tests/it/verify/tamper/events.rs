@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::edit::*;
-use super::{Base, DSTACK, ECDSA, Row, fail};
+use super::{Base, DSTACK, ECDSA, Row, fail, same};
 
 const PMLSDK: Base = Base::Real("pmlsdk-dstack-sample");
 const REPLAY: &str = "event_log_replay";
@@ -306,6 +306,58 @@ pub fn rows() -> Vec<Row> {
             "compose_binding",
             "model:0",
             "compose-hash event: expected sha256(app_compose)",
+        ),
+        fail(
+            "event log: an rtmr2 event moved to imr 4, which no register has",
+            ECDSA,
+            |v| {
+                events_edit(v, M0, |l| {
+                    let at = l.iter().position(|e| e["imr"] == 2).unwrap();
+                    l[at]["imr"] = json!(4);
+                })
+            },
+            REPLAY,
+            "model:0",
+            "`imr`: expected 0 to 3, found 4",
+        ),
+        fail(
+            "event log: the compose-hash event renamed, digest and payload kept",
+            ECDSA,
+            |v| {
+                events_edit(v, M0, |l| {
+                    let at = index_of(l, "compose-hash");
+                    l[at]["event"] = json!("compose-hash2");
+                })
+            },
+            REPLAY,
+            "model:0",
+            "(compose-hash2): supplied digest",
+        ),
+        same(
+            "info.tcb_info: the claimed mrtd edited",
+            ECDSA,
+            |v| {
+                json_in_string(v, &format!("{M0}/info/tcb_info"), |t| {
+                    t["mrtd"] = json!("00".repeat(48));
+                })
+            },
+            "pin:mrtd",
+            "model:0",
+            "(quote) is allowed",
+            "a claim: the pin reads mrtd from the verified quote, never from info",
+        ),
+        same(
+            "vm_config: the claimed os image hash edited",
+            DSTACK,
+            |v| {
+                json_in_string(v, "/attestation/vm_config", |t| {
+                    t["os_image_hash"] = json!("00".repeat(32));
+                })
+            },
+            "pin:os_image_hash",
+            "",
+            "(event_log) is allowed",
+            "a claim: the pin reads the os image hash from the replayed event log, never from vm_config",
         ),
     ]
 }

@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use super::edit::*;
-use super::{Base, DSTACK, ECDSA, ED25519, Row, fail};
+use super::{Base, DSTACK, ECDSA, ED25519, Row, fail, same, unknown};
 use crate::common::nras_mint;
 
 const PPCIE: Base = Base::Real("gpu-ppcie-8xh100");
@@ -236,6 +236,55 @@ pub fn rows() -> Vec<Row> {
             "nras_token",
             "model:0",
             "expected its ueid to be a gpu of the evidence",
+        ),
+        unknown(
+            "nvidia_payload: the evidence list emptied",
+            ECDSA,
+            |v| payload_edit(v, M0, |p| p["evidence_list"] = json!([])),
+            "gpu_unique",
+            "",
+            "model:0 has no readable gpu evidence (nvidia_payload.evidence_list is empty)",
+            "gpu_evidence_signature [model:0] fails the empty list; whether the part's gpus are distinct cannot be judged",
+        ),
+        fail(
+            "gpu certificate chain: the intermediates dropped, the leaf kept",
+            ECDSA,
+            |v| {
+                payload_edit(v, M0, |p| {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    let at = &mut p["evidence_list"][0]["certificate"];
+                    let pem = String::from_utf8(b64.decode(at.as_str().unwrap()).unwrap()).unwrap();
+                    let end = "-----END CERTIFICATE-----";
+                    let leaf = &pem[..pem.find(end).unwrap() + end.len()];
+                    *at = json!(b64.encode(format!("{leaf}\n")));
+                })
+            },
+            SIGNATURE,
+            "model:0/gpu:0",
+            "expected at least 2: the device leaf and the certificates up to the nvidia device identity root",
+        ),
+        same(
+            "nvidia_payload: arch HOPPER made BLACKWELL",
+            ECDSA,
+            |v| {
+                payload_edit(v, M0, |p| {
+                    p["arch"] = json!("BLACKWELL");
+                    p["evidence_list"][0]["arch"] = json!("BLACKWELL");
+                })
+            },
+            SIGNATURE,
+            "model:0/gpu:0",
+            "reaches the pinned nvidia device identity root",
+            "a claim: the device is known by its certificate chain and signed evidence, whatever the payload calls it",
+        ),
+        fail(
+            "nras answer: the gpu's token dropped",
+            ECDSA,
+            |v| set(v, "/nras/0/response/1", json!({})),
+            "nras_token",
+            "model:0",
+            "submod GPU-0: expected a token for it in the response, found none",
         ),
     ]
 }

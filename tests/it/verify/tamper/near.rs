@@ -221,5 +221,18 @@ pub fn rows() -> Vec<Row> {
             "node:7eb1f5b0d598a997350f6c91445ecc33fb10cac21a580a3d25407adc17d58154",
             "first half (sha256(ed25519 public key",
         ),
+        fail(
+            "near direct: the node that signed a chat dropped from all_attestations",
+            DIRECT,
+            |v| {
+                let at = "/attestation/all_attestations";
+                let mut list = get(v, at).as_array().unwrap().clone();
+                list.remove(2);
+                set(v, at, Value::Array(list));
+            },
+            "canary_signature",
+            "canary:1",
+            "expected the signing key of an attested node",
+        ),
     ]
 }
