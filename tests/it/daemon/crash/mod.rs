@@ -19,6 +19,7 @@
 
 mod db;
 mod log;
+mod trust;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt as _;
