@@ -120,3 +120,15 @@ pub async fn bundles_astray(pool: &SqlitePool) -> Vec<String> {
         })
         .collect()
 }
+
+/// The stored drift events, as (target, field, new value, how many times it was recorded).
+pub async fn drift_events(pool: &SqlitePool) -> Vec<(String, String, String, i64)> {
+    sqlx::query_as(
+        "SELECT t.name, d.field, d.new_value, COUNT(*) FROM drift_events d
+         JOIN targets t ON t.id = d.target_id
+         GROUP BY t.name, d.field, d.node, d.new_value ORDER BY t.name, d.field",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
