@@ -1,7 +1,7 @@
 //! Crash safety: `teewatch run` as a process, checking many simulator targets every second,
 //! SIGKILLed at 50 moments drawn from a seeded RNG and restarted each time on the same database.
-//! The moments are of four kinds, in turn: a random delay after the start (often before the
-//! daemon is ready: migrations, the restore from the store), right after the n-th check was
+//! The moments are of four kinds, in turn: a random delay after the start (sometimes before the
+//! daemon is running: migrations, the restore from the store), right after the n-th check was
 //! logged as stored, right after the n-th `INSERT INTO checks` of a record's transaction (inside
 //! the write), and a random delay after the daemon is ready. Halfway, one target's OS image
 //! drifts (the simulator's `drift-mrtd`, through its admin endpoint), and that run is killed right
@@ -10,12 +10,12 @@
 //! Afterwards: SQLite's `integrity_check` is `ok` and no reference dangles; every check a killed
 //! daemon logged as stored is in the database under the same target and state, and every row
 //! decodes to its verdict; no check is recorded twice (one row per target and slot, one per
-//! bundle digest); every row no log line announced is the write a kill cut between its commit and
-//! its log line. A last restart that runs no check of its own shows, from the store alone, each
-//! target's state, its last check, last success and state-since times as its rows say, and the
-//! drift on `/metrics` and the status page; the drift was recorded once, by the first check that
-//! saw it, however many restarts followed. The figures are printed for `docs/security.md` (the
-//! seed too, and `TEEWATCH_CRASH_SEED` replays a run).
+//! bundle digest, one per nonce); every row no log line announced is the write a kill cut between
+//! its commit and its log line. A last restart that runs no check of its own shows, from the
+//! store alone, each target's state, its last check, last success and state-since times as its
+//! rows say, and the drift on `/metrics` and the status page; the drift was recorded once, by the
+//! first check that saw it, however many restarts followed. The figures are printed for
+//! `docs/security.md` (the seed too, and `TEEWATCH_CRASH_SEED` replays a run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod db;
@@ -344,14 +344,27 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
     assert!(rows.iter().all(|r| in_runs(&r)), "rows outside every run");
     assert_eq!(rows.len(), logged.len() + committed_unlogged);
 
-    // Every row still decodes to its verdict.
+    // Every row still decodes to its verdict, and every bundle retention kept to its own fresh
+    // nonce: no check was stored twice under two rows.
     let store = teewatch::store::Store::open_existing(&db).await.unwrap();
+    let mut nonces: BTreeMap<String, i64> = BTreeMap::new();
     for row in &rows {
         let verdict = store
             .verdict(row.id)
             .await
             .unwrap_or_else(|e| panic!("check {}: {e}", row.id));
         assert_eq!(verdict.state.as_str(), row.state, "check {}", row.id);
+        let bundle = match store.export_bundle(row.id).await {
+            Ok(bundle) => bundle,
+            Err(teewatch::store::StoreError::BundleMissing { .. }) => continue,
+            Err(e) => panic!("check {}: {e}", row.id),
+        };
+        let nonce = bundle["nonce"]
+            .as_str()
+            .unwrap_or_else(|| panic!("check {}: a bundle without a nonce", row.id));
+        if let Some(other) = nonces.insert(nonce.to_string(), row.id) {
+            panic!("checks {other} and {} carry one nonce {nonce}", row.id);
+        }
     }
     store.close().await;
     // The drift is recorded once, by the first check that saw it: every restart after it read
@@ -516,9 +529,11 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
         never_ready.count()
     );
     println!(
-        "  PRAGMA integrity_check: {}; dangling references: 0; checks recorded twice: 0; \
+        "  PRAGMA integrity_check: {}; dangling references: 0; checks recorded twice: 0 (by \
+         slot, bundle digest, and the nonces of {} bundles); \
          drift events: {} (each recorded once); gauges and drift restored for {} targets",
         integrity.join(" "),
+        nonces.len(),
         drift.len(),
         latest.len()
     );
