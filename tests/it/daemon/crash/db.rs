@@ -132,3 +132,14 @@ pub async fn drift_events(pool: &SqlitePool) -> Vec<(String, String, String, i64
     .await
     .unwrap()
 }
+
+/// How many schema migrations sqlx records as applied (0 when none committed yet).
+pub async fn migrations_applied(path: &Path) -> i64 {
+    let pool = open(path).await;
+    let applied = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    applied
+}

@@ -1,9 +1,9 @@
 //! Reading one `teewatch run`'s JSON log as it is written, and SIGKILLing the process the moment
 //! a chosen line appears: right after a check's record was committed ("check finished", which the
-//! daemon logs only once the store's transaction is committed), or right after the `INSERT INTO
-//! checks` statement of a record's transaction (sqlx logs each statement, its first words as
-//! `summary`, once it has run, so the
-//! transaction is open then and its commit a few statements away).
+//! daemon logs only once the store's transaction is committed), or right after a statement inside
+//! a transaction: the `INSERT INTO checks` of a record, or sqlx's own row marking the first schema
+//! migration applied. sqlx logs each statement (its first words as `summary`) once it has run, so
+//! the transaction is open then and its commit a few statements away.
 //!
 //! The reader runs on its own thread so that the kill follows the line by as little as a pipe
 //! read; the log up to the process's death is returned whole once it has ended, which is the
@@ -29,6 +29,9 @@ pub enum Trigger {
     InWrite(usize),
     /// Right after the first "check finished" of `target` whose verdict is `fail`.
     FailedCheckOf(String),
+    /// Right after sqlx recorded the first schema migration as applied, inside the migration's
+    /// transaction (the commit comes next).
+    InMigration,
 }
 
 /// One check the daemon logged as stored: its id and its target.
@@ -118,14 +121,16 @@ pub fn read(
                     Some(Trigger::FailedCheckOf(t)) => *t == target && state == "fail",
                     _ => false,
                 }
-            } else if v["target"].as_str() == Some("sqlx::query")
-                && v["fields"]["summary"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with("INSERT INTO checks "))
-            {
-                inserts += 1;
-                open.insert(target.clone(), true);
-                trigger == Some(Trigger::InWrite(inserts))
+            } else if v["target"].as_str() == Some("sqlx::query") {
+                let summary = v["fields"]["summary"].as_str().unwrap_or("");
+                if summary.starts_with("INSERT INTO checks ") {
+                    inserts += 1;
+                    open.insert(target.clone(), true);
+                    trigger == Some(Trigger::InWrite(inserts))
+                } else {
+                    summary.starts_with("INSERT INTO _sqlx_migrations ")
+                        && trigger == Some(Trigger::InMigration)
+                }
             } else {
                 false
             };

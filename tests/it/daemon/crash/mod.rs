@@ -3,9 +3,10 @@
 //! The moments are of four kinds, in turn: a random delay after the start (sometimes before the
 //! daemon is running: migrations, the restore from the store), right after the n-th check was
 //! logged as stored, right after the n-th `INSERT INTO checks` of a record's transaction (inside
-//! the write), and a random delay after the daemon is ready. Halfway, one target's OS image
-//! drifts (the simulator's `drift-mrtd`, through its admin endpoint), and that run is killed right
-//! after the first failing check of it was stored.
+//! the write), and a random delay after the daemon is ready. The first start, on no database,
+//! is killed inside its first schema migration. Halfway, one target's OS image drifts (the
+//! simulator's `drift-mrtd`, through its admin endpoint), and that run is killed right after the
+//! first failing check of it was stored.
 //!
 //! Afterwards: SQLite's `integrity_check` is `ok` and no reference dangles; every check a killed
 //! daemon logged as stored is in the database under the same target and state, and every row
@@ -88,6 +89,7 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
     let drifting = model_name(0);
 
     let mut runs: Vec<Run> = Vec::with_capacity(KILLS);
+    let mut first_migrations = 0;
     for i in 0..KILLS {
         if i == DRIFT_AT {
             let answer = reqwest::Client::new()
@@ -113,6 +115,10 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
             run.log.tail()
         );
         runs.push(run);
+        if i == 0 {
+            // Whether the kill came before the first migration's commit, for the figures.
+            first_migrations = db::migrations_applied(&db).await;
+        }
     }
     let killing = began.elapsed();
 
@@ -358,6 +364,7 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
     for (kind, n) in &kinds {
         println!("  kills {kind}: {n}");
     }
+    println!("  schema migrations committed when the first start was killed: {first_migrations}");
     println!(
         "  checks logged as stored: {}; rows in the database: {}; committed but cut before \
          their log line: {committed_unlogged}; writes cut inside their transaction (rolled back): \

@@ -59,12 +59,18 @@ impl Moment {
             Moment::Line(Trigger::Stored(_)) => "right after a check was logged as stored",
             Moment::Line(Trigger::InWrite(_)) => "right after a record's INSERT INTO checks",
             Moment::Line(Trigger::FailedCheckOf(_)) => "right after the drifted check was stored",
+            Moment::Line(Trigger::InMigration) => "inside the first schema migration",
         }
     }
 }
 
-/// The moment of run `i`: the four kinds in turn, their parameter drawn from `rng`.
+/// The moment of run `i`: the four kinds in turn, their parameter drawn from `rng`, but for
+/// the first run and the drift's.
 pub fn moment(i: usize, rng: &mut Rng) -> Moment {
+    // The first start creates the schema: it dies inside its first migration.
+    if i == 0 {
+        return Moment::Line(Trigger::InMigration);
+    }
     if i == DRIFT_AT {
         return Moment::Line(Trigger::FailedCheckOf(model_name(0)));
     }
