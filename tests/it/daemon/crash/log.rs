@@ -1,8 +1,8 @@
 //! Reading one `teewatch run`'s JSON log as it is written, and SIGKILLing the process the moment
 //! a chosen line appears: right after a check's record was committed ("check finished", which the
 //! daemon logs only once the store's transaction is committed), or right after a statement inside
-//! a transaction: the `INSERT INTO checks` of a record, or sqlx's own row marking the first schema
-//! migration applied. sqlx logs each statement (its first words as `summary`) once it has run, so
+//! a transaction: the `INSERT INTO checks` of a record, retention's marking of the bundles it
+//! drops, or sqlx's own row marking the first schema migration applied. sqlx logs each statement (its first words as `summary`) once it has run, so
 //! the transaction is open then and its commit a few statements away.
 //!
 //! The reader runs on its own thread so that the kill follows the line by as little as a pipe
@@ -32,6 +32,9 @@ pub enum Trigger {
     /// Right after sqlx recorded the first schema migration as applied, inside the migration's
     /// transaction (the commit comes next).
     InMigration,
+    /// Right after retention marked the bundles it drops, inside its transaction (the bundles
+    /// themselves are deleted next).
+    InRetention,
 }
 
 /// One check the daemon logged as stored: its id and its target.
@@ -127,9 +130,11 @@ pub fn read(
                     inserts += 1;
                     open.insert(target.clone(), true);
                     trigger == Some(Trigger::InWrite(inserts))
+                } else if summary.starts_with("INSERT INTO _sqlx_migrations ") {
+                    trigger == Some(Trigger::InMigration)
                 } else {
-                    summary.starts_with("INSERT INTO _sqlx_migrations ")
-                        && trigger == Some(Trigger::InMigration)
+                    summary.starts_with("UPDATE checks SET bundle_removed_at ")
+                        && trigger == Some(Trigger::InRetention)
                 }
             } else {
                 false

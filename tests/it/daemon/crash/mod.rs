@@ -1,7 +1,8 @@
 //! Crash safety: `teewatch run` as a process, checking many simulator targets every second,
 //! SIGKILLed at 50 moments drawn from a seeded RNG and restarted each time on the same database.
 //! The moments are of four kinds, in turn: a random delay after the start (sometimes before the
-//! daemon is running: migrations, the restore from the store), right after the n-th check was
+//! daemon is running: migrations, the restore from the store) or, every other time, inside the
+//! retention pass each start runs; right after the n-th check was
 //! logged as stored, right after the n-th `INSERT INTO checks` of a record's transaction (inside
 //! the write), and a random delay after the daemon is ready. The first start, on no database,
 //! is killed inside its first schema migration. Halfway, one target's OS image drifts (the
@@ -34,6 +35,7 @@ use common::daemon_run::{sample, series};
 use common::net::free_port;
 use common::process::{KillOnDrop, run_with_json_log};
 use common::sim_run::start;
+use log::Trigger;
 use run::{Rng, Run, get, killed_run, moment, ready};
 use teewatch_sim::server::{SimOptions, model_name};
 
@@ -365,6 +367,12 @@ async fn fifty_sigkills_lose_no_stored_check_and_record_none_twice() {
         println!("  kills {kind}: {n}");
     }
     println!("  schema migrations committed when the first start was killed: {first_migrations}");
+    let retention_cut = runs
+        .iter()
+        .filter(|r| matches!(r.moment, run::Moment::Line(Trigger::InRetention)))
+        .filter(|r| r.log.count("retention applied") == 0)
+        .count();
+    println!("  retention passes killed before they logged their commit: {retention_cut}");
     println!(
         "  checks logged as stored: {}; rows in the database: {}; committed but cut before \
          their log line: {committed_unlogged}; writes cut inside their transaction (rolled back): \

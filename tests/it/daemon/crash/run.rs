@@ -60,6 +60,7 @@ impl Moment {
             Moment::Line(Trigger::InWrite(_)) => "right after a record's INSERT INTO checks",
             Moment::Line(Trigger::FailedCheckOf(_)) => "right after the drifted check was stored",
             Moment::Line(Trigger::InMigration) => "inside the first schema migration",
+            Moment::Line(Trigger::InRetention) => "inside retention's transaction at start",
         }
     }
 }
@@ -75,6 +76,8 @@ pub fn moment(i: usize, rng: &mut Rng) -> Moment {
         return Moment::Line(Trigger::FailedCheckOf(model_name(0)));
     }
     match i % 4 {
+        // Every other one of these dies inside the retention pass each start runs.
+        0 if i % 8 == 4 => Moment::Line(Trigger::InRetention),
         0 => Moment::AfterStart(rng.millis(300)),
         1 => Moment::Line(Trigger::Stored(1 + rng.below(20) as usize)),
         2 => Moment::Line(Trigger::InWrite(1 + rng.below(20) as usize)),
