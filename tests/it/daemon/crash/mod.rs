@@ -2,12 +2,11 @@
 //! SIGKILLed at 50 moments drawn from a seeded RNG and restarted each time on the same database.
 //! The moments are of four kinds, in turn: a random delay after the start (sometimes before the
 //! daemon is running: migrations, the restore from the store) or, every other time, inside the
-//! retention pass each start runs; right after the n-th check was
-//! logged as stored, right after the n-th `INSERT INTO checks` of a record's transaction (inside
-//! the write), and a random delay after the daemon is ready. The first start, on no database,
-//! is killed inside its first schema migration. Halfway, one target's OS image drifts (the
-//! simulator's `drift-mrtd`, through its admin endpoint), and that run is killed right after the
-//! first failing check of it was stored.
+//! retention pass each start runs; right after the n-th check was logged as stored; right after
+//! the n-th `INSERT INTO checks` of a record's transaction (inside the write); and a random delay
+//! after the daemon is ready. The first start, on no database, is killed inside its first schema
+//! migration. Halfway, one target's OS image drifts (the simulator's `drift-mrtd`, through its
+//! admin endpoint), and that run is killed right after the first failing check of it was stored.
 //!
 //! Afterwards: SQLite's `integrity_check` is `ok` and no reference dangles; every check a killed
 //! daemon logged as stored is in the database under the same target and state, and every row
