@@ -318,7 +318,7 @@ impl Shared {
                     failing: failing(&stored.checks),
                     tcb_status: stored.tcb_status,
                     last_drift,
-                    trust: Vec::new(),
+                    trust: stored.trust,
                 },
             );
         }

@@ -160,6 +160,9 @@ pub struct LatestCheck {
     pub tcb_status: Option<String>,
     /// The format of the response the verdict judged (`Verdict::response_format`).
     pub attestation_format: Option<crate::verify::AttestationFormat>,
+    /// The `dangerous_*` test roots the verdict was judged under (`Verdict::trust`), so that a
+    /// restart under other roots still says so.
+    pub trust: Vec<String>,
     /// When the last passing check of the target (among those retained) finished.
     pub last_success_at: Option<DateTime<Utc>>,
     /// `finished_at - started_at`.

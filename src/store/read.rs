@@ -180,6 +180,7 @@ impl Store {
                 state: state_from_name(&state)?,
                 tcb_status: verdict.tcb_status().map(str::to_string),
                 attestation_format: verdict.response_format(),
+                trust: verdict.trust,
                 checks: verdict.checks,
                 measurements: measurements
                     .into_iter()

@@ -1,9 +1,10 @@
 //! The daemon: in-process against the simulator and as a `teewatch run` process, its metrics
 //! (plain and over TLS), status page, store, backups, accepted drift, the scheduler against the
-//! wall clock, its log, and the targets it cannot check.
+//! wall clock, its log, the targets it cannot check, and SIGKILL at random moments.
 
 mod backup;
 mod cannot_start;
+mod crash;
 mod drift_accept;
 mod in_process;
 mod metrics;
