@@ -12,5 +12,6 @@ mod metrics_tls;
 mod process;
 mod quiet_log;
 mod schedule_wallclock;
+mod secrets;
 mod status_page;
 mod store;
