@@ -107,7 +107,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map(|v: Option<i64>| v.unwrap_or(0))?;
-        let targets: Vec<(i64, String, Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(
+        type TargetRow = (i64, String, Option<Vec<u8>>, Option<i64>);
+        let targets: Vec<TargetRow> = sqlx::query_as(
             "SELECT id, name, chain_head, chain_head_check FROM targets
              WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
         )
@@ -206,9 +207,8 @@ async fn blob<'b>(
     blobs: &'b mut HashMap<i64, Vec<u8>>,
     id: i64,
 ) -> Result<&'b [u8], String> {
-    if !blobs.contains_key(&id) {
-        let content = read::load_blob(conn, id).await.map_err(|e| e.to_string())?;
-        blobs.insert(id, content);
+    if let std::collections::hash_map::Entry::Vacant(slot) = blobs.entry(id) {
+        slot.insert(read::load_blob(conn, id).await.map_err(|e| e.to_string())?);
     }
     Ok(blobs.get(&id).map(Vec::as_slice).unwrap_or_default())
 }
