@@ -467,6 +467,44 @@ async fn the_api_key_appears_in_no_output_of_any_failure_path() {
             &mut scanned,
         );
     }
+    // Each "check finished" line carries the check's record hash, the witness that
+    // `history verify --head` holds the database to.
+    let logged: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("\"check finished\""))
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["fields"]["record_hash"]
+                .as_str()
+                .or_else(|| line["record_hash"].as_str())
+                .unwrap_or_else(|| panic!("no record_hash in {l}"))
+                .to_string()
+        })
+        .collect();
+    assert!(logged.len() >= target_count, "{logged:?}");
+    let out = run_cli(
+        &[
+            "history",
+            "verify",
+            "--db",
+            db_arg,
+            "--head",
+            logged.last().unwrap(),
+        ],
+        &key,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_clean(
+        "teewatch history verify",
+        &String::from_utf8_lossy(&out.stdout),
+        &key,
+        &mut scanned,
+    );
     let rows = dump_database(&db).await;
     assert!(rows.contains("[redacted]"));
     assert_clean("the database", &rows, &key, &mut scanned);
