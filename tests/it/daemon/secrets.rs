@@ -353,6 +353,7 @@ async fn the_api_key_appears_in_no_output_of_any_failure_path() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), target_count, "{files:?}");
+    let mut kinds: std::collections::BTreeMap<String, String> = Default::default();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         assert_clean(
@@ -361,7 +362,45 @@ async fn the_api_key_appears_in_no_output_of_any_failure_path() {
             &key,
             &mut scanned,
         );
+        let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let errors: Vec<String> = bundle["fetch_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["endpoint"].as_str().unwrap(),
+                    e["kind"].as_str().unwrap()
+                )
+            })
+            .collect();
+        kinds.insert(
+            bundle["target"].as_str().unwrap().to_string(),
+            errors.join(","),
+        );
     }
+    // Each path failed the way it was meant to, so the scan covers what each one leaves.
+    for (target, kind) in [
+        (model_name(0), "pccs:"),
+        (model_name(1), "attestation:timeout"),
+        (model_name(3), "attestation:http_status"),
+        ("hostile-401".into(), "attestation:http_status"),
+        ("hostile-redirect".into(), "attestation:http_status"),
+        ("hostile-tls".into(), "attestation:tls"),
+        ("refused".into(), "attestation:connect"),
+        ("hostile-malformed".into(), "attestation:invalid_json"),
+        ("hostile-chat-500".into(), "chat:http_status"),
+        ("hostile-chat-echo".into(), "signature:http_status"),
+    ] {
+        assert!(
+            kinds[&target].contains(kind),
+            "{target}: expected {kind} in {kinds:?}"
+        );
+    }
+    // The 200 chat answer that echoed the key is kept as evidence, the key replaced.
+    let echoed = std::fs::read_to_string(saved.join("hostile-chat-echo.json")).unwrap();
+    assert!(echoed.contains("chatcmpl-[redacted]"), "{echoed}");
     let out = run_cli(&["check", "--config", config_arg], &key);
     assert_eq!(out.status.code(), Some(1));
     assert_clean(
