@@ -131,9 +131,12 @@ impl Store {
                 .await?
                 .or_else(|| check_head(&report, chain_head.as_deref(), chain_head_check, &rows));
             if let Some(wanted) = head {
+                // Every chained check up to the newest verified one verified: the walk goes in
+                // id order and stops at the first break.
+                let verified_up_to = report.head.as_ref().map_or(i64::MIN, |(id, _)| *id);
                 report.head_found = rows
                     .iter()
-                    .take_while(|r| report.broken.as_ref().is_none_or(|b| r.id < b.check_id))
+                    .filter(|r| r.id <= verified_up_to)
                     .find(|r| r.record_hash.as_deref() == Some(wanted))
                     .map(|r| r.id);
             }
