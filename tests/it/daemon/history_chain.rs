@@ -163,6 +163,23 @@ async fn each_edit_deletion_and_reordering_is_found_at_its_link() {
         line_of(&text, "other").starts_with("other: intact"),
         "{text}"
     );
+    // A backup of it says so too (and is still made: it is a faithful copy).
+    let backup = edited.with_file_name("state-backup.db");
+    let out = teewatch([
+        "backup",
+        "--db",
+        edited.to_str().unwrap(),
+        "--out",
+        backup.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.trim_end().ends_with(
+            "integrity ok; history chain broken: m at check 3 (edited) (teewatch history verify says more)"
+        ),
+        "{said}"
+    );
 
     // The verdict's bytes replaced by another check's (both decompress): its hash differs.
     let edited = copy(&db, "verdict");
