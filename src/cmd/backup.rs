@@ -49,8 +49,28 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
     runtime.block_on(store.close());
     match result {
         Ok(summary) => {
+            let chain = match &summary.chain_broken {
+                None => "no history chain (schema before 3)".to_string(),
+                Some(broken) if broken.is_empty() => "history chain intact".to_string(),
+                Some(broken) => {
+                    let links: Vec<String> = broken
+                        .iter()
+                        .map(|(target, link)| {
+                            format!(
+                                "{target} at check {} ({})",
+                                link.check_id,
+                                link.fault.as_str()
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "history chain broken: {} (teewatch history verify says more)",
+                        links.join(", ")
+                    )
+                }
+            };
             output::line(format!(
-                "{}: {} bytes, schema {}, {} check(s), newest {}; integrity ok",
+                "{}: {} bytes, schema {}, {} check(s), newest {}; integrity ok; {chain}",
                 summary.path.display(),
                 summary.bytes,
                 summary.schema_version,

@@ -514,7 +514,7 @@ impl Shared {
             drift: events,
         };
         let store_start = Instant::now();
-        let stored = self.store.record(&record).await;
+        let stored = self.store.record_chained(&record).await;
         self.metrics
             .observe_phase(Phase::Store, store_start.elapsed());
         for p in &phases {
@@ -524,7 +524,7 @@ impl Shared {
             self.metrics.fetch_error(&target.name, &e.endpoint, &e.kind);
         }
         match stored {
-            Ok(check_id) => {
+            Ok(recorded) => {
                 lock(&self.notices).store_failure = None;
                 lock(&self.histories)
                     .entry(target.name.clone())
@@ -532,7 +532,7 @@ impl Shared {
                     .absorb(&record.measurements, &record.drift, record.finished_at);
                 self.settle_target(&generation, &target, &record.measurements, Utc::now())
                     .await;
-                self.publish(&generation, &target, &record, check_id, Utc::now());
+                self.publish(&generation, &target, &record, &recorded, Utc::now());
             }
             Err(e) => {
                 // Nothing of the check is kept, so nothing may look as if it were: the drift
@@ -560,9 +560,10 @@ impl Shared {
         generation: &Generation,
         target: &TargetConfig,
         record: &CheckRecord,
-        check_id: i64,
+        recorded: &crate::store::Recorded,
         now: DateTime<Utc>,
     ) {
+        let check_id = recorded.check_id;
         let verdict = &record.verdict;
         lock(&self.latest).insert(target.name.clone(), record.measurements.clone());
         let (flags, last_drift) = {
@@ -634,6 +635,9 @@ impl Shared {
             duration_ms = duration.as_millis() as u64,
             lag_ms = (record.started_at - record.scheduled_at).num_milliseconds(),
             check_id,
+            // The chain's head, kept by the journal outside the database, for `teewatch history
+            // verify --head` (docs/store.md).
+            record_hash = %recorded.record_hash_hex(),
             "check finished"
         );
         lock(&self.status).insert(

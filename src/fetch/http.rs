@@ -7,7 +7,7 @@
 //! to and only over https or loopback http, and the TLS peer's public key captured for the
 //! bundle's `tls_peer_spki`. Every failure is a [`FetchError`] whose endpoint and kind are the
 //! fixed names of the bundle's `fetch_errors` (`docs/bundle.md`); its message never contains
-//! the API key.
+//! the API key in any form, nor does a body received with it (`redact.rs`).
 
 use std::error::Error as _;
 use std::fmt;
@@ -140,11 +140,10 @@ impl FetchError {
         }
     }
 
-    /// Removes `secret` from the message, whatever echoed it (a server's error body, say).
+    /// Removes `secret`, in every form `redact.rs` knows, from the message, whatever echoed it
+    /// (a server's error body, a redirect's URL).
     fn redact(mut self, secret: &str) -> FetchError {
-        if !secret.is_empty() && self.message.contains(secret) {
-            self.message = self.message.replace(secret, "[redacted]");
-        }
+        self.message = super::redact::text(&self.message, secret);
         self
     }
 }
@@ -337,7 +336,7 @@ impl Http {
             .map_err(|e| send_error(endpoint, &e, https, &self.options))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(status_error(endpoint, response).await);
+            return Err(status_error(endpoint, response, auth.map(|a| a.key)).await);
         }
         let headers = response.headers().clone();
         let peer_spki_der = response
@@ -345,7 +344,13 @@ impl Http {
             .get::<reqwest::tls::TlsInfo>()
             .and_then(reqwest::tls::TlsInfo::peer_certificate)
             .and_then(spki_der);
-        let body = read_capped(endpoint, &mut response, &self.options).await?;
+        let mut body = read_capped(endpoint, &mut response, &self.options).await?;
+        // A provider that echoes the key in an answer must not make teewatch keep it: the body
+        // becomes evidence, stored and shown. A signed body that held it no longer hashes to what
+        // was signed, so its canary fails, which is right for such a provider.
+        if let Some(redacted) = auth.and_then(|a| super::redact::bytes(&body, a.key)) {
+            body = redacted;
+        }
         Ok(HttpResponse {
             status: status.as_u16(),
             headers,
@@ -610,7 +615,13 @@ async fn read_capped(
 
 /// The error of a non-2xx answer: its status, `Retry-After`, and for people the redirect target
 /// or the start of the error body.
-async fn status_error(endpoint: Endpoint, mut response: reqwest::Response) -> FetchError {
+/// With `secret` (the exchange carried the key), every form of it is removed before the
+/// excerpts are cut, so a cut cannot leave the start of one.
+async fn status_error(
+    endpoint: Endpoint,
+    mut response: reqwest::Response,
+    secret: Option<&str>,
+) -> FetchError {
     let status = response.status();
     let header = |name| {
         response
@@ -625,10 +636,10 @@ async fn status_error(endpoint: Endpoint, mut response: reqwest::Response) -> Fe
             "{status}: redirect to {} not followed (evidence must come from the configured url)",
             header(LOCATION)
                 .as_deref()
-                .map_or("nowhere".to_string(), printable)
+                .map_or("nowhere".to_string(), |l| printable_redacted(l, secret))
         )
     } else {
-        match error_body_start(&mut response).await {
+        match error_body_start(&mut response, secret).await {
             Some(start) if !start.is_empty() => format!("{status}: {start}"),
             _ => status.to_string(),
         }
@@ -643,7 +654,10 @@ async fn status_error(endpoint: Endpoint, mut response: reqwest::Response) -> Fe
 }
 
 /// Up to 200 characters of an error answer's body, read for at most two seconds.
-async fn error_body_start(response: &mut reqwest::Response) -> Option<String> {
+async fn error_body_start(
+    response: &mut reqwest::Response,
+    secret: Option<&str>,
+) -> Option<String> {
     const WANT: usize = 512;
     let read = async {
         let mut start = Vec::new();
@@ -661,7 +675,27 @@ async fn error_body_start(response: &mut reqwest::Response) -> Option<String> {
     let start = tokio::time::timeout(Duration::from_secs(2), read)
         .await
         .ok()?;
-    Some(printable(&String::from_utf8_lossy(&start)))
+    let text = String::from_utf8_lossy(&start);
+    Some(match secret {
+        // Reading stopped at WANT bytes, which may have cut a form of the key.
+        Some(secret) if start.len() >= WANT => {
+            printable_redacted(&super::redact::excerpt(&text, secret), Some(secret))
+        }
+        other => printable_redacted(&text, other),
+    })
+}
+
+/// [`printable`], with every form of `secret` removed first and no start of one left at the
+/// cut.
+fn printable_redacted(text: &str, secret: Option<&str>) -> String {
+    let Some(secret) = secret else {
+        return printable(text);
+    };
+    let cut = printable(&super::redact::text(text, secret));
+    match cut.strip_suffix('…') {
+        Some(start) => format!("{}…", super::redact::excerpt(start, secret)),
+        None => cut,
+    }
 }
 
 /// Text for one log line: control characters become spaces, at most 200 characters.

@@ -7,3 +7,4 @@ pub mod check;
 pub mod collateral_cache;
 pub mod http;
 pub mod pccs;
+pub mod redact;

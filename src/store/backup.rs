@@ -3,8 +3,10 @@
 //! A file copy of a SQLite database in WAL mode misses what the write-ahead log still holds and
 //! can catch a page mid-write. `VACUUM INTO` writes a consistent snapshot of the database as one
 //! read transaction sees it, while the daemon keeps writing. The copy is then opened read-only,
-//! checked with `PRAGMA integrity_check`, and summarised (schema version, checks, newest check),
-//! so a backup that cannot be restored is reported when it is made, not when it is needed.
+//! checked with `PRAGMA integrity_check` and its history's hash chain (`chain_verify.rs`), and
+//! summarised (schema version, checks, newest check, targets whose chain is broken), so a backup
+//! that cannot be restored, or that holds a tampered history, is reported when it is made, not
+//! when it is needed.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,9 @@ pub struct BackupSummary {
     pub checks: i64,
     /// `started_at` of the newest check in the copy.
     pub newest_check: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each target whose hash chain is broken in the copy, with its first broken link; `None`
+    /// for a copy from before the chain (schema older than migration 3).
+    pub chain_broken: Option<Vec<(String, super::BrokenLink)>>,
 }
 
 impl Store {
@@ -47,7 +52,10 @@ impl Store {
     }
 }
 
-/// Opens a copy read-only and checks that it is whole and readable.
+/// The migration that added the hash chain.
+const CHAIN_SCHEMA: i64 = 3;
+
+/// Opens a copy read-only and checks that it is whole and readable, and its history chain.
 pub async fn check_copy(path: &Path) -> Result<BackupSummary, StoreError> {
     let failed = |reason: String| StoreError::Backup {
         path: path.to_path_buf(),
@@ -85,9 +93,25 @@ pub async fn check_copy(path: &Path) -> Result<BackupSummary, StoreError> {
         Ok::<_, sqlx::Error>(Ok((schema_version, checks, newest)))
     }
     .await;
+    let chain = match &result {
+        Ok(Ok((version, _, _))) if *version >= CHAIN_SCHEMA => {
+            let copy = Store { pool: pool.clone() };
+            match copy.verify_chain(None, None).await {
+                Ok(chains) => Ok(Some(
+                    chains
+                        .into_iter()
+                        .filter_map(|c| c.broken.map(|b| (c.target, b)))
+                        .collect(),
+                )),
+                Err(e) => Err(format!("verifying the history chain: {e}")),
+            }
+        }
+        _ => Ok(None),
+    };
     pool.close().await;
     let (schema_version, checks, newest) =
         result.map_err(|e| failed(e.to_string()))?.map_err(failed)?;
+    let chain_broken = chain.map_err(failed)?;
     let bytes = std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| failed(e.to_string()))?;
@@ -97,5 +121,6 @@ pub async fn check_copy(path: &Path) -> Result<BackupSummary, StoreError> {
         schema_version,
         checks,
         newest_check: newest.map(chrono::DateTime::from_timestamp_nanos),
+        chain_broken,
     })
 }

@@ -5,13 +5,16 @@
 //! Only this module talks to the database. One check is written in one transaction
 //! (`write.rs`); reads rebuild what the daemon and the `history` command need (`read.rs`);
 //! retention drops old verdicts and most bundles (`retention.rs`); accepted drift is recorded
-//! and read in `acceptance.rs`. Bundles and verdicts are
+//! and read in `acceptance.rs`. Every check is linked into its target's hash chain
+//! (`chain.rs`), which `chain_verify.rs` recomputes for `teewatch history verify`. Bundles and verdicts are
 //! compressed against per-target reference documents (`codec.rs`), which is what makes a check
 //! of a one-GPU target cost a couple of kilobytes instead of the 60 KB of its bundle. The schema
 //! is in `migrations/` and explained in `docs/store.md`.
 
 mod acceptance;
 mod backup;
+mod chain;
+mod chain_verify;
 mod codec;
 mod read;
 mod retention;
@@ -19,7 +22,9 @@ mod write;
 
 pub use acceptance::{AcceptanceRow, AcceptedByTarget, AckOutcome, AckRequest};
 pub use backup::{BackupSummary, check_copy};
+pub use chain_verify::{BrokenLink, LinkFault, TargetChain};
 pub use read::REMOVED_BY_RETENTION;
+pub use write::Recorded;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,6 +5,12 @@
 //! checks that raised drift, and the last few checks of each target. Reference blobs that nothing
 //! uses any more go last. The measurement history is never pruned, since drift ("a value never
 //! seen before") is judged against it.
+//!
+//! Deleting checks keeps their targets' hash chains checkable (`chain.rs`): before a check is
+//! deleted, the next kept check of its target is given a gap row with the deleted check's id and
+//! record hash, the link it names. A check with no kept successor stays named by its target's
+//! chain head, and the next check written records that gap itself (`write.rs`). A dropped
+//! bundle leaves its hash in `checks.bundle_sha256`.
 
 use chrono::{DateTime, Utc};
 
@@ -29,6 +35,21 @@ impl Store {
         let keep_last = int(retention.keep_last_bundles);
 
         let mut tx = self.pool.begin().await?;
+        // The links across the checks about to go: each deleted chained check whose next check
+        // of the target (in chain order) stays. The first statement writes, so the transaction
+        // holds the write lock from here on.
+        sqlx::query(
+            "INSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at)
+             SELECT s.id, d.id, d.record_hash, ?2
+             FROM checks d
+             JOIN checks s ON s.id = (SELECT MIN(n.id) FROM checks n
+                                      WHERE n.target_id = d.target_id AND n.id > d.id)
+             WHERE d.started_at < ?1 AND s.started_at >= ?1 AND d.record_hash IS NOT NULL",
+        )
+        .bind(cutoff)
+        .bind(now_ns)
+        .execute(&mut *tx)
+        .await?;
         // Old checks go with their bundles; counting those first, since the cascade does not
         // report what it deleted.
         let old_bundles = sqlx::query(

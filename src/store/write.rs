@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::chain::{GENESIS, RecordFields};
 use super::codec::{self, int, to_ns};
 use super::{Store, StoreError, read};
 use crate::record::CheckRecord;
@@ -35,8 +36,29 @@ struct Encoded {
     data: Vec<u8>,
 }
 
+/// A check as the store recorded it: its id and its record hash, the link the target's next
+/// check names (`chain.rs`), which the daemon logs so that a copy outside the database can
+/// later vouch for the history (`teewatch history verify --head`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub check_id: i64,
+    pub record_hash: Vec<u8>,
+}
+
+impl Recorded {
+    /// The record hash as lowercase hex.
+    pub fn record_hash_hex(&self) -> String {
+        hex::encode(&self.record_hash)
+    }
+}
+
 impl Store {
-    /// Records one finished check and returns its id.
+    /// Records one finished check and returns its id (see [`Store::record_chained`]).
+    pub async fn record(&self, rec: &CheckRecord) -> Result<i64, StoreError> {
+        self.record_chained(rec).await.map(|r| r.check_id)
+    }
+
+    /// Records one finished check and returns its id and record hash.
     ///
     /// The target, the check with its verdict, the results that did not pass, the phase
     /// durations, the measurements (and the per-target history of their values), the drift
@@ -44,7 +66,10 @@ impl Store {
     /// none is. The measurements count as seen at `finished_at`, the instant the verdict was
     /// known; callers keeping a `TargetHistory` should absorb them at that same instant so that
     /// `histories()` rebuilds exactly what they hold.
-    pub async fn record(&self, rec: &CheckRecord) -> Result<i64, StoreError> {
+    ///
+    /// The check is linked into its target's hash chain in the same transaction: its record
+    /// hash covers the previous check's record hash, which the target row keeps as its head.
+    pub async fn record_chained(&self, rec: &CheckRecord) -> Result<Recorded, StoreError> {
         // Everything that needs no database is prepared before the transaction starts, so the
         // write lock is held only for the statements.
         let bundle = serde_json::to_vec(&rec.bundle).map_err(|source| StoreError::Encode {
@@ -63,6 +88,8 @@ impl Store {
         let observed_at = DateTime::parse_from_rfc3339(&rec.verdict.observed_at)
             .ok()
             .and_then(|t| t.with_timezone(&Utc).timestamp_nanos_opt());
+        let verdict_sha256 = codec::sha256(&verdict);
+        let bundle_sha256 = codec::sha256(&bundle);
         let mut drift_at = Vec::with_capacity(rec.drift.len());
         for event in &rec.drift {
             drift_at.push(to_ns(event.at)?);
@@ -72,20 +99,26 @@ impl Store {
         // The first statement writes, so the transaction takes the write lock at once and never
         // has to upgrade a read snapshot (which fails instead of waiting when another
         // connection wrote in between).
-        let target_id: i64 = sqlx::query_scalar(
-            "INSERT INTO targets (name) VALUES (?1)
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name
-             RETURNING id",
-        )
-        .bind(&rec.target)
-        .fetch_one(&mut *tx)
-        .await?;
+        // It also reads the target's chain head, and whether the check it names is still
+        // stored: when retention deleted it, this check records the gap it links across.
+        let (target_id, head, head_check, head_stored): (i64, Option<Vec<u8>>, Option<i64>, bool) =
+            sqlx::query_as(
+                "INSERT INTO targets (name) VALUES (?1)
+                 ON CONFLICT (name) DO UPDATE SET name = excluded.name
+                 RETURNING id, chain_head, chain_head_check,
+                           EXISTS (SELECT 1 FROM checks c WHERE c.id = chain_head_check)",
+            )
+            .bind(&rec.target)
+            .fetch_one(&mut *tx)
+            .await?;
+        let prev_hash = head.clone().unwrap_or_else(|| GENESIS.to_vec());
 
         let verdict_doc = encode(&mut tx, target_id, Kind::Verdict, &verdict).await?;
         let check_id: i64 = sqlx::query_scalar(
             "INSERT INTO checks (target_id, scheduled_at, started_at, finished_at, observed_at,
-                                 state, attestation_format, verdict_dict, verdict_len, verdict)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                 state, attestation_format, verdict_dict, verdict_len, verdict,
+                                 verdict_sha256, bundle_sha256, prev_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              RETURNING id",
         )
         .bind(target_id)
@@ -98,6 +131,9 @@ impl Store {
         .bind(verdict_doc.dict)
         .bind(int(verdict.len()))
         .bind(verdict_doc.data)
+        .bind(&verdict_sha256)
+        .bind(&bundle_sha256)
+        .bind(&prev_hash)
         .fetch_one(&mut *tx)
         .await?;
 
@@ -236,13 +272,53 @@ impl Store {
         .bind(check_id)
         .bind(bundle_doc.dict)
         .bind(int(bundle.len()))
-        .bind(codec::sha256(&bundle))
+        .bind(&bundle_sha256)
         .bind(bundle_doc.data)
         .execute(&mut *tx)
         .await?;
 
+        let record_hash = RecordFields {
+            target: &rec.target,
+            check_id,
+            scheduled_at,
+            started_at,
+            finished_at,
+            state: rec.verdict.state.as_str(),
+            attestation_format: rec.verdict.attestation_format.as_str(),
+            verdict_sha256: &verdict_sha256,
+            bundle_sha256: &bundle_sha256,
+            prev_hash: &prev_hash,
+        }
+        .hash();
+        sqlx::query("UPDATE checks SET record_hash = ?2 WHERE id = ?1")
+            .bind(check_id)
+            .bind(&record_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE targets SET chain_head = ?2, chain_head_check = ?3 WHERE id = ?1")
+            .bind(target_id)
+            .bind(&record_hash)
+            .bind(check_id)
+            .execute(&mut *tx)
+            .await?;
+        if let (Some(head), Some(head_check), false) = (head, head_check, head_stored) {
+            sqlx::query(
+                "INSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(check_id)
+            .bind(head_check)
+            .bind(head)
+            .bind(finished_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
         tx.commit().await?;
-        Ok(check_id)
+        Ok(Recorded {
+            check_id,
+            record_hash,
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! `teewatch history`: the stored checks, drift events and accepted drift (`text.rs` prints
 //! them), a stored check's bundle (`history export`) and the acknowledgement of a reviewed drift
-//! (`history ack`, `ack.rs`). Every one reads an existing store and never creates one: a path
+//! (`history ack`, `ack.rs`) and the check of the history's hash chain (`history verify`,
+//! `verify.rs`). Every one reads an existing store and never creates one: a path
 //! with no database is exit 66.
 
 mod ack;
 mod text;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +56,10 @@ pub enum Command {
     /// reload). A value outside the target's pins stays drifting until a pin accepts it.
     #[command(after_help = ack::after_help())]
     Ack(ack::Args),
+    /// Recompute the hash chain of the stored checks and report, per target, that it is intact
+    /// or where it breaks (a check edited, missing or reordered).
+    #[command(after_help = verify::after_help())]
+    Verify(verify::Args),
 }
 
 /// `teewatch history export`.
@@ -110,6 +116,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
     match (&args.command, &args.source) {
         (Some(Command::Export(export)), _) => run_export(export, ctx),
         (Some(Command::Ack(ack)), _) => ack::run(ack, ctx),
+        (Some(Command::Verify(verify)), _) => verify::run(verify, ctx),
         (None, Some(source)) => list(args, source, ctx),
         (None, None) => Err(CmdError::usage("history needs --db PATH or --config FILE")),
     }

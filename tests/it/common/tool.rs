@@ -1,5 +1,5 @@
 //! The programs tool-backed tests run for real (promtool, prometheus, amtool, alertmanager,
-//! systemd-analyze, chromium, the cross-check's Python): found here or the test fails, naming the command that installs
+//! systemd-analyze, chromium, sqlite3, the cross-check's Python): found here or the test fails, naming the command that installs
 //! them. No test passes by skipping its tool. Each lookup is also written to `TEEWATCH_TOOL_LOG`
 //! when that is set, so `scripts/test` can count the tool-backed tests that ran. Shared through
 //! `#[path]` by files that do not use the rest of `common`.
@@ -53,6 +53,16 @@ pub fn alertmanager() -> PathBuf {
     };
     record("alertmanager");
     found
+}
+
+/// What provides the `sqlite3` command-line shell on Debian.
+pub const SQLITE3_INSTALL: &str = "apt-get install -y --no-install-recommends sqlite3";
+
+/// The `sqlite3` shell, with which tests edit a store as an attacker would, or the test fails
+/// naming the install command.
+#[track_caller]
+pub fn sqlite3() -> PathBuf {
+    tool("sqlite3", SQLITE3_INSTALL)
 }
 
 /// Where `program` is: itself when it names a path, else the first executable file of that name

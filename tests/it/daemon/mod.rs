@@ -1,16 +1,19 @@
 //! The daemon: in-process against the simulator and as a `teewatch run` process, its metrics
 //! (plain and over TLS), status page, store, backups, accepted drift, the scheduler against the
-//! wall clock, its log, the targets it cannot check, and SIGKILL at random moments.
+//! wall clock, its log, the targets it cannot check, SIGKILL at random moments, the
+//! tamper-evident history and secrets.
 
 mod backup;
 mod cannot_start;
 mod crash;
 mod drift_accept;
+mod history_chain;
 mod in_process;
 mod metrics;
 mod metrics_tls;
 mod process;
 mod quiet_log;
 mod schedule_wallclock;
+mod secrets;
 mod status_page;
 mod store;

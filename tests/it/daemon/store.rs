@@ -143,7 +143,7 @@ async fn row_counts(pool: &SqlitePool) -> BTreeMap<String, i64> {
     .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(tables.len(), 11, "{tables:?}");
+    assert_eq!(tables.len(), 13, "{tables:?}");
     let mut counts = BTreeMap::new();
     for table in tables {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))

@@ -14,7 +14,7 @@ mod pipes;
 
 /// Every command path with a `--help` of its own, each of which must end with examples (run as
 /// written by `examples`) and the command's exit codes (`explains`).
-const COMMANDS: [&[&str]; 14] = [
+const COMMANDS: [&[&str]; 15] = [
     &[],
     &["verify"],
     &["check"],
@@ -25,6 +25,7 @@ const COMMANDS: [&[&str]; 14] = [
     &["history"],
     &["history", "export"],
     &["history", "ack"],
+    &["history", "verify"],
     &["backup"],
     &["config", "check"],
     &["completions"],
