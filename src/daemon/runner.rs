@@ -27,6 +27,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, Measurement, TargetHistory};
 use crate::fetch::check::{Fetched, Fetcher, timed_out_bundle};
@@ -158,6 +159,8 @@ pub struct Shared {
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
     answer_hook: RwLock<Option<AnswerHook>>,
+    /// The wall clock of checks, records, scheduling and retention.
+    pub clock: Clock,
 }
 
 impl Shared {
@@ -180,9 +183,16 @@ impl Shared {
             cannot_check: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
+            clock: Clock::system(),
         };
         shared.probe_keys();
         shared
+    }
+
+    /// The state reading "now" from `clock` (a test's adjustable clock) instead of the system.
+    pub fn with_clock(mut self, clock: Clock) -> Shared {
+        self.clock = clock;
+        self
     }
 
     /// The configuration in force.
@@ -493,7 +503,7 @@ impl Shared {
                 );
             }
         }
-        let finished_at = Utc::now();
+        let finished_at = self.clock.now();
         let measurements = drift::measurements(&verdict);
         let events = {
             let histories = lock(&self.histories);
@@ -530,9 +540,9 @@ impl Shared {
                     .entry(target.name.clone())
                     .or_default()
                     .absorb(&record.measurements, &record.drift, record.finished_at);
-                self.settle_target(&generation, &target, &record.measurements, Utc::now())
+                self.settle_target(&generation, &target, &record.measurements, self.clock.now())
                     .await;
-                self.publish(&generation, &target, &record, check_id, Utc::now());
+                self.publish(&generation, &target, &record, check_id, self.clock.now());
             }
             Err(e) => {
                 // Nothing of the check is kept, so nothing may look as if it were: the drift

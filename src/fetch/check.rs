@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
+use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
@@ -39,6 +40,8 @@ pub struct Fetcher {
     jwks: Mutex<Option<(Value, Instant)>>,
     /// Unknown kids that triggered a refetch, and when.
     refetched_for: Mutex<BTreeMap<String, Instant>>,
+    /// Where `observed_at` and the collateral cache's "now" come from.
+    clock: Clock,
 }
 
 /// What one check gathered, before it becomes a bundle.
@@ -225,7 +228,14 @@ impl Fetcher {
             collateral: CollateralCache::new(cache_dir),
             jwks: Mutex::new(None),
             refetched_for: Mutex::new(BTreeMap::new()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The fetcher reading "now" from `clock` (a test's adjustable clock) instead of the system.
+    pub fn with_clock(mut self, clock: Clock) -> Fetcher {
+        self.clock = clock;
+        self
     }
 
     /// The collateral cache, for the fetch time of each platform's copy
@@ -285,10 +295,14 @@ impl Fetcher {
         // one key and sign the canary with another.
         url.push_str("&signing_algo=");
         url.push_str(monitor.signing_algo.as_str());
+        // Each request to the provider is limited by the target's `timeout_seconds`, not by the
+        // client's default, which only bounds the shared services (PCCS, NRAS, JWKS).
+        let provider = self.http.with_total_timeout(monitor.timeout);
         let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
             let url = url.clone();
             let auth = &auth;
-            async move { self.http.get(Endpoint::Attestation, &url, Some(auth)).await }
+            let provider = &provider;
+            async move { provider.get(Endpoint::Attestation, &url, Some(auth)).await }
         })
         .await;
         let (attestation, peer) = match fetched {
@@ -304,7 +318,7 @@ impl Fetcher {
                 (Value::Null, None)
             }
         };
-        let observed_at = Utc::now();
+        let observed_at = self.clock.now();
         lap(Phase::Attestation, &mut phases);
         // The TLS peer is the attested service only when teewatch talks to it directly.
         let tls_peer_spki = match peer {
@@ -371,11 +385,11 @@ impl Fetcher {
         let mut found = Vec::new();
         for fmspc in &fmspcs {
             let refresh = config.intel.collateral_refresh;
-            if self.collateral.needs_refresh(fmspc, Utc::now(), refresh) {
+            if self.collateral.needs_refresh(fmspc, self.clock.now(), refresh) {
                 match self.fetch_collateral(config, fmspc).await {
                     Ok(fresh) => {
                         // A refused answer leaves the cached copy serving; the log says why.
-                        if let Err(e) = self.collateral.put(fmspc, fresh, Utc::now()) {
+                        if let Err(e) = self.collateral.put(fmspc, fresh, self.clock.now()) {
                             tracing::warn!(fmspc = %fmspc, error = %e, "collateral not stored");
                         }
                     }
