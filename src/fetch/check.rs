@@ -295,14 +295,16 @@ impl Fetcher {
         // one key and sign the canary with another.
         url.push_str("&signing_algo=");
         url.push_str(monitor.signing_algo.as_str());
-        // Each request to the provider is limited by the target's `timeout_seconds`, not by the
-        // client's default, which only bounds the shared services (PCCS, NRAS, JWKS).
-        let provider = self.http.with_total_timeout(monitor.timeout);
+        // Each request of the check, to the provider and to the services (PCCS, NRAS, JWKS), is
+        // limited by the target's `timeout_seconds` (or the client's own deadline when that is
+        // shorter): the check's deadline is three of them, so one slow service cannot hold the
+        // check past it and lose everything already gathered.
+        let limited = self.http.with_total_timeout(monitor.timeout);
         let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
             let url = url.clone();
             let auth = &auth;
-            let provider = &provider;
-            async move { provider.get(Endpoint::Attestation, &url, Some(auth)).await }
+            let limited = &limited;
+            async move { limited.get(Endpoint::Attestation, &url, Some(auth)).await }
         })
         .await;
         let (attestation, peer) = match fetched {
@@ -333,11 +335,13 @@ impl Fetcher {
         let parts = report::parts(&attestation, report::detect_format(&attestation));
 
         // 2. Collateral for each platform the report's quotes come from.
-        let collateral = self.collateral_for(config, &parts, &mut errors).await;
+        let collateral = self
+            .collateral_for(&limited, config, &parts, &mut errors)
+            .await;
         lap(Phase::Collateral, &mut phases);
 
         // 3. NRAS, per part with GPU evidence, and the JWKS its tokens name.
-        let nras = self.nras_for(config, &parts, &mut errors).await;
+        let nras = self.nras_for(&limited, config, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
         // 4. The canary chats.
@@ -363,6 +367,7 @@ impl Fetcher {
 
     async fn collateral_for(
         &self,
+        http: &Http,
         config: &Config,
         parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
@@ -385,8 +390,11 @@ impl Fetcher {
         let mut found = Vec::new();
         for fmspc in &fmspcs {
             let refresh = config.intel.collateral_refresh;
-            if self.collateral.needs_refresh(fmspc, self.clock.now(), refresh) {
-                match self.fetch_collateral(config, fmspc).await {
+            if self
+                .collateral
+                .needs_refresh(fmspc, self.clock.now(), refresh)
+            {
+                match self.fetch_collateral(http, config, fmspc).await {
                     Ok(fresh) => {
                         // A refused answer leaves the cached copy serving; the log says why.
                         if let Err(e) = self.collateral.put(fmspc, fresh, self.clock.now()) {
@@ -407,34 +415,35 @@ impl Fetcher {
         }
     }
 
-    async fn fetch_collateral(&self, config: &Config, fmspc: &str) -> Result<Value, FetchError> {
+    async fn fetch_collateral(
+        &self,
+        http: &Http,
+        config: &Config,
+        fmspc: &str,
+    ) -> Result<Value, FetchError> {
         let base = config.intel.pccs_url.trim_end_matches('/');
-        let tcb = self
-            .http
+        let tcb = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}"),
                 None,
             )
             .await?;
-        let qe = self
-            .http
+        let qe = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/tdx/certification/v4/qe/identity"),
                 None,
             )
             .await?;
-        let crl = self
-            .http
+        let crl = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
                 None,
             )
             .await?;
-        let root = self
-            .http
+        let root = http
             .get(Endpoint::RootCrl, &config.intel.root_crl_url, None)
             .await?;
         let answers = PccsAnswers {
@@ -457,6 +466,7 @@ impl Fetcher {
 
     async fn nras_for(
         &self,
+        http: &Http,
         config: &Config,
         parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
@@ -478,7 +488,7 @@ impl Fetcher {
                 "{}/v3/attest/gpu",
                 config.nvidia.nras_url.trim_end_matches('/')
             );
-            let response = match self.http.post_json(Endpoint::Nras, &url, body, None).await {
+            let response = match http.post_json(Endpoint::Nras, &url, body, None).await {
                 Ok(r) => match r.json(Endpoint::Nras) {
                     Ok(v) => v,
                     Err(e) => {
@@ -491,7 +501,10 @@ impl Fetcher {
                     continue;
                 }
             };
-            let jwks = match self.jwks_covering(config, &token_kids(&response)).await {
+            let jwks = match self
+                .jwks_covering(http, config, &token_kids(&response))
+                .await
+            {
                 Ok(j) => j,
                 Err(e) => {
                     errors.push(e);
@@ -518,7 +531,12 @@ impl Fetcher {
 
     /// The cached JWKS, refetched when it is old or lacks one of `needed` (at most once a minute
     /// for unknown kids, so a bogus kid cannot make teewatch hammer NRAS).
-    async fn jwks_covering(&self, config: &Config, needed: &[String]) -> Result<Value, FetchError> {
+    async fn jwks_covering(
+        &self,
+        http: &Http,
+        config: &Config,
+        needed: &[String],
+    ) -> Result<Value, FetchError> {
         let cached = self.jwks.lock().ok().and_then(|c| c.clone());
         if let Some((jwks, fetched)) = &cached {
             let known = kids(jwks);
@@ -541,8 +559,7 @@ impl Fetcher {
                 }
             }
         }
-        let response = self
-            .http
+        let response = http
             .get(Endpoint::Jwks, &config.nvidia.jwks_url, None)
             .await?;
         let jwks = response.json(Endpoint::Jwks)?;
