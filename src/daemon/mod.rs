@@ -429,7 +429,11 @@ async fn retention_loop(shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         let retention = retention_of(&shared.generation().config);
-        match shared.store.apply_retention(shared.clock.now(), &retention).await {
+        match shared
+            .store
+            .apply_retention(shared.clock.now(), &retention)
+            .await
+        {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed"),
         }
