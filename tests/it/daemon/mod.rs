@@ -1,10 +1,11 @@
 //! The daemon: in-process against the simulator and as a `teewatch run` process, its metrics
 //! (plain and over TLS), status page, store, backups, accepted drift, the scheduler against the
-//! wall clock, its log, and the targets it cannot check.
+//! wall clock, its log, the targets it cannot check, and the fault matrix.
 
 mod backup;
 mod cannot_start;
 mod drift_accept;
+mod faults;
 mod in_process;
 mod metrics;
 mod metrics_tls;
