@@ -65,6 +65,14 @@ struct Matrix {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_leaves_the_daemon_up_its_history_whole_and_the_fault_visible() {
     let sqlite3 = common::tool::tool("sqlite3", SQLITE3_INSTALL);
+    // Every simulator fault has its row, once.
+    for fault in teewatch_sim::faults::ALL_FAULTS {
+        let rows = ROWS
+            .iter()
+            .filter(|r| matches!(r.setup, Setup::Sim { fault: f, .. } if f == fault))
+            .count();
+        assert_eq!(rows, 1, "{fault}: expected one row, found {rows}");
+    }
     let formats = vec![SimFormat::Dstack, SimFormat::NearGateway, SimFormat::Dstack];
     let run = start(
         "fault-matrix",
