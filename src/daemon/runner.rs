@@ -397,12 +397,13 @@ impl Shared {
                 }
                 Err(e) => {
                     let reason = e.reason();
-                    let Some(bundle) = e.stand_in_bundle(&generation.config, &target) else {
+                    let Some(mut bundle) = e.stand_in_bundle(&generation.config, &target) else {
                         // Not monitored (a reload raced the schedule): nothing to check.
                         tracing::debug!(error = %e, "target no longer monitored; not checked");
                         return;
                     };
                     self.cannot_start(&target.name, reason);
+                    self.observed_now(&mut bundle);
                     let fetched = Fetched {
                         bundle,
                         phases: Vec::new(),
@@ -449,9 +450,23 @@ impl Shared {
             deadline_s = due.deadline.as_secs(),
             "check exceeded its deadline"
         );
-        let bundle = timed_out_bundle(&generation.config, &target, due.deadline);
+        let mut bundle = timed_out_bundle(&generation.config, &target, due.deadline);
+        self.observed_now(&mut bundle);
         self.finish(generation, target, due, bundle, Vec::new(), Origin::StandIn)
             .await;
+    }
+
+    /// Dates a stand-in bundle (a check in which nothing arrived) on the daemon's clock, as a
+    /// fetched bundle's `observed_at` is, so its record agrees with its neighbours when a
+    /// test moves the clock.
+    fn observed_now(&self, bundle: &mut Value) {
+        if let Some(fields) = bundle.as_object_mut() {
+            let now = self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            fields.insert("observed_at".into(), Value::String(now));
+        }
     }
 
     async fn finish(
