@@ -9,6 +9,7 @@
 //! `teewatch::verify::…` and `crate::verify::…` name it; the simulator, `teewatch-sim`
 //! (crates/sim), is not part of the library at all.
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod drift;

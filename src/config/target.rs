@@ -81,7 +81,8 @@ pub struct MonitorConfig {
     pub model: String,
     pub api_key: ApiKeySource,
     pub schedule: Schedule,
-    /// The limit for each request to the provider (`timeout_seconds`, 1 to 600).
+    /// The limit for each request of the target's check, to the provider and to the services
+    /// (`timeout_seconds`, 1 to 600; at most the HTTP client's own deadline).
     pub timeout: Duration,
     pub paths: ProviderPaths,
     pub canary: CanaryConfig,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::fetch::check::Fetcher;
 use crate::fetch::http::{Http, HttpOptions};
@@ -138,6 +139,12 @@ fn retention_of(config: &Config) -> Retention {
 impl Daemon {
     /// Starts everything and returns once the daemon is serving.
     pub async fn start(options: RunOptions) -> Result<Daemon, RunError> {
+        Daemon::start_with_clock(options, Clock::system()).await
+    }
+
+    /// [`Daemon::start`] reading the wall clock from `clock` for checks, records, scheduling and
+    /// retention, so a test can jump it while the daemon runs.
+    pub async fn start_with_clock(options: RunOptions, clock: Clock) -> Result<Daemon, RunError> {
         let config = load_config(&options).map_err(RunError::Config)?;
         if let Some(parent) = config.daemon.db.parent() {
             // The store creates the file; its folder must exist (systemd's StateDirectory does).
@@ -156,20 +163,22 @@ impl Daemon {
         let http = Http::new(HttpOptions::for_config(&config))
             .map_err(|e| RunError::Http(e.to_string()))?;
         let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
-        let fetcher = Fetcher::new(http, cache_dir.as_deref());
+        let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
         let retention = retention_of(&config);
-        let shared = Arc::new(Shared::new(config, fetcher, store, metrics, histories));
+        let shared = Arc::new(
+            Shared::new(config, fetcher, store, metrics, histories).with_clock(clock.clone()),
+        );
         // Every gauge comes back from the store before the listener answers a scrape.
         shared.restore_collateral(&latest).await;
-        shared.restore(latest, &state_since, Utc::now());
+        shared.restore(latest, &state_since, clock.now());
         // Drift the pins in force accept (the configuration changed while the daemon was down)
         // is recorded as accepted.
         shared.settle_drift().await;
         let targets = shared.targets();
         shared.metrics.set_targets(targets.len());
-        match shared.store.apply_retention(Utc::now(), &retention).await {
+        match shared.store.apply_retention(clock.now(), &retention).await {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed"),
         }
@@ -200,7 +209,7 @@ impl Daemon {
         let runner = Arc::new(CheckRunner {
             shared: shared.clone(),
         });
-        let scheduler = Scheduler::resume(
+        let scheduler = Scheduler::resume_with_clock(
             targets,
             &last_slots,
             SchedulerOptions {
@@ -209,6 +218,7 @@ impl Daemon {
                 planner: PlannerOptions::default(),
             },
             runner,
+            clock,
         )
         .await
         .map_err(|e| RunError::Scheduler(e.to_string()))?;
@@ -248,7 +258,7 @@ impl Daemon {
         let Some(planned) = self.shared.targets().into_iter().find(|t| t.name == target) else {
             return false;
         };
-        let now = Utc::now();
+        let now = self.shared.clock.now();
         let due = crate::schedule::Due {
             target: planned.name,
             scheduled_at: now,
@@ -419,7 +429,11 @@ async fn retention_loop(shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         let retention = retention_of(&shared.generation().config);
-        match shared.store.apply_retention(Utc::now(), &retention).await {
+        match shared
+            .store
+            .apply_retention(shared.clock.now(), &retention)
+            .await
+        {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed"),
         }

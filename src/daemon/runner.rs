@@ -27,6 +27,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, Measurement, TargetHistory};
 use crate::fetch::check::{Fetched, Fetcher, timed_out_bundle};
@@ -158,6 +159,8 @@ pub struct Shared {
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
     answer_hook: RwLock<Option<AnswerHook>>,
+    /// The wall clock of checks, records, scheduling and retention.
+    pub clock: Clock,
 }
 
 impl Shared {
@@ -180,9 +183,16 @@ impl Shared {
             cannot_check: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
+            clock: Clock::system(),
         };
         shared.probe_keys();
         shared
+    }
+
+    /// The state reading "now" from `clock` (a test's adjustable clock) instead of the system.
+    pub fn with_clock(mut self, clock: Clock) -> Shared {
+        self.clock = clock;
+        self
     }
 
     /// The configuration in force.
@@ -387,12 +397,13 @@ impl Shared {
                 }
                 Err(e) => {
                     let reason = e.reason();
-                    let Some(bundle) = e.stand_in_bundle(&generation.config, &target) else {
+                    let Some(mut bundle) = e.stand_in_bundle(&generation.config, &target) else {
                         // Not monitored (a reload raced the schedule): nothing to check.
                         tracing::debug!(error = %e, "target no longer monitored; not checked");
                         return;
                     };
                     self.cannot_start(&target.name, reason);
+                    self.observed_now(&mut bundle);
                     let fetched = Fetched {
                         bundle,
                         phases: Vec::new(),
@@ -439,9 +450,23 @@ impl Shared {
             deadline_s = due.deadline.as_secs(),
             "check exceeded its deadline"
         );
-        let bundle = timed_out_bundle(&generation.config, &target, due.deadline);
+        let mut bundle = timed_out_bundle(&generation.config, &target, due.deadline);
+        self.observed_now(&mut bundle);
         self.finish(generation, target, due, bundle, Vec::new(), Origin::StandIn)
             .await;
+    }
+
+    /// Dates a stand-in bundle (a check in which nothing arrived) on the daemon's clock, as a
+    /// fetched bundle's `observed_at` is, so its record agrees with its neighbours when a
+    /// test moves the clock.
+    fn observed_now(&self, bundle: &mut Value) {
+        if let Some(fields) = bundle.as_object_mut() {
+            let now = self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            fields.insert("observed_at".into(), Value::String(now));
+        }
     }
 
     async fn finish(
@@ -493,7 +518,7 @@ impl Shared {
                 );
             }
         }
-        let finished_at = Utc::now();
+        let finished_at = self.clock.now();
         let measurements = drift::measurements(&verdict);
         let events = {
             let histories = lock(&self.histories);
@@ -530,9 +555,9 @@ impl Shared {
                     .entry(target.name.clone())
                     .or_default()
                     .absorb(&record.measurements, &record.drift, record.finished_at);
-                self.settle_target(&generation, &target, &record.measurements, Utc::now())
+                self.settle_target(&generation, &target, &record.measurements, self.clock.now())
                     .await;
-                self.publish(&generation, &target, &record, &recorded, Utc::now());
+                self.publish(&generation, &target, &record, &recorded, self.clock.now());
             }
             Err(e) => {
                 // Nothing of the check is kept, so nothing may look as if it were: the drift

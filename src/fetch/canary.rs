@@ -23,6 +23,8 @@ impl Fetcher {
         nonce_hex: &str,
         errors: &mut Vec<FetchError>,
     ) -> Value {
+        // Each request to the provider is limited by the target's `timeout_seconds`.
+        let http = self.http.with_total_timeout(monitor.timeout);
         let mut exchanges = Vec::new();
         let modes: Vec<bool> = [
             (false, monitor.canary.non_stream),
@@ -41,8 +43,7 @@ impl Fetcher {
             })
             .to_string();
             let url = monitor.url(&monitor.paths.chat);
-            let response = match self
-                .http
+            let response = match http
                 .post_json(
                     Endpoint::Chat,
                     &url,
@@ -79,8 +80,9 @@ impl Fetcher {
                     );
                     let fetched = with_retries(monitor.canary.signature_wait, || {
                         let url = url.clone();
+                        let http = &http;
                         async move {
-                            let r = self.http.get(Endpoint::Signature, &url, Some(auth)).await;
+                            let r = http.get(Endpoint::Signature, &url, Some(auth)).await;
                             // "Not found" right after a chat means "not yet": retry it too.
                             match r {
                                 Err(mut e) if e.status == Some(404) => {

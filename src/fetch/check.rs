@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
+use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
 use crate::verify::hexutil;
@@ -39,6 +40,8 @@ pub struct Fetcher {
     jwks: Mutex<Option<(Value, Instant)>>,
     /// Unknown kids that triggered a refetch, and when.
     refetched_for: Mutex<BTreeMap<String, Instant>>,
+    /// Where `observed_at` and the collateral cache's "now" come from.
+    clock: Clock,
 }
 
 /// What one check gathered, before it becomes a bundle.
@@ -225,7 +228,14 @@ impl Fetcher {
             collateral: CollateralCache::new(cache_dir),
             jwks: Mutex::new(None),
             refetched_for: Mutex::new(BTreeMap::new()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The fetcher reading "now" from `clock` (a test's adjustable clock) instead of the system.
+    pub fn with_clock(mut self, clock: Clock) -> Fetcher {
+        self.clock = clock;
+        self
     }
 
     /// The collateral cache, for the fetch time of each platform's copy
@@ -285,10 +295,16 @@ impl Fetcher {
         // one key and sign the canary with another.
         url.push_str("&signing_algo=");
         url.push_str(monitor.signing_algo.as_str());
+        // Each request of the check, to the provider and to the services (PCCS, NRAS, JWKS), is
+        // limited by the target's `timeout_seconds` (or the client's own deadline when that is
+        // shorter): the check's deadline is three of them, so one slow service cannot hold the
+        // check past it and lose everything already gathered.
+        let limited = self.http.with_total_timeout(monitor.timeout);
         let fetched = with_retries(ATTESTATION_RETRY_BUDGET, || {
             let url = url.clone();
             let auth = &auth;
-            async move { self.http.get(Endpoint::Attestation, &url, Some(auth)).await }
+            let limited = &limited;
+            async move { limited.get(Endpoint::Attestation, &url, Some(auth)).await }
         })
         .await;
         let (attestation, peer) = match fetched {
@@ -304,7 +320,7 @@ impl Fetcher {
                 (Value::Null, None)
             }
         };
-        let observed_at = Utc::now();
+        let observed_at = self.clock.now();
         lap(Phase::Attestation, &mut phases);
         // The TLS peer is the attested service only when teewatch talks to it directly.
         let tls_peer_spki = match peer {
@@ -319,11 +335,13 @@ impl Fetcher {
         let parts = report::parts(&attestation, report::detect_format(&attestation));
 
         // 2. Collateral for each platform the report's quotes come from.
-        let collateral = self.collateral_for(config, &parts, &mut errors).await;
+        let collateral = self
+            .collateral_for(&limited, config, &parts, &mut errors)
+            .await;
         lap(Phase::Collateral, &mut phases);
 
         // 3. NRAS, per part with GPU evidence, and the JWKS its tokens name.
-        let nras = self.nras_for(config, &parts, &mut errors).await;
+        let nras = self.nras_for(&limited, config, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
         // 4. The canary chats.
@@ -349,6 +367,7 @@ impl Fetcher {
 
     async fn collateral_for(
         &self,
+        http: &Http,
         config: &Config,
         parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
@@ -371,11 +390,14 @@ impl Fetcher {
         let mut found = Vec::new();
         for fmspc in &fmspcs {
             let refresh = config.intel.collateral_refresh;
-            if self.collateral.needs_refresh(fmspc, Utc::now(), refresh) {
-                match self.fetch_collateral(config, fmspc).await {
+            if self
+                .collateral
+                .needs_refresh(fmspc, self.clock.now(), refresh)
+            {
+                match self.fetch_collateral(http, config, fmspc).await {
                     Ok(fresh) => {
                         // A refused answer leaves the cached copy serving; the log says why.
-                        if let Err(e) = self.collateral.put(fmspc, fresh, Utc::now()) {
+                        if let Err(e) = self.collateral.put(fmspc, fresh, self.clock.now()) {
                             tracing::warn!(fmspc = %fmspc, error = %e, "collateral not stored");
                         }
                     }
@@ -393,34 +415,35 @@ impl Fetcher {
         }
     }
 
-    async fn fetch_collateral(&self, config: &Config, fmspc: &str) -> Result<Value, FetchError> {
+    async fn fetch_collateral(
+        &self,
+        http: &Http,
+        config: &Config,
+        fmspc: &str,
+    ) -> Result<Value, FetchError> {
         let base = config.intel.pccs_url.trim_end_matches('/');
-        let tcb = self
-            .http
+        let tcb = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}"),
                 None,
             )
             .await?;
-        let qe = self
-            .http
+        let qe = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/tdx/certification/v4/qe/identity"),
                 None,
             )
             .await?;
-        let crl = self
-            .http
+        let crl = http
             .get(
                 Endpoint::Pccs,
                 &format!("{base}/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
                 None,
             )
             .await?;
-        let root = self
-            .http
+        let root = http
             .get(Endpoint::RootCrl, &config.intel.root_crl_url, None)
             .await?;
         let answers = PccsAnswers {
@@ -443,6 +466,7 @@ impl Fetcher {
 
     async fn nras_for(
         &self,
+        http: &Http,
         config: &Config,
         parts: &[Part<'_>],
         errors: &mut Vec<FetchError>,
@@ -464,7 +488,7 @@ impl Fetcher {
                 "{}/v3/attest/gpu",
                 config.nvidia.nras_url.trim_end_matches('/')
             );
-            let response = match self.http.post_json(Endpoint::Nras, &url, body, None).await {
+            let response = match http.post_json(Endpoint::Nras, &url, body, None).await {
                 Ok(r) => match r.json(Endpoint::Nras) {
                     Ok(v) => v,
                     Err(e) => {
@@ -477,7 +501,10 @@ impl Fetcher {
                     continue;
                 }
             };
-            let jwks = match self.jwks_covering(config, &token_kids(&response)).await {
+            let jwks = match self
+                .jwks_covering(http, config, &token_kids(&response))
+                .await
+            {
                 Ok(j) => j,
                 Err(e) => {
                     errors.push(e);
@@ -504,7 +531,12 @@ impl Fetcher {
 
     /// The cached JWKS, refetched when it is old or lacks one of `needed` (at most once a minute
     /// for unknown kids, so a bogus kid cannot make teewatch hammer NRAS).
-    async fn jwks_covering(&self, config: &Config, needed: &[String]) -> Result<Value, FetchError> {
+    async fn jwks_covering(
+        &self,
+        http: &Http,
+        config: &Config,
+        needed: &[String],
+    ) -> Result<Value, FetchError> {
         let cached = self.jwks.lock().ok().and_then(|c| c.clone());
         if let Some((jwks, fetched)) = &cached {
             let known = kids(jwks);
@@ -527,8 +559,7 @@ impl Fetcher {
                 }
             }
         }
-        let response = self
-            .http
+        let response = http
             .get(Endpoint::Jwks, &config.nvidia.jwks_url, None)
             .await?;
         let jwks = response.json(Endpoint::Jwks)?;

@@ -266,6 +266,19 @@ impl Http {
         &self.options
     }
 
+    /// The same client (and connection pool) with a total deadline per request no longer than
+    /// `total` (the tighter of it and the client's own): a target's `timeout_seconds` for the
+    /// requests to its provider.
+    pub fn with_total_timeout(&self, total: Duration) -> Http {
+        Http {
+            client: self.client.clone(),
+            options: HttpOptions {
+                total_timeout: total.min(self.options.total_timeout),
+                ..self.options.clone()
+            },
+        }
+    }
+
     /// GETs `url`. With `auth`, the key goes as a bearer token, and only when the URL's host is
     /// `auth.key_host`; otherwise nothing is sent and the error (`connect`) says why.
     pub async fn get(
@@ -316,7 +329,12 @@ impl Http {
         require_secure(url).map_err(&refused)?;
         let parsed = Url::parse(url).map_err(|e| refused(format!("invalid url {url}: {e}")))?;
         let https = parsed.scheme() == "https";
-        let mut request = self.client.request(method, parsed.clone());
+        // Set on each request, so that a clone made by `with_total_timeout` keeps its own
+        // deadline while sharing the pool.
+        let mut request = self
+            .client
+            .request(method, parsed.clone())
+            .timeout(self.options.total_timeout);
         if let Some(auth) = auth {
             if !host_is(&parsed, auth.key_host) {
                 return Err(refused(format!(

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::ScheduleError;
 use super::planner::{Decision, Due, PlannedTarget, Planner, PlannerOptions};
+use crate::clock::Clock;
 use crate::sync::lock;
 
 /// How long any call into tokio-cron-scheduler may take before the ticker is considered dead.
@@ -124,6 +125,8 @@ struct Inner {
     cancelled: AtomicUsize,
     ticker: tokio::sync::Mutex<Option<Ticker>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The wall clock slots are planned on (the ticker itself fires on the system's).
+    clock: Clock,
 }
 
 /// Bounds a call into tokio-cron-scheduler, whose actors may have died.
@@ -156,6 +159,17 @@ impl Scheduler {
         options: SchedulerOptions,
         runner: Arc<dyn Runner>,
     ) -> Result<Scheduler, ScheduleError> {
+        Scheduler::resume_with_clock(targets, last_slots, options, runner, Clock::system()).await
+    }
+
+    /// [`Scheduler::resume`] planning slots on `clock` (a test's adjustable clock).
+    pub async fn resume_with_clock(
+        targets: Vec<PlannedTarget>,
+        last_slots: &BTreeMap<String, DateTime<Utc>>,
+        options: SchedulerOptions,
+        runner: Arc<dyn Runner>,
+        clock: Clock,
+    ) -> Result<Scheduler, ScheduleError> {
         if options.concurrency == 0 {
             return Err(ScheduleError::ZeroConcurrency);
         }
@@ -164,7 +178,7 @@ impl Scheduler {
             return Err(ScheduleError::Tick(tick));
         }
         let mut planner = Planner::new(options.planner);
-        let now = Utc::now();
+        let now = clock.now();
         planner.set_targets(&targets, now)?;
         planner.resume(last_slots, now);
         let slots = planner.slots();
@@ -184,6 +198,7 @@ impl Scheduler {
             cancelled: AtomicUsize::new(0),
             ticker: tokio::sync::Mutex::new(None),
             supervisor: Mutex::new(None),
+            clock,
         });
         let ticker = Ticker::start(Arc::downgrade(&inner), tick).await?;
         *inner.ticker.lock().await = Some(ticker);
@@ -221,7 +236,7 @@ impl Scheduler {
     ) -> Result<(), ScheduleError> {
         let slots = {
             let mut planner = lock(&self.inner.planner);
-            planner.set_targets(&targets, Utc::now())?;
+            planner.set_targets(&targets, self.inner.clock.now())?;
             commit();
             planner.slots()
         };
@@ -321,7 +336,7 @@ impl Inner {
     /// planner's lock is released, so a runner may call back into the scheduler.
     fn on_tick(self: &Arc<Self>) {
         self.mark_fired();
-        let now = Utc::now();
+        let now = self.clock.now();
         let (decisions, slots) = {
             let mut planner = lock(&self.planner);
             if self.stopping.load(Ordering::SeqCst) {
@@ -409,13 +424,13 @@ impl Inner {
 
     /// Waits for the check's slot and a permit, then runs the check under its deadline.
     async fn run_one(&self, mut due: Due) -> Outcome {
-        if let Ok(wait) = (due.scheduled_at - Utc::now()).to_std() {
+        if let Ok(wait) = (due.scheduled_at - self.clock.now()).to_std() {
             tokio::time::sleep(wait).await;
         }
         let Ok(_permit) = self.permits.acquire().await else {
             return Outcome::NotStarted;
         };
-        due.started_at = Utc::now();
+        due.started_at = self.clock.now();
         tracing::debug!("check started");
         let result = tokio::time::timeout(due.deadline, self.runner.run(due.clone())).await;
         // The check's future is dropped by now, so a cancelled check is gone before it is

@@ -114,16 +114,14 @@ impl Rule {
     fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Rule::Interval { period, anchor } => {
-                if now < *anchor {
-                    return Some(*anchor);
-                }
                 let period = nanos(*period);
                 if period <= 0 {
                     return None;
                 }
                 // k is the index of the first grid point after `now`; integer division keeps the
-                // grid exact however long the process was away.
-                let k = nanos(now - *anchor) / period + 1;
+                // grid exact however long the process was away. Euclidean division also finds it
+                // before the anchor, where a clock that jumped back puts `now`.
+                let k = nanos(now - *anchor).div_euclid(period) + 1;
                 anchor.checked_add_signed(delta_from_nanos(k.checked_mul(period)?)?)
             }
             Rule::Cron { cron, offset } => {
@@ -323,6 +321,14 @@ impl Planner {
             let Some(plan) = entry.plan.as_mut() else {
                 continue;
             };
+            // A planned slot later than the rule's first slot after `now` means the clock went
+            // back: the slot was planned on the later time. Without this the target would wait
+            // for the clock to catch up (as long as the jump); with it, it keeps its rhythm.
+            if let Some(fresh) = plan.rule.next_after(now) {
+                if plan.next.is_some_and(|next| next > fresh) {
+                    plan.next = Some(fresh);
+                }
+            }
             let Some(slot) = plan.next.filter(|slot| *slot <= now) else {
                 continue;
             };
@@ -407,7 +413,7 @@ fn nanos(delta: TimeDelta) -> i128 {
     i128::from(delta.num_seconds()) * NANOS_PER_SECOND + i128::from(delta.subsec_nanos())
 }
 
-/// The inverse of [`nanos`], for non-negative spans chrono can represent.
+/// The inverse of [`nanos`], for spans chrono can represent.
 fn delta_from_nanos(nanos: i128) -> Option<TimeDelta> {
     let seconds = i64::try_from(nanos.div_euclid(NANOS_PER_SECOND)).ok()?;
     let rest = u32::try_from(nanos.rem_euclid(NANOS_PER_SECOND)).ok()?;

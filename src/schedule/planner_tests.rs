@@ -387,3 +387,24 @@ fn decisions_come_in_slot_order() {
             .all(|w| w[0].scheduled_at() <= w[1].scheduled_at())
     );
 }
+
+#[test]
+fn a_clock_that_jumps_back_keeps_the_rhythm_on_the_earlier_time() {
+    for target in [interval("a", 10), cron("a", "*/10 * * * * *")] {
+        let mut p = planner(std::slice::from_ref(&target), t0());
+        let first = p.next_due("a").unwrap();
+        assert_eq!(starts(&p.due(first)).len(), 1);
+        p.finished("a");
+        // The wall clock is set back a day: the slot planned on the later time is a day away.
+        let back = first - TimeDelta::days(1) + secs(1);
+        assert!(p.due(back).is_empty(), "{target:?}: nothing is due yet");
+        let next = p.next_due("a").unwrap();
+        assert!(
+            next > back && next <= back + secs(10),
+            "{target:?}: the next slot {next} is within one period of {back}"
+        );
+        assert_eq!(starts(&p.due(next)).len(), 1, "{target:?}");
+        p.finished("a");
+        assert_eq!(p.next_due("a"), Some(next + secs(10)), "{target:?}");
+    }
+}

@@ -35,7 +35,7 @@ impl Shared {
                 }
             }
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         for (target, _) in generation.config.monitored() {
             self.record_pin_acceptances(target, now).await;
             let latest = lock(&self.latest).get(&target.name).cloned();

@@ -120,8 +120,15 @@ pub(super) async fn nras_attest(State(state): State<Arc<SimState>>, body: Bytes)
         return detail(StatusCode::BAD_REQUEST, "body is not json");
     };
     let ok = !state.service_fault(Fault::NrasFalse);
+    let untrusted = state.service_fault(Fault::JwksUntrusted);
     let answer = match state.nras.lock() {
-        Ok(nras) => nras.attest(&payload, Utc::now(), ok),
+        // The signer follows the fault when tokens are made too, not only when the JWKS is
+        // served: otherwise the first token after the fault is turned off is still signed by
+        // the untrusted key, whose kid the (trusted) JWKS fetched next no longer lists.
+        Ok(mut nras) => {
+            nras.use_untrusted_signer(untrusted);
+            nras.attest(&payload, Utc::now(), ok)
+        }
         Err(e) => return detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     match answer {
