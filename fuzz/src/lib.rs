@@ -21,8 +21,11 @@ use teewatch::verify::policy::{TrustAnchors, pem_to_der};
 use teewatch::verify::report::Part;
 use teewatch::verify::{self, Bundle, Policy, canary, dcap, dstack, tdx};
 
+/// One target's harness: it returns normally on every input, or the input is a finding.
+pub type Harness = fn(&[u8]);
+
 /// Every target, by the name of its binary and of its folders under `fuzz/`.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, Harness); 9] = [
     ("bundle", bundle),
     ("attestation", attestation),
     ("tdx_quote", tdx_quote),
