@@ -19,5 +19,7 @@ export CARGO_TARGET_DIR="$PWD/target"
 bins=()
 for target in "$@"; do bins+=(--bin "$target"); done
 if [ "${#bins[@]}" = 0 ]; then bins=(--bins); fi
-cargo build --release --locked --target "$host" "${bins[@]}" >&2
+# Not --locked: fuzz/Cargo.lock pins what it can, and a dependency the project adds later is
+# resolved into it rather than failing the build.
+cargo build --release --target "$host" "${bins[@]}" >&2
 echo "$PWD/target/$host/release"

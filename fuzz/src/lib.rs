@@ -19,7 +19,7 @@ use teewatch::verify::gpu::nras::{self, GpuRef, NrasAnchors, NrasInputs};
 use teewatch::verify::gpu::spdm::SpdmEvidence;
 use teewatch::verify::policy::{TrustAnchors, pem_to_der};
 use teewatch::verify::report::Part;
-use teewatch::verify::{self, Bundle, Policy, canary, dcap, dstack, tdx};
+use teewatch::verify::{self, Bundle, Policy, State, canary, dcap, dstack, tdx};
 
 /// One target's harness: it returns normally on every input, or the input is a finding.
 pub type Harness = fn(&[u8]);
@@ -89,7 +89,8 @@ pub fn bundle(data: &[u8]) {
 /// An attestation report as a provider serves it, in any format: every reader of its parts
 /// (quotes, bindings, event logs, compose, GPU evidence, OHTTP keys, TLS) behind the format
 /// detection, through the whole verifier. Without collateral no quote signature is checked,
-/// which keeps each run cheap; the `bundle` target covers that path.
+/// which keeps each run cheap (the `bundle` target covers that path) and means no report may
+/// pass.
 pub fn attestation(data: &[u8]) {
     let Ok(report) = serde_json::from_slice::<Value>(data) else {
         return;
@@ -105,7 +106,14 @@ pub fn attestation(data: &[u8]) {
     let Ok(bundle) = Bundle::from_value(envelope) else {
         return;
     };
-    let _ = verify::verify(&bundle, &Policy::default(), &sim_anchors());
+    // Without collateral no quote signature can be checked, so nothing in it is proven: a `pass`
+    // here would be a report the verifier believed on its own word.
+    let verdict = verify::verify(&bundle, &Policy::default(), &sim_anchors());
+    assert!(
+        verdict.state != State::Pass,
+        "a report without collateral passed: {:?}",
+        verdict.checks
+    );
 }
 
 /// A TDX quote: teewatch's own reader of its header and body, the NanoGPT REPORTDATA window,
