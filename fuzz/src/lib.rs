@@ -2,8 +2,9 @@
 //! teewatch's readers of untrusted input the way teewatch itself calls it, and asserting the
 //! properties every input must keep (no panic anywhere; what is written reads back the same).
 //! The binaries in `fuzz_targets/` are one line each around these functions, and the project's
-//! `cargo test` replays every regression input and seed through the same functions without the
-//! fuzzer (`tests/it/fuzz.rs` includes this file), so a fixed crash stays fixed.
+//! `cargo test` replays every regression input (and every stored bundle) through the same
+//! functions without the fuzzer (`tests/it/fuzz.rs` includes this file), so a fixed crash stays
+//! fixed.
 //!
 //! The inputs are what the network or a file gives: JSON for the bundle, the attestation
 //! report, the event log, the NRAS answer and the compose manager's part; raw bytes for the TDX
