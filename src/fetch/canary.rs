@@ -130,8 +130,9 @@ impl Fetcher {
 
 /// The id of a chat completion: the JSON body's `id`, or the first SSE chunk's. The body is read
 /// lossily here because only the id is wanted (a stray byte elsewhere must not lose the
-/// signature); the bundle keeps the bytes as received.
-fn chat_id(body: &[u8], stream: bool) -> Option<String> {
+/// signature); the bundle keeps the bytes as received. Public for the fuzz target `sse` only.
+#[doc(hidden)]
+pub fn chat_id(body: &[u8], stream: bool) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     if stream {
         text.lines()

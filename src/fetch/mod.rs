@@ -8,3 +8,7 @@ pub mod collateral_cache;
 pub mod http;
 pub mod pccs;
 pub mod redact;
+
+/// The id of a chat body as the canary fetch reads it; exposed for the fuzz target `sse`.
+#[doc(hidden)]
+pub use canary::chat_id;

@@ -10,6 +10,7 @@
 mod common;
 mod daemon;
 mod fetch;
+mod fuzz;
 mod ops;
 mod sim;
 mod verify;

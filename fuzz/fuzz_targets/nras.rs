@@ -1,0 +1,4 @@
+//! libFuzzer entry point for `teewatch_fuzz::nras` (fuzz/src/lib.rs says what it reads).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| teewatch_fuzz::nras(data));
