@@ -21,8 +21,10 @@ use super::pccs::{self, PccsAnswers};
 use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
+use crate::verify::canary::cadence::{CanaryNotRun, NotRunWhy};
 use crate::verify::hexutil;
 use crate::verify::report::{self, Part};
+use crate::verify::{self, Bundle, Policy, TrustAnchors, Verdict};
 
 /// How long a fetched JWKS is reused before it is fetched again, and how long an unknown key id
 /// that already caused a refetch waits before it may cause another (so a bogus kid cannot make
@@ -153,6 +155,20 @@ pub fn key_file_warnings(config: &Config) -> Vec<String> {
 pub struct Fetched {
     pub bundle: Value,
     pub phases: Vec<PhaseDuration>,
+    /// The bundle as read and its verdict, when the plan judged the attestation before the
+    /// chats (`verify(bundle)` exactly, see [`crate::verify::rejudge_canaries`]).
+    pub judged: Option<(Bundle, Verdict)>,
+}
+
+/// Whether a check spends its canary chats.
+#[derive(Debug, Clone, Default)]
+pub struct CanaryPlan<'a> {
+    /// `None`: the chats are due. `Some`: they are not (`[target.canary] every`), and this is
+    /// the bundle's `canary_not_run`, carrying the last run's result.
+    pub not_due: Option<CanaryNotRun>,
+    /// The target's policy and the trust anchors: the attestation is verified before the chats,
+    /// which are not run when a check failed, and the verdict comes back with the bundle.
+    pub judge: Option<(&'a Policy, &'a TrustAnchors)>,
 }
 
 /// Why a check could not even start (not a fetch failure: a configuration problem).
@@ -249,11 +265,24 @@ impl Fetcher {
         self.check_timed(config, target).await.map(|f| f.bundle)
     }
 
-    /// Runs one check of `target` and returns the bundle with how long each fetch phase took.
+    /// Runs one check of `target` with its chats and returns the bundle with how long each
+    /// fetch phase took.
     pub async fn check_timed(
         &self,
         config: &Config,
         target: &TargetConfig,
+    ) -> Result<Fetched, CheckError> {
+        self.check_planned(config, target, CanaryPlan::default())
+            .await
+    }
+
+    /// Runs one check of `target`, spending its canary chats only when `plan` says they are due
+    /// and the attestation did not already fail, and never when the report could not be read.
+    pub async fn check_planned(
+        &self,
+        config: &Config,
+        target: &TargetConfig,
+        plan: CanaryPlan<'_>,
     ) -> Result<Fetched, CheckError> {
         let mut phases: Vec<PhaseDuration> = Vec::with_capacity(4);
         let mut phase_start = Instant::now();
@@ -344,11 +373,79 @@ impl Fetcher {
         let nras = self.nras_for(&limited, config, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
-        // 4. The canary chats.
-        let canary = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
-        lap(Phase::Canary, &mut phases);
+        // 4. The attestation's verdict before any chat is spent: a failed check makes the
+        // target fail whatever the chats show, so they would only cost the user money.
+        let verify_start = Instant::now();
+        let before_chats = plan.judge.and_then(|(policy, anchors)| {
+            let json = assemble(
+                config,
+                target,
+                BundleParts {
+                    observed_at,
+                    nonce_hex: nonce_hex.clone(),
+                    attestation: attestation.clone(),
+                    errors: &errors,
+                    collateral: collateral.clone(),
+                    nras: nras.clone(),
+                    canary: Value::Null,
+                    tls_peer_spki: tls_peer_spki.clone(),
+                },
+            );
+            let bundle = Bundle::from_value(json).ok()?;
+            let verdict = verify::verify(&bundle, policy, anchors);
+            Some((bundle, verdict))
+        });
+        let mut verify_time = verify_start.elapsed();
+        let attestation_failed = before_chats.as_ref().is_some_and(|(_, verdict)| {
+            verdict.checks.iter().any(|c| {
+                c.state == verify::State::Fail
+                    && !verify::checks::CANARY_CHECKS.contains(&c.name.as_str())
+            })
+        });
 
-        let bundle = assemble(
+        // 5. The canary chats, when due, the report was read and the attestation did not fail.
+        let mut not_run = plan.not_due;
+        if not_run.is_none() && attestation_failed {
+            not_run = Some(CanaryNotRun {
+                why: NotRunWhy::AttestationFailed,
+                every: Some(monitor.canary.every),
+                last_run: None,
+            });
+        }
+        let canary = if not_run.is_none() && !attestation.is_null() {
+            let chats = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
+            lap(Phase::Canary, &mut phases);
+            chats
+        } else {
+            Value::Null
+        };
+
+        // The verdict of the whole bundle from the one before the chats: the chats, their
+        // errors and why none ran are all that changed.
+        let verify_start = Instant::now();
+        let judged = before_chats.map(|(mut bundle, mut verdict)| {
+            bundle.canary = serde_json::from_value(canary.clone()).unwrap_or_default();
+            bundle.canary_not_run = not_run.clone();
+            bundle.fetch_errors = errors
+                .iter()
+                .map(|e| verify::bundle::FetchError {
+                    endpoint: e.endpoint.as_str().to_string(),
+                    kind: e.kind.as_str().to_string(),
+                    message: e.message.clone(),
+                })
+                .collect();
+            verify::rejudge_canaries(&mut verdict, &bundle);
+            (bundle, verdict)
+        });
+        verify_time += verify_start.elapsed();
+        if judged.is_some() {
+            phases.push(PhaseDuration {
+                phase: Phase::Verify,
+                duration: verify_time,
+            });
+        }
+
+        let mut bundle = assemble(
             config,
             target,
             BundleParts {
@@ -362,7 +459,16 @@ impl Fetcher {
                 tls_peer_spki,
             },
         );
-        Ok(Fetched { bundle, phases })
+        if let (Some(not_run), Some(fields)) = (&not_run, bundle.as_object_mut()) {
+            if let Ok(value) = serde_json::to_value(not_run) {
+                fields.insert("canary_not_run".into(), value);
+            }
+        }
+        Ok(Fetched {
+            bundle,
+            phases,
+            judged,
+        })
     }
 
     async fn collateral_for(
