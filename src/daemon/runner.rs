@@ -435,19 +435,7 @@ impl Shared {
             // The verdict judged before the hook is not that of the changed answer.
             fetched.judged = None;
         }
-        let judged = fetched
-            .judged
-            .map(|(bundle, verdict)| (verdict, CheckRecord::fetch_errors_of(&bundle)));
-        self.finish(
-            generation,
-            target,
-            due,
-            fetched.bundle,
-            fetched.phases,
-            origin,
-            judged,
-        )
-        .await;
+        self.finish(generation, target, due, fetched, origin).await;
     }
 
     /// Records a check that was cancelled at its deadline as an unverifiable check, in its own
@@ -477,16 +465,13 @@ impl Shared {
         );
         let mut bundle = timed_out_bundle(&generation.config, &target, due.deadline);
         self.observed_now(&mut bundle);
-        self.finish(
-            generation,
-            target,
-            due,
+        let fetched = Fetched {
             bundle,
-            Vec::new(),
-            Origin::StandIn,
-            None,
-        )
-        .await;
+            phases: Vec::new(),
+            judged: None,
+        };
+        self.finish(generation, target, due, fetched, Origin::StandIn)
+            .await;
     }
 
     /// Dates a stand-in bundle (a check in which nothing arrived) on the daemon's clock, as a
@@ -507,13 +492,18 @@ impl Shared {
         generation: Arc<Generation>,
         target: TargetConfig,
         due: Due,
-        bundle_json: Value,
-        mut phases: Vec<PhaseDuration>,
+        fetched: Fetched,
         origin: Origin,
-        judged: Option<(verify::Verdict, Vec<crate::record::FetchErrorSummary>)>,
     ) {
+        let Fetched {
+            bundle: bundle_json,
+            mut phases,
+            judged,
+        } = fetched;
         let verify_start = Instant::now();
         let judged_already = judged.is_some();
+        let judged =
+            judged.map(|(bundle, verdict)| (verdict, CheckRecord::fetch_errors_of(&bundle)));
         // Verified in place: a few milliseconds of CPU, which the runtime's workers absorb more
         // cheaply than a hand-off to the blocking pool and back for every check. A fetch that
         // judged the attestation before the chats has the verdict already.

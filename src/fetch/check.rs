@@ -11,10 +11,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::{SecondsFormat, Utc};
-use rand::RngCore;
 use serde_json::{Value, json};
 
+use super::assemble::{BundleParts, assemble, fresh_nonce_hex};
+pub use super::assemble::{not_started_bundle, timed_out_bundle};
+use super::canary::{failed_before_chats, judge_after_chats};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
@@ -44,96 +45,6 @@ pub struct Fetcher {
     refetched_for: Mutex<BTreeMap<String, Instant>>,
     /// Where `observed_at` and the collateral cache's "now" come from.
     clock: Clock,
-}
-
-/// What one check gathered, before it becomes a bundle.
-struct BundleParts<'a> {
-    observed_at: chrono::DateTime<Utc>,
-    nonce_hex: String,
-    attestation: Value,
-    errors: &'a [FetchError],
-    collateral: Value,
-    nras: Value,
-    canary: Value,
-    tls_peer_spki: Value,
-}
-
-/// The one place a `teewatch-bundle/1` is put together, for fetched checks and for checks that
-/// ran out of time alike.
-fn assemble(config: &Config, target: &TargetConfig, parts: BundleParts<'_>) -> Value {
-    json!({
-        "format": crate::verify::bundle::BUNDLE_FORMAT,
-        "target": target.name,
-        "observed_at": parts.observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "nonce": parts.nonce_hex,
-        "endpoints": {
-            "provider": target.base_url(),
-            "nras": config.nvidia.nras_url,
-            "pccs": config.intel.pccs_url,
-        },
-        "attestation": parts.attestation,
-        "fetch_errors": parts.errors.iter().map(FetchError::bundle_entry).collect::<Vec<_>>(),
-        "tdx_collateral": parts.collateral,
-        "nras": parts.nras,
-        "canary": parts.canary,
-        "tls_peer_spki": parts.tls_peer_spki,
-        // Whether the connection's TLS key can say anything about the TD (see verify/tls.rs).
-        "transport": target.monitor.as_ref().map(|m| {
-            if m.profile.connects_directly() {
-                crate::verify::bundle::Transport::Direct
-            } else {
-                crate::verify::bundle::Transport::Proxied
-            }
-        }),
-        "policy": target.policy.snapshot(),
-    })
-}
-
-/// A fresh random 32-byte nonce as lowercase hex.
-fn fresh_nonce_hex() -> String {
-    let mut nonce = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    hexutil::lower(&nonce)
-}
-
-/// The bundle of a check cancelled at its deadline: nothing arrived in time, which the verifier
-/// turns into `unknown` (unverifiable), never `fail`.
-pub fn timed_out_bundle(config: &Config, target: &TargetConfig, deadline: Duration) -> Value {
-    let error = FetchError::new(
-        Endpoint::Attestation,
-        ErrorKind::Timeout,
-        format!(
-            "the check did not finish within its deadline of {} s",
-            deadline.as_secs()
-        ),
-    );
-    nothing_arrived(config, target, error)
-}
-
-/// The bundle of a check that could not start (its API key could not be read): nothing was
-/// requested, which the verifier turns into `unknown` quoting `reason` on every check, never
-/// `fail`. `reason` must not contain a credential (no [`CheckError`] does).
-pub fn not_started_bundle(config: &Config, target: &TargetConfig, reason: &str) -> Value {
-    let error = FetchError::new(Endpoint::Attestation, ErrorKind::NotStarted, reason);
-    nothing_arrived(config, target, error)
-}
-
-/// A bundle in which nothing arrived, `error` saying why.
-fn nothing_arrived(config: &Config, target: &TargetConfig, error: FetchError) -> Value {
-    assemble(
-        config,
-        target,
-        BundleParts {
-            observed_at: Utc::now(),
-            nonce_hex: fresh_nonce_hex(),
-            attestation: Value::Null,
-            errors: std::slice::from_ref(&error),
-            collateral: Value::Null,
-            nras: Value::Null,
-            canary: Value::Null,
-            tls_peer_spki: Value::Null,
-        },
-    )
 }
 
 /// A warning for each API key file of the configuration's monitored targets that other users
@@ -396,12 +307,9 @@ impl Fetcher {
             Some((bundle, verdict))
         });
         let mut verify_time = verify_start.elapsed();
-        let attestation_failed = before_chats.as_ref().is_some_and(|(_, verdict)| {
-            verdict.checks.iter().any(|c| {
-                c.state == verify::State::Fail
-                    && !verify::checks::CANARY_CHECKS.contains(&c.name.as_str())
-            })
-        });
+        let attestation_failed = before_chats
+            .as_ref()
+            .is_some_and(|(_, verdict)| failed_before_chats(verdict));
 
         // 5. The canary chats, when due, the report was read and the attestation did not fail.
         let mut not_run = plan.not_due;
@@ -423,20 +331,8 @@ impl Fetcher {
         // The verdict of the whole bundle from the one before the chats: the chats, their
         // errors and why none ran are all that changed.
         let verify_start = Instant::now();
-        let judged = before_chats.map(|(mut bundle, mut verdict)| {
-            bundle.canary = serde_json::from_value(canary.clone()).unwrap_or_default();
-            bundle.canary_not_run = not_run.clone();
-            bundle.fetch_errors = errors
-                .iter()
-                .map(|e| verify::bundle::FetchError {
-                    endpoint: e.endpoint.as_str().to_string(),
-                    kind: e.kind.as_str().to_string(),
-                    message: e.message.clone(),
-                })
-                .collect();
-            verify::rejudge_canaries(&mut verdict, &bundle);
-            (bundle, verdict)
-        });
+        let judged =
+            before_chats.map(|before| judge_after_chats(before, &canary, &not_run, &errors));
         verify_time += verify_start.elapsed();
         if judged.is_some() {
             phases.push(PhaseDuration {
@@ -689,35 +585,4 @@ pub fn bundle_file_name(target: &str) -> String {
         })
         .collect();
     format!("{safe}.json")
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-    use crate::verify::{self, Bundle, State};
-
-    #[test]
-    fn a_timed_out_check_is_a_bundle_whose_verdict_is_unknown_naming_the_deadline() {
-        let config = Config::parse(
-            "[[target]]\nname = \"t\"\nprofile = \"nanogpt\"\nmodel = \"TEE/m\"\n\
-             api_key_env = \"TEEWATCH_TEST_KEY\"\n",
-            "test.toml",
-        )
-        .unwrap();
-        let target = config.target("t").unwrap();
-        let json = timed_out_bundle(&config, target, Duration::from_secs(180));
-        assert_eq!(json["fetch_errors"][0]["kind"], "timeout");
-        let bundle = Bundle::from_value(json).unwrap();
-        let verdict = verify::verify(&bundle, &target.policy, &config.trust_anchors());
-        assert_eq!(verdict.state, State::Unknown);
-        assert!(
-            verdict
-                .checks
-                .iter()
-                .all(|c| c.state == State::Unknown && c.reason.contains("deadline of 180 s")),
-            "{:#?}",
-            verdict.checks
-        );
-    }
 }
