@@ -463,7 +463,7 @@ fn target_row(
     let every = row.monitor.canary.every;
     let _ = write!(
         page,
-        "<br><small class=\"chats\" data-chats-per-day=\"{chats}\">{chats} chats/day{cadence}</small>",
+        "<br><small data-chats-per-day=\"{chats}\">{chats} chats/day{cadence}</small>",
         chats = super::runner::cadence::chats_per_day_text(row.monitor),
         cadence = if every > 1 {
             format!(", every {every} checks")

@@ -137,7 +137,9 @@ fn cron_per_day(expression: &str) -> Option<f64> {
         .ok()?;
     let start: DateTime<Utc> = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single()?;
     let end = start + chrono::Duration::days(7);
-    let mut at = start;
+    // The search finds occurrences strictly after its start: begin a second early so one at
+    // the week's first instant counts (and one at its end does not).
+    let mut at = start - chrono::Duration::seconds(1);
     let mut count: u32 = 0;
     while count < CAP {
         let next = cron.find_next_occurrence(&at, false).ok()?;
