@@ -103,7 +103,7 @@ pub fn published_checks(bundle: &Value, checks: &[Check]) -> Vec<Check> {
         .collect()
 }
 
-/// How many checks of `schedule` fall in a day: exact for an interval, the average over a week
+/// How many checks of `schedule` fall in a day: exact for an interval, the average over a year
 /// for a cron expression (counted once per expression and remembered).
 pub fn checks_per_day(schedule: &Schedule) -> Option<f64> {
     match schedule {
@@ -124,19 +124,21 @@ pub fn checks_per_day(schedule: &Schedule) -> Option<f64> {
     }
 }
 
-/// Occurrences of a cron expression in a week from a fixed Monday, as a daily average; a dense
-/// expression is counted over the first 10,000 occurrences and scaled.
+/// Occurrences of a cron expression in the year 2023, as a daily average (so a monthly or yearly
+/// expression is not judged by one week that happens to hold its day); a dense expression is
+/// counted over its first 10,000 occurrences and scaled.
 fn cron_per_day(expression: &str) -> Option<f64> {
     use croner::parser::{CronParser, Seconds, Year};
     const CAP: u32 = 10_000;
+    const DAYS: i64 = 365;
     let cron = CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
         .parse(expression)
         .ok()?;
-    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single()?;
-    let end = start + chrono::Duration::days(7);
+    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).single()?;
+    let end = start + chrono::Duration::days(DAYS);
     // The search finds occurrences strictly after its start: begin a second early so one at
     // the week's first instant counts (and one at its end does not).
     let mut at = start - chrono::Duration::seconds(1);
@@ -144,7 +146,7 @@ fn cron_per_day(expression: &str) -> Option<f64> {
     while count < CAP {
         let next = cron.find_next_occurrence(&at, false).ok()?;
         if next >= end {
-            return Some(f64::from(count) / 7.0);
+            return Some(f64::from(count) / DAYS as f64);
         }
         count += 1;
         at = next;
@@ -181,10 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cron_expression_is_averaged_over_a_week() {
-        // Hourly on weekdays only: 24 × 5 / 7.
+    fn a_cron_expression_is_averaged_over_a_year() {
+        // Hourly on weekdays only: 2023 (from a Sunday, 365 days) has 260 weekdays.
         let per_day = checks_per_day(&Schedule::Cron("0 * * * 1-5".into())).unwrap();
-        assert!((per_day - 120.0 / 7.0).abs() < 1e-9, "{per_day}");
+        assert!((per_day - 260.0 * 24.0 / 365.0).abs() < 1e-9, "{per_day}");
+        // Once a year, on the first instant of the year counted.
+        let per_day = checks_per_day(&Schedule::Cron("0 0 1 1 *".into())).unwrap();
+        assert!((per_day - 1.0 / 365.0).abs() < 1e-12, "{per_day}");
         // Every 10 s: dense, counted on its first 10,000 and scaled.
         let per_day = checks_per_day(&Schedule::Cron("*/10 * * * * *".into())).unwrap();
         assert!((per_day - 8640.0).abs() < 1.0, "{per_day}");
