@@ -7,7 +7,8 @@ use super::describe;
 use super::validator::{Reported, Validator};
 
 pub(super) const PATHS_KEYS: [&str; 3] = ["attestation", "signature", "chat"];
-pub(super) const CANARY_KEYS: [&str; 5] = [
+pub(super) const CANARY_KEYS: [&str; 6] = [
+    "every",
     "prompt",
     "max_tokens",
     "stream",
@@ -140,7 +141,13 @@ pub struct CanaryConfig {
     pub non_stream: bool,
     /// How long the signature is retried for (1 to 120 seconds, default 10).
     pub signature_wait: std::time::Duration,
+    /// The chats run on every `every`-th check of the target (1 to 10000, default 1: every
+    /// check); the attestation and its binding are checked every time.
+    pub every: u32,
 }
+
+/// The largest `[target.canary] every`: beyond it a target's chats would be weeks apart.
+pub const MAX_CANARY_EVERY: i64 = 10_000;
 
 impl Default for CanaryConfig {
     fn default() -> Self {
@@ -150,6 +157,7 @@ impl Default for CanaryConfig {
             stream: true,
             non_stream: true,
             signature_wait: std::time::Duration::from_secs(DEFAULT_SIGNATURE_WAIT_SECONDS),
+            every: 1,
         }
     }
 }
@@ -250,7 +258,13 @@ pub(super) fn canary(v: &mut Validator, t: &Table, path: &str) -> Result<CanaryC
         &format!("{at}.signature_wait_seconds"),
         1..=120,
     );
+    let every = v.integer(table, "every", &format!("{at}.every"), 1..=MAX_CANARY_EVERY);
     let canary = CanaryConfig {
+        every: every
+            .ok()
+            .flatten()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(defaults.every),
         prompt: prompt
             .ok()
             .flatten()

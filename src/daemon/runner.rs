@@ -12,6 +12,7 @@
 //! are composed in `lines.rs`.
 
 mod acceptance;
+pub mod cadence;
 mod keys;
 mod lines;
 mod stand_in;
@@ -30,7 +31,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, Measurement, TargetHistory};
-use crate::fetch::check::{Fetched, Fetcher, timed_out_bundle};
+use crate::fetch::check::{CanaryPlan, Fetched, Fetcher, timed_out_bundle};
 use crate::metrics::{Metrics, TargetSnapshot};
 use crate::record::{CheckRecord, Phase, PhaseDuration};
 use crate::schedule::{Due, PlannedTarget, Runner};
@@ -155,6 +156,8 @@ pub struct Shared {
     notices: Mutex<Notices>,
     /// The targets whose checks cannot start, and why (`/readyz` names them).
     cannot_check: Mutex<BTreeMap<String, CannotCheck>>,
+    /// Each target's canary cadence: checks since the last chats, and what they showed.
+    canary: Mutex<BTreeMap<String, cadence::Track>>,
     /// Records of checks cancelled at their deadline still being written (they run outside the
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
@@ -181,6 +184,7 @@ impl Shared {
             status: Mutex::new(BTreeMap::new()),
             notices: Mutex::new(Notices::default()),
             cannot_check: Mutex::new(BTreeMap::new()),
+            canary: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
             clock: Clock::system(),
@@ -218,6 +222,7 @@ impl Shared {
         self.metrics.set_targets(names.len());
         lock(&self.status).retain(|name, _| names.contains(name));
         lock(&self.latest).retain(|name, _| names.contains(name));
+        lock(&self.canary).retain(|name, _| names.contains(name));
         lock(&self.notices).reload_refused = None;
         self.probe_keys();
     }
@@ -389,40 +394,48 @@ impl Shared {
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
-        let (mut fetched, origin) =
-            match self.fetcher.check_timed(&generation.config, &target).await {
-                Ok(f) => {
-                    self.can_check(&target.name);
-                    (f, Origin::Fetched)
-                }
-                Err(e) => {
-                    let reason = e.reason();
-                    let Some(mut bundle) = e.stand_in_bundle(&generation.config, &target) else {
-                        // Not monitored (a reload raced the schedule): nothing to check.
-                        tracing::debug!(error = %e, "target no longer monitored; not checked");
-                        return;
-                    };
-                    self.cannot_start(&target.name, reason);
-                    self.observed_now(&mut bundle);
-                    let fetched = Fetched {
-                        bundle,
-                        phases: Vec::new(),
-                    };
-                    (fetched, Origin::StandIn)
-                }
-            };
+        // The chats are spent only when due, and the attestation is judged before them.
+        let not_due = target.monitor.as_ref().and_then(|m| {
+            lock(&self.canary)
+                .get(&target.name)
+                .and_then(|track| track.not_due(m.canary.every))
+        });
+        let plan = CanaryPlan {
+            not_due,
+            judge: Some((&target.policy, &generation.anchors)),
+        };
+        let (mut fetched, origin) = match self
+            .fetcher
+            .check_planned(&generation.config, &target, plan)
+            .await
+        {
+            Ok(f) => {
+                self.can_check(&target.name);
+                (f, Origin::Fetched)
+            }
+            Err(e) => {
+                let reason = e.reason();
+                let Some(mut bundle) = e.stand_in_bundle(&generation.config, &target) else {
+                    // Not monitored (a reload raced the schedule): nothing to check.
+                    tracing::debug!(error = %e, "target no longer monitored; not checked");
+                    return;
+                };
+                self.cannot_start(&target.name, reason);
+                self.observed_now(&mut bundle);
+                let fetched = Fetched {
+                    bundle,
+                    phases: Vec::new(),
+                    judged: None,
+                };
+                (fetched, Origin::StandIn)
+            }
+        };
         if let Some(hook) = self.answer_hook() {
             hook(&mut fetched.bundle);
+            // The verdict judged before the hook is not that of the changed answer.
+            fetched.judged = None;
         }
-        self.finish(
-            generation,
-            target,
-            due,
-            fetched.bundle,
-            fetched.phases,
-            origin,
-        )
-        .await;
+        self.finish(generation, target, due, fetched, origin).await;
     }
 
     /// Records a check that was cancelled at its deadline as an unverifiable check, in its own
@@ -452,7 +465,12 @@ impl Shared {
         );
         let mut bundle = timed_out_bundle(&generation.config, &target, due.deadline);
         self.observed_now(&mut bundle);
-        self.finish(generation, target, due, bundle, Vec::new(), Origin::StandIn)
+        let fetched = Fetched {
+            bundle,
+            phases: Vec::new(),
+            judged: None,
+        };
+        self.finish(generation, target, due, fetched, Origin::StandIn)
             .await;
     }
 
@@ -474,36 +492,49 @@ impl Shared {
         generation: Arc<Generation>,
         target: TargetConfig,
         due: Due,
-        bundle_json: Value,
-        mut phases: Vec<PhaseDuration>,
+        fetched: Fetched,
         origin: Origin,
     ) {
+        let Fetched {
+            bundle: bundle_json,
+            mut phases,
+            judged,
+        } = fetched;
         let verify_start = Instant::now();
+        let judged_already = judged.is_some();
+        let judged =
+            judged.map(|(bundle, verdict)| (verdict, CheckRecord::fetch_errors_of(&bundle)));
         // Verified in place: a few milliseconds of CPU, which the runtime's workers absorb more
-        // cheaply than a hand-off to the blocking pool and back for every check.
-        let (verdict, fetch_errors) = match Bundle::from_value(bundle_json.clone()) {
-            Ok(bundle) => (
-                verify::verify(&bundle, &target.policy, &generation.anchors),
-                CheckRecord::fetch_errors_of(&bundle),
-            ),
-            Err(e) => {
-                // The fetcher should never assemble such an answer; when it does, the check is
-                // still recorded, with the bytes as they were, as an unverifiable check.
-                tracing::error!(
-                    error = %e,
-                    "the fetched answer is not a readable bundle; recorded as unknown with its bytes"
-                );
-                let Some(verdict) = unreadable_verdict(&generation, &target, &bundle_json, &e)
-                else {
-                    return;
-                };
-                (verdict, lenient_fetch_errors(&bundle_json))
-            }
+        // cheaply than a hand-off to the blocking pool and back for every check. A fetch that
+        // judged the attestation before the chats has the verdict already.
+        let (verdict, fetch_errors) = match judged {
+            Some(judged) => judged,
+            None => match Bundle::from_value(bundle_json.clone()) {
+                Ok(bundle) => (
+                    verify::verify(&bundle, &target.policy, &generation.anchors),
+                    CheckRecord::fetch_errors_of(&bundle),
+                ),
+                Err(e) => {
+                    // The fetcher should never assemble such an answer; when it does, the check is
+                    // still recorded, with the bytes as they were, as an unverifiable check.
+                    tracing::error!(
+                        error = %e,
+                        "the fetched answer is not a readable bundle; recorded as unknown with its bytes"
+                    );
+                    let Some(verdict) = unreadable_verdict(&generation, &target, &bundle_json, &e)
+                    else {
+                        return;
+                    };
+                    (verdict, lenient_fetch_errors(&bundle_json))
+                }
+            },
         };
-        phases.push(PhaseDuration {
-            phase: Phase::Verify,
-            duration: verify_start.elapsed(),
-        });
+        if !judged_already {
+            phases.push(PhaseDuration {
+                phase: Phase::Verify,
+                duration: verify_start.elapsed(),
+            });
+        }
         if origin == Origin::Fetched {
             // Each distinct fetch error once, naming the checks it left unknown. A stand-in's
             // one error (deadline, unreadable key) was logged where it arose.
@@ -590,6 +621,15 @@ impl Shared {
     ) {
         let check_id = recorded.check_id;
         let verdict = &record.verdict;
+        if let Some(monitor) = &target.monitor {
+            let mut tracks = lock(&self.canary);
+            let track = tracks.entry(target.name.clone()).or_default();
+            // A target checked with every check's chats keeps no run to carry.
+            if monitor.canary.every > 1 {
+                track.stored(check_id, &record.bundle, verdict);
+            }
+        }
+        let published = cadence::published_checks(&record.bundle, &verdict.checks);
         lock(&self.latest).insert(target.name.clone(), record.measurements.clone());
         let (flags, last_drift) = {
             let mut histories = lock(&self.histories);
@@ -625,7 +665,7 @@ impl Shared {
         let snapshot = TargetSnapshot {
             target: target.name.clone(),
             state: verdict.state,
-            checks: verdict.checks.clone(),
+            checks: published.clone(),
             last_check: record.finished_at,
             last_success,
             last_duration: duration,
@@ -652,7 +692,7 @@ impl Shared {
             }
         }
         self.set_collateral_metrics(&target.name, &record.bundle);
-        let failing_checks = failing(&verdict.checks);
+        let failing_checks = failing(&published);
         tracing::info!(
             state = verdict.state.as_str(),
             failing = %lines::check_names(&verdict.checks, State::Fail),

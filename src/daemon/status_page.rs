@@ -262,7 +262,8 @@ pub fn render(
          <table id=\"targets\" aria-labelledby=\"targets-heading\"><caption class=\"meta\">\
          Failing targets first, then unknown, passing and not yet checked. \
          <em>since</em>: when the target entered its state (failing since, for a failing \
-         target). <code>#N</code>: the stored check (<code>teewatch history export --check N\
+         target). <em>chats/day</em>: the canary chats the target's schedule and \
+         <code>[target.canary] every</code> spend a day. <code>#N</code>: the stored check (<code>teewatch history export --check N\
          </code>). Shortened hex shows its whole value on hover.</caption>\
          <thead><tr><th scope=\"col\">target</th><th scope=\"col\">state</th>\
          <th scope=\"col\">since</th>\
@@ -458,6 +459,18 @@ fn target_row(
             escape(&row.monitor.model)
         );
     }
+    // What the target's canary costs: 2 chats per run, every `every`-th check.
+    let every = row.monitor.canary.every;
+    let _ = write!(
+        page,
+        "<br><small data-chats-per-day=\"{chats}\">{chats} chats/day{cadence}</small>",
+        chats = super::runner::cadence::chats_per_day_text(row.monitor),
+        cadence = if every > 1 {
+            format!(", every {every} checks")
+        } else {
+            String::new()
+        },
+    );
     if standing != Standing::Pass {
         let _ = write!(
             page,

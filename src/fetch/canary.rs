@@ -1,7 +1,8 @@
 //! The canary chats of a live check: a streaming and a non-streaming completion whose prompt
 //! carries the check's nonce, sent as exactly the bytes that are hashed, and the provider's
 //! signature over them, fetched with the target's `signing_algo` and waited for while the proxy
-//! still answers "not found". The response is recorded as the exact bytes received.
+//! still answers "not found". The response is recorded as the exact bytes received. Whether the
+//! chats are spent at all is decided from the attestation's verdict, judged before them.
 
 use std::time::Duration;
 
@@ -11,6 +12,41 @@ use super::check::Fetcher;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, with_retries};
 use crate::config::MonitorConfig;
 use crate::verify::bundle::CanaryExchange;
+use crate::verify::canary::cadence::CanaryNotRun;
+use crate::verify::checks::CANARY_CHECKS;
+use crate::verify::{self, Bundle, State, Verdict};
+
+/// Whether a check before the canary failed: the target fails whatever the chats would show,
+/// so spending them would only cost the user money.
+pub(super) fn failed_before_chats(verdict: &Verdict) -> bool {
+    verdict
+        .checks
+        .iter()
+        .any(|c| c.state == State::Fail && !CANARY_CHECKS.contains(&c.name.as_str()))
+}
+
+/// The verdict of the whole bundle from the one judged before the chats: the chats, their fetch
+/// errors and why none ran are all that changed, so only the canary step is judged again
+/// ([`verify::rejudge_canaries`]), and the result is `verify` of the bundle as assembled.
+pub(super) fn judge_after_chats(
+    (mut bundle, mut verdict): (Bundle, Verdict),
+    canary: &Value,
+    not_run: &Option<CanaryNotRun>,
+    errors: &[FetchError],
+) -> (Bundle, Verdict) {
+    bundle.canary = serde_json::from_value(canary.clone()).unwrap_or_default();
+    bundle.canary_not_run = not_run.clone();
+    bundle.fetch_errors = errors
+        .iter()
+        .map(|e| verify::bundle::FetchError {
+            endpoint: e.endpoint.as_str().to_string(),
+            kind: e.kind.as_str().to_string(),
+            message: e.message.clone(),
+        })
+        .collect();
+    verify::rejudge_canaries(&mut verdict, &bundle);
+    (bundle, verdict)
+}
 
 impl Fetcher {
     /// Runs the configured canary chats and returns the bundle's `canary` list. A chat that

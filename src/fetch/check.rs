@@ -11,18 +11,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::{SecondsFormat, Utc};
-use rand::RngCore;
 use serde_json::{Value, json};
 
+use super::assemble::{BundleParts, assemble, fresh_nonce_hex};
+pub use super::assemble::{not_started_bundle, timed_out_bundle};
+use super::canary::{failed_before_chats, judge_after_chats};
 use super::collateral_cache::CollateralCache;
 use super::http::{Auth, Endpoint, ErrorKind, FetchError, Http, host_of, with_retries};
 use super::pccs::{self, PccsAnswers};
 use crate::clock::Clock;
 use crate::config::{Config, TargetConfig};
 use crate::record::{Phase, PhaseDuration};
+use crate::verify::canary::cadence::{CanaryNotRun, NotRunWhy};
 use crate::verify::hexutil;
 use crate::verify::report::{self, Part};
+use crate::verify::{self, Bundle, Policy, TrustAnchors, Verdict};
 
 /// How long a fetched JWKS is reused before it is fetched again, and how long an unknown key id
 /// that already caused a refetch waits before it may cause another (so a bogus kid cannot make
@@ -44,96 +47,6 @@ pub struct Fetcher {
     clock: Clock,
 }
 
-/// What one check gathered, before it becomes a bundle.
-struct BundleParts<'a> {
-    observed_at: chrono::DateTime<Utc>,
-    nonce_hex: String,
-    attestation: Value,
-    errors: &'a [FetchError],
-    collateral: Value,
-    nras: Value,
-    canary: Value,
-    tls_peer_spki: Value,
-}
-
-/// The one place a `teewatch-bundle/1` is put together, for fetched checks and for checks that
-/// ran out of time alike.
-fn assemble(config: &Config, target: &TargetConfig, parts: BundleParts<'_>) -> Value {
-    json!({
-        "format": crate::verify::bundle::BUNDLE_FORMAT,
-        "target": target.name,
-        "observed_at": parts.observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "nonce": parts.nonce_hex,
-        "endpoints": {
-            "provider": target.base_url(),
-            "nras": config.nvidia.nras_url,
-            "pccs": config.intel.pccs_url,
-        },
-        "attestation": parts.attestation,
-        "fetch_errors": parts.errors.iter().map(FetchError::bundle_entry).collect::<Vec<_>>(),
-        "tdx_collateral": parts.collateral,
-        "nras": parts.nras,
-        "canary": parts.canary,
-        "tls_peer_spki": parts.tls_peer_spki,
-        // Whether the connection's TLS key can say anything about the TD (see verify/tls.rs).
-        "transport": target.monitor.as_ref().map(|m| {
-            if m.profile.connects_directly() {
-                crate::verify::bundle::Transport::Direct
-            } else {
-                crate::verify::bundle::Transport::Proxied
-            }
-        }),
-        "policy": target.policy.snapshot(),
-    })
-}
-
-/// A fresh random 32-byte nonce as lowercase hex.
-fn fresh_nonce_hex() -> String {
-    let mut nonce = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    hexutil::lower(&nonce)
-}
-
-/// The bundle of a check cancelled at its deadline: nothing arrived in time, which the verifier
-/// turns into `unknown` (unverifiable), never `fail`.
-pub fn timed_out_bundle(config: &Config, target: &TargetConfig, deadline: Duration) -> Value {
-    let error = FetchError::new(
-        Endpoint::Attestation,
-        ErrorKind::Timeout,
-        format!(
-            "the check did not finish within its deadline of {} s",
-            deadline.as_secs()
-        ),
-    );
-    nothing_arrived(config, target, error)
-}
-
-/// The bundle of a check that could not start (its API key could not be read): nothing was
-/// requested, which the verifier turns into `unknown` quoting `reason` on every check, never
-/// `fail`. `reason` must not contain a credential (no [`CheckError`] does).
-pub fn not_started_bundle(config: &Config, target: &TargetConfig, reason: &str) -> Value {
-    let error = FetchError::new(Endpoint::Attestation, ErrorKind::NotStarted, reason);
-    nothing_arrived(config, target, error)
-}
-
-/// A bundle in which nothing arrived, `error` saying why.
-fn nothing_arrived(config: &Config, target: &TargetConfig, error: FetchError) -> Value {
-    assemble(
-        config,
-        target,
-        BundleParts {
-            observed_at: Utc::now(),
-            nonce_hex: fresh_nonce_hex(),
-            attestation: Value::Null,
-            errors: std::slice::from_ref(&error),
-            collateral: Value::Null,
-            nras: Value::Null,
-            canary: Value::Null,
-            tls_peer_spki: Value::Null,
-        },
-    )
-}
-
 /// A warning for each API key file of the configuration's monitored targets that other users
 /// than its owner can access (as ssh warns about a private key), each file once.
 pub fn key_file_warnings(config: &Config) -> Vec<String> {
@@ -153,6 +66,20 @@ pub fn key_file_warnings(config: &Config) -> Vec<String> {
 pub struct Fetched {
     pub bundle: Value,
     pub phases: Vec<PhaseDuration>,
+    /// The bundle as read and its verdict, when the plan judged the attestation before the
+    /// chats (`verify(bundle)` exactly, see [`crate::verify::rejudge_canaries`]).
+    pub judged: Option<(Bundle, Verdict)>,
+}
+
+/// Whether a check spends its canary chats.
+#[derive(Debug, Clone, Default)]
+pub struct CanaryPlan<'a> {
+    /// `None`: the chats are due. `Some`: they are not (`[target.canary] every`), and this is
+    /// the bundle's `canary_not_run`, carrying the last run's result.
+    pub not_due: Option<CanaryNotRun>,
+    /// The target's policy and the trust anchors: the attestation is verified before the chats,
+    /// which are not run when a check failed, and the verdict comes back with the bundle.
+    pub judge: Option<(&'a Policy, &'a TrustAnchors)>,
 }
 
 /// Why a check could not even start (not a fetch failure: a configuration problem).
@@ -249,11 +176,24 @@ impl Fetcher {
         self.check_timed(config, target).await.map(|f| f.bundle)
     }
 
-    /// Runs one check of `target` and returns the bundle with how long each fetch phase took.
+    /// Runs one check of `target` with its chats and returns the bundle with how long each
+    /// fetch phase took.
     pub async fn check_timed(
         &self,
         config: &Config,
         target: &TargetConfig,
+    ) -> Result<Fetched, CheckError> {
+        self.check_planned(config, target, CanaryPlan::default())
+            .await
+    }
+
+    /// Runs one check of `target`, spending its canary chats only when `plan` says they are due
+    /// and the attestation did not already fail, and never when the report could not be read.
+    pub async fn check_planned(
+        &self,
+        config: &Config,
+        target: &TargetConfig,
+        plan: CanaryPlan<'_>,
     ) -> Result<Fetched, CheckError> {
         let mut phases: Vec<PhaseDuration> = Vec::with_capacity(4);
         let mut phase_start = Instant::now();
@@ -344,11 +284,64 @@ impl Fetcher {
         let nras = self.nras_for(&limited, config, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
-        // 4. The canary chats.
-        let canary = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
-        lap(Phase::Canary, &mut phases);
+        // 4. The attestation's verdict before any chat is spent: a failed check makes the
+        // target fail whatever the chats show, so they would only cost the user money.
+        let verify_start = Instant::now();
+        let before_chats = plan.judge.and_then(|(policy, anchors)| {
+            let json = assemble(
+                config,
+                target,
+                BundleParts {
+                    observed_at,
+                    nonce_hex: nonce_hex.clone(),
+                    attestation: attestation.clone(),
+                    errors: &errors,
+                    collateral: collateral.clone(),
+                    nras: nras.clone(),
+                    canary: Value::Null,
+                    tls_peer_spki: tls_peer_spki.clone(),
+                },
+            );
+            let bundle = Bundle::from_value(json).ok()?;
+            let verdict = verify::verify(&bundle, policy, anchors);
+            Some((bundle, verdict))
+        });
+        let mut verify_time = verify_start.elapsed();
+        let attestation_failed = before_chats
+            .as_ref()
+            .is_some_and(|(_, verdict)| failed_before_chats(verdict));
 
-        let bundle = assemble(
+        // 5. The canary chats, when due, the report was read and the attestation did not fail.
+        let mut not_run = plan.not_due;
+        if not_run.is_none() && attestation_failed {
+            not_run = Some(CanaryNotRun {
+                why: NotRunWhy::AttestationFailed,
+                every: Some(monitor.canary.every),
+                last_run: None,
+            });
+        }
+        let canary = if not_run.is_none() && !attestation.is_null() {
+            let chats = self.canaries(monitor, &auth, &nonce_hex, &mut errors).await;
+            lap(Phase::Canary, &mut phases);
+            chats
+        } else {
+            Value::Null
+        };
+
+        // The verdict of the whole bundle from the one before the chats: the chats, their
+        // errors and why none ran are all that changed.
+        let verify_start = Instant::now();
+        let judged =
+            before_chats.map(|before| judge_after_chats(before, &canary, &not_run, &errors));
+        verify_time += verify_start.elapsed();
+        if judged.is_some() {
+            phases.push(PhaseDuration {
+                phase: Phase::Verify,
+                duration: verify_time,
+            });
+        }
+
+        let mut bundle = assemble(
             config,
             target,
             BundleParts {
@@ -362,7 +355,16 @@ impl Fetcher {
                 tls_peer_spki,
             },
         );
-        Ok(Fetched { bundle, phases })
+        if let (Some(not_run), Some(fields)) = (&not_run, bundle.as_object_mut()) {
+            if let Ok(value) = serde_json::to_value(not_run) {
+                fields.insert("canary_not_run".into(), value);
+            }
+        }
+        Ok(Fetched {
+            bundle,
+            phases,
+            judged,
+        })
     }
 
     async fn collateral_for(
@@ -583,35 +585,4 @@ pub fn bundle_file_name(target: &str) -> String {
         })
         .collect();
     format!("{safe}.json")
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-    use crate::verify::{self, Bundle, State};
-
-    #[test]
-    fn a_timed_out_check_is_a_bundle_whose_verdict_is_unknown_naming_the_deadline() {
-        let config = Config::parse(
-            "[[target]]\nname = \"t\"\nprofile = \"nanogpt\"\nmodel = \"TEE/m\"\n\
-             api_key_env = \"TEEWATCH_TEST_KEY\"\n",
-            "test.toml",
-        )
-        .unwrap();
-        let target = config.target("t").unwrap();
-        let json = timed_out_bundle(&config, target, Duration::from_secs(180));
-        assert_eq!(json["fetch_errors"][0]["kind"], "timeout");
-        let bundle = Bundle::from_value(json).unwrap();
-        let verdict = verify::verify(&bundle, &target.policy, &config.trust_anchors());
-        assert_eq!(verdict.state, State::Unknown);
-        assert!(
-            verdict
-                .checks
-                .iter()
-                .all(|c| c.state == State::Unknown && c.reason.contains("deadline of 180 s")),
-            "{:#?}",
-            verdict.checks
-        );
-    }
 }

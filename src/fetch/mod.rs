@@ -2,6 +2,7 @@
 //! pure pieces that turn raw service answers into bundle parts; the HTTP clients come with
 //! `teewatch check`.
 
+mod assemble;
 mod canary;
 pub mod check;
 pub mod collateral_cache;

@@ -10,6 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::canary::cadence::CanaryNotRun;
 use super::policy::PolicySnapshot;
 
 /// The format tag every bundle carries.
@@ -155,6 +156,10 @@ pub struct Bundle {
     pub nras: Option<Value>,
     #[serde(default)]
     pub canary: Option<Vec<CanaryExchange>>,
+    /// Why a check carries no canary chat, and the last run's result (`canary/cadence.rs`);
+    /// absent when the chats ran or the bundle predates the canary cadence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_not_run: Option<CanaryNotRun>,
     /// Base64 DER SubjectPublicKeyInfo of the attestation fetch's TLS peer.
     #[serde(default)]
     pub tls_peer_spki: Option<String>,
@@ -243,10 +248,11 @@ impl Bundle {
 }
 
 /// Optional fields with a typed shape, checked one by one for precise errors.
-const OPTIONAL_FIELDS: [&str; 6] = [
+const OPTIONAL_FIELDS: [&str; 7] = [
     "endpoints",
     "fetch_errors",
     "canary",
+    "canary_not_run",
     "tls_peer_spki",
     "transport",
     "policy",
@@ -258,6 +264,7 @@ fn check_optional(field: &str, part: &Value) -> Result<(), String> {
         "endpoints" => serde_json::from_value::<Option<Endpoints>>(part).map(drop),
         "fetch_errors" => serde_json::from_value::<Option<Vec<FetchError>>>(part).map(drop),
         "canary" => serde_json::from_value::<Option<Vec<CanaryExchange>>>(part).map(drop),
+        "canary_not_run" => serde_json::from_value::<Option<CanaryNotRun>>(part).map(drop),
         "tls_peer_spki" => serde_json::from_value::<Option<String>>(part).map(drop),
         "transport" => serde_json::from_value::<Option<Transport>>(part).map(drop),
         "policy" => serde_json::from_value::<Option<PolicySnapshot>>(part).map(drop),

@@ -74,7 +74,8 @@ use verdict::{Recorder, VERDICT_FORMAT};
 /// 7. `pin:<field>`: every pin, per part it applies to, judged on proven values only
 ///    (`pins.rs`).
 /// 8. `canary_fresh`, `canary_hashes`, `canary_signature` per canary chat, against the keys of
-///    the parts that run the model and whose binding passed (`canary/`).
+///    the parts that run the model and whose binding passed (`canary/`); for a check that ran
+///    no chat and says why (`canary_not_run`), once each, not run (`canary/cadence.rs`).
 /// 9. `identity_pinned`: whether the pins say which software runs, not only that the hardware is
 ///    genuine (`pins.rs`).
 pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdict {
@@ -174,7 +175,7 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
         target: bundle.target.clone(),
         observed_at: bundle.observed_at_text(),
         attestation_format: format,
-        state: Verdict::overall(&checks),
+        state: canary::cadence::overall(bundle, &checks),
         checks,
         observed,
         trust: anchors.dangerous.clone(),
@@ -191,6 +192,14 @@ fn judge_canaries(
     rec: &mut Recorder,
 ) {
     let exchanges = bundle.canary.as_deref().unwrap_or_default();
+    if let Some(not_run) = bundle
+        .canary_not_run
+        .as_ref()
+        .filter(|_| exchanges.is_empty())
+    {
+        canary::cadence::record_not_run(bundle, not_run, rec);
+        return;
+    }
     if exchanges.is_empty() {
         for name in CANARY_CHECKS {
             rec.check(
@@ -233,6 +242,38 @@ fn judge_canaries(
         rec.check(CANARY_HASHES, &scope, outcomes.hashes);
         rec.check(CANARY_SIGNATURE, &scope, outcomes.signature);
     }
+}
+
+/// Step 8 again, for a verdict of the same bundle made before its chats were run (or found not
+/// due): the canary checks are judged anew from `bundle` and the overall state recomputed, so
+/// the daemon decides whether to spend a chat from the attestation's verdict without verifying
+/// the quotes twice. The result is `verify(bundle)` exactly: steps 2 to 7 and 9 do not read the
+/// chats, and step 8 reads only the observations of the steps before it.
+pub fn rejudge_canaries(verdict: &mut Verdict, bundle: &Bundle) {
+    let Some(attestation) = &bundle.attestation else {
+        return;
+    };
+    // Step 9 comes last; anything else there means the verdict is not one of ours.
+    if verdict.checks.last().map(|c| c.name.as_str()) != Some(IDENTITY_PINNED) {
+        return;
+    }
+    let mut checks = std::mem::take(&mut verdict.checks);
+    let identity = checks.pop();
+    checks.retain(|c| !CANARY_CHECKS.contains(&c.name.as_str()));
+    let mut rec = Recorder {
+        checks,
+        observed: std::mem::take(&mut verdict.observed),
+    };
+    let parts = report::parts(attestation, report::detect_format(attestation));
+    judge_canaries(bundle, &bundle.nonce_bytes(), &parts, &mut rec);
+    let Recorder {
+        mut checks,
+        observed,
+    } = rec;
+    checks.extend(identity);
+    verdict.state = canary::cadence::overall(bundle, &checks);
+    verdict.checks = checks;
+    verdict.observed = observed;
 }
 
 /// Step 7: every pin of both tables, for every part it applies to.

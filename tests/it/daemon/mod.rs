@@ -1,9 +1,10 @@
-//! The daemon: in-process against the simulator and as a `teewatch run` process, its metrics
+//! The daemon: in-process against the simulator (and its canary cadence) and as a `teewatch run` process, its metrics
 //! (plain and over TLS), status page, store, backups, accepted drift, the scheduler against the
 //! wall clock, its log, the targets it cannot check, the fault matrix, SIGKILL at random
 //! moments, the tamper-evident history and secrets.
 
 mod backup;
+mod canary_cadence;
 mod cannot_start;
 mod crash;
 mod drift_accept;

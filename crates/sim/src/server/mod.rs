@@ -120,10 +120,18 @@ pub struct SimState {
     pub gateway: SimNode,
     tls: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,
+    /// Chat completions requested with a valid key, signed or not: what a paid API would bill.
+    chat_requests: std::sync::atomic::AtomicUsize,
     signature_delay: Duration,
 }
 
 impl SimState {
+    /// How many chat completions were requested with a valid key since the start.
+    pub fn chat_requests(&self) -> usize {
+        self.chat_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The certificate the simulator serves (over HTTPS) and NEAR reports bind, as DER.
     pub fn tls_certificate_der(&self) -> &[u8] {
         self.tls.cert_der()
@@ -273,6 +281,7 @@ impl Simulator {
             gateway,
             tls,
             chats: Mutex::new(HashMap::new()),
+            chat_requests: std::sync::atomic::AtomicUsize::new(0),
             signature_delay: options.signature_delay,
         });
         for (model, fault) in &options.faults {

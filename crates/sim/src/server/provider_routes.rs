@@ -188,6 +188,9 @@ pub(super) async fn chat(
     if !authorized(&state, &headers) {
         return detail(StatusCode::UNAUTHORIZED, "invalid api key");
     }
+    state
+        .chat_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Ok(parsed) = serde_json::from_slice::<Value>(&request) else {
         return detail(StatusCode::BAD_REQUEST, "request body is not json");
     };

@@ -7,7 +7,8 @@
 //! key of a model-serving part whose REPORTDATA binding passed: an ECDSA (EIP-191) signature
 //! recovers to its address, an ed25519 signature verifies under its public key. The Python
 //! `json.dumps` form a non-streamed body may be signed in, and when it is accepted, is in
-//! `json_forms`.
+//! `json_forms`; a check that ran no chat (not due, or the attestation already failed) is
+//! judged in `cadence`.
 
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use serde_json::Value;
@@ -19,6 +20,7 @@ use super::bundle::{CanaryExchange, json_kind};
 use super::hexutil;
 use super::verdict::Outcome;
 
+pub mod cadence;
 mod json_forms;
 
 pub use json_forms::python_json_dumps;
