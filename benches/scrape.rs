@@ -1,9 +1,17 @@
 //! `/metrics` rendering at fleet scale: 2,000 targets with every check, every fleet-wide
 //! measurement, drift flags, a TCB status, a skip and a fetch error each (about 65 series per
 //! target, 130,000 in all). Run with `cargo bench --bench scrape`.
+//!
+//! The same updates also feed the previous implementation (`Metrics::with_reference`), so the
+//! old scrape (`previous-*`) is timed in the same run as the new one, on the same noisy machine.
+//! `floor-copy` is a copy of the rendered bytes: no scrape can hand over its text faster.
+//! The `*-while-checking` cases render while another thread records a check every 30 ms, the
+//! rate of 2,000 targets on a 60 s interval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,9 +30,20 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 fn populated(targets: usize) -> Metrics {
-    let m = Metrics::new().unwrap();
+    let m = Metrics::with_reference().unwrap();
     m.set_targets(targets);
     for i in 0..targets {
+        record(&m, i);
+        let name = format!("provider-{i:04}-model");
+        m.skipped(&name);
+        m.fetch_error(&name, "nras", "timeout");
+    }
+    m
+}
+
+/// One check of target `i`, as the runner records it.
+fn record(m: &Metrics, i: usize) {
+    {
         let name = format!("provider-{i:04}-model");
         let checks = all_checks()
             .map(|c| Check {
@@ -59,17 +78,47 @@ fn populated(targets: usize) -> Metrics {
         );
         m.check_finished(&name, State::Pass);
         m.set_next_check(&name, at("2026-01-01T00:10:00Z"));
-        m.skipped(&name);
-        m.fetch_error(&name, "nras", "timeout");
     }
-    m
 }
 
 fn scrape(c: &mut Criterion) {
     let m = populated(2_000);
     let mut group = c.benchmark_group("scrape");
     group.sample_size(10);
+    let text = m.render().unwrap();
+    assert_eq!(m.series_count(), text.lines().filter(|l| !l.starts_with('#')).count());
+    eprintln!(
+        "scrape: {} bytes, {} samples",
+        text.len(),
+        m.series_count()
+    );
     group.bench_function("render-2000-targets", |b| b.iter(|| m.render().unwrap()));
+    group.bench_function("previous-render-2000-targets", |b| {
+        b.iter(|| m.render_reference().unwrap().unwrap())
+    });
+    group.bench_function("floor-copy-2000-targets", |b| b.iter(|| text.clone()));
+
+    // Checks recorded by another thread while scraping.
+    let stop = Arc::new(AtomicBool::new(false));
+    let checker = {
+        let (m, stop) = (m.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                record(&m, i % 2_000);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    group.bench_function("render-2000-targets-while-checking", |b| {
+        b.iter(|| m.render().unwrap())
+    });
+    group.bench_function("previous-render-2000-targets-while-checking", |b| {
+        b.iter(|| m.render_reference().unwrap().unwrap())
+    });
+    stop.store(true, Ordering::Relaxed);
+    checker.join().unwrap();
     group.finish();
 }
 

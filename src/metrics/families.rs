@@ -55,12 +55,18 @@ pub(super) struct Families {
 }
 
 impl Families {
-    /// Creates every family and registers it, with the process collector, in `registry`.
-    pub fn register(registry: &Registry) -> Result<Families, MetricsError> {
+    /// Creates every family and registers the process-wide ones, with the process collector, in
+    /// `registry`, and the target-scoped ones in `targets` if given. `Metrics` renders the
+    /// target-scoped families itself and keeps their vectors only for their names and help
+    /// texts; the reference implementation registers everything in one registry.
+    pub fn register(
+        registry: &Registry,
+        targets: Option<&Registry>,
+    ) -> Result<Families, MetricsError> {
         let r = registry;
         let families = Families {
-            target_state: add(
-                r,
+            target_state: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_target_state",
@@ -69,8 +75,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            state_since: add(
-                r,
+            state_since: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_target_state_since_timestamp_seconds",
@@ -80,8 +86,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            check_state: add(
-                r,
+            check_state: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_check_state",
@@ -93,8 +99,8 @@ impl Families {
                     &["target", "check"],
                 ),
             )?,
-            last_check: add(
-                r,
+            last_check: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_check_timestamp_seconds",
@@ -103,8 +109,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            last_success: add(
-                r,
+            last_success: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_success_timestamp_seconds",
@@ -114,8 +120,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            next_check: add(
-                r,
+            next_check: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_next_check_timestamp_seconds",
@@ -124,8 +130,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            last_dispatched: add(
-                r,
+            last_dispatched: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_dispatched_slot_timestamp_seconds",
@@ -146,8 +152,8 @@ impl Families {
                     &["phase"],
                 ),
             )?,
-            last_duration: add(
-                r,
+            last_duration: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_check_duration_seconds",
@@ -156,8 +162,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            drift: add(
-                r,
+            drift: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_measurement_drift",
@@ -167,8 +173,8 @@ impl Families {
                     &["target", "field"],
                 ),
             )?,
-            changes: add(
-                r,
+            changes: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_measurement_changes_total",
@@ -177,8 +183,8 @@ impl Families {
                     &["target", "field"],
                 ),
             )?,
-            info: add(
-                r,
+            info: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_measurement_info",
@@ -188,8 +194,8 @@ impl Families {
                     &["target", "field", "value"],
                 ),
             )?,
-            tcb_status: add(
-                r,
+            tcb_status: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_tdx_tcb_status",
@@ -199,8 +205,8 @@ impl Families {
                     &["target", "status"],
                 ),
             )?,
-            attestation_format: add(
-                r,
+            attestation_format: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_attestation_format_info",
@@ -233,8 +239,8 @@ impl Families {
                     &["fmspc"],
                 ),
             )?,
-            platform: add(
-                r,
+            platform: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_target_platform_info",
@@ -244,8 +250,8 @@ impl Families {
                     &["target", "fmspc"],
                 ),
             )?,
-            fetch_errors: add(
-                r,
+            fetch_errors: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_fetch_errors_total",
@@ -254,8 +260,8 @@ impl Families {
                     &["target", "endpoint", "kind"],
                 ),
             )?,
-            skipped: add(
-                r,
+            skipped: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_checks_skipped_total",
@@ -265,8 +271,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            checks: add(
-                r,
+            checks: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_checks_total",
@@ -275,8 +281,8 @@ impl Families {
                     &["target", "state"],
                 ),
             )?,
-            drift_events: add(
-                r,
+            drift_events: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_drift_events_total",
@@ -315,6 +321,17 @@ impl Families {
         };
         register_process_collector(r)?;
         Ok(families)
+    }
+}
+
+/// A target-scoped family, registered only where a registry is given.
+fn scoped<C>(registry: Option<&Registry>, made: prometheus::Result<C>) -> Result<C, MetricsError>
+where
+    C: Collector + Clone + 'static,
+{
+    match registry {
+        Some(registry) => add(registry, made),
+        None => made.map_err(MetricsError::Create),
     }
 }
 
