@@ -29,8 +29,14 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn populated(targets: usize) -> Metrics {
-    let m = Metrics::with_reference().unwrap();
+/// `targets` targets after one check each; with the previous implementation fed too when
+/// `reference`.
+fn populated(targets: usize, reference: bool) -> Metrics {
+    let m = if reference {
+        Metrics::with_reference().unwrap()
+    } else {
+        Metrics::new().unwrap()
+    };
     m.set_targets(targets);
     for i in 0..targets {
         record(&m, i);
@@ -82,16 +88,15 @@ fn record(m: &Metrics, i: usize) {
 }
 
 fn scrape(c: &mut Criterion) {
-    let m = populated(2_000);
+    let m = populated(2_000, true);
     let mut group = c.benchmark_group("scrape");
     group.sample_size(10);
     let text = m.render().unwrap();
-    assert_eq!(m.series_count(), text.lines().filter(|l| !l.starts_with('#')).count());
-    eprintln!(
-        "scrape: {} bytes, {} samples",
-        text.len(),
-        m.series_count()
+    assert_eq!(
+        m.series_count(),
+        text.lines().filter(|l| !l.starts_with('#')).count()
     );
+    eprintln!("scrape: {} bytes, {} samples", text.len(), m.series_count());
     group.bench_function("render-2000-targets", |b| b.iter(|| m.render().unwrap()));
     group.bench_function("previous-render-2000-targets", |b| {
         b.iter(|| m.render_reference().unwrap().unwrap())
@@ -119,6 +124,15 @@ fn scrape(c: &mut Criterion) {
     });
     stop.store(true, Ordering::Relaxed);
     checker.join().unwrap();
+    drop(m);
+
+    // The growth with targets, new rendering only (the old one is not kept for these).
+    for targets in [1_000, 5_000] {
+        let m = populated(targets, false);
+        group.bench_function(format!("render-{targets}-targets"), |b| {
+            b.iter(|| m.render().unwrap())
+        });
+    }
     group.finish();
 }
 

@@ -13,6 +13,7 @@ use prometheus::{
 };
 
 use super::MetricsError;
+use super::target::Family;
 
 /// The upper bounds of `teewatch_check_duration_seconds`, in seconds: from 1 ms (a verify of a
 /// small bundle, a store write) to 60 s (the total deadline of one fetch), about three buckets a
@@ -321,6 +322,52 @@ impl Families {
         };
         register_process_collector(r)?;
         Ok(families)
+    }
+}
+
+impl Families {
+    /// The `# HELP` and `# TYPE` lines of every target-scoped family, from the help text its
+    /// vector was made with (so they cannot drift apart), sorted by name as a scrape orders
+    /// families.
+    pub fn target_headers(&self) -> Vec<(Family, String)> {
+        let f = self;
+        let mut headers: Vec<(Family, String)> = Family::ALL
+            .iter()
+            .map(|family| {
+                let collector: &dyn Collector = match family {
+                    Family::AttestationFormat => &f.attestation_format,
+                    Family::CheckState => &f.check_state,
+                    Family::Skipped => &f.skipped,
+                    Family::Checks => &f.checks,
+                    Family::DriftEvents => &f.drift_events,
+                    Family::FetchErrors => &f.fetch_errors,
+                    Family::LastDuration => &f.last_duration,
+                    Family::LastCheck => &f.last_check,
+                    Family::LastDispatched => &f.last_dispatched,
+                    Family::LastSuccess => &f.last_success,
+                    Family::Changes => &f.changes,
+                    Family::Drift => &f.drift,
+                    Family::Info => &f.info,
+                    Family::NextCheck => &f.next_check,
+                    Family::Platform => &f.platform,
+                    Family::TargetState => &f.target_state,
+                    Family::StateSince => &f.state_since,
+                    Family::TcbStatus => &f.tcb_status,
+                };
+                let help = collector
+                    .desc()
+                    .first()
+                    .map(|d| d.help.replace('\\', "\\\\").replace('\n', "\\n"))
+                    .unwrap_or_default();
+                let (name, kind) = (family.name(), family.kind());
+                (
+                    *family,
+                    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"),
+                )
+            })
+            .collect();
+        headers.sort_by_key(|(family, _)| family.name());
+        headers
     }
 }
 

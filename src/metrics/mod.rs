@@ -143,7 +143,7 @@ impl Metrics {
             // Looking the series up creates it with zero observations.
             let _ = series(&families.phase_duration, &[phase.as_str()]);
         }
-        let headers = headers(&families);
+        let headers = families.target_headers();
         Ok(Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -436,7 +436,12 @@ impl Metrics {
                     .sum::<usize>()
             })
             .sum();
-        let targets: usize = self.lock().targets.values().map(TargetSeries::samples).sum();
+        let targets: usize = self
+            .lock()
+            .targets
+            .values()
+            .map(TargetSeries::samples)
+            .sum();
         global + targets
     }
 
@@ -457,47 +462,6 @@ impl Tracked {
         }
         Some(self.targets.entry(target.to_string()).or_default())
     }
-}
-
-/// The `# HELP` and `# TYPE` lines of every target-scoped family, from the help texts its
-/// vector was made with, sorted by name.
-fn headers(f: &families::Families) -> Vec<(target::Family, String)> {
-    use prometheus::core::Collector;
-    use target::Family;
-    let mut headers: Vec<(Family, String)> = Family::ALL
-        .iter()
-        .map(|family| {
-            let collector: &dyn Collector = match family {
-                Family::AttestationFormat => &f.attestation_format,
-                Family::CheckState => &f.check_state,
-                Family::Skipped => &f.skipped,
-                Family::Checks => &f.checks,
-                Family::DriftEvents => &f.drift_events,
-                Family::FetchErrors => &f.fetch_errors,
-                Family::LastDuration => &f.last_duration,
-                Family::LastCheck => &f.last_check,
-                Family::LastDispatched => &f.last_dispatched,
-                Family::LastSuccess => &f.last_success,
-                Family::Changes => &f.changes,
-                Family::Drift => &f.drift,
-                Family::Info => &f.info,
-                Family::NextCheck => &f.next_check,
-                Family::Platform => &f.platform,
-                Family::TargetState => &f.target_state,
-                Family::StateSince => &f.state_since,
-                Family::TcbStatus => &f.tcb_status,
-            };
-            let help = collector
-                .desc()
-                .first()
-                .map(|d| d.help.replace('\\', "\\\\").replace('\n', "\\n"))
-                .unwrap_or_default();
-            let (name, kind) = (family.name(), family.kind());
-            (*family, format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"))
-        })
-        .collect();
-    headers.sort_by_key(|(family, _)| family.name());
-    headers
 }
 
 /// Buckets as written (plus `+Inf` unless the last bucket already is), `_sum` and `_count`.

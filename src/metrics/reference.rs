@@ -8,16 +8,16 @@
 //! series in the crate's vectors is what the per-target text replaces.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use prometheus::{Encoder as _, Registry, TextEncoder};
 
 use super::{
-    MetricsError, STATES, TargetSnapshot, families, labels, remove, seconds, series, set_float,
-    set_int, state_code, saturating_i64,
+    MetricsError, STATES, TargetSnapshot, families, labels, remove, saturating_i64, seconds,
+    series, set_float, set_int, state_code,
 };
 use crate::drift::FLEET_FIELDS;
 use crate::record::Phase;
@@ -62,7 +62,6 @@ struct TargetSeries {
     /// The `fmspc` labels of `teewatch_target_platform_info`.
     platforms: BTreeSet<String>,
 }
-
 
 impl Reference {
     /// A registry with every family registered, as the old `Metrics::new` made it.
@@ -257,11 +256,7 @@ impl Reference {
     pub(super) fn set_last_dispatched(&self, target: &str, slot: DateTime<Utc>) {
         let mut tracked = self.lock();
         if tracked.entry(target).is_some() {
-            set_float(
-                &self.families.last_dispatched,
-                &[target],
-                seconds(slot),
-            );
+            set_float(&self.families.last_dispatched, &[target], seconds(slot));
         }
     }
 
@@ -291,8 +286,7 @@ impl Reference {
         let endpoint = labels::endpoint(endpoint);
         let kind = labels::error_kind(kind);
         entry.fetch_errors.insert((endpoint, kind));
-        if let Some(counter) = series(&self.families.fetch_errors, &[target, endpoint, kind])
-        {
+        if let Some(counter) = series(&self.families.fetch_errors, &[target, endpoint, kind]) {
             counter.inc();
         }
     }
@@ -316,11 +310,7 @@ impl Reference {
             return;
         };
         let mut tracked = self.lock();
-        set_float(
-            &self.families.collateral_expiry,
-            &[&fmspc],
-            seconds(at),
-        );
+        set_float(&self.families.collateral_expiry, &[&fmspc], seconds(at));
         tracked.fmspcs.insert(fmspc);
     }
 
@@ -435,8 +425,7 @@ impl Reference {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
             .map_err(MetricsError::Encode)?;
-        self.last_render_len
-            .store(buffer.len(), Ordering::Relaxed);
+        self.last_render_len.store(buffer.len(), Ordering::Relaxed);
         Ok(String::from_utf8(buffer)?)
     }
 

@@ -197,9 +197,7 @@ impl TargetSeries {
             .map(|(name, state)| (name, state_code(state)))
             .collect();
         self.tcb = snapshot.tcb_status.as_deref().map(labels::tcb_status);
-        self.format = snapshot
-            .attestation_format
-            .map(AttestationFormat::as_str);
+        self.format = snapshot.attestation_format.map(AttestationFormat::as_str);
         for field in FLEET_FIELDS {
             self.set_measurement(snapshot, field, count_changes);
             match snapshot.drift.get(field) {

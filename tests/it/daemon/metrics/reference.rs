@@ -218,8 +218,15 @@ fn the_fast_scrape_equals_the_prometheus_crate_rendering_through_a_history() {
     m.check_finished("omega", State::Fail);
     let after = assert_same(&m);
     assert_eq!(series_of(&after, "gamma"), 0, "a removed target's series");
-    assert_eq!(series_of(&after, "alpha"), 0, "a renamed target's old series");
-    assert!(series_of(&after, "omega") > 30, "a renamed target's new series");
+    assert_eq!(
+        series_of(&after, "alpha"),
+        0,
+        "a renamed target's old series"
+    );
+    assert!(
+        series_of(&after, "omega") > 30,
+        "a renamed target's new series"
+    );
 
     m.retain_targets(&[]);
     let empty = assert_same(&m);
