@@ -124,6 +124,24 @@ fn scrape(c: &mut Criterion) {
     });
     stop.store(true, Ordering::Relaxed);
     checker.join().unwrap();
+
+    // What recording one check costs: both implementations, then the new one alone (the
+    // previous one's share is the difference).
+    let mut i = 0;
+    group.bench_function("record-check-both", |b| {
+        b.iter(|| {
+            record(&m, i % 2_000);
+            i += 1;
+        })
+    });
+    drop(m);
+    let m = populated(2_000, false);
+    group.bench_function("record-check-new", |b| {
+        b.iter(|| {
+            record(&m, i % 2_000);
+            i += 1;
+        })
+    });
     drop(m);
 
     // The growth with targets, new rendering only (the old one is not kept for these).
@@ -131,6 +149,10 @@ fn scrape(c: &mut Criterion) {
         let m = populated(targets, false);
         group.bench_function(format!("render-{targets}-targets"), |b| {
             b.iter(|| m.render().unwrap())
+        });
+        let text = m.render().unwrap();
+        group.bench_function(format!("floor-copy-{targets}-targets"), |b| {
+            b.iter(|| text.clone())
         });
     }
     group.finish();
