@@ -13,6 +13,7 @@ use prometheus::{
 };
 
 use super::MetricsError;
+use super::target::Family;
 
 /// The upper bounds of `teewatch_check_duration_seconds`, in seconds: from 1 ms (a verify of a
 /// small bundle, a store write) to 60 s (the total deadline of one fetch), about three buckets a
@@ -55,12 +56,18 @@ pub(super) struct Families {
 }
 
 impl Families {
-    /// Creates every family and registers it, with the process collector, in `registry`.
-    pub fn register(registry: &Registry) -> Result<Families, MetricsError> {
+    /// Creates every family and registers the process-wide ones, with the process collector, in
+    /// `registry`, and the target-scoped ones in `targets` if given. `Metrics` renders the
+    /// target-scoped families itself and keeps their vectors only for their names and help
+    /// texts; the reference implementation registers everything in one registry.
+    pub fn register(
+        registry: &Registry,
+        targets: Option<&Registry>,
+    ) -> Result<Families, MetricsError> {
         let r = registry;
         let families = Families {
-            target_state: add(
-                r,
+            target_state: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_target_state",
@@ -69,8 +76,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            state_since: add(
-                r,
+            state_since: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_target_state_since_timestamp_seconds",
@@ -80,8 +87,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            check_state: add(
-                r,
+            check_state: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_check_state",
@@ -93,8 +100,8 @@ impl Families {
                     &["target", "check"],
                 ),
             )?,
-            last_check: add(
-                r,
+            last_check: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_check_timestamp_seconds",
@@ -103,8 +110,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            last_success: add(
-                r,
+            last_success: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_success_timestamp_seconds",
@@ -114,8 +121,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            next_check: add(
-                r,
+            next_check: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_next_check_timestamp_seconds",
@@ -124,8 +131,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            last_dispatched: add(
-                r,
+            last_dispatched: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_dispatched_slot_timestamp_seconds",
@@ -146,8 +153,8 @@ impl Families {
                     &["phase"],
                 ),
             )?,
-            last_duration: add(
-                r,
+            last_duration: scoped(
+                targets,
                 GaugeVec::new(
                     Opts::new(
                         "teewatch_last_check_duration_seconds",
@@ -156,8 +163,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            drift: add(
-                r,
+            drift: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_measurement_drift",
@@ -167,8 +174,8 @@ impl Families {
                     &["target", "field"],
                 ),
             )?,
-            changes: add(
-                r,
+            changes: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_measurement_changes_total",
@@ -177,8 +184,8 @@ impl Families {
                     &["target", "field"],
                 ),
             )?,
-            info: add(
-                r,
+            info: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_measurement_info",
@@ -188,8 +195,8 @@ impl Families {
                     &["target", "field", "value"],
                 ),
             )?,
-            tcb_status: add(
-                r,
+            tcb_status: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_tdx_tcb_status",
@@ -199,8 +206,8 @@ impl Families {
                     &["target", "status"],
                 ),
             )?,
-            attestation_format: add(
-                r,
+            attestation_format: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_attestation_format_info",
@@ -233,8 +240,8 @@ impl Families {
                     &["fmspc"],
                 ),
             )?,
-            platform: add(
-                r,
+            platform: scoped(
+                targets,
                 IntGaugeVec::new(
                     Opts::new(
                         "teewatch_target_platform_info",
@@ -244,8 +251,8 @@ impl Families {
                     &["target", "fmspc"],
                 ),
             )?,
-            fetch_errors: add(
-                r,
+            fetch_errors: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_fetch_errors_total",
@@ -254,8 +261,8 @@ impl Families {
                     &["target", "endpoint", "kind"],
                 ),
             )?,
-            skipped: add(
-                r,
+            skipped: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_checks_skipped_total",
@@ -265,8 +272,8 @@ impl Families {
                     &["target"],
                 ),
             )?,
-            checks: add(
-                r,
+            checks: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_checks_total",
@@ -275,8 +282,8 @@ impl Families {
                     &["target", "state"],
                 ),
             )?,
-            drift_events: add(
-                r,
+            drift_events: scoped(
+                targets,
                 IntCounterVec::new(
                     Opts::new(
                         "teewatch_drift_events_total",
@@ -315,6 +322,63 @@ impl Families {
         };
         register_process_collector(r)?;
         Ok(families)
+    }
+}
+
+impl Families {
+    /// The `# HELP` and `# TYPE` lines of every target-scoped family, from the help text its
+    /// vector was made with (so they cannot drift apart), sorted by name as a scrape orders
+    /// families.
+    pub fn target_headers(&self) -> Vec<(Family, String)> {
+        let f = self;
+        let mut headers: Vec<(Family, String)> = Family::ALL
+            .iter()
+            .map(|family| {
+                let collector: &dyn Collector = match family {
+                    Family::AttestationFormat => &f.attestation_format,
+                    Family::CheckState => &f.check_state,
+                    Family::Skipped => &f.skipped,
+                    Family::Checks => &f.checks,
+                    Family::DriftEvents => &f.drift_events,
+                    Family::FetchErrors => &f.fetch_errors,
+                    Family::LastDuration => &f.last_duration,
+                    Family::LastCheck => &f.last_check,
+                    Family::LastDispatched => &f.last_dispatched,
+                    Family::LastSuccess => &f.last_success,
+                    Family::Changes => &f.changes,
+                    Family::Drift => &f.drift,
+                    Family::Info => &f.info,
+                    Family::NextCheck => &f.next_check,
+                    Family::Platform => &f.platform,
+                    Family::TargetState => &f.target_state,
+                    Family::StateSince => &f.state_since,
+                    Family::TcbStatus => &f.tcb_status,
+                };
+                let help = collector
+                    .desc()
+                    .first()
+                    .map(|d| d.help.replace('\\', "\\\\").replace('\n', "\\n"))
+                    .unwrap_or_default();
+                let (name, kind) = (family.name(), family.kind());
+                (
+                    *family,
+                    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"),
+                )
+            })
+            .collect();
+        headers.sort_by_key(|(family, _)| family.name());
+        headers
+    }
+}
+
+/// A target-scoped family, registered only where a registry is given.
+fn scoped<C>(registry: Option<&Registry>, made: prometheus::Result<C>) -> Result<C, MetricsError>
+where
+    C: Collector + Clone + 'static,
+{
+    match registry {
+        Some(registry) => add(registry, made),
+        None => made.map_err(MetricsError::Create),
     }
 }
 

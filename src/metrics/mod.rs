@@ -12,6 +12,8 @@ mod collateral;
 mod families;
 pub mod labels;
 mod platform;
+mod reference;
+mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,11 +24,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prometheus::core::{MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricType;
-use prometheus::{Encoder as _, Registry, TextEncoder};
+use prometheus::{Registry, TextEncoder};
 
-use crate::drift::FLEET_FIELDS;
 use crate::record::Phase;
 use crate::verify::{AttestationFormat, Check, State};
+use target::TargetSeries;
 
 pub use collateral::collateral_expiries;
 pub use families::PHASE_BUCKETS;
@@ -77,21 +79,27 @@ pub fn state_code(state: State) -> i64 {
     }
 }
 
-/// The handle to the registry; clones share it.
+/// The handle to the metrics; clones share them.
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// The process-wide families and the process collector; the target-scoped families are
+    /// rendered from `tracked` instead.
     registry: Registry,
     families: families::Families,
+    /// The `# HELP` and `# TYPE` lines of each target-scoped family, in the order of names.
+    headers: Vec<(target::Family, String)>,
     tracked: Mutex<Tracked>,
     /// The size of the last scrape, to size the next one's buffer.
     last_render_len: AtomicUsize,
+    /// The previous implementation fed the same updates, for tests and benchmarks only.
+    reference: Option<reference::Reference>,
 }
 
-/// The label sets created per target, which the prometheus crate cannot list by one label.
+/// The series of every target, and the platforms of the collateral gauges.
 #[derive(Default)]
 struct Tracked {
     /// The target names of the latest `retain_targets`, if any: updates for other targets are
@@ -104,25 +112,6 @@ struct Tracked {
     fmspcs: BTreeSet<String>,
 }
 
-#[derive(Default)]
-struct TargetSeries {
-    /// The `check` labels of `teewatch_check_state`.
-    checks: BTreeSet<String>,
-    /// Field → the `value` label of its `teewatch_measurement_info` series.
-    info: BTreeMap<&'static str, String>,
-    /// Field → what its last value compares as (`labels::measurement_key`), kept when the field
-    /// disappears for a check, so a value that comes back different still counts as a change.
-    last_keys: BTreeMap<&'static str, String>,
-    /// The `status` label of `teewatch_tdx_tcb_status`.
-    tcb: Option<&'static str>,
-    /// The `format` label of `teewatch_attestation_format_info`.
-    format: Option<&'static str>,
-    /// The (endpoint, kind) labels of `teewatch_fetch_errors_total`.
-    fetch_errors: BTreeSet<(&'static str, &'static str)>,
-    /// The `fmspc` labels of `teewatch_target_platform_info`.
-    platforms: BTreeSet<String>,
-}
-
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -130,11 +119,23 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A registry with every family registered, `teewatch_build_info` set and the phase
-    /// histogram created at zero for every phase (so rates exist before the first check).
+    /// Every family set up, `teewatch_build_info` set and the phase histogram created at zero
+    /// for every phase (so rates exist before the first check).
     pub fn new() -> Result<Metrics, MetricsError> {
+        Metrics::build(None)
+    }
+
+    /// Like [`Metrics::new`], but every update also goes to the previous implementation, which
+    /// kept every series in the prometheus crate's vectors; [`Metrics::render_reference`]
+    /// renders that. For tests and benchmarks: it doubles the cost of every update.
+    #[doc(hidden)]
+    pub fn with_reference() -> Result<Metrics, MetricsError> {
+        Metrics::build(Some(reference::Reference::new()?))
+    }
+
+    fn build(reference: Option<reference::Reference>) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let families = families::Families::register(&registry)?;
+        let families = families::Families::register(&registry, None)?;
         if let Some(info) = series(&families.build_info, &[env!("CARGO_PKG_VERSION")]) {
             info.set(1);
         }
@@ -142,14 +143,31 @@ impl Metrics {
             // Looking the series up creates it with zero observations.
             let _ = series(&families.phase_duration, &[phase.as_str()]);
         }
+        let headers = families.target_headers();
         Ok(Metrics {
             inner: Arc::new(Inner {
                 registry,
                 families,
+                headers,
                 tracked: Mutex::new(Tracked::default()),
                 last_render_len: AtomicUsize::new(0),
+                reference,
             }),
         })
+    }
+
+    fn reference(&self) -> Option<&reference::Reference> {
+        self.inner.reference.as_ref()
+    }
+
+    /// Updates one target's series (nothing when a reload removed the target) and rewrites the
+    /// text of the families the update touched.
+    fn update(&self, target: &str, change: impl FnOnce(&mut TargetSeries)) {
+        let mut tracked = self.lock();
+        if let Some(entry) = tracked.entry(target) {
+            change(entry);
+            entry.flush(target);
+        }
     }
 
     /// After a check: sets every gauge of the target; `count_changes` is false when restoring
@@ -160,65 +178,12 @@ impl Metrics {
     /// when it is `None`. The target's counters are created at zero so rates work from the
     /// first increment.
     pub fn set_target(&self, snapshot: &TargetSnapshot, count_changes: bool) {
-        let f = &self.inner.families;
-        let mut tracked = self.lock();
-        let Some(entry) = tracked.entry(&snapshot.target) else {
-            return;
-        };
-        let target = snapshot.target.as_str();
-        set_int(&f.target_state, &[target], state_code(snapshot.state));
-        set_float(&f.last_check, &[target], seconds(snapshot.last_check));
-        match snapshot.last_success {
-            Some(at) => set_float(&f.last_success, &[target], seconds(at)),
-            None => remove(&f.last_success, &[target]),
+        if let Some(r) = self.reference() {
+            r.set_target(snapshot, count_changes);
         }
-        set_float(
-            &f.last_duration,
-            &[target],
-            snapshot.last_duration.as_secs_f64(),
-        );
-
-        let mut worst: BTreeMap<String, State> = BTreeMap::new();
-        for check in &snapshot.checks {
-            let state = worst
-                .entry(labels::check_name(&check.name).into_owned())
-                .or_insert(check.state);
-            *state = (*state).max(check.state);
-        }
-        for gone in entry.checks.iter().filter(|c| !worst.contains_key(*c)) {
-            remove(&f.check_state, &[target, gone]);
-        }
-        for (check, state) in &worst {
-            set_int(&f.check_state, &[target, check], state_code(*state));
-        }
-        entry.checks = worst.into_keys().collect();
-
-        let tcb = snapshot.tcb_status.as_deref().map(labels::tcb_status);
-        if let Some(old) = entry.tcb.filter(|old| Some(*old) != tcb) {
-            remove(&f.tcb_status, &[target, old]);
-        }
-        if let Some(status) = tcb {
-            set_int(&f.tcb_status, &[target, status], 1);
-        }
-        entry.tcb = tcb;
-
-        let format = snapshot.attestation_format.map(AttestationFormat::as_str);
-        if let Some(old) = entry.format.filter(|old| Some(*old) != format) {
-            remove(&f.attestation_format, &[target, old]);
-        }
-        if let Some(format) = format {
-            set_int(&f.attestation_format, &[target, format], 1);
-        }
-        entry.format = format;
-
-        for field in FLEET_FIELDS {
-            self.set_measurement(entry, snapshot, field, count_changes);
-            match snapshot.drift.get(field) {
-                Some(drifting) => set_int(&f.drift, &[target, field], i64::from(*drifting)),
-                None => remove(&f.drift, &[target, field]),
-            }
-        }
-        self.create_counters(target);
+        self.update(&snapshot.target, |t| {
+            t.set_snapshot(snapshot, count_changes);
+        });
     }
 
     /// Sets a target's drift flags alone (`teewatch_measurement_drift`), as a reload or an
@@ -226,88 +191,37 @@ impl Metrics {
     /// target's latest check showed) are set; a target without a recorded check, or one a
     /// reload removed, is left alone.
     pub fn set_drift(&self, target: &str, flags: &BTreeMap<String, bool>) {
-        let f = &self.inner.families;
-        let mut tracked = self.lock();
-        if !tracked.targets.contains_key(target) || tracked.entry(target).is_none() {
-            return;
+        if let Some(r) = self.reference() {
+            r.set_drift(target, flags);
         }
-        for field in FLEET_FIELDS {
-            if let Some(drifting) = flags.get(field) {
-                set_int(&f.drift, &[target, field], i64::from(*drifting));
-            }
+        if self.lock().targets.contains_key(target) {
+            self.update(target, |t| t.set_drift(flags));
         }
-    }
-
-    /// One field's `teewatch_measurement_info` series and its change counter.
-    fn set_measurement(
-        &self,
-        entry: &mut TargetSeries,
-        snapshot: &TargetSnapshot,
-        field: &'static str,
-        count_changes: bool,
-    ) {
-        let f = &self.inner.families;
-        let target = snapshot.target.as_str();
-        let Some(raw) = snapshot.measurements.get(field) else {
-            if let Some(old) = entry.info.remove(field) {
-                remove(&f.info, &[target, field, &old]);
-            }
-            return;
-        };
-        let value = labels::measurement_value(raw).into_owned();
-        let key = labels::measurement_key(raw);
-        let changes = series(&f.changes, &[target, field]);
-        if count_changes && entry.last_keys.get(field).is_some_and(|old| *old != key) {
-            if let Some(changes) = changes {
-                changes.inc();
-            }
-        }
-        entry.last_keys.insert(field, key);
-        // The old series goes before the new one is set: a scrape in between then misses the
-        // field for an instant, whereas the other order could show two values, which breaks
-        // the one-to-one joins `info` series are used for.
-        if let Some(old) = entry.info.insert(field, value.clone()) {
-            if old != value {
-                remove(&f.info, &[target, field, &old]);
-            }
-        }
-        set_int(&f.info, &[target, field, &value], 1);
-    }
-
-    /// Creates the target's counters at zero.
-    fn create_counters(&self, target: &str) {
-        let f = &self.inner.families;
-        for state in STATES {
-            let _ = series(&f.checks, &[target, state.as_str()]);
-        }
-        let _ = series(&f.skipped, &[target]);
-        let _ = series(&f.drift_events, &[target]);
     }
 
     /// Sets since when the target has been in its current state
     /// (`teewatch_target_state_since_timestamp_seconds`): the finish time of the first check of
     /// the run of checks with the latest state, after a check or restored from the store.
     pub fn set_state_since(&self, target: &str, since: DateTime<Utc>) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_some() {
-            set_float(&self.inner.families.state_since, &[target], seconds(since));
+        if let Some(r) = self.reference() {
+            r.set_state_since(target, since);
         }
+        self.update(target, |t| t.set_state_since(seconds(since)));
     }
 
     /// Counts a finished check in `teewatch_checks_total`.
     pub fn check_finished(&self, target: &str, state: State) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_none() {
-            return;
+        if let Some(r) = self.reference() {
+            r.check_finished(target, state);
         }
-        self.create_counters(target);
-        if let Some(counter) = series(&self.inner.families.checks, &[target, state.as_str()]) {
-            counter.inc();
-        }
+        self.update(target, |t| t.check_finished(state));
     }
 
     /// Adds one phase's duration to `teewatch_check_duration_seconds`.
     pub fn observe_phase(&self, phase: Phase, duration: Duration) {
+        if let Some(r) = self.reference() {
+            r.observe_phase(phase, duration);
+        }
         if let Some(histogram) = series(&self.inner.families.phase_duration, &[phase.as_str()]) {
             histogram.observe(duration.as_secs_f64());
         }
@@ -315,72 +229,63 @@ impl Metrics {
 
     /// Sets when the target's next check is due.
     pub fn set_next_check(&self, target: &str, at: DateTime<Utc>) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_some() {
-            set_float(&self.inner.families.next_check, &[target], seconds(at));
+        if let Some(r) = self.reference() {
+            r.set_next_check(target, at);
         }
+        self.update(target, |t| t.set_next_check(seconds(at)));
     }
 
     /// Sets the latest schedule slot a check of the target was dispatched for (also restored
     /// from the store after a restart: the slot of the latest recorded check).
     pub fn set_last_dispatched(&self, target: &str, slot: DateTime<Utc>) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_some() {
-            set_float(
-                &self.inner.families.last_dispatched,
-                &[target],
-                seconds(slot),
-            );
+        if let Some(r) = self.reference() {
+            r.set_last_dispatched(target, slot);
         }
+        self.update(target, |t| t.set_last_dispatched(seconds(slot)));
     }
 
     /// Counts a check whose record the store refused (`teewatch_store_errors_total`).
     pub fn store_error(&self) {
+        if let Some(r) = self.reference() {
+            r.store_error();
+        }
         self.inner.families.store_errors.inc();
     }
 
     /// Counts a check that was not started because the previous one was still running.
     pub fn skipped(&self, target: &str) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_none() {
-            return;
+        if let Some(r) = self.reference() {
+            r.skipped(target);
         }
-        if let Some(counter) = series(&self.inner.families.skipped, &[target]) {
-            counter.inc();
-        }
+        self.update(target, TargetSeries::skipped);
     }
 
     /// Counts a failed fetch; an endpoint or kind outside the fixed sets of
     /// `src/fetch/http.rs` is counted as `other`.
     pub fn fetch_error(&self, target: &str, endpoint: &str, kind: &str) {
-        let mut tracked = self.lock();
-        let Some(entry) = tracked.entry(target) else {
-            return;
-        };
+        if let Some(r) = self.reference() {
+            r.fetch_error(target, endpoint, kind);
+        }
         let endpoint = labels::endpoint(endpoint);
         let kind = labels::error_kind(kind);
-        entry.fetch_errors.insert((endpoint, kind));
-        if let Some(counter) = series(&self.inner.families.fetch_errors, &[target, endpoint, kind])
-        {
-            counter.inc();
-        }
+        self.update(target, |t| t.fetch_error(endpoint, kind));
     }
 
     /// Counts the drift events one check raised (zero still creates the series).
     pub fn drift_events(&self, target: &str, n: u64) {
-        let mut tracked = self.lock();
-        if tracked.entry(target).is_none() {
-            return;
+        if let Some(r) = self.reference() {
+            r.drift_events(target, n);
         }
-        if let Some(counter) = series(&self.inner.families.drift_events, &[target]) {
-            counter.inc_by(n);
-        }
+        self.update(target, |t| t.drift_events(n));
     }
 
     /// Sets when a platform's collateral expires (see [`collateral_expiries`]), replacing the
     /// previous value, since a refreshed collateral expires later. An FMSPC that is not exactly
     /// 12 hex digits is ignored.
     pub fn set_collateral_expiry(&self, fmspc: &str, at: DateTime<Utc>) {
+        if let Some(r) = self.reference() {
+            r.set_collateral_expiry(fmspc, at);
+        }
         let Some(fmspc) = labels::fmspc(fmspc) else {
             return;
         };
@@ -397,6 +302,9 @@ impl Metrics {
     /// value; `None` (a copy whose fetch time is unknown) is exported as 0, which reads as
     /// stale. An FMSPC that is not exactly 12 hex digits is ignored.
     pub fn set_collateral_fetched(&self, fmspc: &str, at: Option<DateTime<Utc>>) {
+        if let Some(r) = self.reference() {
+            r.set_collateral_fetched(fmspc, at);
+        }
         let Some(fmspc) = labels::fmspc(fmspc) else {
             return;
         };
@@ -413,6 +321,9 @@ impl Metrics {
     /// after the same normalisation), so that a platform no target runs on any more stops
     /// looking like collateral about to expire or gone stale.
     pub fn retain_collateral(&self, fmspcs: &[String]) {
+        if let Some(r) = self.reference() {
+            r.retain_collateral(fmspcs);
+        }
         let keep: BTreeSet<String> = fmspcs.iter().filter_map(|f| labels::fmspc(f)).collect();
         let mut tracked = self.lock();
         tracked.fmspcs.retain(|fmspc| {
@@ -427,11 +338,17 @@ impl Metrics {
 
     /// Sets the number of configured targets.
     pub fn set_targets(&self, n: usize) {
+        if let Some(r) = self.reference() {
+            r.set_targets(n);
+        }
         self.inner.families.targets.set(saturating_i64(n));
     }
 
     /// Sets the number of checks running now.
     pub fn set_in_flight(&self, n: usize) {
+        if let Some(r) = self.reference() {
+            r.set_in_flight(n);
+        }
         self.inner.families.in_flight.set(saturating_i64(n));
     }
 
@@ -439,81 +356,70 @@ impl Metrics {
     /// then on, updates for a target not in the latest `names` are ignored, so a check that
     /// was running for a removed target cannot bring its series back.
     pub fn retain_targets(&self, names: &[String]) {
+        if let Some(r) = self.reference() {
+            r.retain_targets(names);
+        }
         let keep: BTreeSet<String> = names.iter().cloned().collect();
         let mut tracked = self.lock();
-        let dropped: Vec<String> = tracked
-            .targets
-            .keys()
-            .filter(|name| !keep.contains(*name))
-            .cloned()
-            .collect();
-        for name in dropped {
-            if let Some(series) = tracked.targets.remove(&name) {
-                self.remove_target(&name, &series);
-            }
-        }
+        tracked.targets.retain(|name, _| keep.contains(name));
         tracked.configured = Some(keep);
     }
 
-    fn remove_target(&self, target: &str, tracked: &TargetSeries) {
-        let f = &self.inner.families;
-        remove(&f.target_state, &[target]);
-        for vec in [
-            &f.state_since,
-            &f.last_check,
-            &f.last_success,
-            &f.next_check,
-            &f.last_dispatched,
-            &f.last_duration,
-        ] {
-            remove(vec, &[target]);
-        }
-        for vec in [&f.skipped, &f.drift_events] {
-            remove(vec, &[target]);
-        }
-        for state in STATES {
-            remove(&f.checks, &[target, state.as_str()]);
-        }
-        for check in &tracked.checks {
-            remove(&f.check_state, &[target, check]);
-        }
-        for field in FLEET_FIELDS {
-            remove(&f.drift, &[target, field]);
-            remove(&f.changes, &[target, field]);
-        }
-        for (field, value) in &tracked.info {
-            remove(&f.info, &[target, field, value]);
-        }
-        if let Some(status) = tracked.tcb {
-            remove(&f.tcb_status, &[target, status]);
-        }
-        if let Some(format) = tracked.format {
-            remove(&f.attestation_format, &[target, format]);
-        }
-        for (endpoint, kind) in &tracked.fetch_errors {
-            remove(&f.fetch_errors, &[target, endpoint, kind]);
-        }
-        self.remove_platforms(target, &tracked.platforms);
-    }
-
-    /// The text exposition format of every family.
+    /// The text exposition format of every family: the process-wide ones gathered and encoded
+    /// by the prometheus crate, the target-scoped ones concatenated from each target's text,
+    /// merged in the order of family names as the crate orders them. A family is written once,
+    /// with its samples contiguous, and left out when no target has a series in it.
     pub fn render(&self) -> Result<String, MetricsError> {
+        let global = self.inner.registry.gather();
         // Sized from the previous scrape, so a 10 MB exposition is not grown by doubling.
         let expected = self.inner.last_render_len.load(Ordering::Relaxed);
-        let mut buffer = Vec::with_capacity(expected + expected / 8);
-        TextEncoder::new()
-            .encode(&self.inner.registry.gather(), &mut buffer)
+        let mut out = String::with_capacity(expected + expected / 8);
+        let encoder = TextEncoder::new();
+        let mut rest = global.as_slice();
+        let tracked = self.lock();
+        for (family, header) in &self.inner.headers {
+            let before = rest
+                .iter()
+                .take_while(|mf| mf.name() < family.name())
+                .count();
+            let (now, later) = rest.split_at(before);
+            encoder
+                .encode_utf8(now, &mut out)
+                .map_err(MetricsError::Encode)?;
+            rest = later;
+            let mut texts = tracked
+                .targets
+                .values()
+                .map(|t| t.text(*family))
+                .filter(|text| !text.is_empty())
+                .peekable();
+            if texts.peek().is_some() {
+                out.push_str(header);
+                texts.for_each(|text| out.push_str(text));
+            }
+        }
+        drop(tracked);
+        encoder
+            .encode_utf8(rest, &mut out)
             .map_err(MetricsError::Encode)?;
         self.inner
             .last_render_len
-            .store(buffer.len(), Ordering::Relaxed);
-        Ok(String::from_utf8(buffer)?)
+            .store(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// The previous implementation's rendering of the same updates (see
+    /// [`Metrics::with_reference`]); `None` for metrics made by [`Metrics::new`].
+    #[doc(hidden)]
+    pub fn render_reference(&self) -> Option<Result<String, MetricsError>> {
+        self.reference().map(reference::Reference::render)
     }
 
     /// The number of samples in a scrape (a histogram counts each bucket, `+Inf`, `_sum` and
     /// `_count`), for cardinality checks.
     pub fn series_count(&self) -> usize {
-        self.inner
+        let global: usize = self
+            .inner
             .registry
             .gather()
             .iter()
@@ -529,18 +435,25 @@ impl Metrics {
                     })
                     .sum::<usize>()
             })
-            .sum()
+            .sum();
+        let targets: usize = self
+            .lock()
+            .targets
+            .values()
+            .map(TargetSeries::samples)
+            .sum();
+        global + targets
     }
 
     fn lock(&self) -> MutexGuard<'_, Tracked> {
-        // The guarded data is only bookkeeping of label sets, consistent after every statement,
-        // so a panic elsewhere while it was held leaves nothing to repair.
+        // The guarded data is updated in single steps, consistent after every statement, so a
+        // panic elsewhere while it was held leaves nothing to repair.
         crate::sync::lock(&self.inner.tracked)
     }
 }
 
 impl Tracked {
-    /// The target's bookkeeping, or `None` when a reload removed the target.
+    /// The target's series, or `None` when a reload removed the target.
     fn entry(&mut self, target: &str) -> Option<&mut TargetSeries> {
         if let Some(configured) = &self.configured {
             if !configured.contains(target) {

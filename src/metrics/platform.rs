@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Metrics, labels, remove, set_int};
+use super::{Metrics, labels};
 
 impl Metrics {
     /// Sets the platforms the target's latest check used collateral of, replacing the previous
@@ -24,26 +24,11 @@ impl Metrics {
         target: &str,
         fmspcs: impl IntoIterator<Item = &'a str>,
     ) {
-        let family = &self.inner.families.platform;
         let platforms: BTreeSet<String> = fmspcs.into_iter().filter_map(labels::fmspc).collect();
-        let mut tracked = self.lock();
-        let Some(entry) = tracked.entry(target) else {
-            return;
-        };
-        for gone in entry.platforms.difference(&platforms) {
-            remove(family, &[target, gone]);
+        if let Some(r) = self.reference() {
+            r.set_target_platforms(target, platforms.iter().map(String::as_str));
         }
-        for fmspc in &platforms {
-            set_int(family, &[target, fmspc], 1);
-        }
-        entry.platforms = platforms;
-    }
-
-    /// Removes the platform series of a target a reload dropped.
-    pub(super) fn remove_platforms(&self, target: &str, platforms: &BTreeSet<String>) {
-        for fmspc in platforms {
-            remove(&self.inner.families.platform, &[target, fmspc]);
-        }
+        self.update(target, |t| t.set_platforms(platforms));
     }
 }
 

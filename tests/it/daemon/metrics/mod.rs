@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod collateral;
+mod reference;
 use crate::common;
 
 use std::collections::BTreeMap;
