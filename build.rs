@@ -30,19 +30,6 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=TEEWATCH_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=TEEWATCH_BUILD_DATE={date}");
-    link_args();
-}
-
-/// The binary's relative relocations (about 26,000: every pointer in a vtable or static table of
-/// a position-independent executable) packed as DT_RELR, which the dynamic loader applies from a
-/// few kilobytes of bitmaps instead of 600 KB of RELA entries before `main` runs (BENCHMARKS.md,
-/// "Start-up"). Only for GNU/Linux: glibc 2.36 and binutils 2.38 read and write it.
-fn link_args() {
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os == "linux" && env == "gnu" {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    }
 }
 
 /// Runs git in the package's folder; its trimmed output, or `None` when git is missing, fails or

@@ -101,7 +101,15 @@ mod tests {
         for long in ["run", "sim", "demo"] {
             assert!(!is_short(Some(long.as_bytes())), "{long}");
         }
-        for short in ["verify", "check", "--version", "--help", "runs", "", "history"] {
+        for short in [
+            "verify",
+            "check",
+            "--version",
+            "--help",
+            "runs",
+            "",
+            "history",
+        ] {
             assert!(is_short(Some(short.as_bytes())), "{short}");
         }
         assert!(is_short(None));
