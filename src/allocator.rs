@@ -96,6 +96,22 @@ mod tests {
         );
     }
 
+    /// This test process is short too (unless its first argument is a filter named like a
+    /// daemon command): the constructor ran before mimalloc started, and mimalloc, told not to
+    /// use transparent huge pages, turned them off for the process, which the kernel reports.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn the_constructor_set_the_options_before_mimalloc_started() {
+        let first = std::env::args_os().nth(1);
+        let short = is_short(first.as_ref().map(|a| a.as_encoded_bytes()));
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+            panic!("expected a THP_enabled line in /proc/self/status (Linux 5.0 or later)");
+        };
+        let expected = if short { "0" } else { "1" };
+        assert_eq!(line.split_whitespace().nth(1), Some(expected), "{line}");
+    }
+
     #[test]
     fn only_the_daemon_commands_keep_the_defaults() {
         for long in ["run", "sim", "demo"] {
