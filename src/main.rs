@@ -7,14 +7,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use teewatch::exit;
 
+mod allocator;
 mod cmd;
 
 use cmd::{Ctx, output};
-
-/// mimalloc instead of glibc malloc: the daemon allocates many small short-lived buffers per check
-/// (JSON, hex, HTTP), and glibc's allocator spent 12 % of the CPU on them at 2,000 targets.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
