@@ -165,3 +165,24 @@ pub fn bundle_json(name: &str) -> serde_json::Value {
 pub fn from_json(value: serde_json::Value) -> Bundle {
     Bundle::from_value(value).unwrap()
 }
+
+/// A dstack runtime event (imr 3) as JSON, with its digest as dstack computes it from the name
+/// and payload: what an OS or an application appends to RTMR3.
+pub fn runtime_event(name: &str, payload: &[u8]) -> serde_json::Value {
+    use teewatch::verify::dstack::{self, RUNTIME_EVENT_TYPE};
+    let event = dstack::Event {
+        imr: 3,
+        event_type: RUNTIME_EVENT_TYPE,
+        supplied_digest: vec![],
+        name: name.into(),
+        payload: payload.to_vec(),
+        version: 1,
+    };
+    serde_json::json!({
+        "imr": 3,
+        "event_type": RUNTIME_EVENT_TYPE,
+        "digest": hex::encode(dstack::runtime_event_digest(&event)),
+        "event": name,
+        "event_payload": hex::encode(payload),
+    })
+}

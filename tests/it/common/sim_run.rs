@@ -163,3 +163,19 @@ pub fn failing(v: &Verdict) -> Vec<String> {
         .map(|c| format!("{} [{}] {:?}: {}", c.name, c.scope, c.state, c.reason))
         .collect()
 }
+
+/// Writes a simulator case as the stored bundles keep it: `bundle.json` beside the run's
+/// configuration and test roots (`sim.toml`, the `.pem` files; not the API key, the database or
+/// caches), in a `dir` emptied first.
+pub fn save_case(run: &Running, dir: &Path, bundle: &teewatch::verify::Bundle) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(&run.dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "sim.toml" || name.ends_with(".pem") {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("bundle.json"), bundle.to_json_pretty() + "\n").unwrap();
+}

@@ -229,16 +229,6 @@ async fn regenerate_format_bundles() {
         }
         let (_, bundle) = common::sim_run::check_adjusted(&run, &model, case.adjust).await;
         let dir = formats_dir().join(case.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&run.dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            // The configuration and its test roots; not the API key, the database or caches.
-            if name == "sim.toml" || name.ends_with(".pem") {
-                std::fs::copy(&path, dir.join(&name)).unwrap();
-            }
-        }
-        std::fs::write(dir.join("bundle.json"), bundle.to_json_pretty() + "\n").unwrap();
+        common::sim_run::save_case(&run, &dir, &bundle);
     }
 }

@@ -8,7 +8,7 @@ use crate::common;
 
 use common::{bundle_json, check, from_json, observed, verdict, verdict_with};
 use serde_json::{Value, json};
-use teewatch::verify::dstack::{self, RUNTIME_EVENT_TYPE};
+use teewatch::verify::dstack;
 use teewatch::verify::{Policy, State};
 
 use State::{Fail, Pass, Unknown};
@@ -39,25 +39,6 @@ fn set_events_and_rtmr3(bundle: &mut Value, list: &[Value]) {
     // RTMR3 sits at 472 in the TD report body, which starts at 48 in a v4 quote.
     raw[48 + 472..48 + 520].copy_from_slice(&rtmr3);
     bundle["attestation"]["intel_quote"] = Value::String(hex::encode(raw));
-}
-
-/// A runtime event with its digest as dstack computes it.
-fn runtime_event(name: &str, payload: &[u8]) -> Value {
-    let event = dstack::Event {
-        imr: 3,
-        event_type: RUNTIME_EVENT_TYPE,
-        supplied_digest: vec![],
-        name: name.into(),
-        payload: payload.to_vec(),
-        version: 1,
-    };
-    json!({
-        "imr": 3,
-        "event_type": RUNTIME_EVENT_TYPE,
-        "digest": hex::encode(dstack::runtime_event_digest(&event)),
-        "event": name,
-        "event_payload": hex::encode(payload),
-    })
 }
 
 fn index_of(list: &[Value], name: &str) -> usize {
@@ -134,7 +115,7 @@ fn retyped_identity_events_plus_application_copies_fail_the_replay() {
         let at = index_of(&list, name);
         list[at]["event_type"] = json!(0x8000_0009u32);
     }
-    list.push(runtime_event("compose-hash", &pinned_compose));
+    list.push(common::runtime_event("compose-hash", &pinned_compose));
     set_events_and_rtmr3(&mut bundle, &list);
     let v = verdict(&from_json(bundle));
     let (state, reason) = check(&v, "event_log_replay", "");
@@ -167,7 +148,7 @@ fn an_application_copy_of_an_identity_event_the_os_never_wrote_fails() {
         .as_str()
         .unwrap()
         .to_string();
-    list.push(runtime_event(
+    list.push(common::runtime_event(
         "os-image-hash",
         &hex::decode(&pinned).unwrap(),
     ));
@@ -196,7 +177,7 @@ fn two_compose_hash_events_fail_the_replay() {
     let mut bundle = bundle_json("pmlsdk-dstack-sample");
     let mut list = events(&bundle);
     let at = index_of(&list, "compose-hash");
-    list.insert(at + 1, runtime_event("compose-hash", &[0xAB; 32]));
+    list.insert(at + 1, common::runtime_event("compose-hash", &[0xAB; 32]));
     set_events_and_rtmr3(&mut bundle, &list);
     let v = verdict(&from_json(bundle));
     let (state, reason) = check(&v, "event_log_replay", "");

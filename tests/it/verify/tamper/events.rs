@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::common;
+
 use super::edit::*;
 use super::{Base, DSTACK, ECDSA, Row, fail, same};
 
@@ -23,26 +25,6 @@ fn flip_payload(list: &mut [Value], at: usize) {
     let mut raw = hex::decode(list[at]["event_payload"].as_str().unwrap()).unwrap();
     raw[0] ^= 0x01;
     list[at]["event_payload"] = Value::String(hex::encode(raw));
-}
-
-/// A runtime event as dstack computes it.
-fn runtime_event(name: &str, payload: &[u8]) -> Value {
-    use teewatch::verify::dstack::{self, RUNTIME_EVENT_TYPE};
-    let event = dstack::Event {
-        imr: 3,
-        event_type: RUNTIME_EVENT_TYPE,
-        supplied_digest: vec![],
-        name: name.into(),
-        payload: payload.to_vec(),
-        version: 1,
-    };
-    json!({
-        "imr": 3,
-        "event_type": RUNTIME_EVENT_TYPE,
-        "digest": hex::encode(dstack::runtime_event_digest(&event)),
-        "event": name,
-        "event_payload": hex::encode(payload),
-    })
 }
 
 pub fn rows() -> Vec<Row> {
@@ -140,7 +122,7 @@ pub fn rows() -> Vec<Row> {
             |v| {
                 events_edit(v, M0, |l| {
                     let at = index_of(l, "compose-hash");
-                    l.insert(at + 1, runtime_event("compose-hash", &[0xAB; 32]));
+                    l.insert(at + 1, common::runtime_event("compose-hash", &[0xAB; 32]));
                 });
                 rtmr3_from_replay(v, M0);
             },
@@ -170,7 +152,7 @@ pub fn rows() -> Vec<Row> {
                 events_edit(v, GW, |l| {
                     let at = index_of(l, "os-image-hash");
                     let payload = hex::decode(l[at]["event_payload"].as_str().unwrap()).unwrap();
-                    l.push(runtime_event("os-image-hash", &payload));
+                    l.push(common::runtime_event("os-image-hash", &payload));
                 });
                 rtmr3_from_replay(v, GW);
             },

@@ -38,15 +38,5 @@ async fn regenerate_the_dstack_simulator_base() {
         "a healthy dstack simulator answer proves everything it can"
     );
     let dir = common::repo_path("tests/bundles/tamper/dstack-sim");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(&run.dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        // The configuration and its test roots; not the API key, the database or caches.
-        if name == "sim.toml" || name.ends_with(".pem") {
-            std::fs::copy(&path, dir.join(&name)).unwrap();
-        }
-    }
-    std::fs::write(dir.join("bundle.json"), bundle.to_json_pretty() + "\n").unwrap();
+    common::sim_run::save_case(&run, &dir, &bundle);
 }
