@@ -202,6 +202,13 @@ async fn run(
     output::line("\nstopping…")?;
     daemon.shutdown(Duration::from_secs(10)).await;
     drop(sim);
+    // The folder is kept (the history command printed above reads it), so say where it is and
+    // how to remove it rather than leave an unnamed folder in /tmp.
+    output::line(format!(
+        "kept {}: the configuration, the history and any accepted bundle (remove it with: rm -r {})",
+        options.dir.display(),
+        options.dir.display()
+    ))?;
     Ok(())
 }
 

@@ -278,5 +278,12 @@ fn ctrl_c_a_few_seconds_in_stops_the_demo_without_a_warning() {
         }
     });
     assert_stops_cleanly_on_ctrl_c(&mut guard);
+    // The last line names the folder the demo kept, which holds its store.
+    // The reader thread ends at the pipe's end, which came with the exit.
+    let rest: Vec<String> = rx.iter().collect();
+    let kept = format!("kept {}: ", dir.display());
+    let last = rest.last().map(String::as_str).unwrap_or_default();
+    assert!(last.starts_with(&kept), "{rest:?}");
+    assert!(dir.join("demo.db").exists(), "{}", dir.display());
     let _ = std::fs::remove_dir_all(&dir);
 }
