@@ -7,7 +7,8 @@
 //! the order given (the first is the base), and prints the ratio of each other binary's row to
 //! the base's: builds compared in the same run see the same machine. Without `--bin` the daemon is
 //! the binary cargo built. The simulator is always cargo's binary, so every daemon faces the
-//! same load.
+//! same load. `--concurrency N` sets `[daemon] concurrency` (checks in flight; the daemon's
+//! default otherwise).
 //!
 //! For each size and binary it records, after a warm-up of one interval: the daemon's CPU share
 //! of one core and the simulator's (the two share the machine's cores), the daemon's peak RSS
@@ -214,6 +215,7 @@ fn run_size(
     binary: &Binary,
     targets: usize,
     measure: Duration,
+    concurrency: Option<usize>,
     scraper: &Scraper,
     runtime: &tokio::runtime::Runtime,
 ) -> Row {
@@ -254,12 +256,17 @@ fn run_size(
     );
     // The file appears before its last write ends.
     std::thread::sleep(Duration::from_millis(500));
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("interval = \"10s\"", "interval = \"60s\""),
-    )
-    .unwrap();
+    let mut text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("interval = \"10s\"", "interval = \"60s\"");
+    if let Some(n) = concurrency {
+        assert!(
+            text.contains("[daemon]\n"),
+            "the simulator's configuration has no [daemon] table to set concurrency in"
+        );
+        text = text.replace("[daemon]\n", &format!("[daemon]\nconcurrency = {n}\n"));
+    }
+    std::fs::write(&config, text).unwrap();
 
     let port = free_port();
     let db = dir.join("load.db");
@@ -346,6 +353,7 @@ fn main() {
     let mut sizes: Vec<usize> = Vec::new();
     let mut minutes = 3u64;
     let mut binaries: Vec<Binary> = Vec::new();
+    let mut concurrency = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--minutes" {
@@ -353,6 +361,11 @@ fn main() {
             minutes = value
                 .parse()
                 .unwrap_or_else(|_| panic!("--minutes expects a whole number, found {value:?}"));
+        } else if arg == "--concurrency" {
+            let value = iter.next().map(String::as_str).unwrap_or("");
+            concurrency = Some(value.parse().unwrap_or_else(|_| {
+                panic!("--concurrency expects a whole number, found {value:?}")
+            }));
         } else if arg == "--bin" {
             let value = iter.next().map(String::as_str).unwrap_or("");
             let (label, path) = value
@@ -371,7 +384,9 @@ fn main() {
         } else if let Ok(n) = arg.parse::<usize>() {
             sizes.push(n);
         } else {
-            panic!("unknown argument {arg:?}: expected sizes, --minutes N or --bin LABEL=PATH");
+            panic!(
+                "unknown argument {arg:?}: expected sizes, --minutes N, --concurrency N or --bin LABEL=PATH"
+            );
         }
     }
     if sizes.is_empty() {
@@ -400,6 +415,7 @@ fn main() {
                 binary,
                 size,
                 Duration::from_secs(minutes * 60),
+                concurrency,
                 &scraper,
                 &runtime,
             );
