@@ -409,3 +409,20 @@ fn a_checkpoint_naming_another_tree_fails() {
         "{m}"
     );
 }
+
+#[test]
+fn the_pinned_anchors_are_the_ones_provenance_md_names() {
+    use sha2::{Digest, Sha256};
+    // The SHA-256 of each DER block, as anchors/sigstore/PROVENANCE.md lists them.
+    let ders: Vec<String> = x509_parser::pem::Pem::iter_from_buffer(FULCIO_PEM.as_bytes())
+        .map(|p| hex::encode(Sha256::digest(p.unwrap().contents)))
+        .collect();
+    assert_eq!(
+        ders,
+        [
+            "03a38ffb1f450100c2596d1d10b900ac4d504058006dda58199576bbeb9c73d0",
+            "3ba7b6cc4e95469d4d334b49cb257ad8537076fa84b0ca87ff4ecfe6a54680c1",
+            "15d795348226b4649f750f5802592c393bee7cc53c3b86982175b7ad087efe47",
+        ]
+    );
+}

@@ -110,13 +110,17 @@ pub enum ProvenanceError {
 /// image's layer). `None` is accepted only for `intoto` entries whose answer carries the
 /// statement in `attestation.data`.
 ///
-/// 1. parse the entry; 2. its log id names a Rekor key of the trust root; 3. the signed entry
-/// timestamp verifies with that key; 4. the inclusion proof leads from the entry's leaf to the
-/// root hash of a checkpoint signed by that key; 5. the body's kind and its certificate; 6. the
-/// certificate chains to a Fulcio CA of the trust root and the entry's time lies in every
-/// validity of the chain; 7. the identity the certificate names; 8. the payload hashes to the
-/// body's commitment, its signature verifies with the certificate's key, and it names
-/// `image_digest`.
+/// 1. parse the entry;
+/// 2. its log id names a Rekor key of the trust root;
+/// 3. the signed entry timestamp verifies with that key;
+/// 4. the inclusion proof leads from the entry's leaf to the root hash of a checkpoint signed by
+///    that key;
+/// 5. the body's kind and its certificate;
+/// 6. the certificate chains to a Fulcio CA of the trust root and the entry's time lies in every
+///    validity of the chain;
+/// 7. the identity the certificate names;
+/// 8. the payload hashes to the body's commitment, its signature verifies with the certificate's
+///    key, and it names `image_digest`.
 pub fn verify_entry(
     entry_json: &str,
     payload: Option<&[u8]>,
