@@ -24,6 +24,7 @@ pub mod ohttp;
 pub mod part;
 pub mod pins;
 pub mod policy;
+pub mod provenance;
 pub mod report;
 pub mod tdx;
 pub mod tls;
