@@ -106,23 +106,25 @@ pub struct RekorLookup {
     pub entries: Vec<String>,
 }
 
-/// The pinned images of the compose of every non-manager part whose `compose_binding` passed;
-/// the digests whose Rekor entries a check needs. Unpinned and malformed ones are left out.
-pub fn bound_digests(parts: &[Part<'_>]) -> Vec<String> {
-    let mut digests: Vec<String> = Vec::new();
+/// The pinned images of the app compose of every part but compose managers, each digest once:
+/// those whose Rekor entries a check needs (the verifier decides which composes are bound).
+/// Unpinned and malformed references are left out.
+pub fn pinned_images(parts: &[Part<'_>]) -> Vec<ImageRef> {
+    let mut images: Vec<ImageRef> = Vec::new();
     for part in parts.iter().filter(|p| p.role != PartRole::ComposeManager) {
         let Some(compose) = part.app_compose() else {
             continue;
         };
         for image in app_compose_images(&compose).unwrap_or_default() {
-            if let Some(digest) = ImageRef::parse(&image).ok().and_then(|i| i.digest) {
-                if !digests.contains(&digest) {
-                    digests.push(digest);
-                }
+            let Ok(parsed) = ImageRef::parse(&image) else {
+                continue;
+            };
+            if parsed.digest.is_some() && !images.iter().any(|i| i.digest == parsed.digest) {
+                images.push(parsed);
             }
         }
     }
-    digests
+    images
 }
 
 /// Records `image_provenance` for every image of the bound composes (scope `image:<reference>`),
