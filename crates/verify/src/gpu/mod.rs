@@ -6,7 +6,7 @@
 //! evidence and judges its claims; `unique` checks that no GPU is shown for two parts of one
 //! answer.
 
-mod cert_signature;
+pub(crate) mod cert_signature;
 pub mod certs;
 pub mod nras;
 pub mod part;
