@@ -18,6 +18,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use teewatch_verify::hexutil;
+// The verifier's own encodings (leaf and node hashes, the SET payload, the checkpoint body, the
+// log id), so that what the simulator signs and what the verifier checks cannot drift apart.
+use teewatch_verify::provenance::{checkpoint_body, leaf_hash, log_id, node_hash, set_payload};
 
 /// The log's tree id, prefixed to each leaf hash in an entry's 80-hex-digit uuid.
 pub const TREE_ID: u64 = 0x7465_6577_6174_6368;
@@ -57,20 +60,6 @@ pub struct RekorTestLog {
     requests: AtomicUsize,
 }
 
-fn leaf_hash(body: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(body);
-    h.finalize().into()
-}
-
-fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([1u8]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
-}
 
 /// The largest power of two smaller than `n` (n ≥ 2).
 fn split(n: usize) -> usize {
@@ -124,7 +113,8 @@ impl RekorTestLog {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref())
             .map_err(|_| RekorSimError::Key)?;
         let spki = [&P256_SPKI_PREFIX[..], key.public_key().as_ref()].concat();
-        let log_id = hexutil::lower(&Sha256::digest(&spki));
+        let log_id_bytes = log_id(&spki);
+        let log_id = hexutil::lower(&log_id_bytes);
         let sign = |message: &[u8]| -> Result<Vec<u8>, RekorSimError> {
             key.sign(&rng, message)
                 .map(|s| s.as_ref().to_vec())
@@ -136,9 +126,9 @@ impl RekorTestLog {
         let tree_size = leaves.len();
         // The checkpoint: a signed note over origin, size and root; the signature line carries
         // the key hint (the first four bytes of SHA-256 of the key's DER SPKI).
-        let note = format!("{ORIGIN} - {TREE_ID}\n{tree_size}\n{}\n", b64(&root));
-        let hint = Sha256::digest(&spki);
-        let note_signature = [hint.get(..4).unwrap_or_default(), &sign(note.as_bytes())?].concat();
+        let note = checkpoint_body(&format!("{ORIGIN} - {TREE_ID}"), tree_size as u64, &root);
+        let hint = log_id_bytes.get(..4).unwrap_or_default();
+        let note_signature = [hint, &sign(note.as_bytes())?].concat();
         let checkpoint = format!("{note}\n\u{2014} {ORIGIN} {}\n", b64(&note_signature));
 
         let mut entries = BTreeMap::new();
@@ -146,15 +136,13 @@ impl RekorTestLog {
         for (log_index, (input, leaf)) in inputs.iter().zip(&leaves).enumerate() {
             let uuid = format!("{TREE_ID:016x}{}", hexutil::lower(leaf));
             let body = b64(input.body.as_bytes());
-            // The SET: canonical JSON (keys sorted, no spaces) of these four members.
-            let set_payload = json!({
-                "body": body,
-                "integratedTime": input.integrated_time,
-                "logID": log_id,
-                "logIndex": log_index,
-            })
-            .to_string();
-            let set = sign(set_payload.as_bytes())?;
+            // The SET: canonical JSON of {body, integratedTime, logID, logIndex}.
+            let set = sign(&set_payload(
+                &body,
+                input.integrated_time,
+                &log_id,
+                log_index as i64,
+            ))?;
             let mut hashes: Vec<String> = audit_path(log_index, &leaves)
                 .iter()
                 .map(|h| hexutil::lower(h))
@@ -247,26 +235,6 @@ impl RekorTestLog {
 mod tests {
     use super::*;
 
-    /// Recomputes the root from a leaf and its path as RFC 9162 §2.1.3.2 verifies it.
-    fn root_from_path(index: usize, size: usize, leaf: [u8; 32], path: &[[u8; 32]]) -> [u8; 32] {
-        let (mut f_n, mut s_n) = (index, size - 1);
-        let mut r = leaf;
-        for p in path {
-            if f_n % 2 == 1 || f_n == s_n {
-                r = node_hash(p, &r);
-                while f_n % 2 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            } else {
-                r = node_hash(&r, p);
-            }
-            f_n >>= 1;
-            s_n >>= 1;
-        }
-        r
-    }
-
     #[test]
     fn every_audit_path_reaches_the_root_for_every_tree_size() {
         for size in 1..=13usize {
@@ -274,7 +242,14 @@ mod tests {
             let root = tree_hash(&leaves);
             for m in 0..size {
                 let path = audit_path(m, &leaves);
-                assert_eq!(root_from_path(m, size, leaves[m], &path), root, "{m}/{size}");
+                let found = teewatch_verify::provenance::root_from_inclusion_proof(
+                    m as u64,
+                    size as u64,
+                    &leaves[m],
+                    &path,
+                )
+                .unwrap();
+                assert_eq!(found, root, "{m}/{size}");
             }
         }
     }

@@ -140,17 +140,6 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// DSSE's pre-authentication encoding of a payload.
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
 
 /// An SLSA provenance statement about one image, built by `subject`'s workflow.
 fn statement(case: Case, subject: &str) -> Vec<u8> {
@@ -232,7 +221,7 @@ impl SigstoreSim {
             let payload = statement(case, subject);
             let signature = leaf
                 .key
-                .sign(&aws_lc_rs::rand::SystemRandom::new(), &pae(IN_TOTO, &payload))
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), &teewatch_verify::provenance::dsse_pae(IN_TOTO, &payload))
                 .map_err(|_| SigstoreSimError::Sign)?;
             inputs.push(LogInput {
                 body: intoto_body(&payload, signature.as_ref(), &leaf.pem),

@@ -240,7 +240,10 @@ fn judge_image(
     let mut other_identity: Option<String> = None;
     let mut broken: Option<String> = None;
     for entry in &lookup.entries {
-        match provenance::verify_entry(entry, &digest, trust) {
+        // The payload comes from the entry itself (an intoto entry's `attestation`); entries
+        // whose payload Rekor does not serve (dsse, hashedrekord) are rejected by the binding
+        // step until the fetch also gathers payloads from the registry.
+        match provenance::verify_entry(entry, None, &digest, trust) {
             Ok(verified) => match provenance::judge_identity(&verified.identity, &allowed) {
                 Ok(()) => {
                     let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
