@@ -317,4 +317,6 @@ mod tests;
 #[cfg(test)]
 mod tests_targets;
 #[cfg(test)]
+mod tests_provenance;
+#[cfg(test)]
 mod tests_web;
