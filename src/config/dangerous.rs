@@ -145,7 +145,10 @@ fn read_pem(v: &mut Validator, base: &Path, file: &str, path: &str) -> Option<St
         Ok(_) => {
             v.issue(
                 path,
-                format!("expected a pem file, found no pem block in {}", full.display()),
+                format!(
+                    "expected a pem file, found no pem block in {}",
+                    full.display()
+                ),
             );
             None
         }

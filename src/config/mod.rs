@@ -315,8 +315,8 @@ fn describe(value: &Value) -> String {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_targets;
-#[cfg(test)]
 mod tests_provenance;
+#[cfg(test)]
+mod tests_targets;
 #[cfg(test)]
 mod tests_web;

@@ -22,7 +22,12 @@ pub(super) fn read(v: &mut Validator, t: &Table, path: &str) -> Option<Provenanc
     let table = v.table(t, "provenance", &at)?;
     let before = v.issues.len();
     let rekor_url = v
-        .url(table, "rekor_url", &format!("{at}.rekor_url"), UrlKind::Base)
+        .url(
+            table,
+            "rekor_url",
+            &format!("{at}.rekor_url"),
+            UrlKind::Base,
+        )
         .ok()
         .flatten()
         .unwrap_or_else(|| DEFAULT_REKOR_URL.to_string());
@@ -52,7 +57,9 @@ pub(super) fn read(v: &mut Validator, t: &Table, path: &str) -> Option<Provenanc
             None => {
                 v.issue(
                     &format!("{row}.{field}"),
-                    format!("missing; image {key} needs the {field} its signing certificate must name"),
+                    format!(
+                        "missing; image {key} needs the {field} its signing certificate must name"
+                    ),
                 );
                 None
             }

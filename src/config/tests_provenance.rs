@@ -1,5 +1,6 @@
 //! Tests of `[target.provenance]` and the Sigstore test roots: a valid table becomes the
 //! target's policy, and each mistake is reported at its key with what was expected.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 use super::*;
 
 const TARGET: &str = "[[target]]\nname = \"t\"\n";
@@ -29,7 +30,11 @@ fn a_provenance_table_becomes_the_targets_policy() {
     let plain = Config::parse(TARGET, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plain.targets[0].policy.provenance, None);
     assert_eq!(
-        plain.targets[0].policy.provenance.as_ref().map(|p| p.rekor_url.as_str()),
+        plain.targets[0]
+            .policy
+            .provenance
+            .as_ref()
+            .map(|p| p.rekor_url.as_str()),
         None
     );
 }
@@ -89,16 +94,16 @@ fn the_sigstore_test_roots_come_as_a_pair() {
     let pem = "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n";
     std::fs::write(dir.join("rekor.pem"), pem).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("not-pem.txt"), "hello").unwrap_or_else(|e| panic!("{e}"));
-    let text = format!(
-        "[dangerous]\ndangerous_rekor_key = \"rekor.pem\"\n[[target]]\nname = \"t\"\nprofile = \"vllm-proxy\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
-    );
+    let text = "[dangerous]\ndangerous_rekor_key = \"rekor.pem\"\n[[target]]\nname = \"t\"\nprofile = \"vllm-proxy\"\nbase_url = \"http://127.0.0.1:1\"\nmodel = \"m\"\napi_key_env = \"K\"\n".to_string();
     let found = match Config::parse_in(&text, "t.toml", &dir) {
         Ok(_) => panic!("a lone dangerous_rekor_key was accepted"),
         Err(e) => e.issues,
     };
     assert!(
         found.iter().any(|i| i.path == "dangerous"
-            && i.message.starts_with("expected both dangerous_sigstore_fulcio_root and dangerous_rekor_key")),
+            && i.message.starts_with(
+                "expected both dangerous_sigstore_fulcio_root and dangerous_rekor_key"
+            )),
         "{found:#?}"
     );
     let text = text.replace(
@@ -110,8 +115,11 @@ fn the_sigstore_test_roots_come_as_a_pair() {
         Err(e) => e.issues,
     };
     assert!(
-        found.iter().any(|i| i.path == "dangerous.dangerous_sigstore_fulcio_root"
-            && i.message.starts_with("expected a pem file, found no pem block in ")),
+        found
+            .iter()
+            .any(|i| i.path == "dangerous.dangerous_sigstore_fulcio_root"
+                && i.message
+                    .starts_with("expected a pem file, found no pem block in ")),
         "{found:#?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -490,8 +490,7 @@ impl Fetcher {
             .filter_map(|image| image.digest)
             .collect();
         Some(
-            super::rekor::lookups(http, &self.rekor, &provenance.rekor_url, &digests, errors)
-                .await,
+            super::rekor::lookups(http, &self.rekor, &provenance.rekor_url, &digests, errors).await,
         )
     }
 

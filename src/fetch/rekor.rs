@@ -142,8 +142,7 @@ fn index_uuids(index: &Value) -> Result<Vec<String>, FetchError> {
     for item in items {
         match item.as_str() {
             Some(uuid)
-                if matches!(uuid.len(), 64 | 80)
-                    && uuid.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                if matches!(uuid.len(), 64 | 80) && uuid.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
                 if !uuids.iter().any(|u: &String| u == uuid) {
                     uuids.push(uuid.to_ascii_lowercase());

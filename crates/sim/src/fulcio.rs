@@ -48,7 +48,10 @@ pub struct SigningLeaf {
 
 fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "teewatch TEST sigstore — not Sigstore");
+    dn.push(
+        DnType::OrganizationName,
+        "teewatch TEST sigstore — not Sigstore",
+    );
     dn.push(DnType::CommonName, common_name);
     dn
 }
@@ -166,7 +169,11 @@ mod tests {
         let now = Utc::now();
         let ca = FulcioTestCa::generate(now).unwrap();
         let leaf = ca
-            .issue("https://issuer.test", "https://github.com/o/r/.github/workflows/b.yml@refs/heads/main", now)
+            .issue(
+                "https://issuer.test",
+                "https://github.com/o/r/.github/workflows/b.yml@refs/heads/main",
+                now,
+            )
             .unwrap();
         let der = teewatch_verify::policy::pem_to_der(&leaf.pem).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();

@@ -60,7 +60,6 @@ pub struct RekorTestLog {
     requests: AtomicUsize,
 }
 
-
 /// The largest power of two smaller than `n` (n ≥ 2).
 fn split(n: usize) -> usize {
     let mut k = 1;
@@ -121,7 +120,10 @@ impl RekorTestLog {
                 .map_err(|_| RekorSimError::Key)
         };
 
-        let leaves: Vec<[u8; 32]> = inputs.iter().map(|i| leaf_hash(i.body.as_bytes())).collect();
+        let leaves: Vec<[u8; 32]> = inputs
+            .iter()
+            .map(|i| leaf_hash(i.body.as_bytes()))
+            .collect();
         let root = tree_hash(&leaves);
         let tree_size = leaves.len();
         // The checkpoint: a signed note over origin, size and root; the signature line carries

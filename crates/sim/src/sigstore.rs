@@ -140,7 +140,6 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-
 /// An SLSA provenance statement about one image, built by `subject`'s workflow.
 fn statement(case: Case, subject: &str) -> Vec<u8> {
     json!({
@@ -206,7 +205,8 @@ impl SigstoreSim {
         for (i, case) in Case::ALL.into_iter().enumerate() {
             // A filler before each case: other projects' entries in the same log.
             inputs.push(LogInput {
-                body: json!({"apiVersion": "0.0.1", "kind": "filler", "spec": {"n": i}}).to_string(),
+                body: json!({"apiVersion": "0.0.1", "kind": "filler", "spec": {"n": i}})
+                    .to_string(),
                 integrated_time: signed_at.timestamp() - 60,
                 attestation: None,
                 indexed_under: Vec::new(),
@@ -221,7 +221,10 @@ impl SigstoreSim {
             let payload = statement(case, subject);
             let signature = leaf
                 .key
-                .sign(&aws_lc_rs::rand::SystemRandom::new(), &teewatch_verify::provenance::dsse_pae(IN_TOTO, &payload))
+                .sign(
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    &teewatch_verify::provenance::dsse_pae(IN_TOTO, &payload),
+                )
                 .map_err(|_| SigstoreSimError::Sign)?;
             inputs.push(LogInput {
                 body: intoto_body(&payload, signature.as_ref(), &leaf.pem),
@@ -251,10 +254,7 @@ mod tests {
         let sim = SigstoreSim::generate(Utc::now()).unwrap();
         for case in Case::ALL {
             let found = sim.rekor.retrieve(&case.digest_text()).len();
-            let signed = matches!(
-                case,
-                Case::Signed | Case::OtherIdentity | Case::BrokenProof
-            );
+            let signed = matches!(case, Case::Signed | Case::OtherIdentity | Case::BrokenProof);
             assert_eq!(found, usize::from(signed), "{case:?}");
         }
     }

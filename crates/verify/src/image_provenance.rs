@@ -148,9 +148,10 @@ pub fn judge(
     let mut images: Vec<String> = Vec::new();
     for part in parts.iter().filter(|p| p.role != PartRole::ComposeManager) {
         let scope = part.scope.as_str();
-        let bound = rec.checks.iter().any(|c| {
-            c.name == COMPOSE_BINDING && c.scope == scope && c.state == State::Pass
-        });
+        let bound = rec
+            .checks
+            .iter()
+            .any(|c| c.name == COMPOSE_BINDING && c.scope == scope && c.state == State::Pass);
         if !bound {
             rec.check(
                 IMAGE_PROVENANCE,
@@ -271,7 +272,7 @@ fn judge_image(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -115,7 +115,10 @@ mod tests {
     fn a_digest_reference_is_pinned_and_a_tag_is_not() {
         let pinned = ImageRef::parse(&format!("ghcr.io/org/app:v1@sha256:{HEX}")).unwrap();
         assert_eq!(pinned.repository, "ghcr.io/org/app");
-        assert_eq!(pinned.digest.as_deref(), Some(format!("sha256:{HEX}").as_str()));
+        assert_eq!(
+            pinned.digest.as_deref(),
+            Some(format!("sha256:{HEX}").as_str())
+        );
         let tagged = ImageRef::parse("localhost:5000/org/app:latest").unwrap();
         assert_eq!(tagged.repository, "localhost:5000/org/app");
         assert_eq!(tagged.digest, None);

@@ -76,8 +76,9 @@ use verdict::{Recorder, VERDICT_FORMAT};
 ///    (`tls.rs`).
 /// 7. `pin:<field>`: every pin, per part it applies to, judged on proven values only
 ///    (`pins.rs`).
-/// 7b. `image_provenance`, only for a target with `[target.provenance]`: per image of every
-///    compose bound to its quote, a Rekor entry with an allowed identity (`image_provenance.rs`).
+///    Then `image_provenance`, only for a target with `[target.provenance]`: per image of
+///    every compose bound to its quote, a Rekor entry with an allowed identity
+///    (`image_provenance.rs`, step 7b).
 /// 8. `canary_fresh`, `canary_hashes`, `canary_signature` per canary chat, against the keys of
 ///    the parts that run the model and whose binding passed (`canary/`); for a check that ran
 ///    no chat and says why (`canary_not_run`), once each, not run (`canary/cadence.rs`).

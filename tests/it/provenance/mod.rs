@@ -109,7 +109,10 @@ async fn required_provenance_turns_a_missing_entry_into_a_failure() {
     let bundle = Bundle::from_value(sim_run::fetch(&run, &model_name(0)).await).unwrap();
     let mut policy = run.config.target(&model_name(0)).unwrap().policy.clone();
     let rules = &mut policy.provenance.as_mut().unwrap().images;
-    rules.get_mut(&Case::Unsigned.repository()).unwrap().required = true;
+    rules
+        .get_mut(&Case::Unsigned.repository())
+        .unwrap()
+        .required = true;
     let v = verify::verify(&bundle, &policy, &run.config.trust_anchors());
     let (state, reason) = image_check(&v, Case::Unsigned);
     assert_eq!(state, State::Fail, "{reason}");
@@ -129,7 +132,9 @@ async fn an_image_of_a_compose_not_bound_to_the_quote_proves_nothing() {
     // Another digest for the signed image in the report's app compose only: the compose no
     // longer hashes to what the TD measured.
     let signed_hex = Case::Signed.digest_text().replace("sha256:", "");
-    let attestation = json["attestation"].to_string().replace(&signed_hex, &"0".repeat(64));
+    let attestation = json["attestation"]
+        .to_string()
+        .replace(&signed_hex, &"0".repeat(64));
     json["attestation"] = serde_json::from_str(&attestation).unwrap();
     let v = verdict_of(&run, &Bundle::from_value(json).unwrap());
     let bound: Vec<_> = v.checks_named("compose_binding").collect();
