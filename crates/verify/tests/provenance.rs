@@ -244,7 +244,7 @@ fn a_uuid_that_is_not_the_entrys_fails() {
         panic!("another uuid must fail step 4");
     };
     assert!(
-        m.starts_with("expected the entry's uuid to end with its leaf hash"),
+        m.starts_with("expected the entry's uuid to be its leaf hash"),
         "{m}"
     );
 }

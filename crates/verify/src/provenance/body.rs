@@ -192,15 +192,16 @@ pub(crate) fn parse(body: &[u8]) -> Result<Body, ProvenanceError> {
                 get(&v, &["spec", "content", "envelope", "signatures"])?,
                 path,
             )?;
-            // Rekor stores the envelope's `sig` (itself base64) base64-encoded once more.
+            // Rekor stores the envelope's `sig` (itself base64 text) base64-encoded once more.
             let once = base64_field(map_str(sig, "sig", path)?, "the envelope signature")?;
-            let signature = match std::str::from_utf8(&once)
+            let signature = std::str::from_utf8(&once)
                 .ok()
-                .map(|s| STANDARD.decode(s.trim()))
-            {
-                Some(Ok(twice)) => twice,
-                _ => once,
-            };
+                .and_then(|text| STANDARD.decode(text).ok())
+                .ok_or_else(|| {
+                    err(format!(
+                        "expected {path}[0].sig to hold the envelope's base64 signature, base64-encoded, found other bytes"
+                    ))
+                })?;
             Ok(Body {
                 kind: Kind::Intoto,
                 certificate_der: certificate(

@@ -54,6 +54,14 @@ pub(crate) fn verify_chain(
     })?;
     let leaf = parse(leaf_der)?;
     valid_at(&leaf, at, integrated_time, "signing certificate")?;
+    // A CA certificate (Fulcio's intermediate carries the code-signing usage too) never signs
+    // an artifact itself.
+    if leaf.is_ca() {
+        return Err(ProvenanceError::CertificateChain(format!(
+            "expected an end-entity signing certificate, found the ca certificate {}",
+            leaf.subject()
+        )));
+    }
     match leaf.extended_key_usage() {
         Ok(Some(eku)) if eku.value.code_signing => {}
         _ => {

@@ -154,12 +154,18 @@ pub(crate) fn verify_set(entry: &Entry, key: &RekorKey) -> Result<(), Provenance
 pub(crate) fn verify_inclusion(entry: &Entry, key: &RekorKey) -> Result<(), ProvenanceError> {
     let leaf = leaf_hash(&entry.body);
     let leaf_hex = hex::encode(leaf);
-    // The UUID is the leaf hash, optionally after a 16-hex-digit tree id.
-    if !entry.uuid.to_ascii_lowercase().ends_with(&leaf_hex) {
-        return Err(ProvenanceError::InclusionProof(format!(
-            "expected the entry's uuid to end with its leaf hash {leaf_hex}, found {}",
-            entry.uuid
-        )));
+    // The UUID is the leaf hash, alone or after the 16-hex-digit id of the shard's tree.
+    let uuid = entry.uuid.to_ascii_lowercase();
+    let tree_id_ok =
+        |id: &str| id.is_empty() || (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    match uuid.strip_suffix(&leaf_hex) {
+        Some(tree_id) if tree_id_ok(tree_id) => {}
+        _ => {
+            return Err(ProvenanceError::InclusionProof(format!(
+                "expected the entry's uuid to be its leaf hash {leaf_hex}, optionally after a 16-hex-digit tree id, found {}",
+                entry.uuid
+            )));
+        }
     }
     let proof = &entry.proof;
     let root = root_from_inclusion_proof(proof.log_index, proof.tree_size, &leaf, &proof.hashes)

@@ -18,7 +18,7 @@ mod entry;
 mod log;
 mod trust;
 
-pub use binding::{dsse_pae, payload_names_digest};
+pub use binding::{IN_TOTO_PAYLOAD_TYPE, dsse_pae, payload_names_digest};
 pub use log::{
     checkpoint_body, leaf_hash, log_id, node_hash, root_from_inclusion_proof, set_payload,
 };
