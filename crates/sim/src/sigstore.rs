@@ -32,8 +32,8 @@ pub const OTHER_SUBJECT: &str =
 /// The registry namespace of the simulated images.
 pub const REGISTRY: &str = "ghcr.io/teewatch-sim";
 
-/// The in-toto payload type of a DSSE envelope.
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// The in-toto payload type of a DSSE envelope, as the verifier expects it.
+const IN_TOTO: &str = teewatch_verify::provenance::IN_TOTO_PAYLOAD_TYPE;
 
 /// One `image_provenance` case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -173,6 +173,77 @@ async fn a_stored_bundle_reverifies_offline_to_the_same_verdict() {
     assert_eq!(offline["state"], "fail");
 }
 
+/// The states of the `image_provenance` checks of a verdict as JSON, by scope.
+fn image_states(verdict: &Value) -> Vec<(String, String)> {
+    verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "image_provenance")
+        .map(|c| {
+            (
+                c["scope"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teewatch_check_gives_each_case_and_its_saved_bundle_verifies_alike() {
+    let run = start("provenance-cli").await;
+    let config = run.dir.join("sim.toml");
+    let saved = run.dir.join("bundles");
+    let args = [
+        "check".into(),
+        "--config".into(),
+        config.clone().into_os_string(),
+        "--target".into(),
+        model_name(0).into(),
+        "--json".into(),
+        "--save-bundle".into(),
+        saved.clone().into_os_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || process::teewatch(args))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let checked: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let checked = if checked.is_array() {
+        checked[0].clone()
+    } else {
+        checked
+    };
+    let expected: Vec<(String, String)> = [
+        (Case::Signed, "pass"),
+        (Case::OtherIdentity, "fail"),
+        (Case::BrokenProof, "fail"),
+        (Case::Unsigned, "unknown"),
+        (Case::ByTag, "fail"),
+    ]
+    .iter()
+    .map(|(case, state)| (case.scope(), state.to_string()))
+    .collect();
+    assert_eq!(image_states(&checked), expected, "{text}");
+    // The saved bundle, verified by another process with no simulator to ask.
+    let bundle = std::fs::read_dir(&saved)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = process::teewatch([
+        "verify".as_ref(),
+        "--json".as_ref(),
+        bundle.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verified["checks"], checked["checks"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_check_with_an_unchanged_compose_asks_rekor_nothing() {
     let run = start("provenance-cache").await;
