@@ -20,7 +20,7 @@ use super::bundle::Bundle;
 use super::checks::{COMPOSE_BINDING, IMAGE_PROVENANCE};
 use super::images::{ImageRef, app_compose_images};
 use super::policy::TrustAnchors;
-use super::provenance::{self, AllowedIdentity, SigstoreTrust};
+use super::provenance::{self, AllowedIdentity, ProvenanceError, SigstoreTrust};
 use super::report::{Part, PartRole};
 use super::verdict::{Outcome, Recorder, State};
 
@@ -237,9 +237,11 @@ fn judge_image(
         subject: rule.subject.clone(),
     }];
     // Any one entry with an allowed identity proves the build; otherwise the most telling
-    // failure is reported: another identity over a broken entry.
+    // failure is reported: another identity over a broken entry. An entry whose payload Rekor
+    // does not serve (dsse, hashedrekord) is neither: it cannot be tied to the image yet.
     let mut other_identity: Option<String> = None;
     let mut broken: Option<String> = None;
+    let mut no_payload: Option<String> = None;
     for entry in &lookup.entries {
         // The payload comes from the entry itself (an intoto entry's `attestation`); entries
         // whose payload Rekor does not serve (dsse, hashedrekord) are rejected by the binding
@@ -259,15 +261,23 @@ fn judge_image(
                     other_identity.get_or_insert(e.to_string());
                 }
             },
+            Err(ProvenanceError::Binding(m)) if m.starts_with("expected the signed payload") => {
+                no_payload.get_or_insert(m);
+            }
             Err(e) => {
                 broken.get_or_insert(e.to_string());
             }
         }
     }
-    match (other_identity, broken) {
-        (Some(reason), _) => Outcome::Fail(format!("{digest}: {reason}")),
-        (None, Some(reason)) => Outcome::Fail(format!("{digest}: rekor entry rejected: {reason}")),
-        (None, None) => Outcome::Unknown(format!("no rekor entry for {digest}")),
+    match (other_identity, broken, no_payload) {
+        (Some(reason), _, _) => Outcome::Fail(format!("{digest}: {reason}")),
+        (None, Some(reason), _) => {
+            Outcome::Fail(format!("{digest}: rekor entry rejected: {reason}"))
+        }
+        (None, None, Some(reason)) => Outcome::Unknown(format!(
+            "{digest}: the rekor entry cannot be tied to the image: {reason} (teewatch fetches no dsse or hashedrekord payload yet)"
+        )),
+        (None, None, None) => Outcome::Unknown(format!("no rekor entry for {digest}")),
     }
 }
 
@@ -325,6 +335,29 @@ mod tests {
         );
         let unfetched = judge_image(&format!("ghcr.io/o/a@sha256:{hex}"), &p, &[], no_trust);
         assert!(matches!(unfetched, Outcome::Unknown(r) if r.starts_with("no rekor answer")));
+    }
+
+    /// A real production entry (a GitHub `attest-build-provenance` dsse entry, D1's vector):
+    /// genuine in the log, but Rekor does not serve its payload, so it proves nothing about the
+    /// image yet: `unknown`, not a failure.
+    #[test]
+    fn a_dsse_entry_without_its_payload_is_unknown() {
+        let entry = include_str!("../tests/vectors/sigstore/cli-cli/rekor_entry.json");
+        let digest = "sha256:07e4b8c0e3580b3e4a1eb62c70f1ffb86004d3d94f50767cb404fa7a639b4d05";
+        let p = policy(&[("ghcr.io/o/a", "s")]);
+        let lookups = [RekorLookup {
+            digest: digest.into(),
+            uuids: vec![],
+            entries: vec![entry.into()],
+        }];
+        let trust = SigstoreTrust::production().unwrap();
+        let outcome = judge_image(&format!("ghcr.io/o/a@{digest}"), &p, &lookups, Ok(&trust));
+        assert_eq!(
+            outcome,
+            Outcome::Unknown(format!(
+                "{digest}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (teewatch fetches no dsse or hashedrekord payload yet)"
+            ))
+        );
     }
 
     #[test]
