@@ -12,12 +12,18 @@ use super::{Validator, is_loopback_url};
 use crate::verify::policy::pem_to_der;
 
 /// The options this version understands.
-pub const DANGEROUS_KEYS: [&str; 4] = [
+pub const DANGEROUS_KEYS: [&str; 6] = [
     "dangerous_intel_root_ca",
     "dangerous_nvidia_device_root",
     "dangerous_nras_intermediates",
     "dangerous_tls_root",
+    "dangerous_sigstore_fulcio_root",
+    "dangerous_rekor_key",
 ];
+
+/// The Sigstore test roots, read as PEM text (a Fulcio chain, a Rekor public key): the
+/// verifier parses them, and both must be set for either to take effect.
+const SIGSTORE_KEYS: [&str; 2] = ["dangerous_sigstore_fulcio_root", "dangerous_rekor_key"];
 
 /// The test roots a configuration puts in force, as DER.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +34,9 @@ pub struct DangerousRoots {
     /// A TLS root the HTTP client trusts beside the web PKI, for an HTTPS simulator on
     /// loopback. It is read when the daemon starts (a reload does not change it).
     pub tls_root_der: Option<Vec<u8>>,
+    /// Sigstore test roots as PEM: the Fulcio CA chain and the Rekor public key.
+    pub sigstore_fulcio_pem: Option<String>,
+    pub rekor_key_pem: Option<String>,
     /// The names of the options set, for every verdict's `trust`.
     pub names: Vec<String>,
 }
@@ -45,6 +54,25 @@ pub(super) fn read(v: &mut Validator, root: &Table, base: &Path) -> DangerousRoo
                 &path,
                 "options in [dangerous] must be named dangerous_*".to_string(),
             );
+            continue;
+        }
+        if SIGSTORE_KEYS.contains(&key.as_str()) {
+            let Value::String(file) = value else {
+                v.issue(
+                    &path,
+                    format!("expected a pem file path, found {}", value.type_str()),
+                );
+                continue;
+            };
+            let Some(pem) = read_pem(v, base, file, &path) else {
+                continue;
+            };
+            if key == "dangerous_rekor_key" {
+                roots.rekor_key_pem = Some(pem);
+            } else {
+                roots.sigstore_fulcio_pem = Some(pem);
+            }
+            roots.names.push(key.clone());
             continue;
         }
         let paths: Vec<String> = match (key.as_str(), value) {
@@ -96,11 +124,39 @@ pub(super) fn read(v: &mut Validator, root: &Table, base: &Path) -> DangerousRoo
         }
         roots.names.push(key.clone());
     }
+    if roots.sigstore_fulcio_pem.is_some() != roots.rekor_key_pem.is_some() {
+        v.issue(
+            "dangerous",
+            "expected both dangerous_sigstore_fulcio_root and dangerous_rekor_key (a test fulcio needs its test rekor), found one".into(),
+        );
+    }
     // Verdicts list the options in one documented order, whatever order the file uses.
     roots
         .names
         .sort_by_key(|n| DANGEROUS_KEYS.iter().position(|k| k == n));
     roots
+}
+
+/// A PEM file's text, reporting an unreadable or non-PEM file at `path`.
+fn read_pem(v: &mut Validator, base: &Path, file: &str, path: &str) -> Option<String> {
+    let full = base.join(file);
+    match std::fs::read_to_string(&full) {
+        Ok(text) if text.contains("-----BEGIN ") => Some(text),
+        Ok(_) => {
+            v.issue(
+                path,
+                format!(
+                    "expected a pem file, found no pem block in {}",
+                    full.display()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            v.issue(path, format!("cannot read {}: {e}", full.display()));
+            None
+        }
+    }
 }
 
 /// Test roots are for loopback targets only: every target must name a loopback `base_url`.

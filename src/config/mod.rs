@@ -17,6 +17,7 @@ use crate::verify::policy::TrustAnchors;
 mod api_key;
 mod dangerous;
 mod global;
+mod provenance;
 mod provider;
 mod schedule;
 mod target;
@@ -106,6 +107,8 @@ impl Config {
         if let Some(der) = &roots.nras_intermediates_der {
             anchors.nras_intermediates_der = der.clone();
         }
+        anchors.sigstore_fulcio_pem = roots.sigstore_fulcio_pem.clone();
+        anchors.rekor_key_pem = roots.rekor_key_pem.clone();
         anchors.dangerous = roots.names.clone();
         anchors
     }
@@ -311,6 +314,8 @@ fn describe(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_provenance;
 #[cfg(test)]
 mod tests_targets;
 #[cfg(test)]

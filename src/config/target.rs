@@ -20,7 +20,7 @@ use crate::verify::policy::{Pins, Policy, PolicyError, PolicySnapshot};
 pub use super::provider::{CanaryConfig, Profile, ProviderPaths};
 pub use crate::verify::binding::SigningAlgo;
 
-pub(super) const TARGET_KEYS: [&str; 17] = [
+pub(super) const TARGET_KEYS: [&str; 18] = [
     "name",
     "profile",
     "signing_algo",
@@ -38,6 +38,7 @@ pub(super) const TARGET_KEYS: [&str; 17] = [
     "gateway_pins",
     "formats",
     "paths",
+    "provenance",
 ];
 /// Keys that make a target monitored.
 const MONITOR_KEYS: [&str; 8] = [
@@ -153,11 +154,13 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
     let pins = pin_table(v, t, "pins", path);
     let gateway_pins = pin_table(v, t, "gateway_pins", path);
     let formats = v.string_list(t, "formats", &format!("{path}.formats"));
+    let provenance = super::provenance::read(v, t, path);
     let snapshot = PolicySnapshot {
         allowed_tcb_statuses: Some(allowed),
         pins,
         gateway_pins,
         formats,
+        provenance,
     };
     match Policy::from_snapshot(&snapshot) {
         Ok(p) => Some(p),

@@ -22,12 +22,15 @@ pub(super) struct BundleParts<'a> {
     pub(super) nras: Value,
     pub(super) canary: Value,
     pub(super) tls_peer_spki: Value,
+    /// The Rekor answers (`image_provenance`); `None` leaves the field out, as for a target
+    /// without `[target.provenance]`, so such bundles stay as they were.
+    pub(super) rekor: Option<Vec<crate::verify::image_provenance::RekorLookup>>,
 }
 
 /// The one place a `teewatch-bundle/1` is put together, for fetched checks and for checks that
 /// ran out of time alike.
 pub(super) fn assemble(config: &Config, target: &TargetConfig, parts: BundleParts<'_>) -> Value {
-    json!({
+    let mut bundle = json!({
         "format": crate::verify::bundle::BUNDLE_FORMAT,
         "target": target.name,
         "observed_at": parts.observed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -52,7 +55,11 @@ pub(super) fn assemble(config: &Config, target: &TargetConfig, parts: BundlePart
             }
         }),
         "policy": target.policy.snapshot(),
-    })
+    });
+    if let (Some(rekor), Some(fields)) = (parts.rekor, bundle.as_object_mut()) {
+        fields.insert("rekor".into(), json!(rekor));
+    }
+    bundle
 }
 
 /// A fresh random 32-byte nonce as lowercase hex.
@@ -98,6 +105,7 @@ fn nothing_arrived(config: &Config, target: &TargetConfig, error: FetchError) ->
             nras: Value::Null,
             canary: Value::Null,
             tls_peer_spki: Value::Null,
+            rekor: None,
         },
     )
 }

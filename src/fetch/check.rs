@@ -43,6 +43,8 @@ pub struct Fetcher {
     jwks: Mutex<Option<(Value, Instant)>>,
     /// Unknown kids that triggered a refetch, and when.
     refetched_for: Mutex<BTreeMap<String, Instant>>,
+    /// Rekor answers by digest (entries are immutable), in memory only.
+    rekor: super::rekor::RekorCache,
     /// Where `observed_at` and the collateral cache's "now" come from.
     clock: Clock,
 }
@@ -155,6 +157,7 @@ impl Fetcher {
             collateral: CollateralCache::new(cache_dir),
             jwks: Mutex::new(None),
             refetched_for: Mutex::new(BTreeMap::new()),
+            rekor: Default::default(),
             clock: Clock::system(),
         }
     }
@@ -282,6 +285,9 @@ impl Fetcher {
 
         // 3. NRAS, per part with GPU evidence, and the JWKS its tokens name.
         let nras = self.nras_for(&limited, config, &parts, &mut errors).await;
+        // 3b. Rekor, per pinned image of the composes whose repository the target's
+        // provenance names (counted in the services phase with NRAS).
+        let rekor = self.rekor_for(&limited, target, &parts, &mut errors).await;
         lap(Phase::Nras, &mut phases);
 
         // 4. The attestation's verdict before any chat is spent: a failed check makes the
@@ -300,6 +306,7 @@ impl Fetcher {
                     nras: nras.clone(),
                     canary: Value::Null,
                     tls_peer_spki: tls_peer_spki.clone(),
+                    rekor: rekor.clone(),
                 },
             );
             let bundle = Bundle::from_value(json).ok()?;
@@ -353,6 +360,7 @@ impl Fetcher {
                 nras,
                 canary,
                 tls_peer_spki,
+                rekor,
             },
         );
         if let (Some(not_run), Some(fields)) = (&not_run, bundle.as_object_mut()) {
@@ -464,6 +472,31 @@ impl Fetcher {
         };
         pccs::collateral_json(&answers)
             .map_err(|e| FetchError::new(Endpoint::Pccs, ErrorKind::InvalidJson, e.to_string()))
+    }
+
+    /// The Rekor answers for the pinned images of the report's composes that the target's
+    /// `[target.provenance]` names; `None` when it has none (the bundle then has no `rekor`).
+    async fn rekor_for(
+        &self,
+        http: &Http,
+        target: &TargetConfig,
+        parts: &[Part<'_>],
+        errors: &mut Vec<FetchError>,
+    ) -> Option<Vec<crate::verify::image_provenance::RekorLookup>> {
+        let provenance = target.policy.provenance.as_ref()?;
+        let digests: Vec<String> = crate::verify::image_provenance::pinned_images(parts)
+            .into_iter()
+            .filter(|image| provenance.images.contains_key(&image.repository))
+            .filter_map(|image| image.digest)
+            .collect();
+        Some(
+            super::rekor::lookups(http, &self.rekor, &provenance.rekor_url, &digests, errors).await,
+        )
+    }
+
+    /// How many image digests' Rekor answers are cached.
+    pub fn rekor_cached(&self) -> usize {
+        self.rekor.len()
     }
 
     async fn nras_for(

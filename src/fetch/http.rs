@@ -34,6 +34,8 @@ pub enum Endpoint {
     RootCrl,
     Nras,
     Jwks,
+    /// Sigstore's transparency log (`image_provenance`).
+    Rekor,
 }
 
 impl Endpoint {
@@ -46,6 +48,7 @@ impl Endpoint {
             Endpoint::RootCrl => "root_crl",
             Endpoint::Nras => "nras",
             Endpoint::Jwks => "jwks",
+            Endpoint::Rekor => "rekor",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod collateral_cache;
 pub mod http;
 pub mod pccs;
 pub mod redact;
+pub mod rekor;
 
 /// The id of a chat body as the canary fetch reads it; exposed for the fuzz target `sse`.
 #[doc(hidden)]

@@ -29,7 +29,7 @@ pub const MAX_HEX_VALUE: usize = 96;
 pub const MAX_TEXT_VALUE: usize = 64;
 
 /// Every fetch-error endpoint of `src/fetch/http.rs`; anything else is exported as `other`.
-pub const ENDPOINTS: [Endpoint; 7] = [
+pub const ENDPOINTS: [Endpoint; 8] = [
     Endpoint::Attestation,
     Endpoint::Chat,
     Endpoint::Signature,
@@ -37,6 +37,7 @@ pub const ENDPOINTS: [Endpoint; 7] = [
     Endpoint::RootCrl,
     Endpoint::Nras,
     Endpoint::Jwks,
+    Endpoint::Rekor,
 ];
 
 /// Every fetch-error kind of `src/fetch/http.rs`; anything else is exported as `other`.
@@ -214,7 +215,8 @@ mod tests {
                 | Endpoint::Pccs
                 | Endpoint::RootCrl
                 | Endpoint::Nras
-                | Endpoint::Jwks => assert_eq!(endpoint(e.as_str()), e.as_str()),
+                | Endpoint::Jwks
+                | Endpoint::Rekor => assert_eq!(endpoint(e.as_str()), e.as_str()),
             }
         }
         for k in ERROR_KINDS {

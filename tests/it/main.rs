@@ -12,5 +12,6 @@ mod daemon;
 mod fetch;
 mod fuzz;
 mod ops;
+mod provenance;
 mod sim;
 mod verify;

@@ -108,7 +108,17 @@ impl SimModel {
         nodes: usize,
         gpus: usize,
     ) -> Result<SimModel, NodeError> {
-        let identity = DstackIdentity::derived(name);
+        SimModel::with_identity(name, format, nodes, gpus, DstackIdentity::derived(name))
+    }
+
+    /// A model whose nodes boot `identity` (the simulator's provenance compose, for one).
+    pub fn with_identity(
+        name: &str,
+        format: SimFormat,
+        nodes: usize,
+        gpus: usize,
+        identity: DstackIdentity,
+    ) -> Result<SimModel, NodeError> {
         Ok(SimModel {
             name: name.to_string(),
             format,

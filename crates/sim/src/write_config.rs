@@ -11,6 +11,11 @@
 //! infrastructure the verifier judges but a pin does not name); the Chutes and Tinfoil stand-ins
 //! get no pins, since nothing in them can be proven, and a short signature wait, since their
 //! chats are never signed.
+//!
+//! A simulator started with `provenance` also gets its test Fulcio chain and Rekor key written
+//! and trusted (`dangerous_sigstore_fulcio_root`, `dangerous_rekor_key`), and each target a
+//! `[target.provenance]` allowing the expected workflow for every simulated image, with the
+//! simulator as its Rekor.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,13 +61,25 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
             state.tls_certificate_pem().to_string(),
         ),
     ];
+    let sigstore_roots = state.sigstore.as_ref().map(|sigstore| {
+        (
+            (file("fulcio-chain.pem"), sigstore.fulcio.chain_pem()),
+            (
+                file("rekor-key.pem"),
+                sigstore.rekor.public_key_pem().to_string(),
+            ),
+        )
+    });
     std::fs::write(&key_path, format!("{}\n", state.api_key))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
     }
-    for (root_path, text) in &roots {
+    for (root_path, text) in roots
+        .iter()
+        .chain(sigstore_roots.iter().flat_map(|(a, b)| [a, b]))
+    {
         std::fs::write(root_path, text)?;
     }
     let name_of = |p: &Path| {
@@ -100,6 +117,16 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
         name_of(&roots[2].0),
         name_of(&roots[3].0)
     );
+    if let Some((fulcio, rekor)) = &sigstore_roots {
+        // Appended to the [dangerous] table written just above.
+        out.truncate(out.trim_end().len() + 1);
+        let _ = writeln!(
+            out,
+            "dangerous_sigstore_fulcio_root = \"{}\"\ndangerous_rekor_key = \"{}\"\n",
+            name_of(&fulcio.0),
+            name_of(&rekor.0)
+        );
+    }
     for model in &state.models {
         let profile = if model.format.is_near() {
             "near"
@@ -133,6 +160,9 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
         if let Some((index, value)) = super::nvidia::GpuState::default().blocks.first() {
             let _ = writeln!(out, "gpu_block_{index} = [\"{}\"]\n", hexutil::lower(value));
         }
+        if state.sigstore.is_some() {
+            let _ = writeln!(out, "{}", provenance_table(base));
+        }
         // The gateway sees every prompt: its OS and application are pinned like the model's.
         if model.format == SimFormat::NearGateway {
             let _ = writeln!(
@@ -146,8 +176,27 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
     Ok(WrittenConfig {
         config: path.to_path_buf(),
         api_key: key_path,
-        roots: roots.into_iter().map(|(p, _)| p).collect(),
+        roots: roots
+            .into_iter()
+            .chain(sigstore_roots.into_iter().flat_map(|(a, b)| [a, b]))
+            .map(|(p, _)| p)
+            .collect(),
     })
+}
+
+/// `[target.provenance]` allowing the simulator's expected workflow for each simulated image.
+fn provenance_table(rekor_url: &str) -> String {
+    let mut out = format!("[target.provenance]\nrekor_url = \"{rekor_url}\"\n");
+    for case in super::sigstore::Case::ALL {
+        let _ = writeln!(
+            out,
+            "\"{}\" = {{ issuer = \"{}\", subject = \"{}\" }}",
+            case.repository(),
+            super::sigstore::ISSUER,
+            super::sigstore::EXPECTED_SUBJECT
+        );
+    }
+    out
 }
 
 /// The pin lines of a TD's OS (MRTD, RTMR0–2) and application (compose hash, app id) identity,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::canary::cadence::CanaryNotRun;
+use super::image_provenance::RekorLookup;
 use super::policy::PolicySnapshot;
 
 /// The format tag every bundle carries.
@@ -169,6 +170,10 @@ pub struct Bundle {
     pub transport: Option<Transport>,
     #[serde(default)]
     pub policy: Option<PolicySnapshot>,
+    /// The Rekor answers `image_provenance` used, per image digest; absent when the target
+    /// configures no provenance (bundles written before it re-verify unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor: Option<Vec<RekorLookup>>,
 }
 
 /// How the attestation fetch reached the provider.
@@ -248,7 +253,7 @@ impl Bundle {
 }
 
 /// Optional fields with a typed shape, checked one by one for precise errors.
-const OPTIONAL_FIELDS: [&str; 7] = [
+const OPTIONAL_FIELDS: [&str; 8] = [
     "endpoints",
     "fetch_errors",
     "canary",
@@ -256,6 +261,7 @@ const OPTIONAL_FIELDS: [&str; 7] = [
     "tls_peer_spki",
     "transport",
     "policy",
+    "rekor",
 ];
 
 fn check_optional(field: &str, part: &Value) -> Result<(), String> {
@@ -268,6 +274,7 @@ fn check_optional(field: &str, part: &Value) -> Result<(), String> {
         "tls_peer_spki" => serde_json::from_value::<Option<String>>(part).map(drop),
         "transport" => serde_json::from_value::<Option<Transport>>(part).map(drop),
         "policy" => serde_json::from_value::<Option<PolicySnapshot>>(part).map(drop),
+        "rekor" => serde_json::from_value::<Option<Vec<RekorLookup>>>(part).map(drop),
         _ => Ok(()),
     };
     result.map_err(|e| e.to_string())

@@ -25,6 +25,9 @@ pub const GPU_UNIQUE: &str = "gpu_unique";
 /// as `signing_key_address` is without `signing_public_key`, but unlike it not in `PART_CHECKS`:
 /// without a response there is no OHTTP key to report as `unknown`.
 pub const OHTTP_KEY_BINDING: &str = "ohttp_key_binding";
+/// Once per container image of the attested compose (scope `image:<reference>`), after the
+/// pins, only for a target with `[target.provenance]`; absent otherwise.
+pub const IMAGE_PROVENANCE: &str = "image_provenance";
 pub const CANARY_FRESH: &str = "canary_fresh";
 pub const CANARY_HASHES: &str = "canary_hashes";
 pub const CANARY_SIGNATURE: &str = "canary_signature";
@@ -62,7 +65,8 @@ pub const GPU_CHECKS: [&str; 5] = [
 pub const CANARY_CHECKS: [&str; 3] = [CANARY_FRESH, CANARY_HASHES, CANARY_SIGNATURE];
 
 /// Every fixed check name, in report order (pins add `pin:<field>` per configured field), also
-/// those listed only when their input is present (`ohttp_key_binding`).
+/// those listed only when their input is present (`ohttp_key_binding`) or configured
+/// (`image_provenance`).
 pub fn all_checks() -> impl Iterator<Item = &'static str> {
     [ATTESTATION_FORMAT]
         .into_iter()
@@ -70,6 +74,7 @@ pub fn all_checks() -> impl Iterator<Item = &'static str> {
         .chain(COMPOSE_MANAGER_CHECKS)
         .chain(GPU_CHECKS)
         .chain([OHTTP_KEY_BINDING])
+        .chain([IMAGE_PROVENANCE])
         .chain(CANARY_CHECKS)
         .chain([IDENTITY_PINNED])
 }

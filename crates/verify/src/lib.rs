@@ -20,6 +20,8 @@ pub mod dcap;
 pub mod dstack;
 pub mod gpu;
 pub mod hexutil;
+pub mod image_provenance;
+pub mod images;
 pub mod ohttp;
 pub mod part;
 pub mod pins;
@@ -74,6 +76,9 @@ use verdict::{Recorder, VERDICT_FORMAT};
 ///    (`tls.rs`).
 /// 7. `pin:<field>`: every pin, per part it applies to, judged on proven values only
 ///    (`pins.rs`).
+///    Then `image_provenance`, only for a target with `[target.provenance]`: per image of
+///    every compose bound to its quote, a Rekor entry with an allowed identity
+///    (`image_provenance.rs`, step 7b).
 /// 8. `canary_fresh`, `canary_hashes`, `canary_signature` per canary chat, against the keys of
 ///    the parts that run the model and whose binding passed (`canary/`); for a check that ran
 ///    no chat and says why (`canary_not_run`), once each, not run (`canary/cadence.rs`).
@@ -96,6 +101,9 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             skip_parts(&reason, &mut rec);
             for field in policy.pins.keys() {
                 rec.check(&pin_check_name(field), "", Outcome::Unknown(reason.clone()));
+            }
+            if policy.provenance.is_some() {
+                rec.check(IMAGE_PROVENANCE, "", Outcome::Unknown(reason.clone()));
             }
             for name in CANARY_CHECKS {
                 rec.check(name, "", Outcome::Unknown(reason.clone()));
@@ -152,6 +160,15 @@ pub fn verify(bundle: &Bundle, policy: &Policy, anchors: &TrustAnchors) -> Verdi
             // that run the model, the gateway's pins on the NEAR gateway (it runs other
             // software and sees every prompt). The compose manager runs in the model's TD.
             judge_pins(&parts, policy, &mut rec);
+
+            // 7b. Who built each image of the bound composes, from the Rekor answers stored.
+            image_provenance::judge(
+                bundle,
+                &parts,
+                policy.provenance.as_ref(),
+                anchors,
+                &mut rec,
+            );
 
             // 8. The signed canary chats, against the inference parts whose binding passed.
             judge_canaries(bundle, &nonce, &parts, &mut rec);

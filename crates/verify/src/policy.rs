@@ -149,6 +149,9 @@ pub enum PolicyError {
     EmptyPin { table: &'static str, field: String },
     #[error("formats: expected at least one accepted format, found an empty list")]
     EmptyFormats,
+    /// A `[target.provenance]` problem; `key` is relative to that table.
+    #[error("provenance.{key}: {message}")]
+    Provenance { key: String, message: String },
     #[error("formats[{index}]: expected one of {expected}, found \"{found}\"")]
     UnknownFormat {
         index: usize,
@@ -181,6 +184,9 @@ pub struct Policy {
     /// The attestation formats the target may answer in; `None` accepts every supported one
     /// (the format seen is then tracked for drift).
     pub formats: Option<Vec<String>>,
+    /// `[target.provenance]`: who may have built each container image; `None` skips
+    /// `image_provenance`.
+    pub provenance: Option<super::image_provenance::ProvenancePolicy>,
 }
 
 impl Default for Policy {
@@ -193,6 +199,7 @@ impl Default for Policy {
             pins: BTreeMap::new(),
             gateway_pins: BTreeMap::new(),
             formats: None,
+            provenance: None,
         }
     }
 }
@@ -208,6 +215,8 @@ pub struct PolicySnapshot {
     pub gateway_pins: Pins,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<super::image_provenance::ProvenancePolicy>,
 }
 
 impl Policy {
@@ -221,6 +230,7 @@ impl Policy {
             pins: snapshot.pins.clone(),
             gateway_pins: snapshot.gateway_pins.clone(),
             formats: snapshot.formats.clone(),
+            provenance: snapshot.provenance.clone(),
         };
         let errors = policy.validate();
         if errors.is_empty() {
@@ -237,6 +247,7 @@ impl Policy {
             pins: self.pins.clone(),
             gateway_pins: self.gateway_pins.clone(),
             formats: self.formats.clone(),
+            provenance: self.provenance.clone(),
         }
     }
 
@@ -265,6 +276,9 @@ impl Policy {
                     found: format.clone(),
                 });
             }
+        }
+        for (key, message) in self.provenance.iter().flat_map(|p| p.validate()) {
+            errors.push(PolicyError::Provenance { key, message });
         }
         errors
     }
@@ -420,6 +434,10 @@ pub struct TrustAnchors {
     pub nras_intermediates_der: Vec<Vec<u8>>,
     /// The NRAS base URL, which NRAS tokens must name as `iss`.
     pub nras_url: String,
+    /// Test Sigstore roots (`dangerous_sigstore_fulcio_root`, `dangerous_rekor_key`) as PEM text;
+    /// Sigstore's production root pinned in the binary is used unless both are set.
+    pub sigstore_fulcio_pem: Option<String>,
+    pub rekor_key_pem: Option<String>,
     /// Names of the `dangerous_*` options in force; copied into every verdict.
     pub dangerous: Vec<String>,
     /// Work already done on unchanged inputs (verified GPU chains, read collateral), shared by
@@ -435,6 +453,8 @@ impl TrustAnchors {
             nvidia_device_root_der: pem_to_der(NVIDIA_DEVICE_ROOT_PEM).unwrap_or_default(),
             nras_intermediates_der: pem_to_der(NRAS_INTERMEDIATE_004_PEM).into_iter().collect(),
             nras_url: DEFAULT_NRAS_URL.to_string(),
+            sigstore_fulcio_pem: None,
+            rekor_key_pem: None,
             dangerous: Vec::new(),
             cache: Default::default(),
         }

@@ -14,6 +14,7 @@ mod near;
 mod provider_routes;
 mod reports;
 mod services;
+mod sigstore_routes;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -23,6 +24,7 @@ mod tests_platforms;
 
 use provider_routes::{attestation, chat, signature};
 use services::*;
+use sigstore_routes::{rekor_entry, rekor_retrieve};
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -65,6 +67,9 @@ pub struct SimOptions {
     pub actions_orders: Vec<ActionsOrder>,
     /// Serve every route over HTTPS with the generated certificate.
     pub tls: bool,
+    /// Every model's compose runs the `image_provenance` cases' images, which a test Fulcio
+    /// and Rekor sign and log (`sigstore`).
+    pub provenance: bool,
 }
 
 impl Default for SimOptions {
@@ -82,6 +87,7 @@ impl Default for SimOptions {
             formats: Vec::new(),
             actions_orders: Vec::new(),
             tls: false,
+            provenance: false,
         }
     }
 }
@@ -104,6 +110,8 @@ pub enum SimStartError {
     Node(String),
     #[error("setting up tls: {0}")]
     Tls(String),
+    #[error("generating the test sigstore: {0}")]
+    Sigstore(String),
 }
 
 /// Everything the handlers share.
@@ -118,6 +126,8 @@ pub struct SimState {
     /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only), quoted on the
     /// second Intel platform.
     pub gateway: SimNode,
+    /// The test Fulcio and Rekor, with `provenance`.
+    pub sigstore: Option<crate::sigstore::SigstoreSim>,
     tls: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,
     /// Chat completions requested with a valid key, signed or not: what a paid API would bill.
@@ -258,13 +268,27 @@ impl Simulator {
         let models = (0..options.models.max(1))
             .map(|i| {
                 let format = options.formats.get(i).copied().unwrap_or_default();
-                let mut model = SimModel::new(&model_name(i), format, options.nodes, options.gpus)?;
+                let name = model_name(i);
+                let mut identity = DstackIdentity::derived(&name);
+                if options.provenance {
+                    identity.app_compose = crate::sigstore::app_compose(&name);
+                }
+                let mut model =
+                    SimModel::with_identity(&name, format, options.nodes, options.gpus, identity)?;
                 model.actions_order = options.actions_orders.get(i).copied().unwrap_or_default();
                 Ok(model)
             })
             .collect::<Result<_, _>>()
             .map_err(node_error)?;
         let gateway = SimNode::new(DstackIdentity::derived("near-gateway")).map_err(node_error)?;
+        let sigstore = if options.provenance {
+            Some(
+                crate::sigstore::SigstoreSim::generate(now)
+                    .map_err(|e| SimStartError::Sigstore(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let server_config = if options.tls {
             Some(https::server_config(&tls).map_err(SimStartError::Tls)?)
         } else {
@@ -279,6 +303,7 @@ impl Simulator {
             models,
             service_faults: Mutex::new(BTreeSet::new()),
             gateway,
+            sigstore,
             tls,
             chats: Mutex::new(HashMap::new()),
             chat_requests: std::sync::atomic::AtomicUsize::new(0),
@@ -322,6 +347,8 @@ fn router(state: Arc<SimState>) -> Router {
         .route(intel::QE_IDENTITY_PATH, get(pccs_qe_identity))
         .route("/v3/attest/gpu", post(nras_attest))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/api/v1/index/retrieve", post(rekor_retrieve))
+        .route("/api/v1/log/entries/{uuid}", get(rekor_entry))
         .route("/admin/faults", get(admin_state).post(admin_fault))
         .route("/admin/rotate-jwks", post(admin_rotate))
         .with_state(state)

@@ -1,0 +1,386 @@
+//! `image_provenance`: each container image of the attested compose was built and signed by a
+//! workflow the target allows, as Sigstore's public transparency log (Rekor) records.
+//!
+//! The policy (`[target.provenance]`) names, per image repository, the OIDC issuer and subject
+//! the Fulcio certificate must carry, and whether an image without a Rekor entry fails or is only
+//! `unknown`. The bundle stores the Rekor answers used (`rekor`: per image digest the index's
+//! uuids and each entry as served), so the check re-derives offline. Verifying one entry (its
+//! signed entry timestamp, inclusion proof, checkpoint, certificate chain and binding to the
+//! digest) is `provenance::verify_entry`'s job; this file decides which images count and what
+//! the answers mean for each.
+//!
+//! Only images of a compose bound to the quote count: for a part whose `compose_binding` did not
+//! pass the check is `unknown`, never a pass.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::bundle::Bundle;
+use super::checks::{COMPOSE_BINDING, IMAGE_PROVENANCE};
+use super::images::{ImageRef, app_compose_images};
+use super::policy::TrustAnchors;
+use super::provenance::{self, AllowedIdentity, ProvenanceError, SigstoreTrust};
+use super::report::{Part, PartRole};
+use super::verdict::{Outcome, Recorder, State};
+
+/// Sigstore's public Rekor, used when `[target.provenance]` names no `rekor_url`.
+pub const DEFAULT_REKOR_URL: &str = "https://rekor.sigstore.dev";
+
+/// At most this many entries are fetched and judged per digest: a digest signed more often
+/// than that is judged on the first ones the index lists.
+pub const MAX_ENTRIES_PER_DIGEST: usize = 8;
+
+/// `[target.provenance]`: the identities allowed to have built each image repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenancePolicy {
+    /// The Rekor the answers are fetched from (recorded so a bundle names where they came from).
+    #[serde(default = "default_rekor_url")]
+    pub rekor_url: String,
+    /// Repository (`ghcr.io/org/image`, without tag or digest) to the rule it is held to.
+    pub images: BTreeMap<String, ImageRule>,
+}
+
+fn default_rekor_url() -> String {
+    DEFAULT_REKOR_URL.to_string()
+}
+
+/// One repository's rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRule {
+    /// The OIDC issuer the Fulcio certificate names, such as
+    /// `https://token.actions.githubusercontent.com`.
+    pub issuer: String,
+    /// The certificate's subject (for GitHub workflows the workflow URI with its ref).
+    pub subject: String,
+    /// An image with no Rekor entry fails instead of being `unknown`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+}
+
+impl ProvenancePolicy {
+    /// Every problem with the policy, as `(key, message)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if !(self.rekor_url.starts_with("https://") || self.rekor_url.starts_with("http://")) {
+            errors.push((
+                "rekor_url".to_string(),
+                format!(
+                    "expected an http:// or https:// url, found \"{}\"",
+                    self.rekor_url
+                ),
+            ));
+        }
+        for (repository, rule) in &self.images {
+            match ImageRef::parse(repository) {
+                Ok(parsed) if parsed.digest.is_none() && parsed.repository == *repository => {}
+                _ => errors.push((
+                    format!("\"{repository}\""),
+                    format!(
+                        "expected an image repository without tag or digest (such as ghcr.io/org/image), found \"{repository}\""
+                    ),
+                )),
+            }
+            for (field, value) in [("issuer", &rule.issuer), ("subject", &rule.subject)] {
+                if value.trim().is_empty() {
+                    errors.push((
+                        format!("\"{repository}\".{field}"),
+                        format!("expected a non-empty {field}, found an empty string"),
+                    ));
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// What Rekor answered for one image digest: the uuids its index returned and each entry as
+/// served (`GET /api/v1/log/entries/{uuid}`'s body, as text), in the index's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekorLookup {
+    /// `sha256:<64 lowercase hex>`.
+    pub digest: String,
+    #[serde(default)]
+    pub uuids: Vec<String>,
+    #[serde(default)]
+    pub entries: Vec<String>,
+}
+
+/// The pinned images of the app compose of every part but compose managers, each digest once:
+/// those whose Rekor entries a check needs (the verifier decides which composes are bound).
+/// Unpinned and malformed references are left out.
+pub fn pinned_images(parts: &[Part<'_>]) -> Vec<ImageRef> {
+    let mut images: Vec<ImageRef> = Vec::new();
+    for part in parts.iter().filter(|p| p.role != PartRole::ComposeManager) {
+        let Some(compose) = part.app_compose() else {
+            continue;
+        };
+        for image in app_compose_images(&compose).unwrap_or_default() {
+            let Ok(parsed) = ImageRef::parse(&image) else {
+                continue;
+            };
+            if parsed.digest.is_some() && !images.iter().any(|i| i.digest == parsed.digest) {
+                images.push(parsed);
+            }
+        }
+    }
+    images
+}
+
+/// Records `image_provenance` for every image of the bound composes (scope `image:<reference>`),
+/// or `unknown` for a part whose compose is not bound. Nothing when the target configures no
+/// provenance.
+pub fn judge(
+    bundle: &Bundle,
+    parts: &[Part<'_>],
+    policy: Option<&ProvenancePolicy>,
+    anchors: &TrustAnchors,
+    rec: &mut Recorder,
+) {
+    let Some(policy) = policy else {
+        return;
+    };
+    let trust = match (&anchors.sigstore_fulcio_pem, &anchors.rekor_key_pem) {
+        (Some(fulcio), Some(rekor)) => SigstoreTrust::from_pem(fulcio, rekor),
+        _ => SigstoreTrust::production(),
+    }
+    .map_err(|e| format!("the sigstore trust root cannot be read: {e}"));
+    let mut images: Vec<String> = Vec::new();
+    for part in parts.iter().filter(|p| p.role != PartRole::ComposeManager) {
+        let scope = part.scope.as_str();
+        let bound = rec
+            .checks
+            .iter()
+            .any(|c| c.name == COMPOSE_BINDING && c.scope == scope && c.state == State::Pass);
+        if !bound {
+            rec.check(
+                IMAGE_PROVENANCE,
+                scope,
+                Outcome::Unknown(format!(
+                    "{COMPOSE_BINDING} did not pass: the compose's images are not proven to run"
+                )),
+            );
+            continue;
+        }
+        let listed = part
+            .app_compose()
+            .ok_or_else(|| "the report carries no app_compose".to_string())
+            .and_then(|compose| app_compose_images(&compose));
+        match listed {
+            Ok(list) if list.is_empty() => rec.check(
+                IMAGE_PROVENANCE,
+                scope,
+                Outcome::Fail("the bound compose names no image".into()),
+            ),
+            Ok(list) => {
+                for image in list {
+                    if !images.contains(&image) {
+                        images.push(image);
+                    }
+                }
+            }
+            Err(reason) => rec.check(IMAGE_PROVENANCE, scope, Outcome::Fail(reason)),
+        }
+    }
+    let lookups = bundle.rekor.as_deref().unwrap_or_default();
+    for image in images {
+        let outcome = judge_image(&image, policy, lookups, trust.as_ref());
+        rec.check(IMAGE_PROVENANCE, &format!("image:{image}"), outcome);
+    }
+}
+
+/// One image: pinned, configured, and an entry with an allowed identity.
+fn judge_image(
+    image: &str,
+    policy: &ProvenancePolicy,
+    lookups: &[RekorLookup],
+    trust: Result<&SigstoreTrust, &String>,
+) -> Outcome {
+    let parsed = match ImageRef::parse(image) {
+        Ok(parsed) => parsed,
+        Err(reason) => return Outcome::Fail(reason),
+    };
+    let Some(digest) = parsed.digest else {
+        return Outcome::Fail(format!(
+            "unpinned image: {image} (expected a reference by digest, {}@sha256:…)",
+            parsed.repository
+        ));
+    };
+    let Some(rule) = policy.images.get(&parsed.repository) else {
+        return Outcome::Unknown(format!(
+            "no allowed identity for {} in [target.provenance]",
+            parsed.repository
+        ));
+    };
+    let Some(lookup) = lookups.iter().find(|l| l.digest == digest) else {
+        return Outcome::Unknown(format!(
+            "no rekor answer for {digest} in the bundle (see its fetch errors)"
+        ));
+    };
+    if lookup.entries.is_empty() {
+        let text = format!("no rekor entry for {digest}");
+        return if rule.required {
+            Outcome::Fail(format!(
+                "{text}, and provenance is required for {}",
+                parsed.repository
+            ))
+        } else {
+            Outcome::Unknown(text)
+        };
+    }
+    let trust = match trust {
+        Ok(trust) => trust,
+        Err(reason) => return Outcome::Unknown(reason.clone()),
+    };
+    let allowed = [AllowedIdentity {
+        issuer: rule.issuer.clone(),
+        subject: rule.subject.clone(),
+    }];
+    // Any one entry with an allowed identity proves the build; otherwise the most telling
+    // failure is reported: another identity over a broken entry. An entry whose payload Rekor
+    // does not serve (dsse, hashedrekord) is neither: it cannot be tied to the image yet.
+    let mut other_identity: Option<String> = None;
+    let mut broken: Option<String> = None;
+    let mut no_payload: Option<String> = None;
+    for entry in &lookup.entries {
+        // The payload comes from the entry itself (an intoto entry's `attestation`); entries
+        // whose payload Rekor does not serve (dsse, hashedrekord) are rejected by the binding
+        // step until the fetch also gathers payloads from the registry.
+        match provenance::verify_entry(entry, None, &digest, trust) {
+            Ok(verified) => match provenance::judge_identity(&verified.identity, &allowed) {
+                Ok(()) => {
+                    let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_else(|| verified.integrated_time.to_string());
+                    return Outcome::Pass(format!(
+                        "built and signed by {} (issuer {}), rekor log index {} at {at}",
+                        verified.identity.subject, verified.identity.issuer, verified.log_index
+                    ));
+                }
+                Err(e) => {
+                    other_identity.get_or_insert(e.to_string());
+                }
+            },
+            Err(ProvenanceError::Binding(m)) if m.starts_with("expected the signed payload") => {
+                no_payload.get_or_insert(m);
+            }
+            Err(e) => {
+                broken.get_or_insert(e.to_string());
+            }
+        }
+    }
+    match (other_identity, broken, no_payload) {
+        (Some(reason), _, _) => Outcome::Fail(format!("{digest}: {reason}")),
+        (None, Some(reason), _) => {
+            Outcome::Fail(format!("{digest}: rekor entry rejected: {reason}"))
+        }
+        (None, None, Some(reason)) => Outcome::Unknown(format!(
+            "{digest}: the rekor entry cannot be tied to the image: {reason} (teewatch fetches no dsse or hashedrekord payload yet)"
+        )),
+        (None, None, None) => Outcome::Unknown(format!("no rekor entry for {digest}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn policy(images: &[(&str, &str)]) -> ProvenancePolicy {
+        ProvenancePolicy {
+            rekor_url: DEFAULT_REKOR_URL.into(),
+            images: images
+                .iter()
+                .map(|(repo, subject)| {
+                    (
+                        repo.to_string(),
+                        ImageRule {
+                            issuer: "https://issuer".into(),
+                            subject: subject.to_string(),
+                            required: false,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_policy_names_repositories_without_tag_and_non_empty_identities() {
+        let ok = policy(&[("ghcr.io/o/a", "s")]);
+        assert!(ok.validate().is_empty());
+        let errors = policy(&[("ghcr.io/o/a:v1", "s"), ("ghcr.io/o/b", " ")]).validate();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].1.contains("without tag or digest"), "{errors:?}");
+        assert_eq!(errors[1].0, "\"ghcr.io/o/b\".subject");
+    }
+
+    #[test]
+    fn a_tag_fails_and_an_unconfigured_or_unfetched_image_is_unknown() {
+        let p = policy(&[("ghcr.io/o/a", "s")]);
+        let no_trust = Err(&String::from("unused"));
+        let tag = judge_image("ghcr.io/o/a:v1", &p, &[], no_trust);
+        assert_eq!(
+            tag,
+            Outcome::Fail(
+                "unpinned image: ghcr.io/o/a:v1 (expected a reference by digest, ghcr.io/o/a@sha256:…)"
+                    .into()
+            )
+        );
+        let hex = "ab".repeat(32);
+        let other = judge_image(&format!("ghcr.io/o/b@sha256:{hex}"), &p, &[], no_trust);
+        assert_eq!(
+            other,
+            Outcome::Unknown("no allowed identity for ghcr.io/o/b in [target.provenance]".into())
+        );
+        let unfetched = judge_image(&format!("ghcr.io/o/a@sha256:{hex}"), &p, &[], no_trust);
+        assert!(matches!(unfetched, Outcome::Unknown(r) if r.starts_with("no rekor answer")));
+    }
+
+    /// A real production entry (a GitHub `attest-build-provenance` dsse entry, D1's vector):
+    /// genuine in the log, but Rekor does not serve its payload, so it proves nothing about the
+    /// image yet: `unknown`, not a failure.
+    #[test]
+    fn a_dsse_entry_without_its_payload_is_unknown() {
+        let entry = include_str!("../tests/vectors/sigstore/cli-cli/rekor_entry.json");
+        let digest = "sha256:07e4b8c0e3580b3e4a1eb62c70f1ffb86004d3d94f50767cb404fa7a639b4d05";
+        let p = policy(&[("ghcr.io/o/a", "s")]);
+        let lookups = [RekorLookup {
+            digest: digest.into(),
+            uuids: vec![],
+            entries: vec![entry.into()],
+        }];
+        let trust = SigstoreTrust::production().unwrap();
+        let outcome = judge_image(&format!("ghcr.io/o/a@{digest}"), &p, &lookups, Ok(&trust));
+        assert_eq!(
+            outcome,
+            Outcome::Unknown(format!(
+                "{digest}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (teewatch fetches no dsse or hashedrekord payload yet)"
+            ))
+        );
+    }
+
+    #[test]
+    fn no_entry_is_unknown_unless_required() {
+        let hex = "cd".repeat(32);
+        let mut p = policy(&[("ghcr.io/o/a", "s")]);
+        let lookups = [RekorLookup {
+            digest: format!("sha256:{hex}"),
+            uuids: vec![],
+            entries: vec![],
+        }];
+        let image = format!("ghcr.io/o/a@sha256:{hex}");
+        let no_trust = Err(&String::from("unused"));
+        assert_eq!(
+            judge_image(&image, &p, &lookups, no_trust),
+            Outcome::Unknown(format!("no rekor entry for sha256:{hex}"))
+        );
+        p.images.get_mut("ghcr.io/o/a").unwrap().required = true;
+        assert_eq!(
+            judge_image(&image, &p, &lookups, no_trust),
+            Outcome::Fail(format!(
+                "no rekor entry for sha256:{hex}, and provenance is required for ghcr.io/o/a"
+            ))
+        );
+    }
+}
