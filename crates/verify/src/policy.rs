@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::known::KnownUse;
+
 /// A verdict's `policy_source` when `teewatch verify` judged with the policy stored in the bundle.
 pub const POLICY_FROM_BUNDLE: &str = "from the bundle, chosen by whoever made it, not by your configuration (judge with yours: --config FILE)";
 
@@ -161,6 +163,9 @@ pub enum PolicyError {
         expected: String,
         found: String,
     },
+    /// A target's use of the known-measurements table (`known_extra[0].value`, …).
+    #[error("{path}: {message}")]
+    BadKnown { path: String, message: String },
 }
 
 /// Field name to its allowlist of accepted values, as written in the configuration.
@@ -181,6 +186,9 @@ pub struct Policy {
     /// The attestation formats the target may answer in; `None` accepts every supported one
     /// (the format seen is then tracked for drift).
     pub formats: Option<Vec<String>>,
+    /// The known-measurements table judging `mrseam` and `mrtd` where a pin table sets neither;
+    /// `None` when it is not used (the default, and every bundle stored before it existed).
+    pub known: Option<KnownUse>,
 }
 
 impl Default for Policy {
@@ -193,6 +201,7 @@ impl Default for Policy {
             pins: BTreeMap::new(),
             gateway_pins: BTreeMap::new(),
             formats: None,
+            known: None,
         }
     }
 }
@@ -208,6 +217,10 @@ pub struct PolicySnapshot {
     pub gateway_pins: Pins,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<String>>,
+    /// Absent means the table was not used, so every snapshot stored before the table existed
+    /// re-derives its verdict unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_measurements: Option<KnownUse>,
 }
 
 impl Policy {
@@ -221,6 +234,7 @@ impl Policy {
             pins: snapshot.pins.clone(),
             gateway_pins: snapshot.gateway_pins.clone(),
             formats: snapshot.formats.clone(),
+            known: snapshot.known_measurements.clone(),
         };
         let errors = policy.validate();
         if errors.is_empty() {
@@ -237,6 +251,7 @@ impl Policy {
             pins: self.pins.clone(),
             gateway_pins: self.gateway_pins.clone(),
             formats: self.formats.clone(),
+            known_measurements: self.known.clone(),
         }
     }
 
@@ -265,6 +280,9 @@ impl Policy {
                     found: format.clone(),
                 });
             }
+        }
+        for (path, message) in self.known.iter().flat_map(KnownUse::problems) {
+            errors.push(PolicyError::BadKnown { path, message });
         }
         errors
     }
