@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "status_page_text.rs"]
 mod text;
-pub use text::{HEX_KEEP, LONG_HEX, anchor, escape, reason_html};
-use text::{shorten, time};
+pub use text::{HEX_KEEP, LONG_HEX, anchor, escape, known_names, reason_html};
+use text::{known_html, shorten, time};
 
 use super::runner::{Generation, Notices, TargetStatus};
 use crate::config::{MonitorConfig, TargetConfig};
@@ -458,6 +458,9 @@ fn target_row(
             "<br><small>model <code>{}</code></small>",
             escape(&row.monitor.model)
         );
+    }
+    if let Some(status) = row.status {
+        page.push_str(&known_html(&status.known));
     }
     // What the target's canary costs: 2 chats per run, every `every`-th check.
     let every = row.monitor.canary.every;

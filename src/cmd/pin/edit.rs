@@ -84,6 +84,9 @@ pub fn array_text(field: &FieldPins, date: &str) -> String {
         if several {
             comment.push_str(&format!(", on {}", v.scopes.join(" ")));
         }
+        if let Some(name) = &v.name {
+            comment.push_str(&format!(", {name}"));
+        }
         out.push_str(&format!("    {}, # {comment}\n", quoted(&v.value)));
     }
     out.push(']');
@@ -303,6 +306,7 @@ mod tests {
                     value: v.to_string(),
                     provenance: provenance.to_string(),
                     scopes: vec![format!("model:{i}")],
+                    name: None,
                 })
                 .collect(),
         }

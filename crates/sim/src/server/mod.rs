@@ -264,7 +264,11 @@ impl Simulator {
             })
             .collect::<Result<_, _>>()
             .map_err(node_error)?;
-        let gateway = SimNode::new(DstackIdentity::derived("near-gateway")).map_err(node_error)?;
+        let gateway = SimNode::new(DstackIdentity {
+            mrtd: crate::dstack::GATEWAY_MRTD,
+            ..DstackIdentity::derived("near-gateway")
+        })
+        .map_err(node_error)?;
         let server_config = if options.tls {
             Some(https::server_config(&tls).map_err(SimStartError::Tls)?)
         } else {
