@@ -343,3 +343,7 @@ pub fn identity_pinned(policy: &Policy, has_gateway: bool, has_compose_manager: 
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pins_tests.rs"]
+mod tests;
