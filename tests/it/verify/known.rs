@@ -2,6 +2,7 @@
 //! table gives them; a simulated target with no pins of its own passes `pin:mrseam` and
 //! `pin:mrtd` by name; an image or module outside the table fails as unknown; a target can opt
 //! out, extend the table, and pin over it; and a stored bundle re-derives its verdict offline.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use crate::common;
 use crate::common::sim_run::{self, Running};
