@@ -184,7 +184,11 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
 /// (`field`, `value`, `name`). The rows' values are checked by the policy.
 fn known(v: &mut Validator, t: &Table, path: &str) -> Option<KnownUse> {
     let enabled = v
-        .boolean(t, "known_measurements", &format!("{path}.known_measurements"))
+        .boolean(
+            t,
+            "known_measurements",
+            &format!("{path}.known_measurements"),
+        )
         .ok()
         .flatten()
         .unwrap_or(true);
@@ -211,7 +215,10 @@ fn known(v: &mut Validator, t: &Table, path: &str) -> Option<KnownUse> {
                     match read {
                         Ok(Some(s)) => Some(s.to_string()),
                         Ok(None) => {
-                            v.issue(&format!("{row_path}.{key}"), format!("missing; expected {what}"));
+                            v.issue(
+                                &format!("{row_path}.{key}"),
+                                format!("missing; expected {what}"),
+                            );
                             None
                         }
                         Err(_) => None,

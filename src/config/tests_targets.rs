@@ -477,11 +477,19 @@ fn the_known_measurements_table_is_on_by_default_and_can_be_turned_off_or_extend
     let shipped = crate::verify::known::table()
         .map(|t| t.version)
         .unwrap_or_else(|e| panic!("{e}"));
-    let known = |text: &str| parse(text).targets.first().and_then(|t| t.policy.known.clone());
+    let known = |text: &str| {
+        parse(text)
+            .targets
+            .first()
+            .and_then(|t| t.policy.known.clone())
+    };
 
     let on = known("[[target]]\nname = \"a\"\n");
     assert_eq!(on.map(|k| (k.version, k.extra.len())), Some((shipped, 0)));
-    assert_eq!(known("[[target]]\nname = \"a\"\nknown_measurements = false\n"), None);
+    assert_eq!(
+        known("[[target]]\nname = \"a\"\nknown_measurements = false\n"),
+        None
+    );
 
     let mrtd = "ab".repeat(48);
     let extended = known(&format!(

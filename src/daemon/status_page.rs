@@ -459,9 +459,7 @@ fn target_row(
             escape(&row.monitor.model)
         );
     }
-    if let Some(status) = row.status {
-        page.push_str(&known_html(&status.known));
-    }
+    page.push_str(&row.status.map(|s| known_html(&s.known)).unwrap_or_default());
     // What the target's canary costs: 2 chats per run, every `every`-th check.
     let every = row.monitor.canary.every;
     let _ = write!(

@@ -130,7 +130,13 @@ fn the_module_and_image_the_table_named_are_shown() {
     let mut s = status(State::Pass, Vec::new(), now());
     s.known = names;
     let statuses = BTreeMap::from([("t1".to_string(), s)]);
-    let page = render(&generation(&["t1"]), &statuses, &Notices::default(), |_| None, now());
+    let page = render(
+        &generation(&["t1"]),
+        &statuses,
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
     assert!(
         page.contains(
             "<small class=\"known\" title=\"named by the known-measurements table\">runs TDX module 1.5.16 · dstack-nvidia-0.5.5 (NEAR gateway)</small>"
@@ -139,7 +145,13 @@ fn the_module_and_image_the_table_named_are_shown() {
     );
     // Without names the row has no such line.
     let statuses = BTreeMap::from([("t1".to_string(), status(State::Pass, Vec::new(), now()))]);
-    let page = render(&generation(&["t1"]), &statuses, &Notices::default(), |_| None, now());
+    let page = render(
+        &generation(&["t1"]),
+        &statuses,
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
     assert!(!page.contains("class=\"known\""));
 }
 

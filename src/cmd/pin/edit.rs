@@ -360,6 +360,20 @@ max_tokens = 8 # short
     }
 
     #[test]
+    fn a_value_the_known_measurements_table_names_carries_its_name() {
+        let mut mrtd = field("mrtd", &[MRTD_A], "tdx_quote_signature");
+        if let Some(v) = mrtd.values.first_mut() {
+            v.name = Some("dstack-nvidia-0.5.5 (NEAR gateway)".into());
+        }
+        assert_eq!(
+            array_text(&mrtd, "2026-12-06"),
+            format!(
+                "[\n    \"{MRTD_A}\", # 2026-12-06, tdx_quote_signature, dstack-nvidia-0.5.5 (NEAR gateway)\n]"
+            )
+        );
+    }
+
+    #[test]
     fn missing_tables_are_created_in_the_named_target_only() {
         let gateway = Block {
             table: PinTable::Gateway,

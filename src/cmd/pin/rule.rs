@@ -180,7 +180,11 @@ fn modules(verdict: &Verdict) -> Vec<String> {
     {
         seen.entry(o.value.as_str())
             .or_default()
-            .insert(if o.scope.is_empty() { "the node" } else { o.scope.as_str() });
+            .insert(if o.scope.is_empty() {
+                "the node"
+            } else {
+                o.scope.as_str()
+            });
     }
     seen.into_iter()
         .map(|(value, scopes)| {
