@@ -15,12 +15,13 @@ use super::api_key::{ApiKeySource, is_credential_name, is_env_name};
 use super::schedule::{Schedule, check_cron, parse_interval};
 use super::validator::{Read, Reported, UrlKind, Validator};
 use super::{describe, provider};
+use crate::verify::known::{ExtraRow, KnownUse};
 use crate::verify::policy::{Pins, Policy, PolicyError, PolicySnapshot};
 
 pub use super::provider::{CanaryConfig, Profile, ProviderPaths};
 pub use crate::verify::binding::SigningAlgo;
 
-pub(super) const TARGET_KEYS: [&str; 18] = [
+pub(super) const TARGET_KEYS: [&str; 20] = [
     "name",
     "profile",
     "signing_algo",
@@ -39,6 +40,8 @@ pub(super) const TARGET_KEYS: [&str; 18] = [
     "formats",
     "paths",
     "provenance",
+    "known_measurements",
+    "known_extra",
 ];
 /// Keys that make a target monitored.
 const MONITOR_KEYS: [&str; 8] = [
@@ -155,12 +158,14 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
     let gateway_pins = pin_table(v, t, "gateway_pins", path);
     let formats = v.string_list(t, "formats", &format!("{path}.formats"));
     let provenance = super::provenance::read(v, t, path);
+    let known_measurements = known(v, t, path);
     let snapshot = PolicySnapshot {
         allowed_tcb_statuses: Some(allowed),
         pins,
         gateway_pins,
         formats,
         provenance,
+        known_measurements,
     };
     match Policy::from_snapshot(&snapshot) {
         Ok(p) => Some(p),
@@ -176,6 +181,86 @@ fn policy(v: &mut Validator, t: &Table, path: &str, global_tcb: &[String]) -> Op
             None
         }
     }
+}
+
+/// `known_measurements` (on unless `false`) and the target's extra rows `[[target.known_extra]]`
+/// (`field`, `value`, `name`). The rows' values are checked by the policy.
+fn known(v: &mut Validator, t: &Table, path: &str) -> Option<KnownUse> {
+    let enabled = v
+        .boolean(
+            t,
+            "known_measurements",
+            &format!("{path}.known_measurements"),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true);
+    let extra_path = format!("{path}.known_extra");
+    let mut extra = Vec::new();
+    match t.get("known_extra") {
+        None => {}
+        Some(Value::Array(rows)) => {
+            for (index, row) in rows.iter().enumerate() {
+                let row_path = format!("{extra_path}[{index}]");
+                let Value::Table(row) = row else {
+                    v.issue(
+                        &row_path,
+                        format!(
+                            "expected a table with field, value and name, found {}",
+                            row.type_str()
+                        ),
+                    );
+                    continue;
+                };
+                v.known_keys(&row_path, row, &["field", "value", "name"]);
+                let mut text = |key: &str, what: &str| {
+                    let read = v.string(row, key, &format!("{row_path}.{key}"), what);
+                    match read {
+                        Ok(Some(s)) => Some(s.to_string()),
+                        Ok(None) => {
+                            v.issue(
+                                &format!("{row_path}.{key}"),
+                                format!("missing; expected {what}"),
+                            );
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                };
+                let field = text("field", "mrseam or mrtd");
+                let value = text("value", "a 48-byte value as hex");
+                let name = text("name", "the name shown for the value");
+                if let (Some(field), Some(value), Some(name)) = (field, value, name) {
+                    extra.push(ExtraRow { field, value, name });
+                }
+            }
+        }
+        Some(other) => v.issue(
+            &extra_path,
+            format!(
+                "expected rows written [[target.known_extra]], found {}",
+                other.type_str()
+            ),
+        ),
+    }
+    if !enabled {
+        if !extra.is_empty() {
+            v.issue(
+                &extra_path,
+                "rows are set, and known_measurements = false turns the table off; remove one of them"
+                    .to_string(),
+            );
+        }
+        return None;
+    }
+    // The shipped table always parses (its tests prove it); if it did not, every table-judged
+    // pin would be `unknown` saying so, never pass.
+    let mut known = KnownUse::current().unwrap_or(KnownUse {
+        version: 1,
+        extra: Vec::new(),
+    });
+    known.extra = extra;
+    Some(known)
 }
 
 /// A pin table (`pins`, `gateway_pins`): field to its accepted values, a single string being a

@@ -471,3 +471,56 @@ fn gateway_pins_and_formats_are_read_and_checked() {
     assert!(!message.contains("gpu_block_<n>"), "{message}");
     assert_eq!(error.issues.len(), 4, "{message}");
 }
+
+#[test]
+fn the_known_measurements_table_is_on_by_default_and_can_be_turned_off_or_extended() {
+    let shipped = crate::verify::known::table()
+        .map(|t| t.version)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let known = |text: &str| {
+        parse(text)
+            .targets
+            .first()
+            .and_then(|t| t.policy.known.clone())
+    };
+
+    let on = known("[[target]]\nname = \"a\"\n");
+    assert_eq!(on.map(|k| (k.version, k.extra.len())), Some((shipped, 0)));
+    assert_eq!(
+        known("[[target]]\nname = \"a\"\nknown_measurements = false\n"),
+        None
+    );
+
+    let mrtd = "ab".repeat(48);
+    let extended = known(&format!(
+        "[[target]]\nname = \"a\"\n[[target.known_extra]]\nfield = \"mrtd\"\nvalue = \"0x{mrtd}\"\nname = \"our build\"\n"
+    ));
+    let extra = extended.map(|k| k.extra).unwrap_or_default();
+    assert_eq!(extra.len(), 1);
+    assert_eq!(
+        extra.first().map(|r| (r.field.as_str(), r.name.as_str())),
+        Some(("mrtd", "our build"))
+    );
+
+    let text = format!(
+        "[[target]]\nname = \"bad\"\nknown_measurements = \"no\"\n[[target.known_extra]]\nfield = \"rtmr0\"\nvalue = \"00\"\nname = \"x\"\nnote = \"y\"\n[[target.known_extra]]\nfield = \"mrseam\"\nvalue = \"{mrtd}\"\n[[target]]\nname = \"off\"\nknown_measurements = false\n[[target.known_extra]]\nfield = \"mrtd\"\nvalue = \"{mrtd}\"\nname = \"x\"\n"
+    );
+    let Err(error) = Config::parse(&text, "t.toml") else {
+        panic!("expected errors");
+    };
+    let message = error.to_string();
+    for needle in [
+        "target[0].known_measurements: expected true or false, found \"no\"",
+        "target[0].known_extra[0].note: unknown key; expected one of field, value, name",
+        "target[0].known_extra[1].name: missing; expected the name shown for the value",
+        "target[0].known_extra[0].field: expected one of mrseam, mrtd, found \"rtmr0\"",
+        "target[0].known_extra[0].value: expected 96 hex characters (48 bytes), found \"00\"",
+        "target[1].known_extra: rows are set, and known_measurements = false turns the table off",
+    ] {
+        assert!(
+            message.contains(needle),
+            "missing {needle:?} in:\n{message}"
+        );
+    }
+    assert_eq!(error.issues.len(), 6, "{message}");
+}

@@ -63,6 +63,9 @@ pub struct TargetStatus {
     pub last_drift: Option<DriftEvent>,
     /// Names of the `dangerous_*` test roots the last verdict was judged under.
     pub trust: Vec<String>,
+    /// The TDX modules and OS images the known-measurements table named in the last verdict
+    /// (`status_page::known_names`).
+    pub known: Vec<String>,
 }
 
 /// The configuration in force with the trust anchors built from it (built once per

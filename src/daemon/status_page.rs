@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "status_page_text.rs"]
 mod text;
-pub use text::{HEX_KEEP, LONG_HEX, anchor, escape, reason_html};
-use text::{shorten, time};
+pub use text::{HEX_KEEP, LONG_HEX, anchor, escape, known_names, reason_html};
+use text::{known_html, shorten, time};
 
 use super::runner::{Generation, Notices, TargetStatus};
 use crate::config::{MonitorConfig, TargetConfig};
@@ -459,6 +459,7 @@ fn target_row(
             escape(&row.monitor.model)
         );
     }
+    page.push_str(&row.status.map(|s| known_html(&s.known)).unwrap_or_default());
     // What the target's canary costs: 2 chats per run, every `every`-th check.
     let every = row.monitor.canary.every;
     let _ = write!(

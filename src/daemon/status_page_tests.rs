@@ -36,6 +36,7 @@ fn status(state: State, failing: Vec<Check>, at: DateTime<Utc>) -> TargetStatus 
         tcb_status: Some("UpToDate".into()),
         last_drift: None,
         trust: Vec::new(),
+        known: Vec::new(),
     }
 }
 
@@ -82,6 +83,7 @@ fn provider_text_is_escaped_everywhere() {
         at: now(),
     });
     s.trust = vec![evil.into()];
+    s.known = vec![evil.into()];
     let statuses = BTreeMap::from([("t1".to_string(), s)]);
     let page = render(&generation, &statuses, &Notices::default(), |_| None, now());
     assert!(!page.contains("<script"), "{page}");
@@ -91,6 +93,66 @@ fn provider_text_is_escaped_everywhere() {
     assert!(page.contains("&amp;amp;"));
     // No attribute can be broken out of: every `"` in the page belongs to our markup.
     assert!(!page.contains("\"><img"));
+}
+
+#[test]
+fn the_module_and_image_the_table_named_are_shown() {
+    let checks = [
+        check(
+            "pin:mrseam",
+            State::Pass,
+            "TDX module 1.5.16 (known-measurements table v1): 7bf06328 (quote)",
+        ),
+        check(
+            "pin:mrtd",
+            State::Pass,
+            "dstack-nvidia-0.5.5 (NEAR gateway) (known-measurements table v1): f06dfda6 (quote)",
+        ),
+        // The same module on another node is named once.
+        check(
+            "pin:mrseam",
+            State::Pass,
+            "TDX module 1.5.16 (known-measurements table v1): 7bf06328 (quote)",
+        ),
+        // A target's own pin and a failure name nothing.
+        check("pin:rtmr0", State::Pass, "44c0 (quote) is allowed"),
+        check(
+            "pin:mrtd",
+            State::Fail,
+            "unknown os image: expected one of the 2 known (table v1), found 91eb (quote)",
+        ),
+    ];
+    let names = known_names(&checks);
+    assert_eq!(
+        names,
+        ["TDX module 1.5.16", "dstack-nvidia-0.5.5 (NEAR gateway)"]
+    );
+    let mut s = status(State::Pass, Vec::new(), now());
+    s.known = names;
+    let statuses = BTreeMap::from([("t1".to_string(), s)]);
+    let page = render(
+        &generation(&["t1"]),
+        &statuses,
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
+    assert!(
+        page.contains(
+            "<small class=\"known\" title=\"named by the known-measurements table\">runs TDX module 1.5.16 · dstack-nvidia-0.5.5 (NEAR gateway)</small>"
+        ),
+        "{page}"
+    );
+    // Without names the row has no such line.
+    let statuses = BTreeMap::from([("t1".to_string(), status(State::Pass, Vec::new(), now()))]);
+    let page = render(
+        &generation(&["t1"]),
+        &statuses,
+        &Notices::default(),
+        |_| None,
+        now(),
+    );
+    assert!(!page.contains("class=\"known\""));
 }
 
 #[test]

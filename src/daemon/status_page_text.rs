@@ -1,6 +1,7 @@
 //! Text as the status page writes it: HTML escaping, provider text shortened so that no cell
 //! can widen the page (long hex runs cut to `first…last` with the whole run in a tooltip), the
-//! row anchors dashboards link to, and instants shown as ages with the exact time on hover.
+//! row anchors dashboards link to, instants shown as ages with the exact time on hover, and the
+//! names of the TDX modules and OS images the known-measurements table recognised.
 
 use std::fmt::Write;
 
@@ -13,6 +14,33 @@ pub const LONG_HEX: usize = 24;
 
 /// Digits of a long hex run shown at each end.
 pub const HEX_KEEP: usize = 8;
+
+/// The names in the passing `pin:mrseam` and `pin:mrtd` checks the known-measurements table
+/// judged (a target's own pins give none), each once, in the verdict's order.
+pub fn known_names(checks: &[crate::verify::Check]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let judged = checks.iter().filter(|c| {
+        c.state == crate::verify::State::Pass && (c.name == "pin:mrseam" || c.name == "pin:mrtd")
+    });
+    for name in judged.filter_map(|c| crate::verify::known::names_in_reason(&c.reason)) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// The row's line naming the module and image that run, or nothing when none was recognised.
+pub(super) fn known_html(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = names.iter().map(|n| escape(n)).collect();
+    format!(
+        "<br><small class=\"known\" title=\"named by the known-measurements table\">runs {}</small>",
+        names.join(" · ")
+    )
+}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {

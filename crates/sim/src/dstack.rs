@@ -23,6 +23,18 @@ struct SimEvent {
     payload: Vec<u8>,
 }
 
+/// MRTD of the dstack-nvidia image of every NanoGPT and NEAR model node seen (REFERENCE.md §2),
+/// which the known-measurements table names: every simulated model node runs it, so a target
+/// with no pins of its own passes `pin:mrtd` by name (`drift-mrtd` changes it).
+pub const MODEL_MRTD: [u8; 48] = crate::intel::hex_const(
+    "b24d3b24e9e3c16012376b52362ca09856c4adecb709d5fac33addf1c47e193da075b125b6c364115771390a5461e217",
+);
+
+/// MRTD of dstack-nvidia-0.5.5, seen on NEAR's gateway (REFERENCE.md §2): the simulated gateway's.
+pub const GATEWAY_MRTD: [u8; 48] = crate::intel::hex_const(
+    "f06dfda6dce1cf904d4e2bab1dc370634cf95cefa2ceb2de2eee127c9382698090d7a4a13e14c536ec6c9c3c8fa87077",
+);
+
 /// The identity of a simulated dstack app and OS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DstackIdentity {
@@ -48,11 +60,9 @@ impl DstackIdentity {
         };
         let mut app_id = [0u8; 20];
         let mut os_image_hash = [0u8; 32];
-        let mut mrtd = [0u8; 48];
         let mut boot_seed = [0u8; 32];
         pick("app-id", &mut app_id);
         pick("os-image", &mut os_image_hash);
-        pick("mrtd", &mut mrtd);
         pick("boot", &mut boot_seed);
         DstackIdentity {
             app_compose: format!(
@@ -61,7 +71,7 @@ impl DstackIdentity {
             ),
             app_id,
             os_image_hash,
-            mrtd,
+            mrtd: MODEL_MRTD,
             boot_seed,
             key_provider: "kms".to_string(),
         }

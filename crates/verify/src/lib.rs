@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod hexutil;
 pub mod image_provenance;
 pub mod images;
+pub mod known;
 pub mod ohttp;
 pub mod part;
 pub mod pins;
@@ -342,6 +343,46 @@ fn judge_pins(parts: &[report::Part<'_>], policy: &Policy, rec: &mut Recorder) {
                 let outcome = pins::judge_pin(field, scope, pin_set, &rec.checks, &rec.observed);
                 rec.check(&pin_check_name(field), scope, outcome);
             }
+        }
+        if let Some(known) = &policy.known {
+            judge_known(parts, table, pin_set, known, rec);
+        }
+    }
+}
+
+/// Step 7, continued: `mrseam` and `mrtd` of a pin table that pins neither itself, judged
+/// against the known-measurements table (the target's own pins win). A report without a gateway
+/// gets no gateway check from the table: only pins the target wrote expect a gateway.
+fn judge_known(
+    parts: &[report::Part<'_>],
+    table: pins::PinTable,
+    pin_set: &policy::Pins,
+    known: &known::KnownUse,
+    rec: &mut Recorder,
+) {
+    let unpinned = known::KNOWN_FIELDS
+        .iter()
+        .filter(|f| !pin_set.contains_key(**f));
+    for field in unpinned {
+        let scopes: Vec<&str> = parts
+            .iter()
+            .filter(|p| match table {
+                pins::PinTable::Model => p.role.serves_inference(),
+                pins::PinTable::Gateway => p.role == report::PartRole::Gateway,
+            })
+            .map(|p| p.scope.as_str())
+            .collect();
+        if scopes.is_empty() && table == pins::PinTable::Model {
+            let reason = if parts.is_empty() {
+                format!("{ATTESTATION_FORMAT} gave no attested part")
+            } else {
+                "the report has no model attestation".to_string()
+            };
+            rec.check(&pin_check_name(field), "", Outcome::Unknown(reason));
+        }
+        for scope in &scopes {
+            let outcome = pins::judge_known(field, scope, known, &rec.checks, &rec.observed);
+            rec.check(&pin_check_name(field), scope, outcome);
         }
     }
 }

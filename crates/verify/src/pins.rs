@@ -5,6 +5,7 @@
 //! a pin; when the step that would prove a value did not pass, the pin is `unknown` naming it.
 
 use super::checks;
+use super::known::{Candidates, KnownUse, unknown_label};
 use super::policy::{PinSide, Pins, Policy, pin_field, pins_accept};
 use super::verdict::{Check, Observed, Outcome, Source, State};
 
@@ -47,6 +48,32 @@ fn state_of(checks_so_far: &[Check], name: &str, scope: &str) -> Option<State> {
         .map(|c| c.state)
 }
 
+/// What a TDX-side value is held to: a target's own allowlist, or the known-measurements table.
+enum Allowed<'a> {
+    Pins(&'a Pins),
+    Known(Candidates),
+}
+
+impl Allowed<'_> {
+    fn accepts(&self, field: &str, value: &str) -> bool {
+        match self {
+            Allowed::Pins(pins) => pins_accept(pins, field, value),
+            Allowed::Known(known) => known.name_of(value).is_some(),
+        }
+    }
+
+    /// `[a, b]`, or `the 4 known (table v1)`.
+    fn expected(&self, field: &str) -> String {
+        match self {
+            Allowed::Pins(pins) => format!(
+                "[{}]",
+                pins.get(field).cloned().unwrap_or_default().join(", ")
+            ),
+            Allowed::Known(known) => known.describe(),
+        }
+    }
+}
+
 /// Judges one pin for one scope from the checks and observations made so far.
 pub fn judge_pin(
     field: &str,
@@ -61,6 +88,39 @@ pub fn judge_pin(
     if spec.side == PinSide::Gpu {
         return judge_gpu_pin(field, scope, pins, checks_so_far, observed);
     }
+    judge_tdx(field, scope, &Allowed::Pins(pins), checks_so_far, observed)
+}
+
+/// Judges `mrseam` or `mrtd` of one scope against the known-measurements table, for a pin
+/// table that does not pin the field itself. Only the quote's own registers count, under the same
+/// rules as a pin: a claimed value never passes, a forged quote's value is `unknown`.
+pub fn judge_known(
+    field: &str,
+    scope: &str,
+    known: &KnownUse,
+    checks_so_far: &[Check],
+    observed: &[Observed],
+) -> Outcome {
+    match known.candidates(field) {
+        Ok(candidates) => judge_tdx(
+            field,
+            scope,
+            &Allowed::Known(candidates),
+            checks_so_far,
+            observed,
+        ),
+        Err(reason) => Outcome::Unknown(reason),
+    }
+}
+
+/// A TDX-side field against its allowlist.
+fn judge_tdx(
+    field: &str,
+    scope: &str,
+    allow: &Allowed<'_>,
+    checks_so_far: &[Check],
+    observed: &[Observed],
+) -> Outcome {
     let step = providing_check(field);
     if state_of(checks_so_far, step, scope) != Some(State::Pass) {
         return Outcome::Unknown(format!("{field} comes from {step}, which did not pass"));
@@ -71,7 +131,7 @@ pub fn judge_pin(
             .iter()
             .filter(move |o| o.scope == scope && o.field == field && source_ok(o.source))
     };
-    let allowed = pins.get(field).cloned().unwrap_or_default().join(", ");
+    let allowed = allow.expected(field);
     let proven: Vec<&Observed> = here(Source::is_evidence).collect();
     // Every TDX-side value (the registers, and the event log replayed against them) is only as
     // good as the quote's signature: a forged quote must neither satisfy nor fail a pin. (A
@@ -85,22 +145,42 @@ pub fn judge_pin(
         ));
     }
     if let Some(first) = proven.first() {
-        return if proven.iter().all(|o| pins_accept(pins, field, &o.value)) {
-            Outcome::Pass(format!(
+        let refused: Vec<String> = proven
+            .iter()
+            .filter(|o| !allow.accepts(field, &o.value))
+            .map(|o| format!("{} ({})", o.value, o.source.as_str()))
+            .collect();
+        return match allow {
+            _ if !refused.is_empty() => {
+                let unknown = match allow {
+                    Allowed::Pins(_) => String::new(),
+                    Allowed::Known(_) => format!("{}: ", unknown_label(field)),
+                };
+                Outcome::Fail(format!(
+                    "{unknown}expected one of {allowed}, found {}",
+                    refused.join(", ")
+                ))
+            }
+            Allowed::Pins(_) => Outcome::Pass(format!(
                 "{} ({}) is allowed",
                 first.value,
                 first.source.as_str()
-            ))
-        } else {
-            let found: Vec<String> = proven
-                .iter()
-                .filter(|o| !pins_accept(pins, field, &o.value))
-                .map(|o| format!("{} ({})", o.value, o.source.as_str()))
-                .collect();
-            Outcome::Fail(format!(
-                "expected one of [{allowed}], found {}",
-                found.join(", ")
-            ))
+            )),
+            Allowed::Known(known) => {
+                // Every distinct name, in the order the parts showed them.
+                let mut names: Vec<&str> = Vec::new();
+                for name in proven.iter().filter_map(|o| known.name_of(&o.value)) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                Outcome::Pass(format!(
+                    "{}: {} ({})",
+                    known.pass_prefix(&names),
+                    first.value,
+                    first.source.as_str()
+                ))
+            }
         };
     }
     let claimed: Vec<String> = here(|s| s == Source::Claim)
@@ -108,7 +188,7 @@ pub fn judge_pin(
         .collect();
     if claimed.is_empty() {
         Outcome::Fail(format!(
-            "{field} is not present in the report's evidence (expected one of [{allowed}])"
+            "{field} is not present in the report's evidence (expected one of {allowed})"
         ))
     } else {
         Outcome::Fail(format!(
@@ -263,3 +343,7 @@ pub fn identity_pinned(policy: &Policy, has_gateway: bool, has_compose_manager: 
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pins_tests.rs"]
+mod tests;

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::known::KnownUse;
+
 /// A verdict's `policy_source` when `teewatch verify` judged with the policy stored in the bundle.
 pub const POLICY_FROM_BUNDLE: &str = "from the bundle, chosen by whoever made it, not by your configuration (judge with yours: --config FILE)";
 
@@ -164,6 +166,9 @@ pub enum PolicyError {
         expected: String,
         found: String,
     },
+    /// A target's use of the known-measurements table (`known_extra[0].value`, …).
+    #[error("{path}: {message}")]
+    BadKnown { path: String, message: String },
 }
 
 /// Field name to its allowlist of accepted values, as written in the configuration.
@@ -187,6 +192,9 @@ pub struct Policy {
     /// `[target.provenance]`: who may have built each container image; `None` skips
     /// `image_provenance`.
     pub provenance: Option<super::image_provenance::ProvenancePolicy>,
+    /// The known-measurements table judging `mrseam` and `mrtd` where a pin table sets neither;
+    /// `None` when it is not used (the default, and every bundle stored before it existed).
+    pub known: Option<KnownUse>,
 }
 
 impl Default for Policy {
@@ -200,6 +208,7 @@ impl Default for Policy {
             gateway_pins: BTreeMap::new(),
             formats: None,
             provenance: None,
+            known: None,
         }
     }
 }
@@ -217,6 +226,10 @@ pub struct PolicySnapshot {
     pub formats: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<super::image_provenance::ProvenancePolicy>,
+    /// Absent means the table was not used, so every snapshot stored before the table existed
+    /// re-derives its verdict unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_measurements: Option<KnownUse>,
 }
 
 impl Policy {
@@ -231,6 +244,7 @@ impl Policy {
             gateway_pins: snapshot.gateway_pins.clone(),
             formats: snapshot.formats.clone(),
             provenance: snapshot.provenance.clone(),
+            known: snapshot.known_measurements.clone(),
         };
         let errors = policy.validate();
         if errors.is_empty() {
@@ -248,6 +262,7 @@ impl Policy {
             gateway_pins: self.gateway_pins.clone(),
             formats: self.formats.clone(),
             provenance: self.provenance.clone(),
+            known_measurements: self.known.clone(),
         }
     }
 
@@ -279,6 +294,9 @@ impl Policy {
         }
         for (key, message) in self.provenance.iter().flat_map(|p| p.validate()) {
             errors.push(PolicyError::Provenance { key, message });
+        }
+        for (path, message) in self.known.iter().flat_map(KnownUse::problems) {
+            errors.push(PolicyError::BadKnown { path, message });
         }
         errors
     }

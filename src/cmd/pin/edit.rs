@@ -84,6 +84,9 @@ pub fn array_text(field: &FieldPins, date: &str) -> String {
         if several {
             comment.push_str(&format!(", on {}", v.scopes.join(" ")));
         }
+        if let Some(name) = &v.name {
+            comment.push_str(&format!(", {name}"));
+        }
         out.push_str(&format!("    {}, # {comment}\n", quoted(&v.value)));
     }
     out.push(']');
@@ -303,6 +306,7 @@ mod tests {
                     value: v.to_string(),
                     provenance: provenance.to_string(),
                     scopes: vec![format!("model:{i}")],
+                    name: None,
                 })
                 .collect(),
         }
@@ -353,6 +357,20 @@ max_tokens = 8 # short
         );
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(parsed["target"]["pins"]["mrtd"][1].as_str(), Some(MRTD_B));
+    }
+
+    #[test]
+    fn a_value_the_known_measurements_table_names_carries_its_name() {
+        let mut mrtd = field("mrtd", &[MRTD_A], "tdx_quote_signature");
+        if let Some(v) = mrtd.values.first_mut() {
+            v.name = Some("dstack-nvidia-0.5.5 (NEAR gateway)".into());
+        }
+        assert_eq!(
+            array_text(&mrtd, "2026-12-06"),
+            format!(
+                "[\n    \"{MRTD_A}\", # 2026-12-06, tdx_quote_signature, dstack-nvidia-0.5.5 (NEAR gateway)\n]"
+            )
+        );
     }
 
     #[test]

@@ -193,6 +193,11 @@ fn header(
             note.reason
         ));
     }
+    for module in &produced.modules {
+        out.push_str(&format!(
+            "# TDX module (mrseam, not written; see docs/pins.md#known-measurements): {module}\n"
+        ));
+    }
     for field in &produced.unpinnable {
         out.push_str(&format!(
             "# {field} is in the evidence, but this version cannot pin it\n"

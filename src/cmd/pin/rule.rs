@@ -13,6 +13,7 @@ use teewatch::verify::checks::{
     NRAS_TOKEN, PIN_PREFIX, REPORT_DATA_BINDING, TDX_DEBUG_DISABLED, TDX_QUOTE_PARSE,
     TDX_QUOTE_SIGNATURE, TDX_TCB_STATUS, TDX_TD_ATTRIBUTES,
 };
+use teewatch::verify::known;
 use teewatch::verify::pins::PinTable;
 use teewatch::verify::policy::{PinSide, pin_field};
 use teewatch::verify::report::{GATEWAY_SCOPE, scope_serves_inference};
@@ -100,6 +101,8 @@ pub struct PinValue {
     pub provenance: String,
     /// The scopes that showed it (`model:0`, `node:0x…/gpu:1`).
     pub scopes: Vec<String>,
+    /// The name the known-measurements table gives the value (`mrtd`), printed beside it.
+    pub name: Option<String>,
 }
 
 /// The allowlist of one field: the sorted distinct values of every part the table is judged on.
@@ -126,6 +129,9 @@ pub struct Produced {
     /// Checks outside the rule that did not pass (pins and `identity_pinned` left out: they judge
     /// the policy being replaced), for the operator to read before trusting the values.
     pub notes: Vec<Problem>,
+    /// The TDX module each part runs, as the known-measurements table names it (`mrseam` is not
+    /// written: the table judges it): `7bf06328… TDX module 1.5.16 (model:0)`.
+    pub modules: Vec<String>,
     /// Fields of [`PINNED_FIELDS`] the evidence shows but this version cannot pin.
     pub unpinnable: Vec<String>,
 }
@@ -158,8 +164,36 @@ pub fn derive(verdict: &Verdict) -> Result<Produced, Vec<Problem>> {
         blocks,
         tcb,
         notes,
+        modules: modules(verdict),
         unpinnable: unpinnable(verdict, &PINNED_FIELDS),
     })
+}
+
+/// Each distinct proven MRSEAM with the table's name for it (or that it has none) and the parts
+/// that showed it.
+fn modules(verdict: &Verdict) -> Vec<String> {
+    let mut seen: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for o in verdict
+        .observed
+        .iter()
+        .filter(|o| o.field == "mrseam" && o.source.is_evidence())
+    {
+        seen.entry(o.value.as_str())
+            .or_default()
+            .insert(if o.scope.is_empty() {
+                "the node"
+            } else {
+                o.scope.as_str()
+            });
+    }
+    seen.into_iter()
+        .map(|(value, scopes)| {
+            let name = known::shipped_name("mrseam", value)
+                .unwrap_or("not in the known-measurements table");
+            let scopes: Vec<&str> = scopes.into_iter().collect();
+            format!("{value} {name} ({})", scopes.join(" "))
+        })
+        .collect()
 }
 
 /// The fields of `fields` the evidence shows but this version's pin table does not know.
@@ -318,6 +352,7 @@ fn block(verdict: &Verdict, table: PinTable, fields: &[&str]) -> Block {
                     value: value.to_string(),
                     provenance: provenance.into_iter().collect::<Vec<_>>().join("; "),
                     scopes: scopes.into_iter().map(str::to_string).collect(),
+                    name: known::shipped_name(field, value).map(str::to_string),
                 })
                 .collect(),
         });

@@ -187,6 +187,11 @@ async fn pin_write_takes_a_config_without_pins_to_identity_pinned() {
     assert_code(&out, 0, "pin --write");
     let stdout = text(&out.stdout);
     assert!(stdout.contains("# TCB status: UpToDate"), "{stdout}");
+    // The module each node runs, named by the known-measurements table (mrseam is not written).
+    assert!(
+        stdout.contains("# TDX module (mrseam, not written; see docs/pins.md#known-measurements): 7bf063280e94fb051f5dd7b1fc59ce9aac42bb961df8d44b709c9b0ff87a7b4df648657ba6d1189589feab1d5a3c9a9d TDX module 1.5.16 ("),
+        "{stdout}"
+    );
     assert!(!stdout.contains("[target.gateway_pins]"), "{stdout}");
     assert!(
         stdout.contains("  pins.mrtd: (not pinned) → [\""),
@@ -276,9 +281,21 @@ async fn pin_write_takes_a_config_without_pins_to_identity_pinned() {
                 .lines()
                 .find(|l| l.contains(&format!("\"{value}\",")))
                 .unwrap();
+            // The known-measurements table's name follows a value it knows: the simulator
+            // runs the NanoGPT/NEAR model image.
+            let name = match teewatch::verify::known::shipped_name(field, value) {
+                Some(name) => format!(", {name}"),
+                None => String::new(),
+            };
+            if *field == "mrtd" {
+                assert_eq!(
+                    name,
+                    ", dstack-nvidia, os_image_hash 9b69bb16… (version not published)"
+                );
+            }
             assert!(
-                line.ends_with(&format!("# {before}, {check}"))
-                    || line.ends_with(&format!("# {after}, {check}")),
+                line.ends_with(&format!("# {before}, {check}{name}"))
+                    || line.ends_with(&format!("# {after}, {check}{name}")),
                 "{line}"
             );
         }
@@ -293,8 +310,19 @@ async fn pin_write_takes_a_config_without_pins_to_identity_pinned() {
         .iter()
         .filter(|c| c["name"].as_str().unwrap().starts_with("pin:"))
         .collect();
-    // One per pinned field and node.
-    assert_eq!(pin_checks.len(), expected.len() * 2);
+    // One per pinned field and node, and pin:mrseam per node from the known-measurements table
+    // (pin does not write mrseam).
+    assert_eq!(pin_checks.len(), (expected.len() + 1) * 2);
+    let module = pin_checks.iter().filter(|c| c["name"] == "pin:mrseam");
+    for c in module {
+        assert!(
+            c["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("TDX module 1.5.16 (known-measurements table v1): "),
+            "{c}"
+        );
+    }
     for c in pin_checks
         .iter()
         .copied()

@@ -1,6 +1,7 @@
 //! The verifier: golden verdicts on real and simulated bundles, per-check expectations on real
-//! vectors, canaries, DCAP errors, GPU evidence and NRAS tokens, OHTTP key binding, a hostile
-//! provider, robustness against garbage, and the independent Python cross-check.
+//! vectors, the known-measurements table, canaries, DCAP errors, GPU evidence and NRAS tokens,
+//! OHTTP key binding, a hostile provider, robustness against garbage, and the independent Python
+//! cross-check.
 
 mod canary;
 mod collateral;
@@ -10,6 +11,7 @@ mod golden;
 mod gpu_evidence;
 mod gpu_verdict;
 mod hostile_provider;
+mod known;
 mod nras;
 mod ohttp;
 mod real_vectors;

@@ -280,7 +280,11 @@ impl Simulator {
             })
             .collect::<Result<_, _>>()
             .map_err(node_error)?;
-        let gateway = SimNode::new(DstackIdentity::derived("near-gateway")).map_err(node_error)?;
+        let gateway = SimNode::new(DstackIdentity {
+            mrtd: crate::dstack::GATEWAY_MRTD,
+            ..DstackIdentity::derived("near-gateway")
+        })
+        .map_err(node_error)?;
         let sigstore = if options.provenance {
             Some(
                 crate::sigstore::SigstoreSim::generate(now)

@@ -661,9 +661,49 @@ fn a_configured_pin_is_judged_on_the_bundle() {
         .iter()
         .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("pin:")))
         .collect();
-    assert_eq!(pins.len(), 1, "only the configured pin is judged: {pins:?}");
+    // The configured pin, and the known-measurements table on mrseam and mrtd, which the
+    // configuration does not pin: dcap-qvl's sample quote verifies, and runs module 1.5.06 and a
+    // sample TD, neither of them known.
+    assert_eq!(pins.len(), 3, "the configured pin and the table: {pins:?}");
     assert_eq!(pins[0]["name"], "pin:intel_mrenclave");
     assert_eq!(pins[0]["state"], "pass", "{}", pins[0]);
+    assert_eq!(pins[1]["name"], "pin:mrseam");
+    assert_eq!(
+        pins[1]["reason"],
+        "unknown tdx module: expected one of the 4 known (table v1), found 5b38e33a6487958b72c3c12a938eaa5e3fd4510c51aeeab58c7d5ecee41d7c436489d6c8e4f92f160b7cad34207b00c1 (quote)"
+    );
+    assert_eq!(pins[2]["name"], "pin:mrtd");
+    assert_eq!(
+        pins[2]["reason"],
+        "unknown os image: expected one of the 2 known (table v1), found 91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7 (quote)"
+    );
+    // Opting out leaves only the configured pin.
+    let opted_out = scratch.write(
+        "opted-out.toml",
+        &format!("[[target]]\nname = \"nanogpt-sample\"\nknown_measurements = false\n\n[target.pins]\nintel_mrenclave = \"{MRENCLAVE}\"\n"),
+    );
+    let out = teewatch([
+        "verify".as_ref(),
+        "--json".as_ref(),
+        "--config".as_ref(),
+        opted_out.as_os_str(),
+        "--target".as_ref(),
+        "nanogpt-sample".as_ref(),
+        bundle_path("dcapqvl-v4-uptodate").as_os_str(),
+    ]);
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .filter(|n| n.starts_with("pin:"))
+        .collect();
+    assert_eq!(
+        names,
+        ["pin:intel_mrenclave"],
+        "only the configured pin is judged"
+    );
     // The verdict names the bundle's target, whichever configured target judged it.
     assert_eq!(verdict["target"], "dcapqvl-v4-uptodate");
 
