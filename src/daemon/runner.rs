@@ -163,6 +163,9 @@ pub struct Shared {
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
     answer_hook: RwLock<Option<AnswerHook>>,
+    /// The collateral expiries of the last few distinct collaterals checks carried
+    /// (`publish.rs`).
+    collateral_memo: Mutex<Vec<(Value, Vec<(String, DateTime<Utc>)>)>>,
     /// The wall clock of checks, records, scheduling and retention.
     pub clock: Clock,
 }
@@ -188,6 +191,7 @@ impl Shared {
             canary: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
+            collateral_memo: Mutex::new(Vec::new()),
             clock: Clock::system(),
         };
         shared.probe_keys();
