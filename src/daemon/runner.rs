@@ -139,6 +139,9 @@ impl Notices {
     }
 }
 
+/// The earliest collateral expiry of each platform (FMSPC) a bundle carries.
+type CollateralExpiries = Vec<(String, DateTime<Utc>)>;
+
 /// A test hook that changes each fetched answer before it is read as a bundle (see
 /// [`Shared::set_answer_hook`]).
 pub type AnswerHook = Arc<dyn Fn(&mut Value) + Send + Sync>;
@@ -165,7 +168,7 @@ pub struct Shared {
     answer_hook: RwLock<Option<AnswerHook>>,
     /// The collateral expiries of the last few distinct collaterals checks carried
     /// (`publish.rs`).
-    collateral_memo: Mutex<Vec<(Value, Vec<(String, DateTime<Utc>)>)>>,
+    collateral_memo: Mutex<Vec<(Value, CollateralExpiries)>>,
     /// The wall clock of checks, records, scheduling and retention.
     pub clock: Clock,
 }

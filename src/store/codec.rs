@@ -61,8 +61,9 @@ pub(crate) fn compress_alone(data: &[u8]) -> Result<Vec<u8>, StoreError> {
 /// references of each of 2,000 targets.
 pub(crate) fn compress_with(reference: &[u8], data: &[u8]) -> Result<Vec<u8>, StoreError> {
     use zstd::zstd_safe::{CCtx, CParameter, compress_bound};
-    let zstd_error =
-        |code: usize| StoreError::Compression(std::io::Error::other(zstd::zstd_safe::get_error_name(code)));
+    let zstd_error = |code: usize| {
+        StoreError::Compression(std::io::Error::other(zstd::zstd_safe::get_error_name(code)))
+    };
     let mut cctx = CCtx::try_create().ok_or_else(|| {
         StoreError::Compression(std::io::Error::other("cannot allocate a zstd context"))
     })?;

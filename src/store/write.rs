@@ -112,7 +112,10 @@ impl Store {
         // The first statement writes, so the transaction takes the write lock at once and never
         // has to upgrade a read snapshot (which fails instead of waiting when another
         // connection wrote in between).
-        let head = sqlx::query(HEAD).bind(&rec.target).fetch_one(&mut *tx).await?;
+        let head = sqlx::query(HEAD)
+            .bind(&rec.target)
+            .fetch_one(&mut *tx)
+            .await?;
         let target_id: i64 = head.try_get(0)?;
         let chain_head: Option<Vec<u8>> = head.try_get(1)?;
         let head_check: Option<i64> = head.try_get(2)?;

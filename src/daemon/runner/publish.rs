@@ -125,7 +125,7 @@ impl Shared {
     /// Every target on a platform carries the same collateral, and reading its validity parses
     /// its CRLs and JSON documents: done for every check, that was 3 % of the daemon's CPU at
     /// 2,000 targets. The expiries depend on the bundle's `tdx_collateral` only.
-    fn collateral_expiries(&self, bundle: &Value) -> Vec<(String, DateTime<Utc>)> {
+    fn collateral_expiries(&self, bundle: &Value) -> CollateralExpiries {
         let Some(collateral) = bundle.get("tdx_collateral") else {
             return Vec::new();
         };
