@@ -142,6 +142,9 @@ impl Notices {
     }
 }
 
+/// The earliest collateral expiry of each platform (FMSPC) a bundle carries.
+type CollateralExpiries = Vec<(String, DateTime<Utc>)>;
+
 /// A test hook that changes each fetched answer before it is read as a bundle (see
 /// [`Shared::set_answer_hook`]).
 pub type AnswerHook = Arc<dyn Fn(&mut Value) + Send + Sync>;
@@ -166,6 +169,9 @@ pub struct Shared {
     /// scheduler's check tasks, so its drain does not wait for them; the daemon's shutdown does).
     recording: watch::Sender<usize>,
     answer_hook: RwLock<Option<AnswerHook>>,
+    /// The collateral expiries of the last few distinct collaterals checks carried
+    /// (`publish.rs`).
+    collateral_memo: Mutex<Vec<(Value, CollateralExpiries)>>,
     /// The wall clock of checks, records, scheduling and retention.
     pub clock: Clock,
 }
@@ -191,6 +197,7 @@ impl Shared {
             canary: Mutex::new(BTreeMap::new()),
             recording: watch::Sender::new(0),
             answer_hook: RwLock::new(None),
+            collateral_memo: Mutex::new(Vec::new()),
             clock: Clock::system(),
         };
         shared.probe_keys();

@@ -38,7 +38,17 @@ pub(crate) async fn load_blob(conn: &mut SqliteConnection, id: i64) -> Result<Ve
             .await?;
     let (raw_len, digest, data) =
         row.ok_or_else(|| StoreError::Corrupt(format!("blob {id} is missing")))?;
-    let content = codec::decompress(&[], &data, raw_len, &format!("blob {id}"))?;
+    blob_content(id, raw_len, &digest, &data)
+}
+
+/// The content of blob `id` from its stored columns, checked against its length and hash.
+pub(crate) fn blob_content(
+    id: i64,
+    raw_len: i64,
+    digest: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let content = codec::decompress(&[], data, raw_len, &format!("blob {id}"))?;
     if codec::sha256(&content) != digest {
         return Err(StoreError::Corrupt(format!(
             "blob {id} does not match its hash"

@@ -6,7 +6,8 @@
 //! renewed with it, inside the same transaction.
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::chain::{GENESIS, RecordFields};
 use super::codec::{self, int, to_ns};
@@ -33,6 +34,9 @@ impl Kind {
 /// A document compressed against the reference blob `dict`.
 struct Encoded {
     dict: i64,
+    /// compressed / raw when `dict` was the target's reference already (it is stored as the
+    /// reference's last ratio); `None` when the reference was renewed for this document.
+    kept_ratio: Option<f64>,
     data: Vec<u8>,
 }
 
@@ -90,193 +94,44 @@ impl Store {
             .and_then(|t| t.with_timezone(&Utc).timestamp_nanos_opt());
         let verdict_sha256 = codec::sha256(&verdict);
         let bundle_sha256 = codec::sha256(&bundle);
-        let mut drift_at = Vec::with_capacity(rec.drift.len());
+        let mut drift = Vec::with_capacity(rec.drift.len());
         for event in &rec.drift {
-            drift_at.push(to_ns(event.at)?);
-        }
-
-        let mut tx = self.pool.begin().await?;
-        // The first statement writes, so the transaction takes the write lock at once and never
-        // has to upgrade a read snapshot (which fails instead of waiting when another
-        // connection wrote in between).
-        // It also reads the target's chain head, and whether the check it names is still
-        // stored: when retention deleted it, this check records the gap it links across.
-        let (target_id, head, head_check, head_stored): (i64, Option<Vec<u8>>, Option<i64>, bool) =
-            sqlx::query_as(
-                "INSERT INTO targets (name) VALUES (?1)
-                 ON CONFLICT (name) DO UPDATE SET name = excluded.name
-                 RETURNING id, chain_head, chain_head_check,
-                           EXISTS (SELECT 1 FROM checks c WHERE c.id = chain_head_check)",
-            )
-            .bind(&rec.target)
-            .fetch_one(&mut *tx)
-            .await?;
-        let prev_hash = head.clone().unwrap_or_else(|| GENESIS.to_vec());
-
-        let verdict_doc = encode(&mut tx, target_id, Kind::Verdict, &verdict).await?;
-        let check_id: i64 = sqlx::query_scalar(
-            "INSERT INTO checks (target_id, scheduled_at, started_at, finished_at, observed_at,
-                                 state, attestation_format, verdict_dict, verdict_len, verdict,
-                                 verdict_sha256, bundle_sha256, prev_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             RETURNING id",
-        )
-        .bind(target_id)
-        .bind(scheduled_at)
-        .bind(started_at)
-        .bind(finished_at)
-        .bind(observed_at)
-        .bind(rec.verdict.state.as_str())
-        .bind(rec.verdict.attestation_format.as_str())
-        .bind(verdict_doc.dict)
-        .bind(int(verdict.len()))
-        .bind(verdict_doc.data)
-        .bind(&verdict_sha256)
-        .bind(&bundle_sha256)
-        .bind(&prev_hash)
-        .fetch_one(&mut *tx)
-        .await?;
-
-        // Rows go in one multi-row statement per table: sqlx runs SQLite on a worker thread,
-        // so every statement is a round trip between threads, and per-row statements made that
-        // hand-off the daemon's largest CPU cost at 2,000 targets.
-        let failing: Vec<(usize, &crate::verify::Check)> = rec
-            .verdict
-            .checks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.state != State::Pass)
-            .collect();
-        if !failing.is_empty() {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO check_results (check_id, ordinal, name, scope, state, reason) ",
-            );
-            insert.push_values(failing, |mut row, (ordinal, check)| {
-                row.push_bind(check_id)
-                    .push_bind(int(ordinal))
-                    .push_bind(&check.name)
-                    .push_bind(&check.scope)
-                    .push_bind(check.state.as_str())
-                    .push_bind(&check.reason);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-
-        if !rec.phases.is_empty() {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO check_phases (check_id, ordinal, phase, duration_ns) ",
-            );
-            insert.push_values(
-                rec.phases.iter().enumerate(),
-                |mut row, (ordinal, phase)| {
-                    row.push_bind(check_id)
-                        .push_bind(int(ordinal))
-                        .push_bind(phase.phase.as_str())
-                        .push_bind(codec::duration_ns(phase.duration));
-                },
-            );
-            insert.build().execute(&mut *tx).await?;
-        }
-
-        if !rec.measurements.is_empty() {
-            // The history keeps the earliest first sighting and the latest last one, so checks
-            // recorded out of order still leave the right bounds.
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO measurement_values
-                     (target_id, field, node, value, source,
-                      first_seen, last_seen, first_check, last_check) ",
-            );
-            upsert.push_values(&rec.measurements, |mut row, m| {
-                row.push_bind(target_id)
-                    .push_bind(&m.field)
-                    .push_bind(&m.node)
-                    .push_bind(&m.value)
-                    .push_bind(&m.source)
-                    .push_bind(finished_at)
-                    .push_bind(finished_at)
-                    .push_bind(check_id)
-                    .push_bind(check_id);
-            });
-            upsert.push(
-                " ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
-                     first_check = CASE WHEN excluded.first_seen < first_seen
-                                        THEN excluded.first_check ELSE first_check END,
-                     first_seen = MIN(first_seen, excluded.first_seen),
-                     last_check = CASE WHEN excluded.last_seen >= last_seen
-                                       THEN excluded.last_check ELSE last_check END,
-                     last_seen = MAX(last_seen, excluded.last_seen)",
-            );
-            upsert.build().execute(&mut *tx).await?;
-            // Then the check's links to those values, in measurement order, found by the
-            // history table's unique key.
-            let mut link = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO check_measurements (check_id, ordinal, value_id)
-                 SELECT ",
-            );
-            link.push_bind(check_id);
-            link.push(", m.column1, v.id FROM (");
-            link.push_values(
-                rec.measurements.iter().enumerate(),
-                |mut row, (ordinal, m)| {
-                    row.push_bind(int(ordinal))
-                        .push_bind(&m.field)
-                        .push_bind(&m.node)
-                        .push_bind(&m.value)
-                        .push_bind(&m.source);
-                },
-            );
-            link.push(") AS m JOIN measurement_values AS v ON v.target_id = ");
-            link.push_bind(target_id);
-            link.push(
-                " AND v.field = m.column2 AND v.node = m.column3 AND v.value = m.column4
-                  AND v.source = m.column5",
-            );
-            let linked = link.build().execute(&mut *tx).await?.rows_affected();
-            if usize::try_from(linked).ok() != Some(rec.measurements.len()) {
-                return Err(StoreError::Corrupt(format!(
-                    "expected {} measurement links, wrote {linked}",
-                    rec.measurements.len()
-                )));
-            }
-        }
-
-        for (event, at) in rec.drift.iter().zip(drift_at) {
             let old_values =
                 serde_json::to_string(&event.old_values).map_err(|source| StoreError::Encode {
                     what: "drift old values",
                     source,
                 })?;
             let reasons: Vec<&str> = event.reasons.iter().map(|r| r.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO drift_events
-                     (check_id, target_id, field, node, old_values, new_value, reasons, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(check_id)
-            .bind(target_id)
-            .bind(&event.field)
-            .bind(&event.node)
-            .bind(old_values)
-            .bind(&event.new_value)
-            .bind(reasons.join(","))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            drift.push((event, old_values, reasons.join(","), to_ns(event.at)?));
         }
 
-        let bundle_doc = encode(&mut tx, target_id, Kind::Bundle, &bundle).await?;
-        sqlx::query(
-            "INSERT INTO bundles (check_id, dict, raw_len, sha256, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(check_id)
-        .bind(bundle_doc.dict)
-        .bind(int(bundle.len()))
-        .bind(&bundle_sha256)
-        .bind(bundle_doc.data)
-        .execute(&mut *tx)
-        .await?;
+        // sqlx runs SQLite on a worker thread and every statement is a round trip to it, so a
+        // check takes four: BEGIN, one statement that reads everything the check depends on,
+        // one batch of every row it writes, and COMMIT (plus a few when a reference is renewed).
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so the transaction takes the write lock at once and never
+        // has to upgrade a read snapshot (which fails instead of waiting when another
+        // connection wrote in between).
+        let head = sqlx::query(HEAD)
+            .bind(&rec.target)
+            .fetch_one(&mut *tx)
+            .await?;
+        let target_id: i64 = head.try_get(0)?;
+        let chain_head: Option<Vec<u8>> = head.try_get(1)?;
+        let head_check: Option<i64> = head.try_get(2)?;
+        let head_stored: bool = head.try_get(3)?;
+        let check_id: i64 = head.try_get(4)?;
+        let verdict_ref = current_reference(&head, 5)?;
+        let bundle_ref = current_reference(&head, 10)?;
+        let prev_hash = chain_head.clone().unwrap_or_else(|| GENESIS.to_vec());
 
+        // The verdict's reference is renewed before the bundle's, as it always was, so blob ids
+        // keep their order.
+        let verdict_doc = encode(&mut tx, target_id, Kind::Verdict, verdict_ref, &verdict).await?;
+        let bundle_doc = encode(&mut tx, target_id, Kind::Bundle, bundle_ref, &bundle).await?;
+
+        // The check's id is known before it is inserted (`HEAD` reads the id SQLite would give
+        // it), so its record hash goes in with the row.
         let record_hash = RecordFields {
             target: &rec.target,
             check_id,
@@ -290,28 +145,195 @@ impl Store {
             prev_hash: &prev_hash,
         }
         .hash();
-        sqlx::query("UPDATE checks SET record_hash = ?2 WHERE id = ?1")
-            .bind(check_id)
-            .bind(&record_hash)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE targets SET chain_head = ?2, chain_head_check = ?3 WHERE id = ?1")
-            .bind(target_id)
-            .bind(&record_hash)
-            .bind(check_id)
-            .execute(&mut *tx)
-            .await?;
-        if let (Some(head), Some(head_check), false) = (head, head_check, head_stored) {
-            sqlx::query(
-                "INSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(check_id)
-            .bind(head_check)
-            .bind(head)
-            .bind(finished_at)
-            .execute(&mut *tx)
-            .await?;
+
+        // Every row of the check in one batch of statements, each with its rows in one
+        // multi-row statement (sqlx numbers the unnumbered `?` parameters across the batch).
+        let mut batch = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO checks (id, target_id, scheduled_at, started_at, finished_at,
+                                 observed_at, state, attestation_format, verdict_dict,
+                                 verdict_len, verdict, verdict_sha256, bundle_sha256, prev_hash,
+                                 record_hash) ",
+        );
+        batch.push_values([()], |mut row, ()| {
+            row.push_bind(check_id)
+                .push_bind(target_id)
+                .push_bind(scheduled_at)
+                .push_bind(started_at)
+                .push_bind(finished_at)
+                .push_bind(observed_at)
+                .push_bind(rec.verdict.state.as_str())
+                .push_bind(rec.verdict.attestation_format.as_str())
+                .push_bind(verdict_doc.dict)
+                .push_bind(int(verdict.len()))
+                .push_bind(verdict_doc.data.as_slice())
+                .push_bind(verdict_sha256.as_slice())
+                .push_bind(bundle_sha256.as_slice())
+                .push_bind(prev_hash.as_slice())
+                .push_bind(record_hash.as_slice());
+        });
+        // Rows each statement of the batch writes, to confirm every one was.
+        let mut expected: u64 = 1;
+
+        let failing: Vec<(usize, &crate::verify::Check)> = rec
+            .verdict
+            .checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state != State::Pass)
+            .collect();
+        if !failing.is_empty() {
+            expected += failing.len() as u64;
+            batch.push(
+                ";\nINSERT INTO check_results (check_id, ordinal, name, scope, state, reason) ",
+            );
+            batch.push_values(failing, |mut row, (ordinal, check)| {
+                row.push_bind(check_id)
+                    .push_bind(int(ordinal))
+                    .push_bind(check.name.as_str())
+                    .push_bind(check.scope.as_str())
+                    .push_bind(check.state.as_str())
+                    .push_bind(check.reason.as_str());
+            });
+        }
+
+        if !rec.phases.is_empty() {
+            expected += rec.phases.len() as u64;
+            batch.push(";\nINSERT INTO check_phases (check_id, ordinal, phase, duration_ns) ");
+            batch.push_values(
+                rec.phases.iter().enumerate(),
+                |mut row, (ordinal, phase)| {
+                    row.push_bind(check_id)
+                        .push_bind(int(ordinal))
+                        .push_bind(phase.phase.as_str())
+                        .push_bind(codec::duration_ns(phase.duration));
+                },
+            );
+        }
+
+        if !rec.measurements.is_empty() {
+            // One row each in the history (inserted or updated) and one link each.
+            expected += 2 * rec.measurements.len() as u64;
+            // The history keeps the earliest first sighting and the latest last one, so checks
+            // recorded out of order still leave the right bounds.
+            batch.push(
+                ";\nINSERT INTO measurement_values
+                     (target_id, field, node, value, source,
+                      first_seen, last_seen, first_check, last_check) ",
+            );
+            batch.push_values(&rec.measurements, |mut row, m| {
+                row.push_bind(target_id)
+                    .push_bind(m.field.as_str())
+                    .push_bind(m.node.as_str())
+                    .push_bind(m.value.as_str())
+                    .push_bind(m.source.as_str())
+                    .push_bind(finished_at)
+                    .push_bind(finished_at)
+                    .push_bind(check_id)
+                    .push_bind(check_id);
+            });
+            batch.push(
+                " ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
+                     first_check = CASE WHEN excluded.first_seen < first_seen
+                                        THEN excluded.first_check ELSE first_check END,
+                     first_seen = MIN(first_seen, excluded.first_seen),
+                     last_check = CASE WHEN excluded.last_seen >= last_seen
+                                       THEN excluded.last_check ELSE last_check END,
+                     last_seen = MAX(last_seen, excluded.last_seen)",
+            );
+            // Then the check's links to those values, in measurement order, found by the
+            // history table's unique key.
+            batch.push(
+                ";\nINSERT INTO check_measurements (check_id, ordinal, value_id)
+                 SELECT ",
+            );
+            batch.push_bind(check_id);
+            batch.push(", m.column1, v.id FROM (");
+            batch.push_values(
+                rec.measurements.iter().enumerate(),
+                |mut row, (ordinal, m)| {
+                    row.push_bind(int(ordinal))
+                        .push_bind(m.field.as_str())
+                        .push_bind(m.node.as_str())
+                        .push_bind(m.value.as_str())
+                        .push_bind(m.source.as_str());
+                },
+            );
+            batch.push(") AS m JOIN measurement_values AS v ON v.target_id = ");
+            batch.push_bind(target_id);
+            batch.push(
+                " AND v.field = m.column2 AND v.node = m.column3 AND v.value = m.column4
+                  AND v.source = m.column5",
+            );
+        }
+
+        if !drift.is_empty() {
+            expected += drift.len() as u64;
+            batch.push(
+                ";\nINSERT INTO drift_events
+                     (check_id, target_id, field, node, old_values, new_value, reasons, at) ",
+            );
+            batch.push_values(&drift, |mut row, (event, old_values, reasons, at)| {
+                row.push_bind(check_id)
+                    .push_bind(target_id)
+                    .push_bind(event.field.as_str())
+                    .push_bind(event.node.as_str())
+                    .push_bind(old_values.as_str())
+                    .push_bind(event.new_value.as_str())
+                    .push_bind(reasons.as_str())
+                    .push_bind(*at);
+            });
+        }
+
+        expected += 1;
+        batch.push(";\nINSERT INTO bundles (check_id, dict, raw_len, sha256, data) ");
+        batch.push_values([()], |mut row, ()| {
+            row.push_bind(check_id)
+                .push_bind(bundle_doc.dict)
+                .push_bind(int(bundle.len()))
+                .push_bind(bundle_sha256.as_slice())
+                .push_bind(bundle_doc.data.as_slice());
+        });
+
+        // The ratio of each document against a reference it kept (a renewed one has NULL).
+        for (kind, doc) in [(Kind::Verdict, &verdict_doc), (Kind::Bundle, &bundle_doc)] {
+            if let Some(ratio) = doc.kept_ratio {
+                expected += 1;
+                batch.push(";\nUPDATE target_dicts SET last_ratio = ");
+                batch.push_bind(ratio);
+                batch.push(" WHERE target_id = ");
+                batch.push_bind(target_id);
+                batch.push(" AND kind = ");
+                batch.push_bind(kind.as_str());
+            }
+        }
+
+        expected += 1;
+        batch.push(";\nUPDATE targets SET chain_head = ");
+        batch.push_bind(record_hash.as_slice());
+        batch.push(", chain_head_check = ");
+        batch.push_bind(check_id);
+        batch.push(" WHERE id = ");
+        batch.push_bind(target_id);
+        // When retention deleted the check the chain head names, this check records the gap
+        // it links across.
+        if let (Some(head), Some(head_check), false) = (&chain_head, head_check, head_stored) {
+            expected += 1;
+            batch.push(
+                ";\nINSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at) ",
+            );
+            batch.push_values([()], |mut row, ()| {
+                row.push_bind(check_id)
+                    .push_bind(head_check)
+                    .push_bind(head.as_slice())
+                    .push_bind(finished_at);
+            });
+        }
+
+        let written = batch.build().execute(&mut *tx).await?.rows_affected();
+        if written != expected {
+            return Err(StoreError::Corrupt(format!(
+                "expected {expected} rows written for the check, wrote {written}"
+            )));
         }
 
         tx.commit().await?;
@@ -322,38 +344,85 @@ impl Store {
     }
 }
 
-/// Compresses a document against the target's reference of its kind, renewing the reference
-/// first when there is none yet or the document shows it has gone stale.
+/// The check's first statement: it upserts the target, and reads its chain head, whether the
+/// check the head names is still stored, the id the new check will get (SQLite gives a rowid
+/// one more than the largest; `checks` has no AUTOINCREMENT), and the target's current
+/// reference of each kind (blob id, last ratio, and the blob's length, hash and data).
+const HEAD: &str = "INSERT INTO targets (name) VALUES (?1)
+     ON CONFLICT (name) DO UPDATE SET name = excluded.name
+     RETURNING id, chain_head, chain_head_check,
+       EXISTS (SELECT 1 FROM checks c WHERE c.id = chain_head_check),
+       (SELECT COALESCE(MAX(c.id), 0) + 1 FROM checks c),
+       (SELECT d.blob_id FROM target_dicts d
+         WHERE d.target_id = targets.id AND d.kind = 'verdict'),
+       (SELECT d.last_ratio FROM target_dicts d
+         WHERE d.target_id = targets.id AND d.kind = 'verdict'),
+       (SELECT b.raw_len FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'verdict'),
+       (SELECT b.sha256 FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'verdict'),
+       (SELECT b.data FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'verdict'),
+       (SELECT d.blob_id FROM target_dicts d
+         WHERE d.target_id = targets.id AND d.kind = 'bundle'),
+       (SELECT d.last_ratio FROM target_dicts d
+         WHERE d.target_id = targets.id AND d.kind = 'bundle'),
+       (SELECT b.raw_len FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'bundle'),
+       (SELECT b.sha256 FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'bundle'),
+       (SELECT b.data FROM target_dicts d JOIN blobs b ON b.id = d.blob_id
+         WHERE d.target_id = targets.id AND d.kind = 'bundle')";
+
+/// A target's current reference of one kind.
+struct Current {
+    blob: i64,
+    last_ratio: Option<f64>,
+    reference: Vec<u8>,
+}
+
+/// The reference of one kind in `HEAD`'s five columns from `at`: none when the target has
+/// none yet, corruption when it names a blob that is missing or does not match its hash.
+fn current_reference(row: &SqliteRow, at: usize) -> Result<Option<Current>, StoreError> {
+    let Some(blob) = row.try_get::<Option<i64>, _>(at)? else {
+        return Ok(None);
+    };
+    let last_ratio: Option<f64> = row.try_get(at + 1)?;
+    let raw_len: Option<i64> = row.try_get(at + 2)?;
+    let digest: Option<Vec<u8>> = row.try_get(at + 3)?;
+    let data: Option<Vec<u8>> = row.try_get(at + 4)?;
+    let (Some(raw_len), Some(digest), Some(data)) = (raw_len, digest, data) else {
+        return Err(StoreError::Corrupt(format!("blob {blob} is missing")));
+    };
+    Ok(Some(Current {
+        blob,
+        last_ratio,
+        reference: read::blob_content(blob, raw_len, &digest, &data)?,
+    }))
+}
+
+/// Compresses a document against the target's reference of its kind; when there is none yet or
+/// the document shows it has gone stale, renews the reference first (those statements run at
+/// once; a kept reference's new ratio goes into the check's batch as `kept_ratio`).
 async fn encode(
     conn: &mut SqliteConnection,
     target_id: i64,
     kind: Kind,
+    current: Option<Current>,
     doc: &[u8],
 ) -> Result<Encoded, StoreError> {
-    let current: Option<(i64, Option<f64>)> = sqlx::query_as(
-        "SELECT blob_id, last_ratio FROM target_dicts WHERE target_id = ?1 AND kind = ?2",
-    )
-    .bind(target_id)
-    .bind(kind.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
     let old_reference = match current {
         None => None,
-        Some((blob, last_ratio)) => {
-            let reference = read::load_blob(conn, blob).await?;
-            let data = codec::compress_with(&reference, doc)?;
-            if !codec::should_renew(data.len(), doc.len(), last_ratio) {
-                sqlx::query(
-                    "UPDATE target_dicts SET last_ratio = ?3 WHERE target_id = ?1 AND kind = ?2",
-                )
-                .bind(target_id)
-                .bind(kind.as_str())
-                .bind(codec::ratio(data.len(), doc.len()))
-                .execute(&mut *conn)
-                .await?;
-                return Ok(Encoded { dict: blob, data });
+        Some(current) => {
+            let data = codec::compress_with(&current.reference, doc)?;
+            if !codec::should_renew(data.len(), doc.len(), current.last_ratio) {
+                return Ok(Encoded {
+                    dict: current.blob,
+                    kept_ratio: Some(codec::ratio(data.len(), doc.len())),
+                    data,
+                });
             }
-            Some(reference)
+            Some(current.reference)
         }
     };
     let reference = codec::extend_reference(old_reference.as_deref(), doc);
@@ -371,7 +440,11 @@ async fn encode(
     .bind(blob)
     .execute(&mut *conn)
     .await?;
-    Ok(Encoded { dict: blob, data })
+    Ok(Encoded {
+        dict: blob,
+        kept_ratio: None,
+        data,
+    })
 }
 
 /// Stores a reference document once, by content hash, and returns its blob id.
