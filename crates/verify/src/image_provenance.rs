@@ -310,24 +310,26 @@ fn judge_image(
     let mut no_payload: Option<String> = None;
     for entry in &lookup.entries {
         match verify_with_payloads(entry, &candidates, &digest, trust) {
-            Ok(verified) => match provenance::judge_identity(&verified.identity, &allowed) {
-                Ok(()) => {
-                    let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                        .unwrap_or_else(|| verified.integrated_time.to_string());
-                    return Outcome::Pass(format!(
-                        "built and signed by {} (issuer {}), rekor log index {} at {at}",
-                        verified.identity.subject, verified.identity.issuer, verified.log_index
-                    ));
-                }
-                Err(e) => {
-                    other_identity.get_or_insert(e.to_string());
-                }
-            },
-            Err(ProvenanceError::Binding(m)) if is_missing_payload(&m) => {
+            Judged::NoPayload(m) => {
                 no_payload.get_or_insert(m);
             }
-            Err(e) => {
+            Judged::Verified(verified) => {
+                match provenance::judge_identity(&verified.identity, &allowed) {
+                    Ok(()) => {
+                        let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| verified.integrated_time.to_string());
+                        return Outcome::Pass(format!(
+                            "built and signed by {} (issuer {}), rekor log index {} at {at}",
+                            verified.identity.subject, verified.identity.issuer, verified.log_index
+                        ));
+                    }
+                    Err(e) => {
+                        other_identity.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            Judged::Rejected(e) => {
                 broken.get_or_insert(e.to_string());
             }
         }
@@ -345,11 +347,24 @@ fn judge_image(
     }
 }
 
-/// The binding step's messages for a payload that is absent or is not the entry's own (its
-/// hash differs from the body's commitment): the entry is not tied to the image, not broken.
-fn is_missing_payload(message: &str) -> bool {
+/// What became of one entry: verified, rejected by a step, or not tied to the image because
+/// no payload it commits to was at hand (neither served by Rekor nor among the candidates).
+#[derive(Debug)]
+enum Judged {
+    Verified(provenance::VerifiedEntry),
+    Rejected(ProvenanceError),
+    NoPayload(String),
+}
+
+/// The binding step's message for an entry Rekor serves without its payload.
+fn is_unserved_payload(message: &str) -> bool {
     message.starts_with("expected the signed payload")
-        || message.starts_with("expected a payload with the sha-256 the entry commits to")
+}
+
+/// The binding step's message for a candidate that is not the entry's payload (its hash
+/// differs from the body's commitment): it belongs to another entry, which is no fault of this.
+fn is_other_payload(message: &str) -> bool {
+    message.starts_with("expected a payload with the sha-256 the entry commits to")
 }
 
 /// The gathered payloads, decoded; one that is not base64 is left out (it cannot be any
@@ -364,29 +379,28 @@ fn candidate_payloads(payloads: Option<&PayloadLookup>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Verifies `entry` with the payload Rekor serves in it, else with each candidate in turn: the
-/// first whose hash the entry commits to decides (an entry commits to exactly one payload).
+/// Verifies `entry` with the payload Rekor serves in it (an `intoto` entry's statement, judged
+/// as served, mismatch included); else with each candidate in turn: the first whose hash the
+/// entry commits to decides (an entry commits to exactly one payload).
 fn verify_with_payloads(
     entry: &str,
     candidates: &[Vec<u8>],
     digest: &str,
     trust: &SigstoreTrust,
-) -> Result<provenance::VerifiedEntry, ProvenanceError> {
-    let served = provenance::verify_entry(entry, None, digest, trust);
-    match &served {
-        Err(ProvenanceError::Binding(m)) if is_missing_payload(m) => {}
-        _ => return served,
-    }
-    let mut missing = served;
+) -> Judged {
+    let mut missing = match provenance::verify_entry(entry, None, digest, trust) {
+        Ok(verified) => return Judged::Verified(verified),
+        Err(ProvenanceError::Binding(m)) if is_unserved_payload(&m) => m,
+        Err(e) => return Judged::Rejected(e),
+    };
     for payload in candidates {
         match provenance::verify_entry(entry, Some(payload), digest, trust) {
-            Err(ProvenanceError::Binding(m)) if is_missing_payload(&m) => {
-                missing = Err(ProvenanceError::Binding(m));
-            }
-            decided => return decided,
+            Ok(verified) => return Judged::Verified(verified),
+            Err(ProvenanceError::Binding(m)) if is_other_payload(&m) => missing = m,
+            Err(e) => return Judged::Rejected(e),
         }
     }
-    missing
+    Judged::NoPayload(missing)
 }
 
 /// Where the payload was looked for, for an `unknown` reason. Bundles made before payloads were
@@ -412,159 +426,5 @@ fn payload_search(payloads: Option<&PayloadLookup>, repository: &str) -> String 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    fn policy(images: &[(&str, &str)]) -> ProvenancePolicy {
-        ProvenancePolicy {
-            rekor_url: DEFAULT_REKOR_URL.into(),
-            attestations_url: None,
-            images: images
-                .iter()
-                .map(|(repo, subject)| {
-                    (
-                        repo.to_string(),
-                        ImageRule {
-                            issuer: "https://issuer".into(),
-                            subject: subject.to_string(),
-                            required: false,
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn a_policy_names_repositories_without_tag_and_non_empty_identities() {
-        let ok = policy(&[("ghcr.io/o/a", "s")]);
-        assert!(ok.validate().is_empty());
-        let errors = policy(&[("ghcr.io/o/a:v1", "s"), ("ghcr.io/o/b", " ")]).validate();
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].1.contains("without tag or digest"), "{errors:?}");
-        assert_eq!(errors[1].0, "\"ghcr.io/o/b\".subject");
-    }
-
-    #[test]
-    fn a_tag_fails_and_an_unconfigured_or_unfetched_image_is_unknown() {
-        let p = policy(&[("ghcr.io/o/a", "s")]);
-        let no_trust = Err(&String::from("unused"));
-        let tag = judge_image("ghcr.io/o/a:v1", &p, &[], no_trust);
-        assert_eq!(
-            tag,
-            Outcome::Fail(
-                "unpinned image: ghcr.io/o/a:v1 (expected a reference by digest, ghcr.io/o/a@sha256:…)"
-                    .into()
-            )
-        );
-        let hex = "ab".repeat(32);
-        let other = judge_image(&format!("ghcr.io/o/b@sha256:{hex}"), &p, &[], no_trust);
-        assert_eq!(
-            other,
-            Outcome::Unknown("no allowed identity for ghcr.io/o/b in [target.provenance]".into())
-        );
-        let unfetched = judge_image(&format!("ghcr.io/o/a@sha256:{hex}"), &p, &[], no_trust);
-        assert!(matches!(unfetched, Outcome::Unknown(r) if r.starts_with("no rekor answer")));
-    }
-
-    /// A real production entry (a GitHub `attest-build-provenance` dsse entry, D1's vector):
-    /// genuine in the log, but Rekor does not serve its payload, so it proves nothing about the
-    /// image yet: `unknown`, not a failure.
-    #[test]
-    fn a_dsse_entry_without_its_payload_is_unknown() {
-        let entry = include_str!("../tests/vectors/sigstore/cli-cli/rekor_entry.json");
-        let digest = "sha256:07e4b8c0e3580b3e4a1eb62c70f1ffb86004d3d94f50767cb404fa7a639b4d05";
-        let p = policy(&[("ghcr.io/o/a", "s")]);
-        let lookups = [RekorLookup {
-            digest: digest.into(),
-            uuids: vec![],
-            entries: vec![entry.into()],
-            payloads: None,
-        }];
-        let trust = SigstoreTrust::production().unwrap();
-        let outcome = judge_image(&format!("ghcr.io/o/a@{digest}"), &p, &lookups, Ok(&trust));
-        assert_eq!(
-            outcome,
-            Outcome::Unknown(format!(
-                "{digest}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (teewatch fetches no dsse or hashedrekord payload yet)"
-            ))
-        );
-    }
-
-    /// The same real entry with its payload as GitHub's attestations API serves it (the
-    /// vector's Sigstore bundle's DSSE envelope): the payload path proves the build on real
-    /// bytes; a payload that is not the entry's (another hash) leaves it `unknown`, saying where
-    /// it was looked for.
-    #[test]
-    fn a_dsse_entry_with_its_payload_from_the_attestations_api_passes() {
-        let entry = include_str!("../tests/vectors/sigstore/cli-cli/rekor_entry.json");
-        let bundle: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/vectors/sigstore/cli-cli/reusable-workflow-attestation.sigstore.json"
-        ))
-        .unwrap();
-        let payload = bundle["dsseEnvelope"]["payload"].as_str().unwrap();
-        let digest = "sha256:07e4b8c0e3580b3e4a1eb62c70f1ffb86004d3d94f50767cb404fa7a639b4d05";
-        let mut p = policy(&[("ghcr.io/o/a", "https://github.com/*")]);
-        p.images.get_mut("ghcr.io/o/a").unwrap().issuer =
-            "https://token.actions.githubusercontent.com".into();
-        let url = "https://api.github.com/orgs/o/attestations/".to_string() + digest;
-        let mut lookups = [RekorLookup {
-            digest: digest.into(),
-            uuids: vec![],
-            entries: vec![entry.into()],
-            payloads: Some(PayloadLookup {
-                looked_up: vec![url.clone()],
-                payloads: vec![payload.into()],
-                error: None,
-            }),
-        }];
-        let trust = SigstoreTrust::production().unwrap();
-        let image = format!("ghcr.io/o/a@{digest}");
-        let outcome = judge_image(&image, &p, &lookups, Ok(&trust));
-        assert!(
-            matches!(&outcome, Outcome::Pass(r) if r.starts_with("built and signed by https://github.com/") && r.contains("rekor log index 95781729 at 2024-05-21T")),
-            "{outcome:?}"
-        );
-        // Another payload: its hash is not the entry's commitment.
-        use base64::Engine as _;
-        let other = base64::engine::general_purpose::STANDARD.encode(b"{}");
-        lookups[0].payloads.as_mut().unwrap().payloads = vec![other];
-        let outcome = judge_image(&image, &p, &lookups, Ok(&trust));
-        assert!(
-            matches!(&outcome, Outcome::Unknown(r) if r.starts_with(&format!("{digest}: the rekor entry cannot be tied to the image: expected a payload with the sha-256 the entry commits to (3f137e11")) && r.ends_with(&format!("(none of the 1 payloads found at {url} is the entry's)"))),
-            "{outcome:?}"
-        );
-        lookups[0].payloads.as_mut().unwrap().payloads.clear();
-        let outcome = judge_image(&image, &p, &lookups, Ok(&trust));
-        assert!(
-            matches!(&outcome, Outcome::Unknown(r) if r.ends_with(&format!("found none (no attestation found at {url})"))),
-            "{outcome:?}"
-        );
-    }
-
-    #[test]
-    fn no_entry_is_unknown_unless_required() {
-        let hex = "cd".repeat(32);
-        let mut p = policy(&[("ghcr.io/o/a", "s")]);
-        let lookups = [RekorLookup {
-            digest: format!("sha256:{hex}"),
-            uuids: vec![],
-            entries: vec![],
-            payloads: None,
-        }];
-        let image = format!("ghcr.io/o/a@sha256:{hex}");
-        let no_trust = Err(&String::from("unused"));
-        assert_eq!(
-            judge_image(&image, &p, &lookups, no_trust),
-            Outcome::Unknown(format!("no rekor entry for sha256:{hex}"))
-        );
-        p.images.get_mut("ghcr.io/o/a").unwrap().required = true;
-        assert_eq!(
-            judge_image(&image, &p, &lookups, no_trust),
-            Outcome::Fail(format!(
-                "no rekor entry for sha256:{hex}, and provenance is required for ghcr.io/o/a"
-            ))
-        );
-    }
-}
+#[path = "image_provenance_tests.rs"]
+mod tests;
