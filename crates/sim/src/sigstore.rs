@@ -256,6 +256,12 @@ fn dsse_body(
     .to_string()
 }
 
+/// The base64 DER of a PEM certificate (its body lines joined), as a Sigstore bundle's
+/// `rawBytes` holds it.
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
 /// The owner of the simulated images on GitHub (`ghcr.io/teewatch-sim/…`).
 pub const OWNER: &str = "teewatch-sim";
 
@@ -315,7 +321,7 @@ impl SigstoreSim {
                         case.digest_text(),
                         json!({
                             "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-                            "verificationMaterial": { "certificate": { "rawBytes": b64(leaf.pem.as_bytes()) } },
+                            "verificationMaterial": { "certificate": { "rawBytes": pem_body(&leaf.pem) } },
                             "dsseEnvelope": envelope,
                         }),
                     );
