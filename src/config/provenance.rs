@@ -2,8 +2,10 @@
 //! judged by `image_provenance` against Sigstore's transparency log.
 //!
 //! Each key is an image repository (`"ghcr.io/org/image"`, no tag or digest) whose value is an
-//! inline table `{ issuer = "…", subject = "…", required = true }`; the one other key,
-//! `rekor_url`, names the Rekor to ask (Sigstore's public one by default). A target without the
+//! inline table `{ issuer = "…", subject = "…", required = true }`; the two other keys name
+//! where answers come from: `rekor_url` the Rekor to ask (Sigstore's public one by default),
+//! `attestations_url` the GitHub attestations API asked for the signed payloads Rekor does not
+//! serve (GitHub's, for `ghcr.io` images only, by default). A target without the
 //! table gets no `image_provenance` check at all.
 
 use std::collections::BTreeMap;
@@ -31,8 +33,20 @@ pub(super) fn read(v: &mut Validator, t: &Table, path: &str) -> Option<Provenanc
         .ok()
         .flatten()
         .unwrap_or_else(|| DEFAULT_REKOR_URL.to_string());
+    let attestations_url = v
+        .url(
+            table,
+            "attestations_url",
+            &format!("{at}.attestations_url"),
+            UrlKind::Base,
+        )
+        .ok()
+        .flatten();
     let mut images = BTreeMap::new();
-    for (key, value) in table.iter().filter(|(k, _)| k.as_str() != "rekor_url") {
+    for (key, value) in table
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "rekor_url" | "attestations_url"))
+    {
         let row = format!("{at}.\"{key}\"");
         let Value::Table(rule) = value else {
             v.issue(
@@ -84,5 +98,9 @@ pub(super) fn read(v: &mut Validator, t: &Table, path: &str) -> Option<Provenanc
             "expected at least one image row (\"ghcr.io/org/image\" = { issuer = \"…\", subject = \"…\" }), found none".into(),
         );
     }
-    (v.issues.len() == before).then_some(ProvenancePolicy { rekor_url, images })
+    (v.issues.len() == before).then_some(ProvenancePolicy {
+        rekor_url,
+        attestations_url,
+        images,
+    })
 }

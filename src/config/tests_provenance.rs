@@ -21,6 +21,13 @@ fn a_provenance_table_becomes_the_targets_policy() {
     let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
     let provenance = config.targets[0].policy.provenance.clone().unwrap();
     assert_eq!(provenance.rekor_url, "http://127.0.0.1:3000");
+    // No attestations_url: GitHub's API for ghcr.io images only.
+    assert_eq!(provenance.attestations_url, None);
+    assert_eq!(
+        provenance.attestations_base("ghcr.io/o/app").as_deref(),
+        Some("https://api.github.com")
+    );
+    assert_eq!(provenance.attestations_base("docker.io/o/app"), None);
     assert_eq!(provenance.images.len(), 2);
     assert!(!provenance.images["ghcr.io/o/app"].required);
     assert!(provenance.images["ghcr.io/o/proxy"].required);
@@ -36,6 +43,34 @@ fn a_provenance_table_becomes_the_targets_policy() {
             .as_ref()
             .map(|p| p.rekor_url.as_str()),
         None
+    );
+}
+
+#[test]
+fn a_configured_attestations_url_is_asked_for_every_image() {
+    let text = format!(
+        "{TARGET}[target.provenance]\nattestations_url = \"http://127.0.0.1:3000/\"\n{ROW}"
+    );
+    let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let provenance = config.targets[0].policy.provenance.clone().unwrap();
+    assert_eq!(
+        provenance.attestations_url.as_deref(),
+        Some("http://127.0.0.1:3000")
+    );
+    assert_eq!(
+        provenance.attestations_base("docker.io/o/app").as_deref(),
+        Some("http://127.0.0.1:3000")
+    );
+    let found = issues(&format!(
+        "{TARGET}[target.provenance]\nattestations_url = \"http://api.github.com\"\n{ROW}"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|i| i.path == "target[0].provenance.attestations_url"
+                && i.message
+                    .starts_with("expected an https:// base url (http only for loopback), found ")),
+        "{found:#?}"
     );
 }
 

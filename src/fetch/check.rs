@@ -484,14 +484,12 @@ impl Fetcher {
         errors: &mut Vec<FetchError>,
     ) -> Option<Vec<crate::verify::image_provenance::RekorLookup>> {
         let provenance = target.policy.provenance.as_ref()?;
-        let digests: Vec<String> = crate::verify::image_provenance::pinned_images(parts)
+        let images: Vec<(String, String)> = crate::verify::image_provenance::pinned_images(parts)
             .into_iter()
             .filter(|image| provenance.images.contains_key(&image.repository))
-            .filter_map(|image| image.digest)
+            .filter_map(|image| Some((image.repository, image.digest?)))
             .collect();
-        Some(
-            super::rekor::lookups(http, &self.rekor, &provenance.rekor_url, &digests, errors).await,
-        )
+        Some(super::rekor::lookups(http, &self.rekor, provenance, &images, errors).await)
     }
 
     /// How many image digests' Rekor answers are cached.

@@ -36,6 +36,8 @@ pub enum Endpoint {
     Jwks,
     /// Sigstore's transparency log (`image_provenance`).
     Rekor,
+    /// GitHub's attestations API, the source of the signed payloads Rekor does not serve.
+    GithubAttestations,
 }
 
 impl Endpoint {
@@ -49,6 +51,7 @@ impl Endpoint {
             Endpoint::Nras => "nras",
             Endpoint::Jwks => "jwks",
             Endpoint::Rekor => "rekor",
+            Endpoint::GithubAttestations => "github_attestations",
         }
     }
 }

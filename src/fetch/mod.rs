@@ -3,6 +3,7 @@
 //! `teewatch check`.
 
 mod assemble;
+pub mod attestations;
 mod canary;
 pub mod check;
 pub mod collateral_cache;

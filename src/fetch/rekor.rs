@@ -1,15 +1,18 @@
 //! The Rekor client for `image_provenance`: per image digest, the uuids Rekor's index lists
 //! (`POST /api/v1/index/retrieve` with `{"hash":"sha256:…"}`) and each entry as served
-//! (`GET /api/v1/log/entries/{uuid}`), kept in the bundle's `rekor` so `verify` re-derives the
+//! (`GET /api/v1/log/entries/{uuid}`), plus, when an entry comes without its signed payload
+//! (`dsse`, `hashedrekord`), the candidate payloads GitHub's attestations API publishes for the
+//! digest (`attestations.rs`); all kept in the bundle's `rekor` so `verify` re-derives the
 //! result offline.
 //!
 //! The index is an unsigned lookup: nothing here trusts it. The verifier proves each entry (its
 //! signed timestamp, inclusion proof and binding to the digest); a lying index can only hide an
 //! entry, which makes the image `unknown` (or fail, when provenance is required), never pass.
 //!
-//! Answers are cached in memory by Rekor URL and digest: an entry is immutable, so a check makes
-//! no Rekor call unless the compose changed. "No entry yet" can change (an image may be signed
-//! later), so it is kept for [`NO_ENTRY_TTL`] only; failures are not kept. The cache does not
+//! Answers are cached in memory by Rekor URL, payload source and digest: an entry and its
+//! payload are immutable, so a check makes no Rekor or GitHub call unless the compose changed.
+//! "No entry yet" and "no payload yet" can change (an image may be signed or its attestation
+//! published later), so they are kept for [`NO_ENTRY_TTL`] only; failures are not kept. The cache does not
 //! persist across restarts: the first check after a start asks Rekor again.
 
 use std::collections::HashMap;
@@ -19,7 +22,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::http::{Endpoint, ErrorKind, FetchError, Http};
-use crate::verify::image_provenance::{MAX_ENTRIES_PER_DIGEST, RekorLookup};
+use crate::verify::image_provenance::{
+    self, MAX_ENTRIES_PER_DIGEST, PayloadLookup, ProvenancePolicy, RekorLookup,
+};
 
 /// How long an empty index answer is reused before Rekor is asked again.
 pub const NO_ENTRY_TTL: Duration = Duration::from_secs(3600);
@@ -34,7 +39,12 @@ impl RekorCache {
     fn get(&self, rekor_url: &str, digest: &str) -> Option<RekorLookup> {
         let answers = self.answers.lock().ok()?;
         let (lookup, at) = answers.get(&(rekor_url.to_string(), digest.to_string()))?;
-        let fresh = !lookup.entries.is_empty() || at.elapsed() < NO_ENTRY_TTL;
+        let complete = !lookup.entries.is_empty()
+            && lookup
+                .payloads
+                .as_ref()
+                .is_none_or(|p| !p.payloads.is_empty());
+        let fresh = complete || at.elapsed() < NO_ENTRY_TTL;
         fresh.then(|| lookup.clone())
     }
 
@@ -57,29 +67,67 @@ impl RekorCache {
     }
 }
 
-/// The Rekor answers for `digests` (each `sha256:<hex>`), from the cache or Rekor; a digest
-/// whose lookup failed is left out and its error added to `errors`.
+/// The Rekor answers for `images` (each `(repository, sha256:<hex>)`), from the cache or
+/// Rekor, with the payloads of entries Rekor serves without one; a digest whose Rekor lookup
+/// failed is left out and its error added to `errors` (a failed payload look-up is recorded in
+/// the answer and in `errors`, and not cached).
 pub async fn lookups(
     http: &Http,
     cache: &RekorCache,
-    rekor_url: &str,
-    digests: &[String],
+    policy: &ProvenancePolicy,
+    images: &[(String, String)],
     errors: &mut Vec<FetchError>,
 ) -> Vec<RekorLookup> {
-    let base = rekor_url.trim_end_matches('/');
-    let mut out = Vec::with_capacity(digests.len());
-    for digest in digests {
-        if let Some(cached) = cache.get(base, digest) {
+    let base = policy.rekor_url.trim_end_matches('/');
+    let mut out = Vec::with_capacity(images.len());
+    for (repository, digest) in images {
+        let source = policy.attestations_base(repository);
+        // The cache key names both sources: another payload source is another answer.
+        let key = format!("{base} {}", source.as_deref().unwrap_or("-"));
+        if let Some(cached) = cache.get(&key, digest) {
             out.push(cached);
             continue;
         }
-        match lookup(http, base, digest).await {
-            Ok(answer) => {
-                cache.put(base, &answer);
-                out.push(answer);
+        let mut answer = match lookup(http, base, digest).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                errors.push(e);
+                continue;
             }
-            Err(e) => errors.push(e),
+        };
+        let mut failed = false;
+        if answer
+            .entries
+            .iter()
+            .any(|e| image_provenance::entry_needs_payload(e))
+        {
+            answer.payloads = Some(match &source {
+                None => PayloadLookup {
+                    looked_up: Vec::new(),
+                    payloads: Vec::new(),
+                    error: None,
+                },
+                Some(source) => {
+                    match super::attestations::payloads(http, source, repository, digest).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            failed = true;
+                            let error = Some(e.message.clone());
+                            errors.push(e);
+                            PayloadLookup {
+                                looked_up: vec![source.clone()],
+                                payloads: Vec::new(),
+                                error,
+                            }
+                        }
+                    }
+                }
+            });
         }
+        if !failed {
+            cache.put(&key, &answer);
+        }
+        out.push(answer);
     }
     out
 }
@@ -122,6 +170,7 @@ async fn lookup(http: &Http, base: &str, digest: &str) -> Result<RekorLookup, Fe
         digest: digest.to_string(),
         uuids,
         entries,
+        payloads: None,
     })
 }
 
@@ -182,6 +231,7 @@ mod tests {
             digest: "sha256:00".into(),
             uuids: vec![],
             entries: vec![],
+            payloads: None,
         };
         cache.put("r", &empty);
         assert_eq!(cache.get("r", "sha256:00"), Some(empty.clone()));

@@ -29,7 +29,7 @@ pub const MAX_HEX_VALUE: usize = 96;
 pub const MAX_TEXT_VALUE: usize = 64;
 
 /// Every fetch-error endpoint of `src/fetch/http.rs`; anything else is exported as `other`.
-pub const ENDPOINTS: [Endpoint; 8] = [
+pub const ENDPOINTS: [Endpoint; 9] = [
     Endpoint::Attestation,
     Endpoint::Chat,
     Endpoint::Signature,
@@ -38,6 +38,7 @@ pub const ENDPOINTS: [Endpoint; 8] = [
     Endpoint::Nras,
     Endpoint::Jwks,
     Endpoint::Rekor,
+    Endpoint::GithubAttestations,
 ];
 
 /// Every fetch-error kind of `src/fetch/http.rs`; anything else is exported as `other`.
@@ -216,7 +217,8 @@ mod tests {
                 | Endpoint::RootCrl
                 | Endpoint::Nras
                 | Endpoint::Jwks
-                | Endpoint::Rekor => assert_eq!(endpoint(e.as_str()), e.as_str()),
+                | Endpoint::Rekor
+                | Endpoint::GithubAttestations => assert_eq!(endpoint(e.as_str()), e.as_str()),
             }
         }
         for k in ERROR_KINDS {

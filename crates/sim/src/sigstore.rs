@@ -10,7 +10,17 @@
 //! - `forked`: signed by another repository's workflow (fails: another identity);
 //! - `broken`: signed as expected, but its served inclusion proof has a flipped hash (fails);
 //! - `unsigned`: no entry at all (`unknown`, or fails when provenance is required);
-//! - `tagged`: referenced by tag, not digest (fails: unpinned image).
+//! - `tagged`: referenced by tag, not digest (fails: unpinned image);
+//!
+//! and three logged as GitHub's `attest-build-provenance` does today, `dsse` 0.0.1 entries whose
+//! body commits only to the statement's hash, the statement published by the simulated GitHub
+//! attestations API (for the user account `teewatch-sim`: its org lookup answers 404):
+//! - `attested`: signed by the expected workflow, its bundle published (passes);
+//! - `mislabeled`: its entry and published statement name another digest (fails: the binding);
+//! - `unpublished`: signed as expected, but nothing published (`unknown`: no payload).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
@@ -43,15 +53,24 @@ pub enum Case {
     BrokenProof,
     Unsigned,
     ByTag,
+    /// A `dsse` entry whose payload the attestations API publishes.
+    DsseAttested,
+    /// A `dsse` entry whose (published) statement names another digest.
+    DsseOtherDigest,
+    /// A `dsse` entry whose payload is published nowhere.
+    DsseUnpublished,
 }
 
 impl Case {
-    pub const ALL: [Case; 5] = [
+    pub const ALL: [Case; 8] = [
         Case::Signed,
         Case::OtherIdentity,
         Case::BrokenProof,
         Case::Unsigned,
         Case::ByTag,
+        Case::DsseAttested,
+        Case::DsseOtherDigest,
+        Case::DsseUnpublished,
     ];
 
     /// The image's name in the registry.
@@ -62,6 +81,9 @@ impl Case {
             Case::BrokenProof => "broken",
             Case::Unsigned => "unsigned",
             Case::ByTag => "tagged",
+            Case::DsseAttested => "attested",
+            Case::DsseOtherDigest => "mislabeled",
+            Case::DsseUnpublished => "unpublished",
         }
     }
 
@@ -73,6 +95,22 @@ impl Case {
     /// The image's digest, the same at every start.
     pub fn digest(self) -> [u8; 32] {
         Sha256::digest(format!("teewatch-sim/image/{}", self.name()).as_bytes()).into()
+    }
+
+    /// Whether it is logged as a `dsse` entry (payload from the attestations API).
+    pub fn is_dsse(self) -> bool {
+        matches!(
+            self,
+            Case::DsseAttested | Case::DsseOtherDigest | Case::DsseUnpublished
+        )
+    }
+
+    /// The digest its signed statement names: its own, except `mislabeled`'s.
+    pub fn statement_digest(self) -> [u8; 32] {
+        match self {
+            Case::DsseOtherDigest => Sha256::digest(b"teewatch-sim/image/another").into(),
+            _ => self.digest(),
+        }
     }
 
     /// `sha256:<hex>`.
@@ -130,10 +168,13 @@ pub enum SigstoreSimError {
     Sign,
 }
 
-/// The test Fulcio and Rekor, with every case logged.
+/// The test Fulcio and Rekor, with every case logged, and the Sigstore bundles the simulated
+/// GitHub attestations API publishes (by image digest).
 pub struct SigstoreSim {
     pub fulcio: FulcioTestCa,
     pub rekor: RekorTestLog,
+    bundles: BTreeMap<String, serde_json::Value>,
+    attestation_requests: AtomicUsize,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -146,7 +187,7 @@ fn statement(case: Case, subject: &str) -> Vec<u8> {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{
             "name": case.repository(),
-            "digest": { "sha256": hexutil::lower(&case.digest()) },
+            "digest": { "sha256": hexutil::lower(&case.statement_digest()) },
         }],
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": {
@@ -195,6 +236,35 @@ fn intoto_body(payload: &[u8], signature: &[u8], certificate_pem: &str) -> Strin
     .to_string()
 }
 
+/// The canonical `dsse` 0.0.1 body Rekor stores: the envelope's and the payload's hashes and
+/// the signature with its certificate (base64 PEM), not the payload.
+fn dsse_body(
+    envelope: &serde_json::Value,
+    payload: &[u8],
+    signature: &[u8],
+    certificate_pem: &str,
+) -> String {
+    json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": { "algorithm": "sha256", "value": hexutil::lower(&Sha256::digest(envelope.to_string().as_bytes())) },
+            "payloadHash": { "algorithm": "sha256", "value": hexutil::lower(&Sha256::digest(payload)) },
+            "signatures": [{ "signature": b64(signature), "verifier": b64(certificate_pem.as_bytes()) }],
+        },
+    })
+    .to_string()
+}
+
+/// The base64 DER of a PEM certificate (its body lines joined), as a Sigstore bundle's
+/// `rawBytes` holds it.
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// The owner of the simulated images on GitHub (`ghcr.io/teewatch-sim/…`).
+pub const OWNER: &str = "teewatch-sim";
+
 impl SigstoreSim {
     /// Signs and logs every case that has an entry, an hour before `now`, between filler
     /// entries so that the tree and its proofs are not trivial.
@@ -202,6 +272,7 @@ impl SigstoreSim {
         let fulcio = FulcioTestCa::generate(now)?;
         let signed_at = now - Duration::hours(1);
         let mut inputs = Vec::new();
+        let mut bundles = BTreeMap::new();
         for (i, case) in Case::ALL.into_iter().enumerate() {
             // A filler before each case: other projects' entries in the same log.
             inputs.push(LogInput {
@@ -215,7 +286,11 @@ impl SigstoreSim {
             let subject = match case {
                 Case::Unsigned | Case::ByTag => continue,
                 Case::OtherIdentity => OTHER_SUBJECT,
-                Case::Signed | Case::BrokenProof => EXPECTED_SUBJECT,
+                Case::Signed
+                | Case::BrokenProof
+                | Case::DsseAttested
+                | Case::DsseOtherDigest
+                | Case::DsseUnpublished => EXPECTED_SUBJECT,
             };
             let leaf = fulcio.issue(ISSUER, subject, signed_at)?;
             let payload = statement(case, subject);
@@ -226,6 +301,33 @@ impl SigstoreSim {
                     &teewatch_verify::provenance::dsse_pae(IN_TOTO, &payload),
                 )
                 .map_err(|_| SigstoreSimError::Sign)?;
+            if case.is_dsse() {
+                // As GitHub's attest-build-provenance: the envelope goes to the attestations
+                // API in a Sigstore bundle; Rekor keeps only hashes of it.
+                let envelope = json!({
+                    "payload": b64(&payload),
+                    "payloadType": IN_TOTO,
+                    "signatures": [{ "sig": b64(signature.as_ref()), "keyid": "" }],
+                });
+                inputs.push(LogInput {
+                    body: dsse_body(&envelope, &payload, signature.as_ref(), &leaf.pem),
+                    integrated_time: signed_at.timestamp(),
+                    attestation: None,
+                    indexed_under: vec![case.digest_text()],
+                    break_proof: false,
+                });
+                if case != Case::DsseUnpublished {
+                    bundles.insert(
+                        case.digest_text(),
+                        json!({
+                            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                            "verificationMaterial": { "certificate": { "rawBytes": pem_body(&leaf.pem) } },
+                            "dsseEnvelope": envelope,
+                        }),
+                    );
+                }
+                continue;
+            }
             inputs.push(LogInput {
                 body: intoto_body(&payload, signature.as_ref(), &leaf.pem),
                 integrated_time: signed_at.timestamp(),
@@ -237,7 +339,26 @@ impl SigstoreSim {
         Ok(SigstoreSim {
             fulcio,
             rekor: RekorTestLog::build(inputs)?,
+            bundles,
+            attestation_requests: AtomicUsize::new(0),
         })
+    }
+
+    /// GitHub's attestations API answer for `/{kind}/{owner}/attestations/{digest}`: only the
+    /// user account's list knows the simulated images (an org lookup is 404, as for any user),
+    /// and a digest with nothing published is 404.
+    pub fn attestations(&self, kind: &str, owner: &str, digest: &str) -> Option<serde_json::Value> {
+        self.attestation_requests.fetch_add(1, Ordering::Relaxed);
+        if kind != "users" || !owner.eq_ignore_ascii_case(OWNER) {
+            return None;
+        }
+        let bundle = self.bundles.get(&digest.to_ascii_lowercase())?;
+        Some(json!({ "attestations": [{ "bundle": bundle, "repository_id": 1 }] }))
+    }
+
+    /// How many attestations API requests were answered since the start.
+    pub fn attestation_requests(&self) -> usize {
+        self.attestation_requests.load(Ordering::Relaxed)
     }
 }
 
@@ -254,7 +375,7 @@ mod tests {
         let sim = SigstoreSim::generate(Utc::now()).unwrap();
         for case in Case::ALL {
             let found = sim.rekor.retrieve(&case.digest_text()).len();
-            let signed = matches!(case, Case::Signed | Case::OtherIdentity | Case::BrokenProof);
+            let signed = !matches!(case, Case::Unsigned | Case::ByTag);
             assert_eq!(found, usize::from(signed), "{case:?}");
         }
     }

@@ -186,7 +186,10 @@ pub fn write_config(state: &SimState, path: &Path) -> std::io::Result<WrittenCon
 
 /// `[target.provenance]` allowing the simulator's expected workflow for each simulated image.
 fn provenance_table(rekor_url: &str) -> String {
-    let mut out = format!("[target.provenance]\nrekor_url = \"{rekor_url}\"\n");
+    // The simulator also serves GitHub's attestations API (the dsse cases' payloads).
+    let mut out = format!(
+        "[target.provenance]\nrekor_url = \"{rekor_url}\"\nattestations_url = \"{rekor_url}\"\n"
+    );
     for case in super::sigstore::Case::ALL {
         let _ = writeln!(
             out,

@@ -27,6 +27,10 @@ use super::verdict::{Outcome, Recorder, State};
 /// Sigstore's public Rekor, used when `[target.provenance]` names no `rekor_url`.
 pub const DEFAULT_REKOR_URL: &str = "https://rekor.sigstore.dev";
 
+/// GitHub's API, asked for the attestations (and so the signed payloads) of `ghcr.io` images when
+/// `[target.provenance]` names no `attestations_url`.
+pub const DEFAULT_ATTESTATIONS_URL: &str = "https://api.github.com";
+
 /// At most this many entries are fetched and judged per digest: a digest signed more often
 /// than that is judged on the first ones the index lists.
 pub const MAX_ENTRIES_PER_DIGEST: usize = 8;
@@ -37,12 +41,29 @@ pub struct ProvenancePolicy {
     /// The Rekor the answers are fetched from (recorded so a bundle names where they came from).
     #[serde(default = "default_rekor_url")]
     pub rekor_url: String,
+    /// Where the signed payloads of `dsse` and `hashedrekord` entries are looked up (GitHub's
+    /// attestations API); `None` asks [`DEFAULT_ATTESTATIONS_URL`] for `ghcr.io` images only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestations_url: Option<String>,
     /// Repository (`ghcr.io/org/image`, without tag or digest) to the rule it is held to.
     pub images: BTreeMap<String, ImageRule>,
 }
 
 fn default_rekor_url() -> String {
     DEFAULT_REKOR_URL.to_string()
+}
+
+impl ProvenancePolicy {
+    /// The attestations API asked for `repository`'s payloads: the configured one, else GitHub's
+    /// for images on `ghcr.io` (where GitHub publishes them); `None` for any other registry.
+    pub fn attestations_base(&self, repository: &str) -> Option<String> {
+        match &self.attestations_url {
+            Some(url) => Some(url.trim_end_matches('/').to_string()),
+            None => repository
+                .starts_with("ghcr.io/")
+                .then(|| DEFAULT_ATTESTATIONS_URL.to_string()),
+        }
+    }
 }
 
 /// One repository's rule.
@@ -62,14 +83,19 @@ impl ProvenancePolicy {
     /// Every problem with the policy, as `(key, message)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
-        if !(self.rekor_url.starts_with("https://") || self.rekor_url.starts_with("http://")) {
-            errors.push((
-                "rekor_url".to_string(),
-                format!(
-                    "expected an http:// or https:// url, found \"{}\"",
-                    self.rekor_url
-                ),
-            ));
+        let urls = [
+            ("rekor_url", Some(&self.rekor_url)),
+            ("attestations_url", self.attestations_url.as_ref()),
+        ];
+        for (key, url) in urls {
+            if let Some(url) =
+                url.filter(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+            {
+                errors.push((
+                    key.to_string(),
+                    format!("expected an http:// or https:// url, found \"{url}\""),
+                ));
+            }
         }
         for (repository, rule) in &self.images {
             match ImageRef::parse(repository) {
@@ -104,6 +130,44 @@ pub struct RekorLookup {
     pub uuids: Vec<String>,
     #[serde(default)]
     pub entries: Vec<String>,
+    /// The signed payloads gathered for entries Rekor serves without one (`dsse`,
+    /// `hashedrekord`); absent when no entry needed one, and in bundles made before payloads
+    /// were fetched (those re-verify exactly as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<PayloadLookup>,
+}
+
+/// Where the payloads of one digest's entries were looked for and what was found. The source
+/// is only a source of bytes: each payload counts only for the entry whose body commits to its
+/// hash, and only when the entry's certificate key signed it and it names the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadLookup {
+    /// The URLs asked, in order (GitHub's attestations API by subject digest: the org's, then
+    /// the user's); empty when no source is configured for the image's registry.
+    #[serde(default)]
+    pub looked_up: Vec<String>,
+    /// Each candidate payload as served (base64 of a DSSE envelope's payload).
+    #[serde(default)]
+    pub payloads: Vec<String>,
+    /// Why the look-up failed, when it did (the bundle's fetch errors say more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether Rekor serves `entry_json` (a `GET /api/v1/log/entries/{uuid}` answer) without the
+/// signed payload its body commits to: every kind but an `intoto` entry with its
+/// `attestation.data`. A malformed answer needs none: the verifier rejects it anyway.
+pub fn entry_needs_payload(entry_json: &str) -> bool {
+    let Ok(serde_json::Value::Object(answer)) = serde_json::from_str(entry_json) else {
+        return false;
+    };
+    answer.values().any(|entry| {
+        entry
+            .get("attestation")
+            .and_then(|a| a.get("data"))
+            .and_then(serde_json::Value::as_str)
+            .is_none()
+    })
 }
 
 /// The pinned images of the app compose of every part but compose managers, each digest once:
@@ -238,33 +302,34 @@ fn judge_image(
     }];
     // Any one entry with an allowed identity proves the build; otherwise the most telling
     // failure is reported: another identity over a broken entry. An entry whose payload Rekor
-    // does not serve (dsse, hashedrekord) is neither: it cannot be tied to the image yet.
+    // does not serve (dsse, hashedrekord) and for which no gathered payload hashes to its
+    // commitment is neither: it cannot be tied to the image.
+    let candidates = candidate_payloads(lookup.payloads.as_ref());
     let mut other_identity: Option<String> = None;
     let mut broken: Option<String> = None;
     let mut no_payload: Option<String> = None;
     for entry in &lookup.entries {
-        // The payload comes from the entry itself (an intoto entry's `attestation`); entries
-        // whose payload Rekor does not serve (dsse, hashedrekord) are rejected by the binding
-        // step until the fetch also gathers payloads from the registry.
-        match provenance::verify_entry(entry, None, &digest, trust) {
-            Ok(verified) => match provenance::judge_identity(&verified.identity, &allowed) {
-                Ok(()) => {
-                    let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                        .unwrap_or_else(|| verified.integrated_time.to_string());
-                    return Outcome::Pass(format!(
-                        "built and signed by {} (issuer {}), rekor log index {} at {at}",
-                        verified.identity.subject, verified.identity.issuer, verified.log_index
-                    ));
-                }
-                Err(e) => {
-                    other_identity.get_or_insert(e.to_string());
-                }
-            },
-            Err(ProvenanceError::Binding(m)) if m.starts_with("expected the signed payload") => {
+        match verify_with_payloads(entry, &candidates, &digest, trust) {
+            Judged::NoPayload(m) => {
                 no_payload.get_or_insert(m);
             }
-            Err(e) => {
+            Judged::Verified(verified) => {
+                match provenance::judge_identity(&verified.identity, &allowed) {
+                    Ok(()) => {
+                        let at = chrono::DateTime::from_timestamp(verified.integrated_time, 0)
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| verified.integrated_time.to_string());
+                        return Outcome::Pass(format!(
+                            "built and signed by {} (issuer {}), rekor log index {} at {at}",
+                            verified.identity.subject, verified.identity.issuer, verified.log_index
+                        ));
+                    }
+                    Err(e) => {
+                        other_identity.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            Judged::Rejected(e) => {
                 broken.get_or_insert(e.to_string());
             }
         }
@@ -275,112 +340,91 @@ fn judge_image(
             Outcome::Fail(format!("{digest}: rekor entry rejected: {reason}"))
         }
         (None, None, Some(reason)) => Outcome::Unknown(format!(
-            "{digest}: the rekor entry cannot be tied to the image: {reason} (teewatch fetches no dsse or hashedrekord payload yet)"
+            "{digest}: the rekor entry cannot be tied to the image: {reason} ({})",
+            payload_search(lookup.payloads.as_ref(), &parsed.repository)
         )),
         (None, None, None) => Outcome::Unknown(format!("no rekor entry for {digest}")),
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
+/// What became of one entry: verified, rejected by a step, or not tied to the image because
+/// no payload it commits to was at hand (neither served by Rekor nor among the candidates).
+#[derive(Debug)]
+enum Judged {
+    Verified(provenance::VerifiedEntry),
+    Rejected(ProvenanceError),
+    NoPayload(String),
+}
 
-    fn policy(images: &[(&str, &str)]) -> ProvenancePolicy {
-        ProvenancePolicy {
-            rekor_url: DEFAULT_REKOR_URL.into(),
-            images: images
-                .iter()
-                .map(|(repo, subject)| {
-                    (
-                        repo.to_string(),
-                        ImageRule {
-                            issuer: "https://issuer".into(),
-                            subject: subject.to_string(),
-                            required: false,
-                        },
-                    )
-                })
-                .collect(),
+/// The binding step's message for an entry Rekor serves without its payload.
+fn is_unserved_payload(message: &str) -> bool {
+    message.starts_with("expected the signed payload")
+}
+
+/// The binding step's message for a candidate that is not the entry's payload (its hash
+/// differs from the body's commitment): it belongs to another entry, which is no fault of this.
+fn is_other_payload(message: &str) -> bool {
+    message.starts_with("expected a payload with the sha-256 the entry commits to")
+}
+
+/// The gathered payloads, decoded; one that is not base64 is left out (it cannot be any
+/// entry's payload).
+fn candidate_payloads(payloads: Option<&PayloadLookup>) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    payloads
+        .map(|p| p.payloads.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .collect()
+}
+
+/// Verifies `entry` with the payload Rekor serves in it (an `intoto` entry's statement, judged
+/// as served, mismatch included); else with each candidate in turn: the first whose hash the
+/// entry commits to decides (an entry commits to exactly one payload).
+fn verify_with_payloads(
+    entry: &str,
+    candidates: &[Vec<u8>],
+    digest: &str,
+    trust: &SigstoreTrust,
+) -> Judged {
+    let mut missing = match provenance::verify_entry(entry, None, digest, trust) {
+        Ok(verified) => return Judged::Verified(verified),
+        Err(ProvenanceError::Binding(m)) if is_unserved_payload(&m) => m,
+        Err(e) => return Judged::Rejected(e),
+    };
+    for payload in candidates {
+        match provenance::verify_entry(entry, Some(payload), digest, trust) {
+            Ok(verified) => return Judged::Verified(verified),
+            Err(ProvenanceError::Binding(m)) if is_other_payload(&m) => missing = m,
+            Err(e) => return Judged::Rejected(e),
         }
     }
+    Judged::NoPayload(missing)
+}
 
-    #[test]
-    fn a_policy_names_repositories_without_tag_and_non_empty_identities() {
-        let ok = policy(&[("ghcr.io/o/a", "s")]);
-        assert!(ok.validate().is_empty());
-        let errors = policy(&[("ghcr.io/o/a:v1", "s"), ("ghcr.io/o/b", " ")]).validate();
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].1.contains("without tag or digest"), "{errors:?}");
-        assert_eq!(errors[1].0, "\"ghcr.io/o/b\".subject");
-    }
-
-    #[test]
-    fn a_tag_fails_and_an_unconfigured_or_unfetched_image_is_unknown() {
-        let p = policy(&[("ghcr.io/o/a", "s")]);
-        let no_trust = Err(&String::from("unused"));
-        let tag = judge_image("ghcr.io/o/a:v1", &p, &[], no_trust);
-        assert_eq!(
-            tag,
-            Outcome::Fail(
-                "unpinned image: ghcr.io/o/a:v1 (expected a reference by digest, ghcr.io/o/a@sha256:…)"
-                    .into()
-            )
-        );
-        let hex = "ab".repeat(32);
-        let other = judge_image(&format!("ghcr.io/o/b@sha256:{hex}"), &p, &[], no_trust);
-        assert_eq!(
-            other,
-            Outcome::Unknown("no allowed identity for ghcr.io/o/b in [target.provenance]".into())
-        );
-        let unfetched = judge_image(&format!("ghcr.io/o/a@sha256:{hex}"), &p, &[], no_trust);
-        assert!(matches!(unfetched, Outcome::Unknown(r) if r.starts_with("no rekor answer")));
-    }
-
-    /// A real production entry (a GitHub `attest-build-provenance` dsse entry, D1's vector):
-    /// genuine in the log, but Rekor does not serve its payload, so it proves nothing about the
-    /// image yet: `unknown`, not a failure.
-    #[test]
-    fn a_dsse_entry_without_its_payload_is_unknown() {
-        let entry = include_str!("../tests/vectors/sigstore/cli-cli/rekor_entry.json");
-        let digest = "sha256:07e4b8c0e3580b3e4a1eb62c70f1ffb86004d3d94f50767cb404fa7a639b4d05";
-        let p = policy(&[("ghcr.io/o/a", "s")]);
-        let lookups = [RekorLookup {
-            digest: digest.into(),
-            uuids: vec![],
-            entries: vec![entry.into()],
-        }];
-        let trust = SigstoreTrust::production().unwrap();
-        let outcome = judge_image(&format!("ghcr.io/o/a@{digest}"), &p, &lookups, Ok(&trust));
-        assert_eq!(
-            outcome,
-            Outcome::Unknown(format!(
-                "{digest}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (teewatch fetches no dsse or hashedrekord payload yet)"
-            ))
-        );
-    }
-
-    #[test]
-    fn no_entry_is_unknown_unless_required() {
-        let hex = "cd".repeat(32);
-        let mut p = policy(&[("ghcr.io/o/a", "s")]);
-        let lookups = [RekorLookup {
-            digest: format!("sha256:{hex}"),
-            uuids: vec![],
-            entries: vec![],
-        }];
-        let image = format!("ghcr.io/o/a@sha256:{hex}");
-        let no_trust = Err(&String::from("unused"));
-        assert_eq!(
-            judge_image(&image, &p, &lookups, no_trust),
-            Outcome::Unknown(format!("no rekor entry for sha256:{hex}"))
-        );
-        p.images.get_mut("ghcr.io/o/a").unwrap().required = true;
-        assert_eq!(
-            judge_image(&image, &p, &lookups, no_trust),
-            Outcome::Fail(format!(
-                "no rekor entry for sha256:{hex}, and provenance is required for ghcr.io/o/a"
-            ))
-        );
+/// Where the payload was looked for, for an `unknown` reason. Bundles made before payloads were
+/// fetched keep their old wording, so they re-verify to the same verdict.
+fn payload_search(payloads: Option<&PayloadLookup>, repository: &str) -> String {
+    match payloads {
+        None => "teewatch fetches no dsse or hashedrekord payload yet".to_string(),
+        Some(PayloadLookup {
+            error: Some(error), ..
+        }) => format!("the payload look-up failed: {error}"),
+        Some(p) if p.looked_up.is_empty() => format!(
+            "no payload source for {repository}: github's attestations api is asked for ghcr.io images only; set [target.provenance] attestations_url"
+        ),
+        Some(p) if p.payloads.is_empty() => {
+            format!("no attestation found at {}", p.looked_up.join(" or "))
+        }
+        Some(p) => format!(
+            "none of the {} payloads found at {} is the entry's",
+            p.payloads.len(),
+            p.looked_up.join(" or ")
+        ),
     }
 }
+
+#[cfg(test)]
+#[path = "image_provenance_tests.rs"]
+mod tests;

@@ -1,8 +1,10 @@
 //! `image_provenance` end to end: the simulator started with `provenance` runs a compose of one
 //! image per case, signed through its test Fulcio and logged in its test Rekor; teewatch's fetch
 //! looks each digest up, stores the answers in the bundle and the verifier judges each image.
-//! Each case gives its own state and reason; the stored bundle re-verifies offline (`teewatch
-//! verify`) to the same verdict; a second check with an unchanged compose asks Rekor nothing.
+//! Each case gives its own state and reason, including the `dsse` entries whose payload comes
+//! from the simulated GitHub attestations API; the stored bundle re-verifies offline (`teewatch
+//! verify`) to the same verdict, and a bundle made before payloads were fetched to its old one; a
+//! second check with an unchanged compose asks Rekor and GitHub nothing.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use serde_json::Value;
@@ -83,6 +85,35 @@ async fn each_image_case_gives_its_specific_result_and_nothing_else_fails() {
         "unpinned image: ghcr.io/teewatch-sim/tagged:latest (expected a reference by digest, ghcr.io/teewatch-sim/tagged@sha256:…)"
     );
 
+    // The dsse entries: the payload from the attestations API (the org lookup answers 404, the
+    // user's has it) ties the entry to the image.
+    let (state, reason) = image_check(&v, Case::DsseAttested);
+    assert_eq!(state, State::Pass, "{reason}");
+    assert!(reason.starts_with(&format!("built and signed by {EXPECTED_SUBJECT} (issuer https://token.actions.githubusercontent.com), rekor log index 9 at ")), "{reason}");
+
+    let (state, reason) = image_check(&v, Case::DsseOtherDigest);
+    assert_eq!(state, State::Fail, "{reason}");
+    assert_eq!(
+        reason,
+        format!(
+            "{}: rekor entry rejected: image binding: expected a statement subject with sha256 {}, found {}",
+            Case::DsseOtherDigest.digest_text(),
+            hex::encode(Case::DsseOtherDigest.digest()),
+            hex::encode(Case::DsseOtherDigest.statement_digest())
+        )
+    );
+
+    let (state, reason) = image_check(&v, Case::DsseUnpublished);
+    assert_eq!(state, State::Unknown, "{reason}");
+    let digest = Case::DsseUnpublished.digest_text();
+    let base = &run.sim.state.base_url;
+    assert_eq!(
+        reason,
+        format!(
+            "{digest}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (no attestation found at {base}/orgs/teewatch-sim/attestations/{digest} or {base}/users/teewatch-sim/attestations/{digest})"
+        )
+    );
+
     // Every other check passes: the cases are the only findings.
     let others: Vec<_> = sim_run::failing(&v)
         .into_iter()
@@ -95,12 +126,28 @@ async fn each_image_case_gives_its_specific_result_and_nothing_else_fails() {
     // The answers used are in the bundle: one lookup per pinned image, entries only where
     // the log has one.
     let lookups = bundle.rekor.as_deref().unwrap();
-    assert_eq!(lookups.len(), 4);
-    let unsigned = lookups
-        .iter()
-        .find(|l| l.digest == Case::Unsigned.digest_text())
-        .unwrap();
+    assert_eq!(lookups.len(), 7);
+    let lookup = |case: Case| {
+        lookups
+            .iter()
+            .find(|l| l.digest == case.digest_text())
+            .unwrap()
+    };
+    let unsigned = lookup(Case::Unsigned);
     assert!(unsigned.uuids.is_empty() && unsigned.entries.is_empty());
+    // Payloads only where an entry came without one: the intoto entries carry theirs.
+    assert!(lookup(Case::Signed).payloads.is_none());
+    let attested = lookup(Case::DsseAttested).payloads.as_ref().unwrap();
+    assert_eq!(attested.payloads.len(), 1);
+    assert_eq!(attested.looked_up.len(), 2);
+    assert!(
+        lookup(Case::DsseUnpublished)
+            .payloads
+            .as_ref()
+            .unwrap()
+            .payloads
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,6 +218,42 @@ async fn a_stored_bundle_reverifies_offline_to_the_same_verdict() {
     assert_eq!(offline["state"], live["state"]);
     assert_eq!(offline["checks"], live["checks"]);
     assert_eq!(offline["state"], "fail");
+    // The dsse image passed offline from the payload stored in the bundle alone.
+    let attested = offline["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["scope"] == Case::DsseAttested.scope().as_str())
+        .unwrap();
+    assert_eq!(attested["state"], "pass", "{attested}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_made_before_payloads_were_fetched_reverifies_as_before() {
+    let run = start("provenance-old-bundle").await;
+    let mut json = sim_run::fetch(&run, &model_name(0)).await;
+    // The shape an older teewatch stored: no `payloads` in any Rekor answer.
+    for lookup in json["rekor"].as_array_mut().unwrap() {
+        lookup.as_object_mut().unwrap().remove("payloads");
+    }
+    let v = verdict_of(&run, &Bundle::from_value(json).unwrap());
+    for case in [
+        Case::DsseAttested,
+        Case::DsseOtherDigest,
+        Case::DsseUnpublished,
+    ] {
+        let (state, reason) = image_check(&v, case);
+        assert_eq!(state, State::Unknown, "{case:?}: {reason}");
+        assert_eq!(
+            reason,
+            format!(
+                "{}: the rekor entry cannot be tied to the image: expected the signed payload (rekor does not serve it for dsse 0.0.1), found none (teewatch fetches no dsse or hashedrekord payload yet)",
+                case.digest_text()
+            )
+        );
+    }
+    // The intoto cases are judged exactly as with the payloads.
+    assert_eq!(image_check(&v, Case::Signed).0, State::Pass);
 }
 
 /// The states of the `image_provenance` checks of a verdict as JSON, by scope.
@@ -221,6 +304,9 @@ async fn teewatch_check_gives_each_case_and_its_saved_bundle_verifies_alike() {
         (Case::BrokenProof, "fail"),
         (Case::Unsigned, "unknown"),
         (Case::ByTag, "fail"),
+        (Case::DsseAttested, "pass"),
+        (Case::DsseOtherDigest, "fail"),
+        (Case::DsseUnpublished, "unknown"),
     ]
     .iter()
     .map(|(case, state)| (case.scope(), state.to_string()))
@@ -245,17 +331,26 @@ async fn teewatch_check_gives_each_case_and_its_saved_bundle_verifies_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_check_with_an_unchanged_compose_asks_rekor_nothing() {
+async fn a_second_check_with_an_unchanged_compose_asks_rekor_and_github_nothing() {
     let run = start("provenance-cache").await;
-    let rekor = &run.sim.state.sigstore.as_ref().unwrap().rekor;
+    let sigstore = run.sim.state.sigstore.as_ref().unwrap();
+    let rekor = &sigstore.rekor;
     let first = sim_run::fetch(&run, &model_name(0)).await;
-    // Four pinned images: four index look-ups and an entry for each of the three signed ones.
-    assert_eq!(rekor.requests(), 7);
+    // Seven pinned images: seven index look-ups and an entry for each of the six signed ones;
+    // the three dsse entries' payloads from the attestations API, org then user: six requests.
+    assert_eq!(rekor.requests(), 13);
+    assert_eq!(sigstore.attestation_requests(), 6);
     let second = sim_run::fetch(&run, &model_name(0)).await;
-    assert_eq!(rekor.requests(), 7, "the second check asked rekor again");
+    assert_eq!(rekor.requests(), 13, "the second check asked rekor again");
+    assert_eq!(
+        sigstore.attestation_requests(),
+        6,
+        "the second check asked the attestations api again"
+    );
     assert_eq!(first["rekor"], second["rekor"]);
-    assert_eq!(run.fetcher.rekor_cached(), 4);
+    assert_eq!(run.fetcher.rekor_cached(), 7);
     // A fresh fetcher (a restart: the cache is in memory only) asks again.
     let _ = sim_run::cold_check(&run, &model_name(0), "restart").await;
-    assert_eq!(rekor.requests(), 14);
+    assert_eq!(rekor.requests(), 26);
+    assert_eq!(sigstore.attestation_requests(), 12);
 }

@@ -24,7 +24,7 @@ mod tests_platforms;
 
 use provider_routes::{attestation, chat, signature};
 use services::*;
-use sigstore_routes::{rekor_entry, rekor_retrieve};
+use sigstore_routes::{github_attestations, rekor_entry, rekor_retrieve};
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -353,6 +353,10 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/index/retrieve", post(rekor_retrieve))
         .route("/api/v1/log/entries/{uuid}", get(rekor_entry))
+        .route(
+            "/{kind}/{owner}/attestations/{digest}",
+            get(github_attestations),
+        )
         .route("/admin/faults", get(admin_state).post(admin_fault))
         .route("/admin/rotate-jwks", post(admin_rotate))
         .with_state(state)

@@ -1,7 +1,8 @@
 //! The test Rekor's two read paths, as Sigstore's Rekor answers them: the index search
 //! (`POST /api/v1/index/retrieve`, a JSON list of uuids, empty when nothing matches) and one
-//! entry (`GET /api/v1/log/entries/{uuid}`, 404 when unknown). Without `provenance` the
-//! simulator has no log and both answer 404.
+//! entry (`GET /api/v1/log/entries/{uuid}`, 404 when unknown); and GitHub's attestations API by
+//! subject digest (`GET /{orgs|users}/{owner}/attestations/{digest}`), serving the dsse cases'
+//! Sigstore bundles. Without `provenance` the simulator has neither and every path answers 404.
 
 use std::sync::Arc;
 
@@ -51,5 +52,21 @@ pub(super) async fn rekor_entry(
         )
             .into_response(),
         None => not_found(&format!("no entry with uuid {uuid}")),
+    }
+}
+
+/// GitHub's `GET /orgs/{org}/attestations/{digest}` and `/users/{user}/…`. The simulated images'
+/// owner is a user account, so its org lookup answers 404 as GitHub's does and teewatch must
+/// fall back to the user's; a digest with nothing published answers 404 too.
+pub(super) async fn github_attestations(
+    State(state): State<Arc<SimState>>,
+    Path((kind, owner, digest)): Path<(String, String, String)>,
+) -> Response {
+    let Some(sigstore) = &state.sigstore else {
+        return not_found("this simulator runs no attestations api (start it with provenance)");
+    };
+    match sigstore.attestations(&kind, &owner, &digest) {
+        Some(answer) => axum::Json(answer).into_response(),
+        None => not_found("Not Found"),
     }
 }
