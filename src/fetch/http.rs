@@ -11,148 +11,20 @@
 
 use std::error::Error as _;
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::Utc;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{Client, Method, Url};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::is_loopback_http;
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("teewatch/", env!("CARGO_PKG_VERSION"));
 
-/// Which fetch failed: the fixed `endpoint` names of a bundle's `fetch_errors`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Attestation,
-    Chat,
-    Signature,
-    Pccs,
-    RootCrl,
-    Nras,
-    Jwks,
-    /// Sigstore's transparency log (`image_provenance`).
-    Rekor,
-    /// GitHub's attestations API, the source of the signed payloads Rekor does not serve.
-    GithubAttestations,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Attestation => "attestation",
-            Endpoint::Chat => "chat",
-            Endpoint::Signature => "signature",
-            Endpoint::Pccs => "pccs",
-            Endpoint::RootCrl => "root_crl",
-            Endpoint::Nras => "nras",
-            Endpoint::Jwks => "jwks",
-            Endpoint::Rekor => "rekor",
-            Endpoint::GithubAttestations => "github_attestations",
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a fetch failed: the fixed `kind` names of a bundle's `fetch_errors`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// No connection, or the request was refused before anything was sent.
-    Connect,
-    /// The TLS handshake or the server's certificate failed.
-    Tls,
-    /// No complete answer within the connect or total deadline.
-    Timeout,
-    /// A status other than 2xx, redirects included.
-    HttpStatus,
-    /// The body passed the size cap.
-    TooLarge,
-    /// The body is not JSON.
-    InvalidJson,
-    /// Nothing was requested: the check could not start (its API key could not be read).
-    NotStarted,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::HttpStatus => "http_status",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::InvalidJson => "invalid_json",
-            ErrorKind::NotStarted => "not_started",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A failed fetch. `status` is set exactly when `kind` is [`ErrorKind::HttpStatus`];
-/// `retry_after` when that answer carried a readable `Retry-After`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{endpoint}: {kind}: {message}")]
-pub struct FetchError {
-    pub endpoint: Endpoint,
-    pub kind: ErrorKind,
-    /// For people; never contains the API key.
-    pub message: String,
-    pub retry_after: Option<Duration>,
-    pub status: Option<u16>,
-}
-
-impl FetchError {
-    pub fn new(endpoint: Endpoint, kind: ErrorKind, message: impl Into<String>) -> FetchError {
-        FetchError {
-            endpoint,
-            kind,
-            message: message.into(),
-            retry_after: None,
-            status: None,
-        }
-    }
-
-    /// The bundle's `fetch_errors` entry: `{"endpoint", "kind", "message"}`.
-    pub fn bundle_entry(&self) -> Value {
-        json!({
-            "endpoint": self.endpoint.as_str(),
-            "kind": self.kind.as_str(),
-            "message": self.message,
-        })
-    }
-
-    /// Whether [`with_retries`] tries again: 429, 503, no connection, or a timeout.
-    pub fn is_retryable(&self) -> bool {
-        match self.kind {
-            ErrorKind::Connect | ErrorKind::Timeout => true,
-            ErrorKind::HttpStatus => matches!(self.status, Some(429 | 503)),
-            ErrorKind::Tls
-            | ErrorKind::TooLarge
-            | ErrorKind::InvalidJson
-            | ErrorKind::NotStarted => false,
-        }
-    }
-
-    /// Removes `secret`, in every form `redact.rs` knows, from the message, whatever echoed it
-    /// (a server's error body, a redirect's URL).
-    fn redact(mut self, secret: &str) -> FetchError {
-        self.message = super::redact::text(&self.message, secret);
-        self
-    }
-}
+pub use super::fetch_error::{Endpoint, ErrorKind, FetchError};
+pub use super::retry::{parse_retry_after, with_retries};
 
 /// The client's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,74 +311,6 @@ fn host_is(url: &Url, key_host: &str) -> bool {
     !want.is_empty() && url.host_str().is_some_and(|host| bare(host) == want)
 }
 
-/// A `Retry-After` value as a wait from `now`: delta-seconds, or an HTTP-date (IMF-fixdate,
-/// RFC 850 or asctime form; a date in the past is no wait). `None` when unreadable.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .map(|d| d.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
-                .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
-                .map(|naive| naive.and_utc())
-        })?;
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// Backoff before retry number `attempt + 1`, before jitter: 250 ms doubling, at most 5 s.
-fn backoff(attempt: u32) -> Duration {
-    const BASE_MS: u64 = 250;
-    const CAP: Duration = Duration::from_secs(5);
-    Duration::from_millis(BASE_MS.saturating_mul(1u64 << attempt.min(16))).min(CAP)
-}
-
-/// The wait before the next attempt: the jittered backoff, but never earlier than the server's
-/// `Retry-After`.
-fn retry_delay(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let delay = backoff(attempt).mul_f64(jitter);
-    retry_after.map_or(delay, |after| after.max(delay))
-}
-
-/// Runs `op` until it succeeds, fails in a way not worth retrying (anything but 429, 503,
-/// `connect` and `timeout`), or `budget` runs out. Waits between attempts back off from 250 ms,
-/// doubling up to 5 s, with ±20 % jitter, and are never shorter than the server's
-/// `Retry-After`. When the next wait would not end within the remaining budget (a
-/// `Retry-After` longer than what is left, say), it returns the last error at once instead of
-/// sleeping for nothing.
-pub async fn with_retries<T, F, Fut>(budget: Duration, mut op: F) -> Result<T, FetchError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, FetchError>>,
-{
-    let start = tokio::time::Instant::now();
-    let mut attempt: u32 = 0;
-    loop {
-        let error = match op().await {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        if !error.is_retryable() {
-            return Err(error);
-        }
-        let jitter = {
-            use rand::Rng;
-            rand::thread_rng().gen_range(0.8..=1.2)
-        };
-        let delay = retry_delay(attempt, error.retry_after, jitter);
-        let remaining = budget.saturating_sub(start.elapsed());
-        if delay >= remaining {
-            return Err(error);
-        }
-        tokio::time::sleep(delay).await;
-        attempt = attempt.saturating_add(1);
-    }
-}
-
 /// The error's message with its causes: reqwest's own text names only the URL.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
@@ -741,22 +545,6 @@ fn printable(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_250_ms_up_to_5_s() {
-        let schedule: Vec<u128> = (0..8).map(|a| backoff(a).as_millis()).collect();
-        assert_eq!(schedule, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
-    }
-
-    #[test]
-    fn retry_after_is_a_floor_under_the_jittered_backoff() {
-        assert_eq!(retry_delay(0, None, 0.8), Duration::from_millis(200));
-        assert_eq!(retry_delay(2, None, 1.2), Duration::from_millis(1200));
-        let after = Some(Duration::from_secs(1));
-        assert_eq!(retry_delay(0, after, 1.2), Duration::from_secs(1));
-        assert_eq!(retry_delay(4, after, 1.0), Duration::from_secs(4));
-    }
 
     #[test]
     fn keys_go_only_to_their_host() {

@@ -7,10 +7,12 @@ pub mod attestations;
 mod canary;
 pub mod check;
 pub mod collateral_cache;
+mod fetch_error;
 pub mod http;
 pub mod pccs;
 pub mod redact;
 pub mod rekor;
+mod retry;
 
 /// The id of a chat body as the canary fetch reads it; exposed for the fuzz target `sse`.
 #[doc(hidden)]
