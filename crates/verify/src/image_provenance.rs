@@ -356,17 +356,6 @@ enum Judged {
     NoPayload(String),
 }
 
-/// The binding step's message for an entry Rekor serves without its payload.
-fn is_unserved_payload(message: &str) -> bool {
-    message.starts_with("expected the signed payload")
-}
-
-/// The binding step's message for a candidate that is not the entry's payload (its hash
-/// differs from the body's commitment): it belongs to another entry, which is no fault of this.
-fn is_other_payload(message: &str) -> bool {
-    message.starts_with("expected a payload with the sha-256 the entry commits to")
-}
-
 /// The gathered payloads, decoded; one that is not base64 is left out (it cannot be any
 /// entry's payload).
 fn candidate_payloads(payloads: Option<&PayloadLookup>) -> Vec<Vec<u8>> {
@@ -380,27 +369,38 @@ fn candidate_payloads(payloads: Option<&PayloadLookup>) -> Vec<Vec<u8>> {
 }
 
 /// Verifies `entry` with the payload Rekor serves in it (an `intoto` entry's statement, judged
-/// as served, mismatch included); else with each candidate in turn: the first whose hash the
-/// entry commits to decides (an entry commits to exactly one payload).
+/// as served, mismatch included); else with the candidate whose SHA-256 the entry's body
+/// commits to (an entry commits to exactly one payload), picked by hash so the entry is
+/// verified once. With no such candidate the entry is verified with the last candidate, or
+/// none, so that a fault of an earlier step still rejects it and otherwise the binding step
+/// says which payload is missing.
 fn verify_with_payloads(
     entry: &str,
     candidates: &[Vec<u8>],
     digest: &str,
     trust: &SigstoreTrust,
 ) -> Judged {
-    let mut missing = match provenance::verify_entry(entry, None, digest, trust) {
-        Ok(verified) => return Judged::Verified(verified),
-        Err(ProvenanceError::Binding(m)) if is_unserved_payload(&m) => m,
-        Err(e) => return Judged::Rejected(e),
+    use sha2::{Digest as _, Sha256};
+    let Some(commitment) = provenance::unserved_payload_hash(entry) else {
+        return match provenance::verify_entry(entry, None, digest, trust) {
+            Ok(verified) => Judged::Verified(verified),
+            Err(e) => Judged::Rejected(e),
+        };
     };
-    for payload in candidates {
-        match provenance::verify_entry(entry, Some(payload), digest, trust) {
-            Ok(verified) => return Judged::Verified(verified),
-            Err(ProvenanceError::Binding(m)) if is_other_payload(&m) => missing = m,
-            Err(e) => return Judged::Rejected(e),
-        }
+    let own = candidates
+        .iter()
+        .find(|c| <[u8; 32]>::from(Sha256::digest(c)) == commitment);
+    match provenance::verify_entry(
+        entry,
+        own.or(candidates.last()).map(Vec::as_slice),
+        digest,
+        trust,
+    ) {
+        Ok(verified) => Judged::Verified(verified),
+        // Not the entry's payload (or none at all): it cannot be tied to the image.
+        Err(ProvenanceError::Binding(m)) if own.is_none() => Judged::NoPayload(m),
+        Err(e) => Judged::Rejected(e),
     }
-    Judged::NoPayload(missing)
 }
 
 /// Where the payload was looked for, for an `unknown` reason. Bundles made before payloads were

@@ -160,6 +160,18 @@ pub fn verify_entry(
     })
 }
 
+/// The SHA-256 of the signed payload `entry_json`'s body commits to, when Rekor serves the entry
+/// without that payload (every kind but an `intoto` entry carrying its statement), so a caller
+/// holding candidate payloads can pick the entry's own by hash before verifying. `None` when the
+/// answer carries its payload or cannot be read (then [`verify_entry`] says why).
+pub fn unserved_payload_hash(entry_json: &str) -> Option<[u8; 32]> {
+    let entry = entry::parse(entry_json).ok()?;
+    if entry.attestation.is_some() {
+        return None;
+    }
+    body::parse(&entry.body).ok().map(|body| body.payload_hash)
+}
+
 /// Whether `found` is one of the `allowed` identities (see [`AllowedIdentity`] for the subject
 /// pattern form).
 pub fn judge_identity(
