@@ -12,6 +12,7 @@ pub mod alertmanager;
 pub mod daemon_run;
 pub mod net;
 pub mod nras_mint;
+pub mod postgres;
 pub mod process;
 pub mod prom;
 pub mod prom_server;

@@ -145,7 +145,7 @@ sys.exit(1 if bad else 0)
 
 /// Appends `<test binary> <test> <program>` to `TEEWATCH_TOOL_LOG`, when set. The test is the
 /// name of the current thread, which the test harness names after the test.
-fn record(program: &str) {
+pub fn record(program: &str) {
     let Some(log) = std::env::var_os("TEEWATCH_TOOL_LOG") else {
         return;
     };
