@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The shipped alert rules, their promtool unit tests (alert by alert; restarts, stalls and
-/// scrape gaps; incidents), their runbook and the example Alertmanager configuration, from the
+/// scrape gaps; incidents; a fleet's instances and vantage points), their runbook and the example Alertmanager configuration, from the
 /// repository root.
 pub const RULES: &str = "dashboards/prometheus/alerts.yml";
-pub const RULE_TESTS: [&str; 3] = [
+pub const RULE_TESTS: [&str; 4] = [
     "dashboards/prometheus/alerts_test.yml",
     "dashboards/prometheus/alerts_restarts_test.yml",
     "dashboards/prometheus/alerts_incidents_test.yml",
+    "dashboards/prometheus/alerts_fleet_test.yml",
 ];
 pub const RUNBOOK: &str = "docs/alerts.md";
 pub const ALERTMANAGER_CONFIG: &str = "dashboards/alertmanager/alertmanager.yml";

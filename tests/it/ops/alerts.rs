@@ -22,7 +22,7 @@ fn promtool() -> std::path::PathBuf {
 
 /// The alerts, in file order, with their severities. Other files (dashboards, the runbook, the
 /// Alertmanager example, the end-to-end test) name them: never rename one.
-const ALERTS: [(&str, &str); 15] = [
+const ALERTS: [(&str, &str); 17] = [
     ("TeewatchAttestationFailing", "critical"),
     ("TeewatchMeasurementDrift", "critical"),
     ("TeewatchComposeManagerAction", "warning"),
@@ -38,11 +38,13 @@ const ALERTS: [(&str, &str); 15] = [
     ("TeewatchStoreWriteFailing", "critical"),
     ("TeewatchIdentityNotPinned", "info"),
     ("TeewatchDown", "critical"),
+    ("TeewatchFleetInstanceLost", "warning"),
+    ("TeewatchVantageDisagreement", "critical"),
 ];
 
-/// The recording rules before the alerts: the seven held gauges (the platform map among them)
-/// and the two `cause` rules.
-const RECORDING_RULES: usize = 9;
+/// The recording rules before the alerts: the seven held gauges (the platform map among them),
+/// the two held fleet views (a peer's lease, a vantage disagreement) and the two `cause` rules.
+const RECORDING_RULES: usize = 11;
 
 /// The one job matcher and the one runbook base the header of the rules file names.
 const JOB_MATCHER: &str = r#"job=~"teewatch.*""#;
