@@ -125,7 +125,10 @@ fn the_fleet_dashboard_is_importable_with_both_data_sources_as_variables() {
     assert_eq!(pg["query"], "postgres");
     let target = variable(&d, "target");
     assert!(is_postgres(&target["datasource"]), "{target}");
-    assert_eq!(variable_query(target), "SELECT name FROM targets ORDER BY name");
+    assert_eq!(
+        variable_query(target),
+        "SELECT name FROM targets ORDER BY name"
+    );
     assert_eq!(target["multi"], true);
     assert_eq!(target["includeAll"], true);
     // One variable feeds SQL (`:sqlstring`) and PromQL (`:regex`): a custom "All" value could
@@ -133,7 +136,10 @@ fn the_fleet_dashboard_is_importable_with_both_data_sources_as_variables() {
     assert!(target.get("allValue").is_none(), "{target}");
     let runbook = variable(&d, "runbook_url");
     assert_eq!(runbook["type"], "textbox");
-    assert_eq!(runbook["query"], "https://teewatch.example.org/docs/alerts.md");
+    assert_eq!(
+        runbook["query"],
+        "https://teewatch.example.org/docs/alerts.md"
+    );
 
     let (mut prometheus, mut postgres, mut ids) = (0, 0, BTreeSet::new());
     for panel in panels(&d) {
@@ -155,12 +161,21 @@ fn the_fleet_dashboard_is_importable_with_both_data_sources_as_variables() {
         for t in targets {
             assert_eq!(&t["datasource"], ds, "{title}: a query on another source");
             if sql {
-                assert!(t["rawSql"].is_string() && t.get("expr").is_none(), "{title}");
+                assert!(
+                    t["rawSql"].is_string() && t.get("expr").is_none(),
+                    "{title}"
+                );
                 assert_eq!(t["rawQuery"], true, "{title}");
                 let format = t["format"].as_str().unwrap_or("");
-                assert!(["table", "time_series"].contains(&format), "{title}: {format}");
+                assert!(
+                    ["table", "time_series"].contains(&format),
+                    "{title}: {format}"
+                );
             } else {
-                assert!(t["expr"].is_string() && t.get("rawSql").is_none(), "{title}");
+                assert!(
+                    t["expr"].is_string() && t.get("rawSql").is_none(),
+                    "{title}"
+                );
             }
         }
         if sql {
@@ -169,7 +184,10 @@ fn the_fleet_dashboard_is_importable_with_both_data_sources_as_variables() {
             prometheus += 1;
         }
     }
-    assert!(prometheus >= 6 && postgres >= 6, "{prometheus} / {postgres}");
+    assert!(
+        prometheus >= 6 && postgres >= 6,
+        "{prometheus} / {postgres}"
+    );
     assert_no_overlap(&d);
 
     // Runbook links open a heading docs/alerts.md has.
@@ -188,9 +206,9 @@ fn the_fleet_dashboard_is_importable_with_both_data_sources_as_variables() {
             .strip_prefix("${runbook_url:raw}#")
             .unwrap_or_else(|| panic!("link {url} is not under ${{runbook_url:raw}}"));
         assert!(
-            alerts
-                .lines()
-                .any(|l| l.strip_prefix("## ").is_some_and(|h| h.to_lowercase() == anchor)),
+            alerts.lines().any(|l| l
+                .strip_prefix("## ")
+                .is_some_and(|h| h.to_lowercase() == anchor)),
             "docs/alerts.md has no heading for #{anchor}"
         );
         anchors += 1;
@@ -226,7 +244,10 @@ fn every_prometheus_expression_of_the_fleet_dashboard_parses_in_promtool() {
         said.contains(&format!("SUCCESS: {} rules found", substituted.len())),
         "{said}"
     );
-    assert!(!control_ok, "promtool accepted a broken expression: {control_said}");
+    assert!(
+        !control_ok,
+        "promtool accepted a broken expression: {control_said}"
+    );
 }
 
 #[test]
@@ -245,11 +266,13 @@ fn the_prometheus_panels_read_every_fleet_metric_with_the_labels_it_carries() {
         }
         for (metric, label) in &r.selector_labels {
             let ok = match metric {
-                Some(m) => FLEET_METRICS
-                    .iter()
-                    .find(|(name, _)| name == m)
-                    .is_some_and(|(_, l)| l.contains(&label.as_str()))
-                    || TARGET_LABELS.contains(&label.as_str()),
+                Some(m) => {
+                    FLEET_METRICS
+                        .iter()
+                        .find(|(name, _)| name == m)
+                        .is_some_and(|(_, l)| l.contains(&label.as_str()))
+                        || TARGET_LABELS.contains(&label.as_str())
+                }
                 None => known.contains(label.as_str()),
             };
             if !ok {
@@ -258,13 +281,19 @@ fn the_prometheus_panels_read_every_fleet_metric_with_the_labels_it_carries() {
         }
         for label in r.grouping_labels.iter().chain(&legend) {
             if !known.contains(label.as_str()) {
-                problems.push(format!("{place}: label {label} is on none of {:?}", r.metrics));
+                problems.push(format!(
+                    "{place}: label {label} is on none of {:?}",
+                    r.metrics
+                ));
             }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     for (metric, _) in FLEET_METRICS {
-        assert!(used.contains(metric), "the fleet dashboard does not show {metric}");
+        assert!(
+            used.contains(metric),
+            "the fleet dashboard does not show {metric}"
+        );
     }
 }
 
@@ -309,8 +338,16 @@ fn every_sql_query_expands_and_reads_nanoseconds_through_the_nano_macros() {
         assert!(!sql.contains('$'), "{}: {sql}", q.place);
         if q.format == "time_series" {
             // Grafana's SQL time series: a `time` column and the series name in `metric`.
-            assert!(sql.contains(" AS \"time\"") && sql.contains(" AS metric"), "{}", q.place);
-            assert!(sql.contains("ORDER BY 1"), "{}: rows sorted by time", q.place);
+            assert!(
+                sql.contains(" AS \"time\"") && sql.contains(" AS metric"),
+                "{}",
+                q.place
+            );
+            assert!(
+                sql.contains("ORDER BY 1"),
+                "{}: rows sorted by time",
+                q.place
+            );
         } else {
             assert_eq!(q.format, "table", "{}", q.place);
         }
@@ -388,7 +425,10 @@ fn docs_describe_every_fleet_panel_and_variable() {
         } else {
             format!("**{title}**")
         };
-        assert!(section.contains(&mention), "the fleet section lacks {mention}");
+        assert!(
+            section.contains(&mention),
+            "the fleet section lacks {mention}"
+        );
     }
     for var in d["templating"]["list"].as_array().unwrap() {
         let name = format!("`${}`", var["name"].as_str().unwrap());

@@ -230,8 +230,14 @@ fn queries_expand_as_grafanas_postgresql_data_source_expands_them() {
             "$__timeFilter(c)",
             "c BETWEEN '2017-04-21T05:01:17Z' AND '2017-04-22T05:01:17Z'",
         ),
-        ("$__timeFrom() $__timeTo()", "'2017-04-21T05:01:17Z' '2017-04-22T05:01:17Z'"),
-        ("$__timeGroup(c, '5m')", "floor(extract(epoch from c)/300)*300"),
+        (
+            "$__timeFrom() $__timeTo()",
+            "'2017-04-21T05:01:17Z' '2017-04-22T05:01:17Z'",
+        ),
+        (
+            "$__timeGroup(c, '5m')",
+            "floor(extract(epoch from c)/300)*300",
+        ),
         (
             "$__timeGroup(c,'1h'), x",
             "floor(extract(epoch from c)/3600)*3600 AS \"time\", x",
@@ -265,12 +271,24 @@ fn queries_expand_as_grafanas_postgresql_data_source_expands_them() {
     // What Grafana refuses, the emulation refuses too.
     for (query, error) in [
         ("$__nope(c)", "unknown macro \"__nope\""),
-        ("$__timeGroup(c)", "macro __timeGroup needs time column and interval"),
-        ("$__unixEpochGroup(c, 'soon')", "error parsing interval \"soon\""),
-        ("$__unixEpochNanoFilter()", "missing time column argument for macro"),
+        (
+            "$__timeGroup(c)",
+            "macro __timeGroup needs time column and interval",
+        ),
+        (
+            "$__unixEpochGroup(c, 'soon')",
+            "error parsing interval \"soon\"",
+        ),
+        (
+            "$__unixEpochNanoFilter()",
+            "missing time column argument for macro",
+        ),
         ("$other", "unknown variable $other"),
     ] {
         let found = expand(query, &ctx).unwrap_err();
-        assert!(found.starts_with(error), "{query}: expected {error:?}, found {found:?}");
+        assert!(
+            found.starts_with(error),
+            "{query}: expected {error:?}, found {found:?}"
+        );
     }
 }
