@@ -23,21 +23,26 @@ use crate::common::sim_run::{Running, start};
 use teewatch::config::Config;
 use teewatch::drift::{self, DriftReason, TargetHistory};
 use teewatch::record::{CheckRecord, Phase, PhaseDuration};
-use teewatch::store::{AckRequest, AckOutcome, Store};
+use teewatch::store::{AckOutcome, AckRequest, Store};
 use teewatch::verify::{self, Bundle, State};
 use teewatch_sim::faults::Fault;
 use teewatch_sim::server::{SimOptions, model_name};
 
 /// The columns each query returns, by where it is in the dashboard.
 const COLUMNS: [(&str, &[&str]); 8] = [
-    ("panel Checks per hour by state", &["time", "metric", "checks"]),
+    (
+        "panel Checks per hour by state",
+        &["time", "metric", "checks"],
+    ),
     (
         "panel Checks per hour by instance",
         &["time", "metric", "checks"],
     ),
     (
         "panel Latest check per target and vantage",
-        &["target", "vantage", "instance", "state", "format", "finished"],
+        &[
+            "target", "vantage", "instance", "state", "format", "finished",
+        ],
     ),
     (
         "panel Failing checks with reasons",
@@ -45,7 +50,10 @@ const COLUMNS: [(&str, &[&str]); 8] = [
             "time", "target", "instance", "vantage", "check", "scope", "state", "reason",
         ],
     ),
-    ("panel Drift events over time", &["time", "metric", "events"]),
+    (
+        "panel Drift events over time",
+        &["time", "metric", "events"],
+    ),
     (
         "panel Drift events",
         &[
@@ -159,10 +167,20 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
     // tw-a checks from eu-1, tw-b from us-1, where the answer is another signing address.
     let now = Utc::now();
     let mut history = TargetHistory::default();
-    let first = check(&run, "tw-a", "eu-1", now - chrono::Duration::hours(2), &mut history).await;
+    let first = check(
+        &run,
+        "tw-a",
+        "eu-1",
+        now - chrono::Duration::hours(2),
+        &mut history,
+    )
+    .await;
     assert_eq!(first.verdict.state, State::Pass, "{:?}", first.verdict);
     store.record(&first).await.unwrap();
-    run.sim.state.set_fault(None, Fault::WrongAddress, true).unwrap();
+    run.sim
+        .state
+        .set_fault(None, Fault::WrongAddress, true)
+        .unwrap();
     let second = check(
         &run,
         "tw-b",
@@ -171,7 +189,10 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
         &mut history,
     )
     .await;
-    run.sim.state.set_fault(None, Fault::WrongAddress, false).unwrap();
+    run.sim
+        .state
+        .set_fault(None, Fault::WrongAddress, false)
+        .unwrap();
     assert_eq!(second.verdict.state, State::Fail, "{:?}", second.verdict);
     store.record(&second).await.unwrap();
     // A later check from eu-1 that finds an MRTD never seen before: one drift event.
@@ -181,7 +202,14 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
         .entry("mrtd".into())
         .or_default()
         .insert("00".repeat(48), now - chrono::Duration::days(1));
-    let third = check(&run, "tw-a", "eu-1", now - chrono::Duration::hours(1), &mut known).await;
+    let third = check(
+        &run,
+        "tw-a",
+        "eu-1",
+        now - chrono::Duration::hours(1),
+        &mut known,
+    )
+    .await;
     assert_eq!(third.drift.len(), 1, "{:?}", third.drift);
     assert_eq!(third.drift[0].reasons, [DriftReason::New]);
     store.record(&third).await.unwrap();
@@ -206,7 +234,11 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
         variables: &[("target", &[name.as_str(), "not-a-target"])],
     };
     let queries = sql_queries(&fleet_dashboard());
-    assert_eq!(queries.len(), COLUMNS.len(), "a query without expected columns here");
+    assert_eq!(
+        queries.len(),
+        COLUMNS.len(),
+        "a query without expected columns here"
+    );
     let mut results: BTreeMap<String, Vec<PgRow>> = BTreeMap::new();
     for q in &queries {
         let sql = expand(&q.sql, &ctx).unwrap_or_else(|e| panic!("{}: {e}", q.place));
@@ -232,15 +264,22 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
         let time: f64 = row.try_get("time").unwrap();
         assert_eq!(time % 3600.0, 0.0, "a bucket starts on the hour: {time}");
         assert!(time * 1e9 >= ctx.from_ns as f64 - 3600e9 && time * 1e9 <= ctx.to_ns as f64);
-        *by_state.entry(text(row, "metric")).or_insert(0) += row.try_get::<i64, _>("checks").unwrap();
+        *by_state.entry(text(row, "metric")).or_insert(0) +=
+            row.try_get::<i64, _>("checks").unwrap();
     }
-    assert_eq!(by_state, BTreeMap::from([("fail".into(), 1), ("pass".into(), 2)]));
+    assert_eq!(
+        by_state,
+        BTreeMap::from([("fail".into(), 1), ("pass".into(), 2)])
+    );
     let mut by_instance = BTreeMap::new();
     for row in &results["panel Checks per hour by instance"] {
         *by_instance.entry(text(row, "metric")).or_insert(0) +=
             row.try_get::<i64, _>("checks").unwrap();
     }
-    assert_eq!(by_instance, BTreeMap::from([("tw-a".into(), 2), ("tw-b".into(), 1)]));
+    assert_eq!(
+        by_instance,
+        BTreeMap::from([("tw-a".into(), 2), ("tw-b".into(), 1)])
+    );
 
     // The latest check of the target from each vantage point, with who ran it.
     let latest: Vec<[String; 4]> = results["panel Latest check per target and vantage"]
