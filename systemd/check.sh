@@ -4,8 +4,10 @@
 #   1. installs the binary and the unit into a temporary root, at the paths the unit names
 #      (/usr/bin/teewatch, /etc/systemd/system/teewatch.service, /bin/kill for
 #      ExecReload=), and runs `systemd-analyze verify --root=ROOT` on it. verify only warns about
-#      unknown keys or bad values, so ANY output is a failure;
-#   2. runs `systemd-analyze security --offline=true` on the unit and fails if the overall
+#      unknown keys or bad values, so ANY output is a failure. Then the same with the fleet
+#      drop-in systemd/teewatch-fleet.conf installed as teewatch.service.d/fleet.conf
+#      (docs/fleet-ops.md), which verify reads with the unit;
+#   2. runs `systemd-analyze security --offline=true` on the unit (with the drop-in) and fails if the overall
 #      exposure is above 1.5 (the threshold can be lowered with TEEWATCH_MAX_EXPOSURE);
 #   3. checks that the shipped config.toml is valid (`teewatch config check`).
 #
@@ -20,6 +22,7 @@ case "${BASH_SOURCE[0]}" in */*) here="${BASH_SOURCE[0]%/*}" ;; *) here=. ;; esa
 here="$(cd "$here" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 unit="$here/teewatch.service"
+dropin="$here/teewatch-fleet.conf"
 threshold="${TEEWATCH_MAX_EXPOSURE:-1.5}"
 
 fail() {
@@ -44,6 +47,7 @@ else
 fi
 [ -f "$bin" ] && [ -x "$bin" ] || fail "$bin is not an executable file"
 [ -f "$unit" ] || fail "$unit is missing"
+[ -f "$dropin" ] || fail "$dropin is missing"
 
 root="$(mktemp -d "${TMPDIR:-/tmp}/teewatch-systemd.XXXXXX")"
 trap 'rm -rf -- "$root"' EXIT
@@ -85,6 +89,20 @@ if [ -n "$said" ] || [ "$rc" -ne 0 ]; then
     fail "systemd-analyze verify exited $rc and/or printed the lines above (any output fails)"
 fi
 echo "verify: clean (exit 0, no output)"
+
+echo "== systemd-analyze verify with systemd/teewatch-fleet.conf as ROOT/etc/systemd/system/teewatch.service.d/fleet.conf"
+mkdir -p "$root/etc/systemd/system/teewatch.service.d"
+install -m 0644 "$dropin" "$root/etc/systemd/system/teewatch.service.d/fleet.conf"
+set +e
+said="$(systemd-analyze verify --man=no --generators=no --recursive-errors=yes \
+    --root="$root" "$installed" 2>&1)"
+rc=$?
+set -e
+if [ -n "$said" ] || [ "$rc" -ne 0 ]; then
+    printf '%s\n' "$said" >&2
+    fail "systemd-analyze verify with the fleet drop-in exited $rc and/or printed the lines above (any output fails)"
+fi
+echo "verify with systemd/teewatch-fleet.conf: clean (exit 0, no output)"
 
 echo "== systemd-analyze security --offline=true --root=ROOT ROOT/etc/systemd/system/teewatch.service"
 set +e

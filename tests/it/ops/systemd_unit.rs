@@ -1,6 +1,8 @@
-//! The systemd unit (`systemd/teewatch.service`): systemd's own tools accept it without a word
-//! and score its sandbox at most 1.5 (`systemd/check.sh`), and it agrees with the shipped
-//! `config.toml` (credential names, configuration path, state directory, stop timeout).
+//! The systemd unit (`systemd/teewatch.service`): systemd's own tools accept it without a word,
+//! alone and with the fleet drop-in (`systemd/teewatch-fleet.conf`), and score its sandbox at
+//! most 1.5 (`systemd/check.sh`); it agrees with the shipped `config.toml` (credential names,
+//! configuration path, state directory, stop timeout), and the drop-in loads the database
+//! password credential that the fleet configuration of `docs/fleet-ops.md` names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
@@ -25,7 +27,12 @@ fn repo_path(relative: &str) -> PathBuf {
 
 /// The `[Service]` (or other `section`) assignments of the unit, in order, comments skipped.
 fn unit_entries(section: &str) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo_path("systemd/teewatch.service")).unwrap();
+    file_entries("systemd/teewatch.service", section)
+}
+
+/// The assignments of `section` in a unit file or drop-in, in order, comments skipped.
+fn file_entries(file: &str, section: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_path(file)).unwrap();
     let mut current = String::new();
     let mut entries = Vec::new();
     for line in text.lines() {
@@ -116,6 +123,10 @@ fn check_script_passes_with_a_low_exposure_score() {
         out.status.success(),
         "systemd/check.sh failed ({}):\n{stdout}\n{stderr}",
         out.status
+    );
+    assert!(
+        stdout.contains("verify with systemd/teewatch-fleet.conf: clean"),
+        "systemd/check.sh did not verify the fleet drop-in:\n{stdout}"
     );
     let score: f64 = stdout
         .lines()
@@ -245,5 +256,37 @@ fn exec_start_state_and_configuration_directories_match_the_config() {
         service_value("RestartPreventExitStatus"),
         "78",
         "an invalid configuration (exit 78) must not be restarted in a loop"
+    );
+}
+
+#[test]
+fn the_fleet_drop_in_loads_the_credential_the_fleet_configuration_names() {
+    let file = "systemd/teewatch-fleet.conf";
+    let service = file_entries(file, "Service");
+    let keys: Vec<&str> = service.iter().map(|(k, _)| k.as_str()).collect();
+    // A drop-in that only adds: no sandboxing or ExecStart of its own to drift from the unit.
+    assert_eq!(keys, ["LoadCredential"], "{file}");
+    let (name, source) = service[0].1.split_once(':').unwrap();
+    assert_eq!(
+        source,
+        format!("/etc/teewatch/credentials/{name}"),
+        "{file}: the password file belongs with the other credentials"
+    );
+    let unit: Vec<(String, String)> = file_entries(file, "Unit");
+    assert_eq!(
+        unit,
+        [("After".to_string(), "postgresql.service".to_string())],
+        "{file}: ordering only, never a dependency on a local server"
+    );
+    // Every instance's configuration in the fleet guide names that credential.
+    let guide = std::fs::read_to_string(repo_path("docs/fleet-ops.md")).unwrap();
+    let named = format!("db_password_credential = \"{name}\"");
+    assert!(
+        guide.matches(&named).count() >= 2,
+        "docs/fleet-ops.md: each instance's configuration should say {named}"
+    );
+    assert!(
+        guide.contains(&format!("LoadCredential={name}:")),
+        "docs/fleet-ops.md shows the drop-in's LoadCredential= line"
     );
 }
