@@ -324,7 +324,7 @@ async fn every_sql_query_of_the_fleet_dashboard_returns_its_columns_from_a_real_
         .iter()
         .map(|r| text(r, "name"))
         .collect();
-    assert_eq!(names, [name.clone()]);
+    assert_eq!(names, [name.as_str()]);
 
     // The control: the same first query filtering in seconds finds none of those checks.
     let seconds = queries[0]
