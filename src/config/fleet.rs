@@ -195,7 +195,10 @@ fn name_key(v: &mut Validator, t: &Table, key: &str) -> Option<String> {
         Some(other) => {
             v.issue(
                 &path,
-                format!("expected a name such as \"eu-1\", found {}", describe(other)),
+                format!(
+                    "expected a name such as \"eu-1\", found {}",
+                    describe(other)
+                ),
             );
             None
         }
@@ -299,14 +302,38 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_key_and_what_was_found() {
         let cases = [
-            ("mode = \"leader\"", "daemon.mode: expected \"shard\" or \"replicate\", found"),
-            ("instance = \"a b\"", "daemon.instance: expected only A-Z, a-z, 0-9, '.', '_' or '-', found ' '"),
-            ("instance = \"\"", "daemon.instance: expected 1 to 64 characters"),
-            ("vantage = \"eu/1\"", "daemon.vantage: expected only A-Z, a-z, 0-9, '.', '_' or '-', found '/'"),
-            ("lease = \"1s\"", "daemon.lease: expected a duration from \"2s\" to \"1h\", found \"1s\""),
-            ("lease = \"2h\"", "daemon.lease: expected a duration from \"2s\" to \"1h\", found \"2h\""),
-            ("lease = 30", "daemon.lease: expected a duration such as \"30s\", found"),
-            ("instance = 7", "daemon.instance: expected a name such as \"eu-1\", found"),
+            (
+                "mode = \"leader\"",
+                "daemon.mode: expected \"shard\" or \"replicate\", found",
+            ),
+            (
+                "instance = \"a b\"",
+                "daemon.instance: expected only A-Z, a-z, 0-9, '.', '_' or '-', found ' '",
+            ),
+            (
+                "instance = \"\"",
+                "daemon.instance: expected 1 to 64 characters",
+            ),
+            (
+                "vantage = \"eu/1\"",
+                "daemon.vantage: expected only A-Z, a-z, 0-9, '.', '_' or '-', found '/'",
+            ),
+            (
+                "lease = \"1s\"",
+                "daemon.lease: expected a duration from \"2s\" to \"1h\", found \"1s\"",
+            ),
+            (
+                "lease = \"2h\"",
+                "daemon.lease: expected a duration from \"2s\" to \"1h\", found \"2h\"",
+            ),
+            (
+                "lease = 30",
+                "daemon.lease: expected a duration such as \"30s\", found",
+            ),
+            (
+                "instance = 7",
+                "daemon.instance: expected a name such as \"eu-1\", found",
+            ),
         ];
         for (line, expected) in cases {
             let (_, issues) = read_text(&format!("{PG}{line}\n"));

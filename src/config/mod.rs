@@ -29,8 +29,8 @@ mod web_tls;
 pub use api_key::{ApiKeyError, ApiKeySource, CREDENTIALS_DIRECTORY};
 pub use dangerous::DangerousRoots;
 pub use fleet::{
-    DEFAULT_LEASE, FleetMode, FleetSettings, MAX_LEASE, MIN_LEASE, host_instance_name, is_postgres_url,
-    name_problem,
+    DEFAULT_LEASE, FleetMode, FleetSettings, MAX_LEASE, MIN_LEASE, host_instance_name,
+    is_postgres_url, name_problem,
 };
 pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};

@@ -204,8 +204,8 @@ impl Daemon {
                     .into_iter()
                     .map(|t| t.name)
                     .collect();
-                let fleet = crate::fleet::Fleet::join(pool, settings, metrics.clone(), &names)
-                    .await?;
+                let fleet =
+                    crate::fleet::Fleet::join(pool, settings, metrics.clone(), &names).await?;
                 tracing::info!(
                     instance = fleet.instance(),
                     mode = fleet.mode().as_str(),
@@ -375,6 +375,12 @@ impl Daemon {
         if config.daemon.db != old.config.daemon.db {
             tracing::warn!("daemon.db changed; it takes effect after a restart");
             config.daemon.db = old.config.daemon.db.clone();
+        }
+        if config.daemon.fleet != old.config.daemon.fleet {
+            tracing::warn!(
+                "daemon.instance, mode, vantage or lease changed; they take effect after a restart"
+            );
+            config.daemon.fleet = old.config.daemon.fleet.clone();
         }
         http::keep_listener_settings(&old.config.daemon, &mut config.daemon);
         let targets = runner::planned_targets(&config);

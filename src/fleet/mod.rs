@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-pub use crate::config::{FleetMode, FleetSettings};
 use crate::config::Schedule;
+pub use crate::config::{FleetMode, FleetSettings};
 use crate::metrics::{Metrics, PeerGauge};
 use crate::sync::lock;
 pub use db::{PRUNE_AFTER, PeerRow};
@@ -156,8 +156,7 @@ impl Fleet {
                 return Err(e.into());
             }
         };
-        self.metrics
-            .set_fleet_peers(&self.gauges(&peers, targets));
+        self.metrics.set_fleet_peers(&self.gauges(&peers, targets));
         let mut view = lock(&self.view);
         view.peers = peers;
         view.fresh_at = Some(Instant::now());

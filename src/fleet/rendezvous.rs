@@ -27,14 +27,11 @@ pub fn score(target: &str, instance: &str) -> u64 {
 /// in practice) broken by the larger name so every instance still agrees. `None` when no
 /// instance is live.
 pub fn owner<'a, S: AsRef<str>>(target: &str, instances: &'a [S]) -> Option<&'a str> {
-    instances
-        .iter()
-        .map(AsRef::as_ref)
-        .max_by(|a, b| {
-            score(target, a)
-                .cmp(&score(target, b))
-                .then_with(|| a.cmp(b))
-        })
+    instances.iter().map(AsRef::as_ref).max_by(|a, b| {
+        score(target, a)
+            .cmp(&score(target, b))
+            .then_with(|| a.cmp(b))
+    })
 }
 
 #[cfg(test)]
@@ -50,7 +47,12 @@ mod tests {
     fn assignment<'a>(targets: &'a [String], live: &'a [&str]) -> BTreeMap<&'a str, &'a str> {
         targets
             .iter()
-            .map(|t| (t.as_str(), owner(t, live).unwrap_or_else(|| panic!("no owner"))))
+            .map(|t| {
+                (
+                    t.as_str(),
+                    owner(t, live).unwrap_or_else(|| panic!("no owner")),
+                )
+            })
             .collect()
     }
 
@@ -79,7 +81,10 @@ mod tests {
         // five deviations.
         assert_eq!(counts.len(), 3, "{counts:?}");
         for (peer, n) in &counts {
-            assert!((567..=767).contains(n), "{peer} owns {n} of 2000: {counts:?}");
+            assert!(
+                (567..=767).contains(n),
+                "{peer} owns {n} of 2000: {counts:?}"
+            );
         }
     }
 

@@ -361,7 +361,12 @@ impl Metrics {
     /// Names the instance and vantage point of a target's latest check
     /// (`teewatch_target_checked_by_info`), replacing the previous one.
     pub fn set_checked_by(&self, target: &str, instance: &str, vantage: &str) {
-        if self.lock().configured.as_ref().is_some_and(|c| !c.contains(target)) {
+        if self
+            .lock()
+            .configured
+            .as_ref()
+            .is_some_and(|c| !c.contains(target))
+        {
             return;
         }
         self.inner.fleet.set_checked_by(target, instance, vantage);

@@ -25,6 +25,11 @@ impl Shared {
                 tracing::debug!(slot, "another instance runs this slot");
                 false
             }
+            // Leaving is a shutdown in progress: the peers take the slot.
+            Err(e @ crate::fleet::FleetError::Left) => {
+                tracing::debug!(error = %e, slot, "check not run");
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, slot, "check not run: the fleet cannot tell whether this instance runs it");
                 false
@@ -66,9 +71,9 @@ impl Shared {
             let mut since = BTreeMap::new();
             for l in latest {
                 let shown = statuses.get(&l.target);
-                if shown.is_some_and(|s| {
-                    s.check_id == Some(l.check_id) || s.last_check > l.finished_at
-                }) {
+                if shown
+                    .is_some_and(|s| s.check_id == Some(l.check_id) || s.last_check > l.finished_at)
+                {
                     continue;
                 }
                 // A run of one state continues across instances as it does across checks.

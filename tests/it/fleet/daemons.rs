@@ -64,7 +64,11 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
         },
     )
     .await;
-    let names: Vec<String> = run.config.monitored().map(|(t, _)| t.name.clone()).collect();
+    let names: Vec<String> = run
+        .config
+        .monitored()
+        .map(|(t, _)| t.name.clone())
+        .collect();
     assert_eq!(names.len(), 6);
     let url = fleet_database("fleet daemons").await;
     let db = pool(&url, 2).await;
@@ -81,7 +85,10 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
             .unwrap();
         n == 6
     };
-    assert!(eventually(120, claimed).await, "not every target was claimed");
+    assert!(
+        eventually(120, claimed).await,
+        "not every target was claimed"
+    );
     for d in [&a, &b] {
         let shown = || async {
             let m = scrape(d).await;
@@ -179,7 +186,10 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
         .unwrap();
         n == 6
     };
-    assert!(eventually(60, taken_over).await, "mon-a did not take every target over");
+    assert!(
+        eventually(60, taken_over).await,
+        "mon-a did not take every target over"
+    );
     a.shutdown(Duration::from_secs(10)).await;
 
     // One stored check per claim, and no more: no slot ran twice.
@@ -189,5 +199,9 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
         .unwrap();
     let store = Store::open(&db_path(&run.dir)).await.unwrap();
     let checks = store.history(&HistoryFilter::default()).await.unwrap();
-    assert_eq!(checks.len() as i64, claims, "checks stored vs slots claimed");
+    assert_eq!(
+        checks.len() as i64,
+        claims,
+        "checks stored vs slots claimed"
+    );
 }

@@ -86,7 +86,11 @@ async fn of_many_racing_claims_of_one_slot_exactly_one_wins_per_vantage_point() 
             let fleet = fleet.clone();
             racing.push(tokio::spawn(async move {
                 let won = fleet.may_run("model-000", slot).await.unwrap();
-                (fleet.vantage().to_string(), fleet.instance().to_string(), won)
+                (
+                    fleet.vantage().to_string(),
+                    fleet.instance().to_string(),
+                    won,
+                )
             }));
         }
         let mut winners: BTreeMap<String, Vec<String>> = BTreeMap::new();
