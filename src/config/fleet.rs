@@ -244,6 +244,7 @@ pub(super) fn check_lease(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

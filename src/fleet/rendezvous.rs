@@ -35,6 +35,7 @@ pub fn owner<'a, S: AsRef<str>>(target: &str, instances: &'a [S]) -> Option<&'a 
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use std::collections::BTreeMap;
 
