@@ -2,7 +2,9 @@
 //! ran by its target's owner, after a claim), each serves every target's state through the
 //! fleet view, the one on a clock ten minutes ahead keeps its lease (liveness is the database's
 //! clock), and when it shuts down cleanly the other takes its targets over at once. Afterwards
-//! the store holds exactly one check per claim: no slot was checked twice.
+//! the store holds exactly one check per claim: no slot was checked twice. The scrape with the
+//! fleet's families passes `promtool check metrics`. `/readyz` says when the fleet's database
+//! fails and recovers.
 //!
 //! The checks go to one SQLite file both daemons open (the store of this branch); the fleet's
 //! tables are in PostgreSQL.
@@ -126,6 +128,8 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
             .sum();
         assert_eq!(owned, 6.0, "{m}");
     }
+    // The fleet's families pass promtool's lint beside every other.
+    crate::common::promtool::assert_clean(&scrape(&a).await);
     // Each owner names itself on its status page and in teewatch_target_checked_by_info.
     let owner0 = rendezvous::owner(&names[0], &["mon-a", "mon-b"]).unwrap();
     let own = if owner0 == "mon-a" { &a } else { &b };
@@ -204,4 +208,40 @@ async fn two_daemons_split_the_targets_serve_the_whole_fleet_and_hand_over_on_a_
         claims,
         "checks stored vs slots claimed"
     );
+}
+
+/// The answer of `/readyz`: its status and text.
+async fn readyz(daemon: &Daemon) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}/readyz", daemon.addr()))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_when_the_fleets_database_fails_and_recovers() {
+    let run = start("fleet-readyz", SimOptions::default()).await;
+    crate::common::daemon_run::manual_schedule(&run.dir.join("sim.toml"));
+    let url = fleet_database("fleet readyz").await;
+    let db = pool(&url, 1).await;
+    let daemon = start_member(&run, &url, "mon-a", Clock::system()).await;
+    assert_eq!(readyz(&daemon).await.0, 200);
+    // The heartbeat's table goes away: each heartbeat fails from now on.
+    sqlx::query("ALTER TABLE fleet_instances RENAME TO fleet_instances_away")
+        .execute(&db)
+        .await
+        .unwrap();
+    let failing = || async {
+        let (status, text) = readyz(&daemon).await;
+        status == 503 && text.contains("the fleet's database cannot be reached")
+    };
+    assert!(eventually(20, failing).await, "{:?}", readyz(&daemon).await);
+    sqlx::query("ALTER TABLE fleet_instances_away RENAME TO fleet_instances")
+        .execute(&db)
+        .await
+        .unwrap();
+    let ready = || async { readyz(&daemon).await.0 == 200 };
+    assert!(eventually(20, ready).await, "{:?}", readyz(&daemon).await);
+    daemon.shutdown(Duration::from_secs(5)).await;
 }
