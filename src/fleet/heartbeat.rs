@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 
 use super::Fleet;
 
+/// How long a stop waits for the last heartbeat, and then for the leave, to answer.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// How often claims and silent peers are pruned.
 const PRUNE_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -63,15 +66,26 @@ impl Heartbeat {
         Heartbeat { fleet, stop, task }
     }
 
-    /// Stops beating and ends the lease now (a clean shutdown).
+    /// Stops beating and ends the lease now (a clean shutdown). A database that does not
+    /// answer holds the shutdown up for at most [`STOP_WAIT`] per step: the peers then take
+    /// over when the lease runs out instead.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
-        match self.fleet.leave().await {
-            Ok(()) => tracing::info!("left the fleet; peers take this instance's targets over"),
-            Err(e) => tracing::warn!(
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+        match tokio::time::timeout(STOP_WAIT, self.fleet.leave()).await {
+            Ok(Ok(())) => {
+                tracing::info!("left the fleet; peers take this instance's targets over")
+            }
+            Ok(Err(e)) => tracing::warn!(
                 error = %e,
                 "leaving the fleet failed; peers take over when the lease runs out"
+            ),
+            Err(_) => tracing::warn!(
+                "leaving the fleet timed out; peers take over when the lease runs out"
             ),
         }
     }
