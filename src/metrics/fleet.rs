@@ -187,3 +187,105 @@ impl FleetFamilies {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Metrics;
+    use super::PeerGauge;
+
+    fn gauge(peer: &str, vantage: &str, up: bool, owned: Option<usize>) -> PeerGauge {
+        PeerGauge {
+            peer: peer.into(),
+            vantage: vantage.into(),
+            up,
+            heartbeat_age_seconds: 1.5,
+            targets_owned: owned,
+        }
+    }
+
+    fn lines(m: &Metrics, family: &str) -> Vec<String> {
+        m.render()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .lines()
+            .filter(|l| l.starts_with(family))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn without_a_fleet_nothing_is_exported() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let text = m.render().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!text.contains("teewatch_fleet_"), "{text}");
+        assert!(!text.contains("teewatch_target_checked_by_info"), "{text}");
+    }
+
+    #[test]
+    fn peers_follow_each_heartbeat_and_a_pruned_peer_leaves_no_series() {
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        m.fleet_started();
+        assert_eq!(
+            lines(&m, "teewatch_fleet_slot_claims_lost_total"),
+            ["teewatch_fleet_slot_claims_lost_total 0"]
+        );
+        m.set_fleet_peers(&[
+            gauge("mon-a", "", true, Some(4)),
+            gauge("mon-b", "", true, Some(2)),
+        ]);
+        assert_eq!(
+            lines(&m, "teewatch_fleet_targets_owned{"),
+            [
+                "teewatch_fleet_targets_owned{peer=\"mon-a\"} 4",
+                "teewatch_fleet_targets_owned{peer=\"mon-b\"} 2"
+            ]
+        );
+        // mon-b dies: up 0, owns nothing; then it is pruned: no series at all.
+        m.set_fleet_peers(&[
+            gauge("mon-a", "", true, Some(6)),
+            gauge("mon-b", "", false, None),
+        ]);
+        assert_eq!(
+            lines(&m, "teewatch_fleet_instance_up{"),
+            [
+                "teewatch_fleet_instance_up{peer=\"mon-a\",vantage=\"\"} 1",
+                "teewatch_fleet_instance_up{peer=\"mon-b\",vantage=\"\"} 0"
+            ]
+        );
+        assert_eq!(
+            lines(&m, "teewatch_fleet_targets_owned{"),
+            ["teewatch_fleet_targets_owned{peer=\"mon-a\"} 6"]
+        );
+        m.set_fleet_peers(&[gauge("mon-a", "", true, Some(6))]);
+        assert_eq!(lines(&m, "teewatch_fleet_instance_up{").len(), 1);
+        assert_eq!(
+            lines(&m, "teewatch_fleet_instance_heartbeat_age_seconds{"),
+            ["teewatch_fleet_instance_heartbeat_age_seconds{peer=\"mon-a\"} 1.5"]
+        );
+        m.fleet_claim_lost();
+        assert_eq!(
+            lines(&m, "teewatch_fleet_slot_claims_lost_total"),
+            ["teewatch_fleet_slot_claims_lost_total 1"]
+        );
+    }
+
+    #[test]
+    fn checked_by_keeps_one_series_per_target() {
+        // (The encoder writes labels in name order.)
+        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        m.set_checked_by("t1", "mon-a", "");
+        m.set_checked_by("t1", "mon-b", "");
+        m.set_checked_by("t2", "mon-a", "");
+        assert_eq!(
+            lines(&m, "teewatch_target_checked_by_info{"),
+            [
+                "teewatch_target_checked_by_info{checked_by=\"mon-a\",target=\"t2\",vantage=\"\"} 1",
+                "teewatch_target_checked_by_info{checked_by=\"mon-b\",target=\"t1\",vantage=\"\"} 1"
+            ]
+        );
+        m.retain_targets(&["t2".to_string()]);
+        assert_eq!(lines(&m, "teewatch_target_checked_by_info{").len(), 1);
+        // A check of a removed target still in flight brings no series back.
+        m.set_checked_by("t1", "mon-a", "");
+        assert_eq!(lines(&m, "teewatch_target_checked_by_info{").len(), 1);
+    }
+}
