@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod drift;
 pub mod fetch;
+pub mod fleet;
 pub mod metrics;
 pub mod record;
 pub mod schedule;

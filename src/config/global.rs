@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::describe;
+use super::fleet::FleetSettings;
 use super::schedule::{parse_duration, parse_interval};
 use super::validator::{UrlKind, Validator};
 use super::web::{self, WebConfig};
@@ -45,7 +46,7 @@ pub const MAX_COLLATERAL_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub(super) const DAEMON_KEYS: [&str; 9] = [
+pub(super) const DAEMON_KEYS: [&str; 13] = [
     "listen",
     "web_config",
     "allow_plain_http_off_loopback",
@@ -55,6 +56,10 @@ pub(super) const DAEMON_KEYS: [&str; 9] = [
     "drift_window",
     "keep_bundles",
     "drain_timeout",
+    "instance",
+    "mode",
+    "vantage",
+    "lease",
 ];
 pub(super) const INTEL_KEYS: [&str; 4] = [
     "pccs_url",
@@ -86,6 +91,9 @@ pub struct DaemonConfig {
     pub keep_bundles: usize,
     /// How long a shutdown waits for in-flight checks.
     pub drain_timeout: Duration,
+    /// `instance`, `mode`, `vantage` and `lease`: this instance's place in a fleet sharing a
+    /// PostgreSQL store (`docs/fleet.md`).
+    pub fleet: FleetSettings,
 }
 
 /// `[intel]`.
@@ -166,6 +174,7 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         .unwrap_or(DEFAULT_KEEP_BUNDLES);
     let drift_window = duration(v, t, "drift_window", DEFAULT_DRIFT_WINDOW);
     let drain_timeout = duration(v, t, "drain_timeout", DEFAULT_DRAIN_TIMEOUT);
+    let fleet = super::fleet::read(v, t);
     let issues_before = v.issues.len();
     let web = match v.string(
         t,
@@ -202,6 +211,7 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         drift_window,
         keep_bundles,
         drain_timeout,
+        fleet,
     }
 }
 

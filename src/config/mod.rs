@@ -16,6 +16,7 @@ use crate::verify::policy::TrustAnchors;
 
 mod api_key;
 mod dangerous;
+mod fleet;
 mod global;
 mod provenance;
 mod provider;
@@ -27,6 +28,10 @@ mod web_tls;
 
 pub use api_key::{ApiKeyError, ApiKeySource, CREDENTIALS_DIRECTORY};
 pub use dangerous::DangerousRoots;
+pub use fleet::{
+    DEFAULT_LEASE, FleetMode, FleetSettings, MAX_LEASE, MIN_LEASE, host_instance_name,
+    is_postgres_url, name_problem,
+};
 pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};
 pub use global::{
@@ -168,6 +173,7 @@ impl Config {
         let dangerous = dangerous::read(&mut v, &table, base);
         let nvidia = global::nvidia(&mut v, &table, base);
         let targets = read_targets(&mut v, &table, &intel.allowed_tcb_statuses, base);
+        fleet::check_lease(&mut v, &table, &daemon.fleet, &targets);
         let declares_none = match table.get("target") {
             None => true,
             Some(Value::Array(list)) => list.is_empty(),

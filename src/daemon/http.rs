@@ -376,6 +376,9 @@ async fn readyz(AxumState(state): AxumState<HttpState>) -> Response {
     if !scheduler_ok {
         reasons.push("the scheduler is not ticking".to_string());
     }
+    if let Some(reason) = state.shared.fleet.as_ref().and_then(|f| f.not_ready()) {
+        reasons.push(reason);
+    }
     // Targets whose checks cannot start (an unreadable API key) are named but keep the daemon
     // ready: it still checks the others and serves their metrics, and those targets' checks
     // are recorded as unknown with the reason.

@@ -31,6 +31,9 @@ use crate::schedule::{PlannerOptions, Scheduler, SchedulerOptions, ShutdownRepor
 use crate::store::{Retention, Store, StoreError};
 use runner::{CheckRunner, Shared};
 
+/// How often the fleet view reads the checks peers stored (`fleet_view_loop`).
+const FLEET_VIEW_PERIOD: Duration = Duration::from_secs(3);
+
 /// How often retention runs (also once at start).
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -66,6 +69,8 @@ pub enum RunError {
     },
     #[error("starting the scheduler: {0}")]
     Scheduler(String),
+    #[error("joining the fleet: {0}")]
+    Fleet(#[from] crate::fleet::FleetError),
     /// SIGHUP, SIGTERM or SIGINT could not be handled (the daemon stops at once).
     #[error("installing the {signal} handler: {source}")]
     Signal {
@@ -116,6 +121,8 @@ pub struct Daemon {
     stop_http: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
+    /// The fleet's heartbeat, when this instance belongs to one; stopped first on shutdown.
+    heartbeat: Option<crate::fleet::heartbeat::Heartbeat>,
 }
 
 fn load_config(options: &RunOptions) -> Result<Config, ConfigError> {
@@ -145,6 +152,28 @@ impl Daemon {
     /// [`Daemon::start`] reading the wall clock from `clock` for checks, records, scheduling and
     /// retention, so a test can jump it while the daemon runs.
     pub async fn start_with_clock(options: RunOptions, clock: Clock) -> Result<Daemon, RunError> {
+        // A PostgreSQL store's pool (`Store::postgres_pool`) is the fleet's; SQLite has none.
+        Daemon::start_inner(options, clock, None).await
+    }
+
+    /// [`Daemon::start_with_clock`] as a member of the fleet whose tables are in `pool`, with
+    /// `settings` instead of the configuration's fleet keys (which a SQLite `db` refuses).
+    /// For tests while the checks themselves go to a SQLite store.
+    #[doc(hidden)]
+    pub async fn start_in_fleet(
+        options: RunOptions,
+        clock: Clock,
+        pool: sqlx::PgPool,
+        settings: crate::fleet::FleetSettings,
+    ) -> Result<Daemon, RunError> {
+        Daemon::start_inner(options, clock, Some((pool, settings))).await
+    }
+
+    async fn start_inner(
+        options: RunOptions,
+        clock: Clock,
+        fleet: Option<(sqlx::PgPool, crate::fleet::FleetSettings)>,
+    ) -> Result<Daemon, RunError> {
         let config = load_config(&options).map_err(RunError::Config)?;
         if let Some(parent) = config.daemon.db.parent() {
             // The store creates the file; its folder must exist (systemd's StateDirectory does).
@@ -154,6 +183,8 @@ impl Daemon {
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
+        // The fleet view reads checks from here on.
+        let newest_check = latest.iter().map(|l| l.check_id).max().unwrap_or(0);
         let state_since = store.state_since().await?;
         // The slot of each target's last recorded check, for catching up a missed cron slot.
         let last_slots: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = latest
@@ -167,9 +198,30 @@ impl Daemon {
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
         let retention = retention_of(&config);
-        let shared = Arc::new(
-            Shared::new(config, fetcher, store, metrics, histories).with_clock(clock.clone()),
-        );
+        let fleet = match fleet {
+            Some((pool, settings)) => {
+                let names: Vec<String> = runner::planned_targets(&config)
+                    .into_iter()
+                    .map(|t| t.name)
+                    .collect();
+                let fleet =
+                    crate::fleet::Fleet::join(pool, settings, metrics.clone(), &names).await?;
+                tracing::info!(
+                    instance = fleet.instance(),
+                    mode = fleet.mode().as_str(),
+                    vantage = fleet.vantage(),
+                    "joined the fleet"
+                );
+                Some(Arc::new(fleet))
+            }
+            None => None,
+        };
+        let mut shared =
+            Shared::new(config, fetcher, store, metrics, histories).with_clock(clock.clone());
+        if let Some(fleet) = &fleet {
+            shared = shared.with_fleet(fleet.clone());
+        }
+        let shared = Arc::new(shared);
         // Every gauge comes back from the store before the listener answers a scrape.
         shared.restore_collateral(&latest).await;
         shared.restore(latest, &state_since, clock.now());
@@ -232,6 +284,17 @@ impl Daemon {
             watchdog_loop(shared.clone(), scheduler_cell.clone())
                 .instrument(tracing::info_span!("watchdog")),
         ));
+        let heartbeat = fleet.map(|fleet| {
+            tasks.push(tokio::spawn(
+                fleet_view_loop(shared.clone(), newest_check)
+                    .instrument(tracing::info_span!("fleet_view")),
+            ));
+            let beating = shared.clone();
+            crate::fleet::heartbeat::Heartbeat::spawn(
+                fleet,
+                Box::new(move || beating.targets().into_iter().map(|t| t.name).collect()),
+            )
+        });
         tracing::info!(%addr, targets = shared.targets().len(), "teewatch is running");
         notify::ready(&status_line(&shared));
         Ok(Daemon {
@@ -243,6 +306,7 @@ impl Daemon {
             stop_http,
             tasks,
             http_task,
+            heartbeat,
         })
     }
 
@@ -312,6 +376,12 @@ impl Daemon {
             tracing::warn!("daemon.db changed; it takes effect after a restart");
             config.daemon.db = old.config.daemon.db.clone();
         }
+        if config.daemon.fleet != old.config.daemon.fleet {
+            tracing::warn!(
+                "daemon.instance, mode, vantage or lease changed; they take effect after a restart"
+            );
+            config.daemon.fleet = old.config.daemon.fleet.clone();
+        }
         http::keep_listener_settings(&old.config.daemon, &mut config.daemon);
         let targets = runner::planned_targets(&config);
         let count = targets.len();
@@ -345,6 +415,12 @@ impl Daemon {
     /// at their deadline, the HTTP server, and then the last holders of the shared state.
     pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         notify::stopping();
+        // Leaving the fleet first hands this instance's targets to its peers at their next
+        // heartbeat; the checks running here finish and are stored, and no slot is run twice
+        // since each was claimed.
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.stop().await;
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -421,6 +497,25 @@ fn status_line(shared: &Shared) -> String {
         line.push_str(&notices);
     }
     line
+}
+
+/// The fleet view: every few seconds, the checks peers stored since the last look are published
+/// here too (`Shared::refresh_fleet_view`). The mark passed is that of two passes back, so a
+/// check committed after a later-numbered one is still seen.
+async fn fleet_view_loop(shared: Arc<Shared>, newest: i64) {
+    let mut interval = tokio::time::interval(FLEET_VIEW_PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut lagging, mut previous) = (newest, newest);
+    loop {
+        interval.tick().await;
+        match shared.refresh_fleet_view(lagging).await {
+            Ok(seen) => {
+                lagging = previous;
+                previous = seen.max(previous);
+            }
+            Err(e) => tracing::warn!(error = %e, "fleet view: reading peers' checks failed"),
+        }
+    }
 }
 
 async fn retention_loop(shared: Arc<Shared>) {

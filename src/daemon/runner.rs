@@ -13,6 +13,7 @@
 
 mod acceptance;
 pub mod cadence;
+mod fleet_view;
 mod keys;
 mod lines;
 mod publish;
@@ -66,6 +67,8 @@ pub struct TargetStatus {
     /// The TDX modules and OS images the known-measurements table named in the last verdict
     /// (`status_page::known_names`).
     pub known: Vec<String>,
+    /// The fleet instance that ran the latest check, when a fleet runs and the store says.
+    pub checked_by: Option<String>,
 }
 
 /// The configuration in force with the trust anchors built from it (built once per
@@ -174,6 +177,8 @@ pub struct Shared {
     collateral_memo: Mutex<Vec<(Value, CollateralExpiries)>>,
     /// The wall clock of checks, records, scheduling and retention.
     pub clock: Clock,
+    /// The fleet this instance belongs to (a PostgreSQL store); `None` runs every check.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Shared {
@@ -199,6 +204,7 @@ impl Shared {
             answer_hook: RwLock::new(None),
             collateral_memo: Mutex::new(Vec::new()),
             clock: Clock::system(),
+            fleet: None,
         };
         shared.probe_keys();
         shared
@@ -207,6 +213,12 @@ impl Shared {
     /// The state reading "now" from `clock` (a test's adjustable clock) instead of the system.
     pub fn with_clock(mut self, clock: Clock) -> Shared {
         self.clock = clock;
+        self
+    }
+
+    /// The state asking `fleet` before each scheduled check whether this instance runs it.
+    pub fn with_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Shared {
+        self.fleet = Some(fleet);
         self
     }
 
@@ -293,6 +305,9 @@ impl Shared {
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
+        if !self.fleet_may_run(&target, &due).await {
+            return;
+        }
         // The chats are spent only when due, and the attestation is judged before them.
         let not_due = target.monitor.as_ref().and_then(|m| {
             lock(&self.canary)

@@ -544,6 +544,10 @@ fn target_row(
             if let Some(id) = status.check_id {
                 let _ = write!(page, " <small>#{id}</small>");
             }
+            // In a fleet, which instance ran it (any instance serves every target's row).
+            if let Some(by) = &status.checked_by {
+                let _ = write!(page, " <small>by {}</small>", escape(by));
+            }
         }
         None => page.push_str("never"),
     }

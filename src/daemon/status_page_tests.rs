@@ -37,6 +37,7 @@ fn status(state: State, failing: Vec<Check>, at: DateTime<Utc>) -> TargetStatus 
         last_drift: None,
         trust: Vec::new(),
         known: Vec::new(),
+        checked_by: None,
     }
 }
 

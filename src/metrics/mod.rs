@@ -10,6 +10,7 @@
 
 mod collateral;
 mod families;
+mod fleet;
 pub mod labels;
 mod platform;
 mod reference;
@@ -32,6 +33,7 @@ use target::TargetSeries;
 
 pub use collateral::collateral_expiries;
 pub use families::PHASE_BUCKETS;
+pub use fleet::PeerGauge;
 
 /// The states `teewatch_checks_total` counts, each created at zero with the target.
 const STATES: [State; 3] = [State::Pass, State::Unknown, State::Fail];
@@ -90,6 +92,8 @@ struct Inner {
     /// rendered from `tracked` instead.
     registry: Registry,
     families: families::Families,
+    /// The fleet's families (`fleet.rs`), without series unless a fleet runs.
+    fleet: fleet::FleetFamilies,
     /// The `# HELP` and `# TYPE` lines of each target-scoped family, in the order of names.
     headers: Vec<(target::Family, String)>,
     tracked: Mutex<Tracked>,
@@ -144,10 +148,12 @@ impl Metrics {
             let _ = series(&families.phase_duration, &[phase.as_str()]);
         }
         let headers = families.target_headers();
+        let fleet = fleet::FleetFamilies::register(&registry)?;
         Ok(Metrics {
             inner: Arc::new(Inner {
                 registry,
                 families,
+                fleet,
                 headers,
                 tracked: Mutex::new(Tracked::default()),
                 last_render_len: AtomicUsize::new(0),
@@ -336,6 +342,36 @@ impl Metrics {
         });
     }
 
+    /// A fleet started: its claims counter is exported from zero.
+    pub fn fleet_started(&self) {
+        self.inner.fleet.start();
+    }
+
+    /// Sets every peer's `teewatch_fleet_instance_up`, heartbeat age and owned targets, removing
+    /// the series of peers no longer listed.
+    pub fn set_fleet_peers(&self, peers: &[PeerGauge]) {
+        self.inner.fleet.set_peers(peers);
+    }
+
+    /// Counts a slot claim another instance held (`teewatch_fleet_slot_claims_lost_total`).
+    pub fn fleet_claim_lost(&self) {
+        self.inner.fleet.claim_lost();
+    }
+
+    /// Names the instance and vantage point of a target's latest check
+    /// (`teewatch_target_checked_by_info`), replacing the previous one.
+    pub fn set_checked_by(&self, target: &str, instance: &str, vantage: &str) {
+        if self
+            .lock()
+            .configured
+            .as_ref()
+            .is_some_and(|c| !c.contains(target))
+        {
+            return;
+        }
+        self.inner.fleet.set_checked_by(target, instance, vantage);
+    }
+
     /// Sets the number of configured targets.
     pub fn set_targets(&self, n: usize) {
         if let Some(r) = self.reference() {
@@ -359,6 +395,7 @@ impl Metrics {
         if let Some(r) = self.reference() {
             r.retain_targets(names);
         }
+        self.inner.fleet.retain_checked_by(names);
         let keep: BTreeSet<String> = names.iter().cloned().collect();
         let mut tracked = self.lock();
         tracked.targets.retain(|name, _| keep.contains(name));

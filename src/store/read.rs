@@ -130,6 +130,12 @@ impl Store {
 
     /// The newest check of every target that has one, by target name.
     pub async fn latest_checks(&self) -> Result<Vec<LatestCheck>, StoreError> {
+        self.latest_checks_after(i64::MIN).await
+    }
+
+    /// [`Store::latest_checks`] of the targets whose latest check has an id above `after` (the
+    /// fleet view's poll: only what changed since it last looked).
+    pub async fn latest_checks_after(&self, after: i64) -> Result<Vec<LatestCheck>, StoreError> {
         let mut tx = self.pool.begin().await?;
         type Row = (
             String,
@@ -152,8 +158,10 @@ impl Store {
              FROM targets t
              JOIN checks c ON c.id = (SELECT c2.id FROM checks c2 WHERE c2.target_id = t.id
                                       ORDER BY c2.started_at DESC, c2.id DESC LIMIT 1)
+             WHERE c.id > ?1
              ORDER BY t.name",
         )
+        .bind(after)
         .fetch_all(&mut *tx)
         .await?;
         let mut out = Vec::with_capacity(rows.len());

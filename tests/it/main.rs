@@ -10,6 +10,7 @@
 mod common;
 mod daemon;
 mod fetch;
+mod fleet;
 mod fuzz;
 mod ops;
 mod provenance;

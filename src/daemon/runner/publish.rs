@@ -66,6 +66,7 @@ impl Shared {
                     last_success: stored.last_success_at,
                     failing: failing(&stored.checks),
                     known: crate::daemon::status_page::known_names(&stored.checks),
+                    checked_by: self.restored_checked_by(&stored),
                     tcb_status: stored.tcb_status,
                     last_drift,
                     trust: stored.trust,
@@ -251,6 +252,7 @@ impl Shared {
                 tcb_status: snapshot.tcb_status.clone(),
                 last_drift,
                 trust: verdict.trust.clone(),
+                checked_by: self.own_checked_by(&target.name),
             },
         );
     }

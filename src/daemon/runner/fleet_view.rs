@@ -1,0 +1,107 @@
+//! The daemon's side of the fleet (`crate::fleet`, `docs/fleet.md`): asking the fleet before a
+//! scheduled check whether this instance runs it, naming the instance that ran each target's
+//! latest check, and the fleet view, which brings the checks every instance stored into this
+//! instance's metrics and status page through the same reading the start restores from, so
+//! any instance can be scraped for the whole fleet.
+
+use super::*;
+use crate::store::StoreError;
+
+impl Shared {
+    /// Whether this instance runs `due` (always without a fleet). A check the fleet refuses
+    /// because its database cannot be reached is not run (`crate::fleet` says why) and is
+    /// logged; `/readyz` reports it until a heartbeat succeeds.
+    pub(super) async fn fleet_may_run(&self, target: &TargetConfig, due: &Due) -> bool {
+        let Some(fleet) = &self.fleet else {
+            return true;
+        };
+        let Some(monitor) = &target.monitor else {
+            return true;
+        };
+        let slot = crate::fleet::slot_key(&monitor.schedule, due.scheduled_at);
+        match fleet.may_run(&target.name, slot).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(slot, "another instance runs this slot");
+                false
+            }
+            // Leaving is a shutdown in progress: the peers take the slot.
+            Err(e @ crate::fleet::FleetError::Left) => {
+                tracing::debug!(error = %e, slot, "check not run");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, slot, "check not run: the fleet cannot tell whether this instance runs it");
+                false
+            }
+        }
+    }
+
+    /// The instance named as having run a check this instance just stored (also exported as
+    /// `teewatch_target_checked_by_info`); `None` without a fleet.
+    pub(super) fn own_checked_by(&self, target: &str) -> Option<String> {
+        let fleet = self.fleet.as_ref()?;
+        self.metrics
+            .set_checked_by(target, fleet.instance(), fleet.vantage());
+        Some(fleet.instance().to_string())
+    }
+
+    /// The instance that ran a stored check, as the store records it. The store of this
+    /// branch does not record it yet: with the fleet columns (`checks.instance`,
+    /// `checks.vantage`, carried by `LatestCheck`) this returns them and sets the info metric
+    /// like [`Shared::own_checked_by`].
+    pub(super) fn restored_checked_by(&self, stored: &LatestCheck) -> Option<String> {
+        let _fleet = self.fleet.as_ref()?;
+        let _ = stored;
+        None
+    }
+
+    /// One pass of the fleet view: the latest check of every target whose latest check has an
+    /// id above `after` is published, unless this instance already shows it (its own check,
+    /// or one an earlier pass brought in). Returns the highest check id seen (`after` when
+    /// there was none), which the caller passes back two passes later: a check whose
+    /// transaction took its id before another's but committed after it is then still read.
+    pub async fn refresh_fleet_view(&self, after: i64) -> Result<i64, StoreError> {
+        let latest = self.store.latest_checks_after(after).await?;
+        let newest = latest.iter().map(|l| l.check_id).max().unwrap_or(after);
+        let now = self.clock.now();
+        let (fresh, state_since) = {
+            let statuses = lock(&self.status);
+            let mut fresh = Vec::new();
+            let mut since = BTreeMap::new();
+            for l in latest {
+                let shown = statuses.get(&l.target);
+                if shown
+                    .is_some_and(|s| s.check_id == Some(l.check_id) || s.last_check > l.finished_at)
+                {
+                    continue;
+                }
+                // A run of one state continues across instances as it does across checks.
+                let run_since = match shown {
+                    Some(s) if s.state == l.state => s.state_since,
+                    _ => l.finished_at,
+                };
+                since.insert(l.target.clone(), run_since);
+                fresh.push(l);
+            }
+            (fresh, since)
+        };
+        if fresh.is_empty() {
+            return Ok(newest);
+        }
+        {
+            // The drift flags are judged against a history that knows the values a peer saw.
+            let mut histories = lock(&self.histories);
+            for l in &fresh {
+                histories.entry(l.target.clone()).or_default().absorb(
+                    &l.measurements,
+                    &[],
+                    l.finished_at,
+                );
+            }
+        }
+        tracing::debug!(checks = fresh.len(), "fleet view: published peers' checks");
+        self.restore(fresh, &state_since, now);
+        Ok(newest)
+    }
+}
