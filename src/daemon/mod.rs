@@ -267,7 +267,12 @@ impl Daemon {
             SchedulerOptions {
                 concurrency,
                 tick: Duration::from_secs(1),
-                planner: PlannerOptions::default(),
+                planner: PlannerOptions {
+                    // A fleet's instances plan every target at the same instants (take-over
+                    // one interval after a dead peer's last check; `crate::fleet`).
+                    epoch_aligned: fleet.is_some(),
+                    ..PlannerOptions::default()
+                },
             },
             runner,
             clock,
@@ -506,6 +511,9 @@ async fn fleet_view_loop(shared: Arc<Shared>, newest: i64) {
     let mut interval = tokio::time::interval(FLEET_VIEW_PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut lagging, mut previous) = (newest, newest);
+    // The targets this instance owned at the last pass: one it owns now and did not then was a
+    // peer's, and is taken over at once (`Shared::take_over`).
+    let mut owned = shared.owned_targets();
     loop {
         interval.tick().await;
         match shared.refresh_fleet_view(lagging).await {
@@ -515,6 +523,14 @@ async fn fleet_view_loop(shared: Arc<Shared>, newest: i64) {
             }
             Err(e) => tracing::warn!(error = %e, "fleet view: reading peers' checks failed"),
         }
+        let now_owned = shared.owned_targets();
+        if let (Some(before), Some(now)) = (&owned, &now_owned) {
+            let gained: Vec<String> = now.difference(before).cloned().collect();
+            if !gained.is_empty() {
+                shared.take_over(gained).await;
+            }
+        }
+        owned = now_owned;
     }
 }
 

@@ -42,12 +42,20 @@ pub struct PlannerOptions {
     /// The largest phase offset given to a target (interval targets use at most their interval,
     /// cron targets at most [`CRON_MAX_PHASE`]).
     pub max_phase: Duration,
+    /// Interval grids anchored at the Unix epoch instead of at the start: slot `k` of a target
+    /// is `epoch + k·interval + phase`, the phase from the target's name over its whole
+    /// interval. Instances of a fleet (`crate::fleet`) then plan every target at the same
+    /// instants, so a target's slot in each window of one interval is the same on all of them:
+    /// the instance that takes a dead peer's target over checks it one interval after the
+    /// peer's last check, not up to two, and a slot the peer had claimed is never run again.
+    pub epoch_aligned: bool,
 }
 
 impl Default for PlannerOptions {
     fn default() -> Self {
         PlannerOptions {
             max_phase: DEFAULT_MAX_PHASE,
+            epoch_aligned: false,
         }
     }
 }
@@ -244,11 +252,22 @@ impl Planner {
                     seconds: interval.as_secs(),
                 };
                 let period = TimeDelta::from_std(*interval).map_err(|_| too_long())?;
-                let phase =
-                    TimeDelta::from_std(phase(name, (*interval).min(self.options.max_phase)))
-                        .map_err(|_| too_long())?;
-                let anchor = now.checked_add_signed(phase).ok_or_else(too_long)?;
-                (Rule::Interval { period, anchor }, Some(anchor))
+                if self.options.epoch_aligned {
+                    let phase =
+                        TimeDelta::from_std(phase(name, *interval)).map_err(|_| too_long())?;
+                    let anchor = DateTime::<Utc>::UNIX_EPOCH
+                        .checked_add_signed(phase)
+                        .ok_or_else(too_long)?;
+                    let rule = Rule::Interval { period, anchor };
+                    let next = rule.next_after(now);
+                    (rule, next)
+                } else {
+                    let phase =
+                        TimeDelta::from_std(phase(name, (*interval).min(self.options.max_phase)))
+                            .map_err(|_| too_long())?;
+                    let anchor = now.checked_add_signed(phase).ok_or_else(too_long)?;
+                    (Rule::Interval { period, anchor }, Some(anchor))
+                }
             }
             Schedule::Cron(expression) => {
                 let cron = CronParser::builder()

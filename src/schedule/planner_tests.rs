@@ -201,6 +201,7 @@ fn cron_six_fields_have_seconds_first() {
 
     let mut p = Planner::new(PlannerOptions {
         max_phase: Duration::ZERO,
+        ..PlannerOptions::default()
     });
     p.set_targets(
         &[cron("s", "*/10 * * * * *")],
@@ -226,6 +227,7 @@ fn cron_phase_is_bounded_by_thirty_seconds_and_by_max_phase() {
     }
     let mut p = Planner::new(PlannerOptions {
         max_phase: Duration::from_secs(5),
+        ..PlannerOptions::default()
     });
     p.set_targets(&[cron("c", "0 * * * *")], t0() + secs(31))
         .unwrap();
@@ -407,4 +409,48 @@ fn a_clock_that_jumps_back_keeps_the_rhythm_on_the_earlier_time() {
         p.finished("a");
         assert_eq!(p.next_due("a"), Some(next + secs(10)), "{target:?}");
     }
+}
+
+#[test]
+fn epoch_aligned_grids_give_every_instance_the_same_slots_whenever_it_started() {
+    let aligned = PlannerOptions {
+        epoch_aligned: true,
+        ..PlannerOptions::default()
+    };
+    let two_minutes = Duration::from_secs(120);
+    let targets: Vec<PlannedTarget> = (0..50).map(|i| interval(&format!("m{i}"), 120)).collect();
+    let mut first = Planner::new(aligned);
+    first.set_targets(&targets, t0()).unwrap();
+    // A second instance started 47.3 s later plans each target's next slot at the first
+    // instance's grid point after its own start.
+    let later = t0() + TimeDelta::milliseconds(47_300);
+    let mut second = Planner::new(aligned);
+    second.set_targets(&targets, later).unwrap();
+    let period = TimeDelta::seconds(120);
+    for t in &targets {
+        let a = first.next_due(&t.name).unwrap();
+        let b = second.next_due(&t.name).unwrap();
+        assert!(a > t0() && a <= t0() + period, "{a}");
+        assert!(b > later && b <= later + period, "{b}");
+        let apart = b - a;
+        assert!(
+            apart == TimeDelta::zero() || apart == period,
+            "{} then {}: not on one grid",
+            a,
+            b
+        );
+        // The slot is the name's phase into its window of one interval since the epoch.
+        let into_window = b.timestamp_nanos_opt().unwrap().rem_euclid(120_000_000_000);
+        assert_eq!(
+            u128::try_from(into_window).unwrap(),
+            phase(&t.name, two_minutes).as_nanos()
+        );
+    }
+    // Unaligned planners (a lone instance) keep their grid at their start, as before.
+    let mut lone = Planner::new(PlannerOptions::default());
+    lone.set_targets(&targets[..1], later).unwrap();
+    assert_eq!(
+        lone.next_due("m0"),
+        Some(later + TimeDelta::from_std(phase("m0", Duration::from_secs(60))).unwrap())
+    );
 }

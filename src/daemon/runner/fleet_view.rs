@@ -4,7 +4,10 @@
 //! instance's metrics and status page through the same reading the start restores from, so
 //! any instance can be scraped for the whole fleet.
 
+use std::collections::BTreeSet;
+
 use super::*;
+use crate::fleet::FleetMode;
 use crate::store::StoreError;
 
 impl Shared {
@@ -103,5 +106,63 @@ impl Shared {
         tracing::debug!(checks = fresh.len(), "fleet view: published peers' checks");
         self.restore(fresh, &state_since, now);
         Ok(newest)
+    }
+
+    /// The configured targets this instance owns among the live shard peers it last saw;
+    /// `None` without a fleet in shard mode.
+    pub fn owned_targets(&self) -> Option<BTreeSet<String>> {
+        let fleet = self.fleet.as_ref()?;
+        if fleet.mode() != FleetMode::Shard {
+            return None;
+        }
+        Some(
+            self.targets()
+                .into_iter()
+                .filter(|t| fleet.owner_of(&t.name).as_deref() == Some(fleet.instance()))
+                .map(|t| t.name)
+                .collect(),
+        )
+    }
+
+    /// The take-over: checks each target in `gained` (targets this instance has just come to
+    /// own, because their owner's lease ran out or it left) now, at most `[daemon] concurrency`
+    /// at a time, instead of at its next slot. Each check claims the window of one interval
+    /// that holds now, as a scheduled one would: when the old owner already checked the target
+    /// in it, the claim is lost and nothing runs twice; otherwise the slot the old owner missed
+    /// while its lease was running out is made up within a heartbeat of the lease's end, so a
+    /// dead instance's targets are checked again within one interval of its death.
+    pub async fn take_over(self: &Arc<Self>, gained: Vec<String>) {
+        let limit = self.generation().config.daemon.concurrency.max(1);
+        let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+        let mut running = tokio::task::JoinSet::new();
+        tracing::info!(
+            targets = gained.len(),
+            "taking over targets from a peer whose lease ended"
+        );
+        for name in gained {
+            let Some(planned) = self.targets().into_iter().find(|t| t.name == name) else {
+                continue;
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let shared = self.clone();
+            let now = self.clock.now();
+            let due = Due {
+                target: planned.name,
+                scheduled_at: now,
+                started_at: now,
+                deadline: planned.deadline,
+            };
+            let span = tracing::info_span!("check", target = %due.target, take_over = true);
+            running.spawn(
+                async move {
+                    shared.check(due).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        while running.join_next().await.is_some() {}
     }
 }
