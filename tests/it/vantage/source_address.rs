@@ -46,18 +46,21 @@ async fn every_request_leaves_from_the_configured_source_address() {
 }
 
 #[tokio::test]
-async fn a_source_address_of_another_family_reaches_nothing_rather_than_another_address() {
-    // An IPv6 source for an IPv4 server: no connection at all, not one from a default address.
-    let http = Http::new(HttpOptions {
-        local_address: Some("::1".parse().unwrap()),
-        ..HttpOptions::default()
-    })
-    .unwrap();
+async fn a_source_address_that_cannot_reach_the_server_is_a_connect_error_not_another_address() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    let error = http
-        .get(Endpoint::Attestation, &url, None)
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind.as_str(), "connect", "{error}");
+    // An IPv6 source for an IPv4 server, and an address this host does not have (TEST-NET-1):
+    // no connection at all, never one from a default address.
+    for source in ["::1", "192.0.2.77"] {
+        let http = Http::new(HttpOptions {
+            local_address: Some(source.parse().unwrap()),
+            ..HttpOptions::default()
+        })
+        .unwrap();
+        let error = http
+            .get(Endpoint::Attestation, &url, None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind.as_str(), "connect", "{source}: {error}");
+    }
 }
