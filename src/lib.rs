@@ -20,6 +20,7 @@ pub mod record;
 pub mod schedule;
 pub mod store;
 mod sync;
+pub mod vantage;
 
 /// The files of `src/cmd/` that the library compiles; the binary's `src/cmd/mod.rs` has the
 /// commands themselves.

@@ -80,7 +80,7 @@ pub fn after_help() -> String {
     );
     format!(
         "Faults (--fault NAME for every model or MODEL=NAME for one; POST /admin/faults at run time):\n  \
-         of one model:\n{}\n  of the shared PCCS, NRAS and JWKS:\n{}\n\n{help}",
+         of one model:\n{}\n  of the shared PCCS, NRAS, JWKS and TLS connection:\n{}\n\n{help}",
         names(&model),
         names(&service)
     )

@@ -3,7 +3,7 @@
 //! accepted TCB statuses) and `[nvidia]`
 //! (NRAS, its JWKS and the NRAS trust anchors).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub const MAX_COLLATERAL_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub(super) const DAEMON_KEYS: [&str; 13] = [
+pub(super) const DAEMON_KEYS: [&str; 14] = [
     "listen",
     "web_config",
     "allow_plain_http_off_loopback",
@@ -60,6 +60,7 @@ pub(super) const DAEMON_KEYS: [&str; 13] = [
     "mode",
     "vantage",
     "lease",
+    "source_address",
 ];
 pub(super) const INTEL_KEYS: [&str; 4] = [
     "pccs_url",
@@ -94,6 +95,10 @@ pub struct DaemonConfig {
     /// `instance`, `mode`, `vantage` and `lease`: this instance's place in a fleet sharing a
     /// PostgreSQL store (`docs/fleet.md`).
     pub fleet: FleetSettings,
+    /// `source_address`: the local IP address every outbound connection (attestation, canary,
+    /// PCCS, NRAS, Rekor...) is made from, so that one host can hold several vantage points;
+    /// `None` lets the system choose.
+    pub source_address: Option<IpAddr>,
 }
 
 /// `[intel]`.
@@ -175,6 +180,7 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
     let drift_window = duration(v, t, "drift_window", DEFAULT_DRIFT_WINDOW);
     let drain_timeout = duration(v, t, "drain_timeout", DEFAULT_DRAIN_TIMEOUT);
     let fleet = super::fleet::read(v, t);
+    let source_address = source_address(v, t);
     let issues_before = v.issues.len();
     let web = match v.string(
         t,
@@ -212,7 +218,45 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
         keep_bundles,
         drain_timeout,
         fleet,
+        source_address,
     }
+}
+
+/// `[daemon] source_address`: an IP address outbound connections can be made from. The
+/// unspecified address would mean "any" (no choice at all), and a multicast or broadcast
+/// address cannot be a connection's source, so those are refused; whether the address belongs
+/// to this host is only known when a connection is made (a `connect` fetch error says so), since
+/// a configuration may be checked on another machine than the one it runs on.
+fn source_address(v: &mut Validator, t: &Table) -> Option<IpAddr> {
+    let path = "daemon.source_address";
+    let expected = "expected an ip address of this host such as \"192.0.2.10\" or \"2001:db8::10\"";
+    let text = match t.get("source_address") {
+        None => return None,
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            v.issue(path, format!("{expected}, found {}", describe(other)));
+            return None;
+        }
+    };
+    let Ok(ip) = text.trim().parse::<IpAddr>() else {
+        v.issue(path, format!("{expected}, found \"{text}\""));
+        return None;
+    };
+    let unusable = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    if unusable {
+        v.issue(
+            path,
+            format!(
+                "{expected}, found \"{text}\", which cannot be the source of a connection \
+                 (unspecified, multicast or broadcast)"
+            ),
+        );
+        return None;
+    }
+    Some(ip)
 }
 
 /// Why a listener on `listen` must not serve plain HTTP, when it must not: a non-loopback
@@ -344,5 +388,62 @@ pub(super) fn nvidia(v: &mut Validator, root: &Table, base: &Path) -> NvidiaConf
         nras_url,
         jwks_url,
         nras_anchors_der,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::Config;
+    use std::net::IpAddr;
+
+    fn source(text: &str) -> Result<Option<IpAddr>, String> {
+        Config::parse(&format!("[daemon]\n{text}\n"), "t.toml")
+            .map(|c| c.daemon.source_address)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn source_address_is_an_ip_address_of_either_family() {
+        assert_eq!(source(""), Ok(None));
+        assert_eq!(
+            source("source_address = \"127.0.0.2\""),
+            Ok(Some(IpAddr::from([127, 0, 0, 2])))
+        );
+        assert_eq!(
+            source("source_address = \" 2001:db8::10 \""),
+            Ok(Some("2001:db8::10".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_source_address_that_is_no_ip_address_is_refused() {
+        for (value, found) in [
+            ("\"localhost\"", "found \"localhost\""),
+            ("\"127.0.0.2:0\"", "found \"127.0.0.2:0\""),
+            ("\"\"", "found \"\""),
+            ("2", "found integer"),
+        ] {
+            let error = source(&format!("source_address = {value}")).unwrap_err();
+            assert!(
+                error.contains(&format!(
+                    "daemon.source_address: expected an ip address of this host such as \"192.0.2.10\" or \"2001:db8::10\", {found}"
+                )),
+                "{value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_address_no_connection_can_come_from_is_refused() {
+        for value in ["0.0.0.0", "::", "224.0.0.1", "255.255.255.255", "ff02::1"] {
+            let error = source(&format!("source_address = \"{value}\"")).unwrap_err();
+            assert!(
+                error.contains(&format!(
+                    "found \"{value}\", which cannot be the source of a connection (unspecified, multicast or broadcast)"
+                )),
+                "{value}: {error}"
+            );
+        }
     }
 }

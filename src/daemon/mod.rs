@@ -387,6 +387,11 @@ impl Daemon {
             );
             config.daemon.fleet = old.config.daemon.fleet.clone();
         }
+        // The HTTP client, bound to the source address, is built once at start.
+        if config.daemon.source_address != old.config.daemon.source_address {
+            tracing::warn!("daemon.source_address changed; it takes effect after a restart");
+            config.daemon.source_address = old.config.daemon.source_address;
+        }
         http::keep_listener_settings(&old.config.daemon, &mut config.daemon);
         let targets = runner::planned_targets(&config);
         let count = targets.len();

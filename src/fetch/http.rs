@@ -11,6 +11,7 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -37,6 +38,10 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Extra TLS roots (DER) trusted beside the web PKI, for a private PCCS or for tests.
     pub extra_roots_der: Vec<Vec<u8>>,
+    /// The local address every connection is made from (`[daemon] source_address`); `None`
+    /// lets the system choose. A host with no address of its family cannot be reached from it
+    /// (a `connect` error), rather than reached from another address.
+    pub local_address: Option<IpAddr>,
 }
 
 impl Default for HttpOptions {
@@ -46,15 +51,18 @@ impl Default for HttpOptions {
             total_timeout: Duration::from_secs(60),
             max_body_bytes: 16 * 1024 * 1024,
             extra_roots_der: Vec::new(),
+            local_address: None,
         }
     }
 }
 
 impl HttpOptions {
-    /// The defaults, trusting the configuration's `dangerous_tls_root` when it has one.
+    /// The defaults, trusting the configuration's `dangerous_tls_root` when it has one and
+    /// connecting from its `[daemon] source_address`.
     pub fn for_config(config: &crate::config::Config) -> HttpOptions {
         HttpOptions {
             extra_roots_der: config.dangerous.tls_root_der.iter().cloned().collect(),
+            local_address: config.daemon.source_address,
             ..HttpOptions::default()
         }
     }
@@ -134,6 +142,9 @@ impl Http {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .timeout(options.total_timeout)
+            // Every request of every fetch goes through this one client, so binding here covers
+            // the attestation, canary, PCCS, NRAS, JWKS, Rekor and GitHub requests alike.
+            .local_address(options.local_address)
             .tls_info(true)
             .build()
             .map_err(|e| BuildError(error_chain(&e)))?;

@@ -15,6 +15,7 @@ pub mod labels;
 mod platform;
 mod reference;
 mod target;
+mod vantage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -34,6 +35,7 @@ use target::TargetSeries;
 pub use collateral::collateral_expiries;
 pub use families::PHASE_BUCKETS;
 pub use fleet::PeerGauge;
+pub use vantage::vantage_label;
 
 /// The states `teewatch_checks_total` counts, each created at zero with the target.
 const STATES: [State; 3] = [State::Pass, State::Unknown, State::Fail];
@@ -101,6 +103,8 @@ struct Inner {
     last_render_len: AtomicUsize,
     /// The previous implementation fed the same updates, for tests and benchmarks only.
     reference: Option<reference::Reference>,
+    /// `teewatch_vantage_*`, rendered after every other family (their names sort last).
+    vantage: vantage::VantageMetrics,
 }
 
 /// The series of every target, and the platforms of the collateral gauges.
@@ -158,6 +162,7 @@ impl Metrics {
                 tracked: Mutex::new(Tracked::default()),
                 last_render_len: AtomicUsize::new(0),
                 reference,
+                vantage: vantage::VantageMetrics::default(),
             }),
         })
     }
@@ -397,9 +402,16 @@ impl Metrics {
         }
         self.inner.fleet.retain_checked_by(names);
         let keep: BTreeSet<String> = names.iter().cloned().collect();
+        self.inner.vantage.retain_targets(&keep);
         let mut tracked = self.lock();
         tracked.targets.retain(|name, _| keep.contains(name));
         tracked.configured = Some(keep);
+    }
+
+    /// Sets the target's `teewatch_vantage_state` and `teewatch_vantage_disagreement` from the
+    /// comparison of its latest checks from each vantage point (`crate::vantage::compare`).
+    pub fn set_vantage(&self, target: &str, comparison: &crate::vantage::Comparison) {
+        self.inner.vantage.set(target, comparison);
     }
 
     /// The text exposition format of every family: the process-wide ones gathered and encoded
@@ -439,6 +451,7 @@ impl Metrics {
         encoder
             .encode_utf8(rest, &mut out)
             .map_err(MetricsError::Encode)?;
+        self.inner.vantage.render(&mut out);
         self.inner
             .last_render_len
             .store(out.len(), Ordering::Relaxed);
@@ -479,7 +492,7 @@ impl Metrics {
             .values()
             .map(TargetSeries::samples)
             .sum();
-        global + targets
+        global + targets + self.inner.vantage.samples()
     }
 
     fn lock(&self) -> MutexGuard<'_, Tracked> {

@@ -3,7 +3,8 @@
 //! verifier on real and simulated evidence, golden verdicts, robustness, the cross-check),
 //! `fetch` (the HTTP client and what it records), `daemon` (the daemon in-process and as a
 //! process, metrics, the status page, the store), `ops` (the CLI, alerts, the dashboard, systemd,
-//! the docs) and `sim` (the simulator end to end); `common` holds every helper they share. The
+//! the docs), `sim` (the simulator end to end) and `vantage` (vantage points compared without a
+//! database); `common` holds every helper they share. The
 //! tests share one process: none changes the environment, the current directory or any other
 //! process-wide state.
 
@@ -15,4 +16,5 @@ mod fuzz;
 mod ops;
 mod provenance;
 mod sim;
+mod vantage;
 mod verify;

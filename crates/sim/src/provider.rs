@@ -2,7 +2,8 @@
 //! an ed25519 signing key and an internal TLS certificate, answering attestation requests in the
 //! model's format and signing chats as vllm-proxy (or NEAR AI's proxy) does.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::compose_manager::ActionsOrder;
 use super::dstack::{DstackIdentity, DstackTd};
-use super::faults::Fault;
+use super::faults::{Fault, FaultSet};
 use super::format::SimFormat;
 use super::keys::{KeyError, NodeKeys};
 use super::tls::{TlsError, TlsIdentity};
@@ -94,7 +95,8 @@ pub struct SimModel {
     pub nodes: Vec<SimNode>,
     pub gpus: usize,
     round_robin: AtomicUsize,
-    pub faults: Mutex<BTreeSet<Fault>>,
+    /// The faults in force, for every client or for one client address.
+    pub faults: Mutex<FaultSet>,
     /// The base identity; drift faults derive another from it.
     pub identity: DstackIdentity,
     pub drifted: Mutex<Option<Vec<SimNode>>>,
@@ -128,17 +130,23 @@ impl SimModel {
                 .collect::<Result<_, _>>()?,
             gpus: gpus.max(1),
             round_robin: AtomicUsize::new(0),
-            faults: Mutex::new(BTreeSet::new()),
+            faults: Mutex::new(FaultSet::default()),
             identity,
             drifted: Mutex::new(None),
             last_chat: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Whether `fault` is on for every client.
     pub fn has(&self, fault: Fault) -> bool {
+        self.has_for(fault, None)
+    }
+
+    /// Whether a request from `client` sees `fault` (on for everyone, or scoped to it).
+    pub fn has_for(&self, fault: Fault, client: Option<IpAddr>) -> bool {
         self.faults
             .lock()
-            .map(|f| f.contains(&fault))
+            .map(|f| f.has(fault, client))
             .unwrap_or(false)
     }
 
@@ -147,10 +155,16 @@ impl SimModel {
         self.round_robin.fetch_add(1, Ordering::Relaxed) % self.nodes.len()
     }
 
-    /// The identity currently deployed, with drift faults applied.
+    /// The identity currently deployed for every client, with drift faults applied.
     pub fn current_identity(&self) -> DstackIdentity {
+        self.identity_for(None)
+    }
+
+    /// The identity `client` sees deployed: drift faults scoped to it apply too, as a node
+    /// answering that client only runs another image.
+    pub fn identity_for(&self, client: Option<IpAddr>) -> DstackIdentity {
         let mut identity = self.identity.clone();
-        if self.has(Fault::DriftMrtd) {
+        if self.has_for(Fault::DriftMrtd, client) {
             if let Some(b) = identity.mrtd.first_mut() {
                 *b ^= 0xff;
             }
@@ -158,7 +172,7 @@ impl SimModel {
                 *b ^= 0xff;
             }
         }
-        if self.has(Fault::DriftCompose) {
+        if self.has_for(Fault::DriftCompose, client) {
             identity.app_compose = identity
                 .app_compose
                 .replace("\"kms_enabled\":true", "\"kms_enabled\":true,\"drift\":1");
@@ -166,9 +180,15 @@ impl SimModel {
         identity
     }
 
-    /// The TD a node runs now: its own, or one rebooted under the drifted identity.
+    /// The TD a node runs now for every client: its own, or one rebooted under the drifted
+    /// identity.
     pub fn td_for(&self, node: usize) -> DstackTd {
-        let current = self.current_identity();
+        self.td_seen_by(node, None)
+    }
+
+    /// The TD a node shows `client`, drift faults scoped to it included.
+    pub fn td_seen_by(&self, node: usize, client: Option<IpAddr>) -> DstackTd {
+        let current = self.identity_for(client);
         let base = self.nodes.get(node).map(|n| n.td.clone());
         match base {
             Some(td) if td.identity == current => td,

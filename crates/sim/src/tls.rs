@@ -4,8 +4,14 @@
 //! A NEAR AI report binds SHA256 of the TLS leaf's SubjectPublicKeyInfo DER into REPORTDATA, so
 //! the fingerprint is read back from the certificate itself with x509-parser rather than trusted
 //! from the key generator: what a client sees on the wire is what gets bound.
+//!
+//! The served certificate can also issue an interceptor's leaf (`tls-intercept`): another key,
+//! for the same names, that a client trusting the served certificate accepts, as a client
+//! trusts a rogue terminator's mis-issued certificate.
 
-use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData as _};
+use rcgen::{
+    CertificateParams, DnType, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData as _,
+};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
@@ -26,19 +32,51 @@ pub struct TlsIdentity {
     spki_fingerprint: [u8; 32],
 }
 
+/// The parameters of the served certificate: `localhost` and 127.0.0.1, rcgen's default name.
+/// Made the same way each time, so an issuer built from them names the served certificate.
+fn served_params() -> Result<CertificateParams, TlsError> {
+    CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(|e| TlsError::Generate(e.to_string()))
+}
+
 impl TlsIdentity {
     pub fn generate() -> Result<TlsIdentity, TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let cert = params
+        let cert = served_params()?
             .self_signed(&key)
             .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let cert_der = cert.der().to_vec();
+        TlsIdentity::from_parts(cert.der().to_vec(), cert.pem(), &key)
+    }
+
+    /// A leaf for the same names with a fresh key, signed by this (self-signed) identity's key
+    /// under its name: what a rogue TLS terminator presents. A client whose trust store holds
+    /// this identity's certificate accepts it, and records another TLS peer key than the one
+    /// any report binds.
+    pub fn issue_interceptor(&self) -> Result<TlsIdentity, TlsError> {
+        let issuer_key = KeyPair::try_from(self.key_pkcs8_der.as_slice())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let issuer = Issuer::new(served_params()?, issuer_key);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let mut params = served_params()?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "teewatch sim tls interceptor");
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        TlsIdentity::from_parts(cert.der().to_vec(), cert.pem(), &key)
+    }
+
+    fn from_parts(
+        cert_der: Vec<u8>,
+        cert_pem: String,
+        key: &KeyPair,
+    ) -> Result<TlsIdentity, TlsError> {
         let spki_fingerprint = spki_fingerprint(&cert_der)?;
         Ok(TlsIdentity {
-            cert_pem: cert.pem(),
+            cert_pem,
             cert_der,
             key_pkcs8_der: key.serialize_der(),
             spki_fingerprint,
@@ -120,5 +158,19 @@ mod tests {
             fresh_spki_fingerprint().unwrap(),
             identity.spki_fingerprint()
         );
+    }
+
+    #[test]
+    fn the_interceptor_has_its_own_key_under_the_served_certificate() {
+        let served = TlsIdentity::generate().unwrap();
+        let rogue = served.issue_interceptor().unwrap();
+        assert_ne!(rogue.spki_fingerprint(), served.spki_fingerprint());
+        let (_, served_cert) = X509Certificate::from_der(served.cert_der()).unwrap();
+        let (_, rogue_cert) = X509Certificate::from_der(rogue.cert_der()).unwrap();
+        // Issued under the served certificate's name (that a client trusting the served
+        // certificate accepts its signature is shown over a real handshake in the server's
+        // tests).
+        assert_eq!(rogue_cert.issuer(), served_cert.subject());
+        assert_ne!(rogue_cert.subject(), served_cert.subject());
     }
 }

@@ -318,6 +318,7 @@ async fn the_concurrency_limit_holds_across_targets() {
         // No phase: all twenty are due on the first tick.
         planner: PlannerOptions {
             max_phase: Duration::ZERO,
+            ..PlannerOptions::default()
         },
         ..SchedulerOptions::default()
     };
@@ -353,6 +354,7 @@ async fn shutdown_drains_then_cancels() {
     let options = SchedulerOptions {
         planner: PlannerOptions {
             max_phase: Duration::ZERO,
+            ..PlannerOptions::default()
         },
         ..SchedulerOptions::default()
     };

@@ -5,9 +5,13 @@
 //! every other connection; each has a deadline, and a failed or late handshake is dropped
 //! silently (a TLS client that distrusts the test certificate is an expected sight here). The
 //! handshake tasks live in a `JoinSet` owned by the listener, so they end with the server task.
+//!
+//! The certificate is chosen per connection from the peer's address before the handshake:
+//! the genuine one, or the rogue terminator's when `tls-intercept` is on for that client (or for
+//! everyone). Only the TCP peer is known then, which is exactly what a fault is scoped to.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,18 +45,31 @@ pub(super) fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>,
     Ok(Arc::new(config))
 }
 
+/// Whether a connection from this address is answered by the rogue terminator.
+type Intercepted = Box<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// A TCP listener whose connections come out TLS-terminated.
 pub(super) struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    rogue: TlsAcceptor,
+    intercepted: Intercepted,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
 }
 
 impl TlsListener {
-    pub(super) fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> TlsListener {
+    /// Terminates with `genuine`, or with `rogue` for a peer `intercepted` names.
+    pub(super) fn new(
+        tcp: TcpListener,
+        genuine: Arc<ServerConfig>,
+        rogue: Arc<ServerConfig>,
+        intercepted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> TlsListener {
         TlsListener {
             tcp,
-            acceptor: TlsAcceptor::from(config),
+            acceptor: TlsAcceptor::from(genuine),
+            rogue: TlsAcceptor::from(rogue),
+            intercepted: Box::new(intercepted),
             handshakes: JoinSet::new(),
         }
     }
@@ -67,7 +84,11 @@ impl axum::serve::Listener for TlsListener {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        let acceptor = self.acceptor.clone();
+                        let acceptor = if (self.intercepted)(addr.ip()) {
+                            self.rogue.clone()
+                        } else {
+                            self.acceptor.clone()
+                        };
                         self.handshakes.spawn(async move {
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                                 .await

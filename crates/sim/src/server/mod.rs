@@ -8,6 +8,11 @@
 //! it fronts every model, and runs on the second simulated Intel platform (FMSPC 7E5700000001)
 //! while the model nodes run on the first. A NEAR compose manager is no TD of its own: it runs
 //! in each model node's TD and is quoted by it (`near`).
+//!
+//! Every handler that reads a fault learns the TCP peer's address ([`Peer`], from the
+//! connection), so a fault can be scoped to one client: a vantage point behind an intercepted
+//! path, or one that a node answers with another image, while every other client sees the
+//! healthy simulator. A TLS interception is decided by the listener at the handshake.
 
 mod https;
 mod near;
@@ -18,6 +23,8 @@ mod sigstore_routes;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_clients;
+#[cfg(test)]
 mod tests_near;
 #[cfg(test)]
 mod tests_platforms;
@@ -26,19 +33,21 @@ use provider_routes::{attestation, chat, signature};
 use services::*;
 use sigstore_routes::{github_attestations, rekor_entry, rekor_retrieve};
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::connect_info::Connected;
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use chrono::Utc;
 use rand::RngCore;
 
 use super::compose_manager::ActionsOrder;
 use super::dstack::DstackIdentity;
-use super::faults::Fault;
+use super::faults::{ClientFault, Fault, FaultSet, canonical};
 use super::format::SimFormat;
 use super::intel::{self, IntelTestPki, TcbStatusChoice};
 use super::nvidia::{NrasSim, NvidiaTestPki};
@@ -57,6 +66,8 @@ pub struct SimOptions {
     pub signature_delay: Duration,
     /// Faults on at start: (model name or `None` for every model, fault).
     pub faults: Vec<(Option<String>, Fault)>,
+    /// Faults on at start for one client address only.
+    pub client_faults: Vec<ClientFault>,
     /// How long ago the Intel collateral was issued (zero: now). Collateral lives 30 days, so an
     /// age beyond that serves expired collateral, as a PCCS that stopped updating would.
     pub collateral_age: chrono::Duration,
@@ -83,6 +94,7 @@ impl Default for SimOptions {
             api_key: format!("sim-{}", hexutil::lower(&key)),
             signature_delay: Duration::from_millis(0),
             faults: Vec::new(),
+            client_faults: Vec::new(),
             collateral_age: chrono::Duration::zero(),
             formats: Vec::new(),
             actions_orders: Vec::new(),
@@ -122,13 +134,17 @@ pub struct SimState {
     pub nvidia: NvidiaTestPki,
     pub nras: Mutex<NrasSim>,
     pub models: Vec<SimModel>,
-    pub service_faults: Mutex<BTreeSet<Fault>>,
+    /// Faults of the shared services and of the TLS connection, for every client or for one.
+    pub service_faults: Mutex<FaultSet>,
     /// The NEAR AI gateway CVM in front of every NEAR-gateway model (CPU only), quoted on the
     /// second Intel platform.
     pub gateway: SimNode,
     /// The test Fulcio and Rekor, with `provenance`.
     pub sigstore: Option<crate::sigstore::SigstoreSim>,
     tls: TlsIdentity,
+    /// What a rogue TLS terminator answers with under `tls-intercept`: another key, in a leaf
+    /// the served certificate signed.
+    interceptor: TlsIdentity,
     chats: Mutex<HashMap<String, SignedChat>>,
     /// Chat completions requested with a valid key, signed or not: what a paid API would bill.
     chat_requests: std::sync::atomic::AtomicUsize,
@@ -157,26 +173,65 @@ impl SimState {
         self.tls.spki_fingerprint()
     }
 
-    fn service_fault(&self, fault: Fault) -> bool {
+    /// The certificate a client whose connection is intercepted sees, as DER.
+    pub fn interceptor_certificate_der(&self) -> &[u8] {
+        self.interceptor.cert_der()
+    }
+
+    /// SHA256 of the interceptor's SubjectPublicKeyInfo DER: what an intercepted client records
+    /// as its TLS peer, which no report binds.
+    pub fn interceptor_spki_fingerprint(&self) -> [u8; 32] {
+        self.interceptor.spki_fingerprint()
+    }
+
+    /// Whether a request from `client` sees the service-wide `fault`.
+    fn service_fault(&self, fault: Fault, client: Option<IpAddr>) -> bool {
         self.service_faults
             .lock()
-            .map(|f| f.contains(&fault))
+            .map(|f| f.has(fault, client))
             .unwrap_or(false)
+    }
+
+    /// Whether connections from `client` are answered by the rogue TLS terminator.
+    pub(super) fn intercepts(&self, client: IpAddr) -> bool {
+        self.service_fault(Fault::TlsIntercept, Some(client))
     }
 
     fn model(&self, name: &str) -> Option<&SimModel> {
         self.models.iter().find(|m| m.name == name)
     }
 
-    /// Turns a fault on or off for one model, or every model when `model` is `None`.
+    /// Turns a fault on or off for every client, for one model, or every model when `model` is
+    /// `None`.
     pub fn set_fault(&self, model: Option<&str>, fault: Fault, on: bool) -> Result<(), String> {
-        let apply = |set: &Mutex<BTreeSet<Fault>>| {
+        self.set_scoped_fault(None, model, fault, on)
+    }
+
+    /// Turns a fault on or off for requests from `client` only (its TCP peer address), for one
+    /// model or every model; every other client keeps the answers it had.
+    pub fn set_client_fault(
+        &self,
+        client: IpAddr,
+        model: Option<&str>,
+        fault: Fault,
+        on: bool,
+    ) -> Result<(), String> {
+        self.set_scoped_fault(Some(client), model, fault, on)
+    }
+
+    /// [`SimState::set_fault`] (`client` `None`) or [`SimState::set_client_fault`]. A
+    /// service-wide fault ignores `model`.
+    pub fn set_scoped_fault(
+        &self,
+        client: Option<IpAddr>,
+        model: Option<&str>,
+        fault: Fault,
+        on: bool,
+    ) -> Result<(), String> {
+        let client = client.map(canonical);
+        let apply = |set: &Mutex<FaultSet>| {
             if let Ok(mut set) = set.lock() {
-                if on {
-                    set.insert(fault);
-                } else {
-                    set.remove(&fault);
-                }
+                set.set(client, fault, on);
             }
         };
         if fault.is_service_wide() {
@@ -201,14 +256,30 @@ impl SimState {
         nras.rotate(Utc::now()).map_err(|e| e.to_string())
     }
 
-    fn tcb_choice(&self) -> TcbStatusChoice {
-        if self.service_fault(Fault::TcbRevoked) {
+    fn tcb_choice(&self, client: Option<IpAddr>) -> TcbStatusChoice {
+        if self.service_fault(Fault::TcbRevoked, client) {
             TcbStatusChoice::Revoked
-        } else if self.service_fault(Fault::TcbOutdated) {
+        } else if self.service_fault(Fault::TcbOutdated, client) {
             TcbStatusChoice::OutOfDate
         } else {
             TcbStatusChoice::UpToDate
         }
+    }
+}
+
+/// The TCP peer of a request, as its handlers see it: the address a fault can be scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub IpAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(canonical(stream.remote_addr().ip()))
+    }
+}
+
+impl Connected<IncomingStream<'_, https::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, https::TlsListener>) -> Peer {
+        Peer(canonical(stream.remote_addr().ip()))
     }
 }
 
@@ -254,6 +325,9 @@ impl Simulator {
         let scheme = if options.tls { "https" } else { "http" };
         let base_url = format!("{scheme}://{addr}");
         let tls = TlsIdentity::generate().map_err(|e| SimStartError::Tls(e.to_string()))?;
+        let interceptor = tls
+            .issue_interceptor()
+            .map_err(|e| SimStartError::Tls(e.to_string()))?;
         let now = Utc::now();
         let intel = IntelTestPki::generate(&base_url, now - options.collateral_age)
             .map_err(|e| SimStartError::Intel(e.to_string()))?;
@@ -293,8 +367,11 @@ impl Simulator {
         } else {
             None
         };
-        let server_config = if options.tls {
-            Some(https::server_config(&tls).map_err(SimStartError::Tls)?)
+        let server_configs = if options.tls {
+            Some((
+                https::server_config(&tls).map_err(SimStartError::Tls)?,
+                https::server_config(&interceptor).map_err(SimStartError::Tls)?,
+            ))
         } else {
             None
         };
@@ -305,10 +382,11 @@ impl Simulator {
             nvidia,
             nras: Mutex::new(nras),
             models,
-            service_faults: Mutex::new(BTreeSet::new()),
+            service_faults: Mutex::new(FaultSet::default()),
             gateway,
             sigstore,
             tls,
+            interceptor,
             chats: Mutex::new(HashMap::new()),
             chat_requests: std::sync::atomic::AtomicUsize::new(0),
             signature_delay: options.signature_delay,
@@ -317,16 +395,24 @@ impl Simulator {
             // An unknown model name was already refused by the caller; ignore it here.
             let _ = state.set_fault(model.as_deref(), *fault, true);
         }
+        for scoped in &options.client_faults {
+            let _ =
+                state.set_client_fault(scoped.client, scoped.model.as_deref(), scoped.fault, true);
+        }
         let app = router(state.clone());
-        let task = match server_config {
-            Some(config) => {
-                let listener = https::TlsListener::new(listener, config);
+        let task = match server_configs {
+            Some((genuine, rogue)) => {
+                let decider = state.clone();
+                let intercepted = move |ip: IpAddr| decider.intercepts(ip);
+                let listener = https::TlsListener::new(listener, genuine, rogue, intercepted);
                 tokio::spawn(async move {
-                    let _ = axum::serve(listener, app).await;
+                    let service = app.into_make_service_with_connect_info::<Peer>();
+                    let _ = axum::serve(listener, service).await;
                 })
             }
             None => tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
+                let service = app.into_make_service_with_connect_info::<Peer>();
+                let _ = axum::serve(listener, service).await;
             }),
         };
         Ok(Simulator {

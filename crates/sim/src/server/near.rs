@@ -77,7 +77,7 @@ fn near_model_part(
 /// The fingerprint the part terminating the client's connection names: the served
 /// certificate's, or under `tls-wrong-peer` that of a key no served certificate holds.
 fn terminating_fingerprint(ctx: &Ctx<'_>) -> Result<[u8; 32], String> {
-    if ctx.model.has(Fault::TlsWrongPeer) {
+    if ctx.has(Fault::TlsWrongPeer) {
         fresh_spki_fingerprint().map_err(|e| e.to_string())
     } else {
         Ok(ctx.state.tls_spki_fingerprint())
@@ -118,11 +118,11 @@ fn compose_manager_attestation(ctx: &Ctx<'_>, index: usize) -> Result<Value, Str
     let model = ctx.model;
     let part = model_td(ctx, index, None)?;
     let events = LogEvents {
-        redeploy: model.has(Fault::Redeploy),
-        restart: model.has(Fault::Restart),
+        redeploy: ctx.has(Fault::Redeploy),
+        restart: ctx.has(Fault::Restart),
     };
     let log = compose_manager::action_log(&model.name, index, events);
-    let tampered = model
+    let tampered = ctx
         .has(Fault::ActionsTampered)
         .then_some(model.name.as_str());
     let served = compose_manager::serve(&log, model.actions_order, tampered)?;
@@ -156,7 +156,7 @@ fn ohttp_fields(
     }
     let config = ohttp::key_config(label).map_err(|e| e.to_string())?;
     let fresh: Ed25519KeyPair;
-    let signer = if ctx.model.has(Fault::OhttpWrongKey) {
+    let signer = if ctx.has(Fault::OhttpWrongKey) {
         fresh = generate_ed25519().map_err(|e| e.to_string())?;
         &fresh
     } else {

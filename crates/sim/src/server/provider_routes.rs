@@ -1,21 +1,23 @@
 //! The provider paths: attestation reports (built in `reports`), chats signed like vllm-proxy or
 //! NEAR AI's proxy with both of the serving node's keys, and their signatures, with the
-//! HTTP-level and evidence faults a model can be switched into.
+//! HTTP-level and evidence faults a model can be switched into, as the requesting client sees
+//! them (a fault may be scoped to one client address).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::SimState;
 use super::reports::{ReportRequest, build_report};
+use super::{Peer, SimState};
 use crate::faults::Fault;
 use crate::format::SigningAlgo;
 use crate::keys::{ed25519_sign_hex, generate_ed25519};
@@ -53,25 +55,26 @@ pub(super) struct SignatureQuery {
     signing_algo: Option<String>,
 }
 
-/// The HTTP-level faults of the attestation endpoint, if one is on.
-async fn http_fault(model: &SimModel) -> Option<Response> {
-    if model.has(Fault::Http429) {
+/// The HTTP-level faults of the attestation endpoint, if one is on for `client`.
+async fn http_fault(model: &SimModel, client: Option<IpAddr>) -> Option<Response> {
+    let has = |fault| model.has_for(fault, client);
+    if has(Fault::Http429) {
         let mut response = detail(StatusCode::TOO_MANY_REQUESTS, "rate limited");
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Some(response);
     }
-    if model.has(Fault::Http500) {
+    if has(Fault::Http500) {
         return Some(detail(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
     }
-    if model.has(Fault::Http503) {
+    if has(Fault::Http503) {
         return Some(detail(
             StatusCode::SERVICE_UNAVAILABLE,
             "no healthy upstream",
         ));
     }
-    if model.has(Fault::Timeout) {
+    if has(Fault::Timeout) {
         tokio::time::sleep(Duration::from_secs(300)).await;
     }
     None
@@ -79,6 +82,7 @@ async fn http_fault(model: &SimModel) -> Option<Response> {
 
 pub(super) async fn attestation(
     State(state): State<Arc<SimState>>,
+    ConnectInfo(Peer(client)): ConnectInfo<Peer>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     Query(query): Query<AttestationQuery>,
@@ -101,24 +105,26 @@ pub(super) async fn attestation(
             Ok(algo) => algo,
             Err(e) => return detail(StatusCode::BAD_REQUEST, &e),
         };
-    if let Some(response) = http_fault(model).await {
+    let client = Some(client);
+    if let Some(response) = http_fault(model, client).await {
         return response;
     }
     let request = ReportRequest {
         nonce: &nonce,
         algo,
         nanogpt: uri.path().starts_with("/api/"),
+        client,
     };
     let report = match build_report(&state, model, request) {
         Ok(r) => r,
         Err(e) => return detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
     let text = report.to_string();
-    let body = if model.has(Fault::TruncatedJson) {
+    let body = if model.has_for(Fault::TruncatedJson, client) {
         text.chars().take(text.len() / 2).collect()
-    } else if model.has(Fault::MalformedJson) {
+    } else if model.has_for(Fault::MalformedJson, client) {
         text.replacen('{', "{{", 1)
-    } else if model.has(Fault::HugeBody) {
+    } else if model.has_for(Fault::HugeBody, client) {
         let mut padded = report;
         set(
             &mut padded,
@@ -182,6 +188,7 @@ pub(super) async fn signature(
 
 pub(super) async fn chat(
     State(state): State<Arc<SimState>>,
+    ConnectInfo(Peer(client)): ConnectInfo<Peer>,
     headers: HeaderMap,
     request: Bytes,
 ) -> Response {
@@ -210,8 +217,9 @@ pub(super) async fn chat(
         .and_then(Value::as_str)
         .unwrap_or_default();
 
+    let client = Some(client);
     // Canary replay: an earlier chat's bytes come back, with its id (and so its signature).
-    if model.has(Fault::CanaryReplay) {
+    if model.has_for(Fault::CanaryReplay, client) {
         let earlier = model
             .last_chat
             .lock()
@@ -232,9 +240,10 @@ pub(super) async fn chat(
     };
     // Chutes and Tinfoil stand-ins answer chats but sign none; the signature endpoint then
     // finds nothing, as it does for an unknown id.
-    if model.format.signs_chats() && !model.has(Fault::SignatureNever) {
+    if model.format.signs_chats() && !model.has_for(Fault::SignatureNever, client) {
         let text = provider::signed_text_for(model.format, &model.name, &request, body.as_bytes());
-        match sign_chat(model, node, text) {
+        let other_key = model.has_for(Fault::SignatureOtherKey, client);
+        match sign_chat(model, node, text, other_key) {
             Ok(signed) => {
                 if let Ok(mut chats) = state.chats.lock() {
                     chats.insert(id.clone(), signed);
@@ -256,12 +265,16 @@ pub(super) async fn chat(
     respond(body, stream)
 }
 
-/// Signs a chat's text with both keys of the node that served it, or under the
-/// signature-other-key fault with fresh keys no attested node holds (the reported address stays
+/// Signs a chat's text with both keys of the node that served it, or (`other_key`: the
+/// signature-other-key fault) with fresh keys no attested node holds (the reported address stays
 /// the node's, as a proxy that signed with the wrong key would report).
-fn sign_chat(model: &SimModel, node: usize, text: String) -> Result<SignedChat, String> {
+fn sign_chat(
+    model: &SimModel,
+    node: usize,
+    text: String,
+    other_key: bool,
+) -> Result<SignedChat, String> {
     let node = model.nodes.get(node).ok_or("no node")?;
-    let other_key = model.has(Fault::SignatureOtherKey);
     let ecdsa_key = if other_key {
         k256::ecdsa::SigningKey::random(&mut rand::thread_rng())
     } else {

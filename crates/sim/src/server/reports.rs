@@ -11,6 +11,11 @@
 //! gateway on the second, so a NEAR gateway response carries quotes of two FMSPCs, each to be
 //! verified with its own platform's collateral. A compose manager runs inside its model node's
 //! TD, so its quote is that node's, on the first platform.
+//!
+//! Faults are read for the requesting client ([`Ctx::has`]), so a fault scoped to one client
+//! address shapes only the answers that client gets.
+
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,6 +42,8 @@ pub(super) struct ReportRequest<'a> {
     pub algo: SigningAlgo,
     /// Asked on NanoGPT's `/api/...` path, which echoes the nonce.
     pub nanogpt: bool,
+    /// The TCP peer's address, for faults scoped to one client.
+    pub client: Option<IpAddr>,
 }
 
 /// One model's attestation response in its format.
@@ -47,7 +54,7 @@ pub(super) fn build_report(
 ) -> Result<Value, String> {
     // With the unbound-nonce fault the evidence is bound to a nonce of the server's choosing.
     let mut bound = *request.nonce;
-    if model.has(Fault::UnboundNonce) {
+    if model.has_for(Fault::UnboundNonce, request.client) {
         rand::thread_rng().fill_bytes(&mut bound);
     }
     let ctx = Ctx {
@@ -56,6 +63,7 @@ pub(super) fn build_report(
         algo: request.algo,
         client_nonce: request.nonce,
         bound_nonce: &bound,
+        client: request.client,
     };
     match model.format {
         SimFormat::Dstack => dstack_report(&ctx, request.nanogpt),
@@ -74,6 +82,15 @@ pub(super) struct Ctx<'a> {
     pub client_nonce: &'a [u8; 32],
     /// The nonce the evidence binds: the client's, or the server's own under `unbound-nonce`.
     pub bound_nonce: &'a [u8; 32],
+    /// The requesting client's address.
+    pub client: Option<IpAddr>,
+}
+
+impl Ctx<'_> {
+    /// Whether the requesting client sees `fault` on the model.
+    pub fn has(&self, fault: Fault) -> bool {
+        self.model.has_for(fault, self.client)
+    }
 }
 
 /// One TD to quote: its measured state, the Intel platform it runs on, its keys, its GPUs (none
@@ -103,13 +120,13 @@ pub(super) fn quote(
         report_data,
         ..TdBody::default()
     };
-    if ctx.model.has(Fault::DebugTd) {
+    if ctx.has(Fault::DebugTd) {
         if let Some(b) = body.td_attributes.first_mut() {
             *b |= 0x01;
         }
     }
     let intel = &ctx.state.intel;
-    if ctx.model.has(Fault::BadQuoteSignature) {
+    if ctx.has(Fault::BadQuoteSignature) {
         intel.quote_v4_bad_signature_on(part.platform, &body)
     } else {
         intel.quote_v4_on(part.platform, &body)
@@ -122,9 +139,8 @@ pub(super) fn evidence(
     ctx: &Ctx<'_>,
     part: &PartTd<'_>,
 ) -> Result<(Vec<u8>, Option<Value>), String> {
-    let model = ctx.model;
     let mut key = part.keys.key_bytes(ctx.algo);
-    if model.has(Fault::WrongAddress) {
+    if ctx.has(Fault::WrongAddress) {
         rand::thread_rng().fill_bytes(&mut key);
     }
     let report_data = report_data(&key, part.fingerprint.as_ref(), ctx.bound_nonce);
@@ -135,7 +151,7 @@ pub(super) fn evidence(
     let gpus: Vec<GpuState> = (0..part.gpus)
         .map(|_| {
             let mut gpu = GpuState::default();
-            if model.has(Fault::DriftGpu) {
+            if ctx.has(Fault::DriftGpu) {
                 if let Some((_, value)) = gpu.blocks.first_mut() {
                     if let Some(b) = value.first_mut() {
                         *b ^= 0xff;
@@ -145,7 +161,7 @@ pub(super) fn evidence(
             gpu
         })
         .collect();
-    let bad = model.has(Fault::BadGpuSignature).then_some(0);
+    let bad = ctx.has(Fault::BadGpuSignature).then_some(0);
     let payload = ctx
         .state
         .nvidia
@@ -162,7 +178,7 @@ pub(super) fn model_td<'a>(
 ) -> Result<PartTd<'a>, String> {
     let node = ctx.model.nodes.get(index).ok_or("no such node")?;
     Ok(PartTd {
-        td: ctx.model.td_for(index),
+        td: ctx.model.td_seen_by(index, ctx.client),
         platform: Platform::First,
         keys: &node.keys,
         gpus: ctx.model.gpus,
@@ -198,7 +214,7 @@ fn dstack_report(ctx: &Ctx<'_>, nanogpt: bool) -> Result<Value, String> {
     if ctx.model.nodes.len() > 1 {
         set(&mut top, "all_attestations", Value::Array(reports));
     }
-    if nanogpt || ctx.model.has(Fault::UnboundNonce) {
+    if nanogpt || ctx.has(Fault::UnboundNonce) {
         // NanoGPT echoes the client's nonce; it proves nothing.
         set(
             &mut top,

@@ -97,7 +97,7 @@ use State::{Fail, Pass, Unknown};
 
 /// Every simulator fault (in `ALL_FAULTS` order), then the faults below HTTP, the store's and
 /// the clock's.
-pub const ROWS: [Row; 38] = [
+pub const ROWS: [Row; 39] = [
     Row {
         name: "drift-mrtd",
         setup: sim(Fault::DriftMrtd, 0),
@@ -317,6 +317,17 @@ pub const ROWS: [Row; 38] = [
             "ohttp signature over key_config does not verify",
         ),
         metric: CheckState("ohttp_key_binding"),
+    },
+    // A rogue TLS terminator whose certificate the daemon trusts: the evidence behind it is
+    // genuine, only the connection's key is not the attested one.
+    Row {
+        name: "tls-intercept",
+        setup: sim(Fault::TlsIntercept, 1),
+        expect: fails(
+            "tls_key_binding",
+            "the connection did not end in an attested td",
+        ),
+        metric: CheckState("tls_key_binding"),
     },
     Row {
         name: "connection-refused",

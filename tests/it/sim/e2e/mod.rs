@@ -50,7 +50,7 @@ async fn a_healthy_simulator_is_all_pass_under_its_test_roots() {
 /// to which state. The TLS, compose-manager and OHTTP faults need a NEAR model (the dstack format
 /// binds no TLS key and has no compose manager). A row expecting `Pass` is a legitimate change
 /// (a container restart) that must leave the whole verdict passing.
-const FAULT_TABLE: [(Fault, SimFormat, &str, State); 30] = [
+const FAULT_TABLE: [(Fault, SimFormat, &str, State); 31] = [
     (Fault::DriftMrtd, SimFormat::Dstack, "pin:mrtd", State::Fail),
     (
         Fault::DriftCompose,
@@ -225,6 +225,12 @@ const FAULT_TABLE: [(Fault, SimFormat, &str, State); 30] = [
         Fault::OhttpWrongKey,
         SimFormat::NearGateway,
         "ohttp_key_binding",
+        State::Fail,
+    ),
+    (
+        Fault::TlsIntercept,
+        SimFormat::NearGateway,
+        "tls_key_binding",
         State::Fail,
     ),
 ];
