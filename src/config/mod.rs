@@ -16,6 +16,7 @@ use crate::verify::policy::TrustAnchors;
 
 mod api_key;
 mod dangerous;
+mod db;
 mod global;
 mod provenance;
 mod provider;
@@ -27,6 +28,7 @@ mod web_tls;
 
 pub use api_key::{ApiKeyError, ApiKeySource, CREDENTIALS_DIRECTORY};
 pub use dangerous::DangerousRoots;
+pub use db::{StoreLocation, display_url as db_display_url};
 pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};
 pub use global::{

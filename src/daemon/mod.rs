@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreLocation};
 use crate::fetch::check::Fetcher;
 use crate::fetch::http::{Http, HttpOptions};
 use crate::metrics::Metrics;
@@ -124,9 +124,34 @@ fn load_config(options: &RunOptions) -> Result<Config, ConfigError> {
         config.daemon.listen = listen;
     }
     if let Some(db) = &options.db {
-        config.daemon.db = db.clone();
+        config.daemon.db =
+            db_override(db, &config.daemon.db).map_err(|message| ConfigError {
+                file: "--db".into(),
+                issues: vec![crate::config::ConfigIssue {
+                    path: "db".into(),
+                    message,
+                }],
+            })?;
     }
     Ok(config)
+}
+
+/// `--db` over `[daemon] db`: a path names a SQLite file as given; a postgres URL keeps the
+/// configuration's `db_password_*` source, so that the password stays out of the command line.
+pub fn db_override(db: &Path, configured: &StoreLocation) -> Result<StoreLocation, String> {
+    let Some(text) = db.to_str() else {
+        return Ok(StoreLocation::Sqlite(db.to_path_buf()));
+    };
+    match StoreLocation::parse(text, Path::new(""))? {
+        StoreLocation::Postgres { url, .. } => {
+            let password = match configured {
+                StoreLocation::Postgres { password, .. } => password.clone(),
+                StoreLocation::Sqlite(_) => None,
+            };
+            Ok(StoreLocation::Postgres { url, password })
+        }
+        StoreLocation::Sqlite(path) => Ok(StoreLocation::Sqlite(path)),
+    }
 }
 
 fn retention_of(config: &Config) -> Retention {
@@ -146,11 +171,11 @@ impl Daemon {
     /// retention, so a test can jump it while the daemon runs.
     pub async fn start_with_clock(options: RunOptions, clock: Clock) -> Result<Daemon, RunError> {
         let config = load_config(&options).map_err(RunError::Config)?;
-        if let Some(parent) = config.daemon.db.parent() {
+        if let Some(parent) = config.daemon.db.sqlite_path().and_then(Path::parent) {
             // The store creates the file; its folder must exist (systemd's StateDirectory does).
             let _ = std::fs::create_dir_all(parent);
         }
-        let store = Store::open(&config.daemon.db).await?;
+        let store = Store::open_location(&config.daemon.db).await?;
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
@@ -162,7 +187,7 @@ impl Daemon {
             .collect();
         let http = Http::new(HttpOptions::for_config(&config))
             .map_err(|e| RunError::Http(e.to_string()))?;
-        let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
+        let cache_dir = collateral_dir(&config);
         let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
@@ -485,11 +510,35 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The database a `history` command reads: `--db` as given, or the configuration's `[daemon] db`.
-pub fn history_db(db: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    match (db, config) {
-        (Some(db), _) => Ok(db.to_path_buf()),
-        (None, Some(config)) => Config::load(config).map(|c| c.daemon.db),
-        (None, None) => Ok(PathBuf::from(crate::config::DEFAULT_DB)),
+/// Where the collateral cache is kept: beside a SQLite store; in `$STATE_DIRECTORY` (systemd's
+/// StateDirectory) or the working folder with a PostgreSQL store, which has no folder.
+pub fn collateral_dir(config: &Config) -> Option<PathBuf> {
+    match config.daemon.db.sqlite_path() {
+        Some(path) => path.parent().map(|d| d.join("collateral")),
+        None => Some(
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join("collateral"),
+        ),
+    }
+}
+
+/// The database a `history` command reads: `--db` as given, or the configuration's `[daemon] db`
+/// (with its password source; `--db` with a postgres URL keeps the configuration's).
+pub fn history_db(db: Option<&Path>, config: Option<&Path>) -> Result<StoreLocation, ConfigError> {
+    let configured = match config {
+        Some(config) => Config::load(config)?.daemon.db,
+        None => StoreLocation::Sqlite(PathBuf::from(crate::config::DEFAULT_DB)),
+    };
+    match db {
+        None => Ok(configured),
+        Some(db) => db_override(db, &configured).map_err(|message| ConfigError {
+            file: "--db".into(),
+            issues: vec![crate::config::ConfigIssue {
+                path: "db".into(),
+                message,
+            }],
+        }),
     }
 }

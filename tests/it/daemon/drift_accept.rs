@@ -347,6 +347,8 @@ async fn check(
         finished_at: finished,
         phases: fetched.phases,
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
+        instance: "test-instance".into(),
+        vantage: String::new(),
         bundle: fetched.bundle,
         verdict,
         measurements,

@@ -952,7 +952,7 @@ async fn a_failed_store_write_is_counted_not_shown_and_not_ready_until_a_write_s
 
     // Once the table is back, the next check is stored, shown, and the daemon is ready again.
     let migration = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/0001_initial.sql"),
     )
     .unwrap();
     let create = migration

@@ -19,3 +19,4 @@ mod schedule_wallclock;
 mod secrets;
 mod status_page;
 mod store;
+mod store_backend;
