@@ -187,7 +187,7 @@ impl Daemon {
             .collect();
         let http = Http::new(HttpOptions::for_config(&config))
             .map_err(|e| RunError::Http(e.to_string()))?;
-        let cache_dir = collateral_dir(&config);
+        let cache_dir = collateral_dir(&config, options.config_path.parent());
         let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
@@ -510,17 +510,17 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Where the collateral cache is kept: beside a SQLite store; in `$STATE_DIRECTORY` (systemd's
-/// StateDirectory) or the working folder with a PostgreSQL store, which has no folder.
-pub fn collateral_dir(config: &Config) -> Option<PathBuf> {
+/// Where the collateral cache is kept: beside a SQLite store. A PostgreSQL store has no
+/// folder: then in `$STATE_DIRECTORY` (systemd's StateDirectory=), else in `config_dir` (the
+/// configuration file's folder) when known, else nowhere (collateral is fetched, not cached).
+pub fn collateral_dir(config: &Config, config_dir: Option<&Path>) -> Option<PathBuf> {
     match config.daemon.db.sqlite_path() {
         Some(path) => path.parent().map(|d| d.join("collateral")),
-        None => Some(
-            std::env::var_os("STATE_DIRECTORY")
-                .map(PathBuf::from)
-                .unwrap_or_default()
-                .join("collateral"),
-        ),
+        None => std::env::var_os("STATE_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| config_dir.map(Path::to_path_buf))
+            .map(|d| d.join("collateral")),
     }
 }
 

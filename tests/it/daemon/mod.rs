@@ -20,3 +20,4 @@ mod secrets;
 mod status_page;
 mod store;
 mod store_backend;
+mod store_postgres;

@@ -32,7 +32,7 @@ async fn open(backend: Backend, run: &Running, label: &str) -> (Store, Raw, Stor
     (store, raw, location)
 }
 
-fn one_gpu() -> SimOptions {
+pub(super) fn one_gpu() -> SimOptions {
     SimOptions {
         models: 1,
         nodes: 1,
@@ -41,7 +41,7 @@ fn one_gpu() -> SimOptions {
     }
 }
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(super) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
@@ -51,7 +51,7 @@ fn days(n: i64) -> chrono::Duration {
     chrono::Duration::days(n)
 }
 
-fn minutes(n: usize) -> chrono::Duration {
+pub(super) fn minutes(n: usize) -> chrono::Duration {
     chrono::Duration::minutes(n as i64)
 }
 
@@ -64,7 +64,7 @@ fn assert_pass(rec: &CheckRecord) {
 /// One real check of the simulator's model recorded as target `name`, started at `started`:
 /// fetched, verified, its measurements judged for drift against `history` (then absorbed at
 /// `finished_at`, as the store does).
-async fn check(
+pub(super) async fn check(
     run: &Running,
     name: &str,
     started: DateTime<Utc>,
