@@ -251,7 +251,7 @@ fn db_password(v: &mut Validator, t: &Table, base: &Path) -> Option<ApiKeySource
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -264,7 +264,10 @@ mod tests {
         let file = |p: &str| StoreLocation::Sqlite(PathBuf::from(p));
         assert_eq!(parse("history.db"), Ok(file("/etc/teewatch/history.db")));
         assert_eq!(parse("/var/lib/t.db"), Ok(file("/var/lib/t.db")));
-        assert_eq!(parse("sqlite:history.db"), Ok(file("/etc/teewatch/history.db")));
+        assert_eq!(
+            parse("sqlite:history.db"),
+            Ok(file("/etc/teewatch/history.db"))
+        );
         assert_eq!(parse("sqlite:///var/lib/t.db"), Ok(file("/var/lib/t.db")));
         assert_eq!(
             parse("SQLITE://state/t.db?mode=rwc"),
@@ -312,5 +315,89 @@ mod tests {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(shown.contains("u:***@h/d"), "{shown}");
         }
+    }
+
+    /// `[daemon]` as written, read with a fresh validator: the location and the issues.
+    fn daemon(text: &str) -> (StoreLocation, Vec<String>) {
+        let table: Table = toml::from_str(text).unwrap();
+        let mut v = Validator::default();
+        let location = store_location(&mut v, &table, Path::new("/etc/teewatch"), "teewatch.db");
+        let issues = v
+            .issues
+            .iter()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect();
+        (location, issues)
+    }
+
+    #[test]
+    fn the_password_source_is_read_from_exactly_one_key() {
+        let url = "postgres://teewatch@db/teewatch";
+        let with = |key: &str, value: &str| daemon(&format!("db = \"{url}\"\n{key} = \"{value}\""));
+        let postgres = |password| StoreLocation::Postgres {
+            url: url.into(),
+            password: Some(password),
+        };
+        assert_eq!(
+            with("db_password_env", "TEEWATCH_DB_PASSWORD"),
+            (
+                postgres(ApiKeySource::Env("TEEWATCH_DB_PASSWORD".into())),
+                vec![]
+            )
+        );
+        assert_eq!(
+            with("db_password_file", "pgpass"),
+            (
+                postgres(ApiKeySource::File("/etc/teewatch/pgpass".into())),
+                vec![]
+            )
+        );
+        assert_eq!(
+            with("db_password_credential", "pgpass"),
+            (postgres(ApiKeySource::Credential("pgpass".into())), vec![])
+        );
+        // A bad name is refused without repeating it (it may be the password itself).
+        let (_, issues) = with("db_password_env", "hunter2 with spaces");
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0].starts_with("daemon.db_password_env: expected an environment variable name")
+        );
+        assert!(!issues[0].contains("hunter2"), "{issues:?}");
+        let (_, issues) = with("db_password_credential", "../etc/shadow");
+        assert!(
+            issues[0]
+                .starts_with("daemon.db_password_credential: expected a systemd credential name")
+        );
+        // Two sources, or a source for a SQLite file, are refused naming the keys.
+        let (_, issues) = daemon(&format!(
+            "db = \"{url}\"\ndb_password_env = \"A\"\ndb_password_file = \"b\""
+        ));
+        assert_eq!(
+            issues,
+            [
+                "daemon: expected at most one of db_password_env, db_password_file, db_password_credential, found db_password_env and db_password_file"
+            ]
+        );
+        let (location, issues) = daemon("db = \"sqlite:t.db\"\ndb_password_env = \"A\"");
+        assert_eq!(location, StoreLocation::Sqlite("/etc/teewatch/t.db".into()));
+        assert_eq!(
+            issues,
+            [
+                "daemon.db: expected db_password_env, db_password_file, db_password_credential only with a postgres:// db, found them with a sqlite database"
+            ]
+        );
+        // No db at all: the default file beside the configuration.
+        assert_eq!(
+            daemon(""),
+            (
+                StoreLocation::Sqlite("/etc/teewatch/teewatch.db".into()),
+                vec![]
+            )
+        );
+        // A password in the URL is reported at daemon.db without the password.
+        let (_, issues) = daemon("db = \"postgres://u:hunter2@db/t\"");
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].starts_with("daemon.db: expected a postgres url without a password"));
+        assert!(!issues[0].contains("hunter2"), "{issues:?}");
     }
 }

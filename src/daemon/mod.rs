@@ -124,14 +124,13 @@ fn load_config(options: &RunOptions) -> Result<Config, ConfigError> {
         config.daemon.listen = listen;
     }
     if let Some(db) = &options.db {
-        config.daemon.db =
-            db_override(db, &config.daemon.db).map_err(|message| ConfigError {
-                file: "--db".into(),
-                issues: vec![crate::config::ConfigIssue {
-                    path: "db".into(),
-                    message,
-                }],
-            })?;
+        config.daemon.db = db_override(db, &config.daemon.db).map_err(|message| ConfigError {
+            file: "--db".into(),
+            issues: vec![crate::config::ConfigIssue {
+                path: "db".into(),
+                message,
+            }],
+        })?;
     }
     Ok(config)
 }

@@ -163,58 +163,58 @@ macro_rules! chain_conn {
         impl ChainConn for $conn {
             async fn target_rows(&mut self, target_id: i64) -> Result<Vec<Stored>, StoreError> {
                 let conn = self;
-    let rows = sqlx::query(
-        "SELECT c.id, c.scheduled_at, c.started_at, c.finished_at, c.state, c.attestation_format,
-                c.verdict_dict, c.verdict_len, c.verdict, c.verdict_sha256, c.bundle_sha256,
-                c.prev_hash, c.record_hash, c.bundle_removed_at,
-                b.dict, b.raw_len, b.sha256, b.data, g.prev_check, g.prev_hash
-         FROM checks c
-         LEFT JOIN bundles b ON b.check_id = c.id
-         LEFT JOIN chain_gaps g ON g.check_id = c.id
-         WHERE c.target_id = $1 ORDER BY c.id",
-    )
-    .bind(target_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let bundle = match (
-            row.try_get::<Option<i64>, _>(14)?,
-            row.try_get::<Option<i64>, _>(15)?,
-            row.try_get::<Option<Vec<u8>>, _>(16)?,
-            row.try_get::<Option<Vec<u8>>, _>(17)?,
-        ) {
-            (Some(dict), Some(len), Some(sha), Some(data)) => Some((dict, len, sha, data)),
-            _ => None,
-        };
-        let gap = match (
-            row.try_get::<Option<i64>, _>(18)?,
-            row.try_get::<Option<Vec<u8>>, _>(19)?,
-        ) {
-            (Some(check), Some(hash)) => Some((check, hash)),
-            _ => None,
-        };
-        out.push(Stored {
-            id: row.try_get(0)?,
-            scheduled_at: row.try_get(1)?,
-            started_at: row.try_get(2)?,
-            finished_at: row.try_get(3)?,
-            state: row.try_get(4)?,
-            attestation_format: row.try_get(5)?,
-            verdict_dict: row.try_get(6)?,
-            verdict_len: row.try_get(7)?,
-            verdict: row.try_get(8)?,
-            verdict_sha256: row.try_get(9)?,
-            bundle_sha256: row.try_get(10)?,
-            prev_hash: row.try_get(11)?,
-            record_hash: row.try_get(12)?,
-            bundle_removed_at: row.try_get(13)?,
-            bundle,
-            gap,
-        });
-    }
-    Ok(out)
-}
+                let rows = sqlx::query(
+                    "SELECT c.id, c.scheduled_at, c.started_at, c.finished_at, c.state, c.attestation_format,
+                            c.verdict_dict, c.verdict_len, c.verdict, c.verdict_sha256, c.bundle_sha256,
+                            c.prev_hash, c.record_hash, c.bundle_removed_at,
+                            b.dict, b.raw_len, b.sha256, b.data, g.prev_check, g.prev_hash
+                     FROM checks c
+                     LEFT JOIN bundles b ON b.check_id = c.id
+                     LEFT JOIN chain_gaps g ON g.check_id = c.id
+                     WHERE c.target_id = $1 ORDER BY c.id",
+                )
+                .bind(target_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let bundle = match (
+                        row.try_get::<Option<i64>, _>(14)?,
+                        row.try_get::<Option<i64>, _>(15)?,
+                        row.try_get::<Option<Vec<u8>>, _>(16)?,
+                        row.try_get::<Option<Vec<u8>>, _>(17)?,
+                    ) {
+                        (Some(dict), Some(len), Some(sha), Some(data)) => Some((dict, len, sha, data)),
+                        _ => None,
+                    };
+                    let gap = match (
+                        row.try_get::<Option<i64>, _>(18)?,
+                        row.try_get::<Option<Vec<u8>>, _>(19)?,
+                    ) {
+                        (Some(check), Some(hash)) => Some((check, hash)),
+                        _ => None,
+                    };
+                    out.push(Stored {
+                        id: row.try_get(0)?,
+                        scheduled_at: row.try_get(1)?,
+                        started_at: row.try_get(2)?,
+                        finished_at: row.try_get(3)?,
+                        state: row.try_get(4)?,
+                        attestation_format: row.try_get(5)?,
+                        verdict_dict: row.try_get(6)?,
+                        verdict_len: row.try_get(7)?,
+                        verdict: row.try_get(8)?,
+                        verdict_sha256: row.try_get(9)?,
+                        bundle_sha256: row.try_get(10)?,
+                        prev_hash: row.try_get(11)?,
+                        record_hash: row.try_get(12)?,
+                        bundle_removed_at: row.try_get(13)?,
+                        bundle,
+                        gap,
+                    });
+                }
+                Ok(out)
+            }
         }
     };
 }

@@ -192,233 +192,231 @@ async fn record_sqlite(pool: &SqlitePool, p: &Prepared<'_>) -> Result<Recorded, 
     } = p;
     let (scheduled_at, started_at, finished_at, observed_at) =
         (*scheduled_at, *started_at, *finished_at, *observed_at);
-        // sqlx runs SQLite on a worker thread and every statement is a round trip to it, so a
-        // check takes four: BEGIN, one statement that reads everything the check depends on,
-        // one batch of every row it writes, and COMMIT (plus a few when a reference is renewed).
-        let mut tx = pool.begin().await?;
-        // The first statement writes, so the transaction takes the write lock at once and never
-        // has to upgrade a read snapshot (which fails instead of waiting when another
-        // connection wrote in between).
-        let head = sqlx::query(HEAD)
-            .bind(&rec.target)
-            .fetch_one(&mut *tx)
-            .await?;
-        let target_id: i64 = head.try_get(0)?;
-        let chain_head: Option<Vec<u8>> = head.try_get(1)?;
-        let head_check: Option<i64> = head.try_get(2)?;
-        let head_stored: bool = head.try_get(3)?;
-        let check_id: i64 = head.try_get(4)?;
-        let verdict_ref = reference_at!(head, 5);
-        let bundle_ref = reference_at!(head, 10);
-        let prev_hash = chain_head.clone().unwrap_or_else(|| GENESIS.to_vec());
+    // sqlx runs SQLite on a worker thread and every statement is a round trip to it, so a
+    // check takes four: BEGIN, one statement that reads everything the check depends on,
+    // one batch of every row it writes, and COMMIT (plus a few when a reference is renewed).
+    let mut tx = pool.begin().await?;
+    // The first statement writes, so the transaction takes the write lock at once and never
+    // has to upgrade a read snapshot (which fails instead of waiting when another
+    // connection wrote in between).
+    let head = sqlx::query(HEAD)
+        .bind(&rec.target)
+        .fetch_one(&mut *tx)
+        .await?;
+    let target_id: i64 = head.try_get(0)?;
+    let chain_head: Option<Vec<u8>> = head.try_get(1)?;
+    let head_check: Option<i64> = head.try_get(2)?;
+    let head_stored: bool = head.try_get(3)?;
+    let check_id: i64 = head.try_get(4)?;
+    let verdict_ref = reference_at!(head, 5);
+    let bundle_ref = reference_at!(head, 10);
+    let prev_hash = chain_head.clone().unwrap_or_else(|| GENESIS.to_vec());
 
-        // The verdict's reference is renewed before the bundle's, as it always was, so blob ids
-        // keep their order.
-        let verdict_doc = encode(&mut *tx, target_id, Kind::Verdict, verdict_ref, verdict).await?;
-        let bundle_doc = encode(&mut *tx, target_id, Kind::Bundle, bundle_ref, bundle).await?;
+    // The verdict's reference is renewed before the bundle's, as it always was, so blob ids
+    // keep their order.
+    let verdict_doc = encode(&mut *tx, target_id, Kind::Verdict, verdict_ref, verdict).await?;
+    let bundle_doc = encode(&mut *tx, target_id, Kind::Bundle, bundle_ref, bundle).await?;
 
-        // The check's id is known before it is inserted (`HEAD` reads the id SQLite would give
-        // it), so its record hash goes in with the row.
-        let record_hash = p.record_hash(check_id, &prev_hash);
+    // The check's id is known before it is inserted (`HEAD` reads the id SQLite would give
+    // it), so its record hash goes in with the row.
+    let record_hash = p.record_hash(check_id, &prev_hash);
 
-        // Every row of the check in one batch of statements, each with its rows in one
-        // multi-row statement (sqlx numbers the unnumbered `?` parameters across the batch).
-        let mut batch = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO checks (id, target_id, scheduled_at, started_at, finished_at,
+    // Every row of the check in one batch of statements, each with its rows in one
+    // multi-row statement (sqlx numbers the unnumbered `?` parameters across the batch).
+    let mut batch = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO checks (id, target_id, scheduled_at, started_at, finished_at,
                                  observed_at, state, attestation_format, verdict_dict,
                                  verdict_len, verdict, verdict_sha256, bundle_sha256, prev_hash,
                                  record_hash, instance, vantage) ",
-        );
-        batch.push_values([()], |mut row, ()| {
-            row.push_bind(check_id)
-                .push_bind(target_id)
-                .push_bind(scheduled_at)
-                .push_bind(started_at)
-                .push_bind(finished_at)
-                .push_bind(observed_at)
-                .push_bind(rec.verdict.state.as_str())
-                .push_bind(rec.verdict.attestation_format.as_str())
-                .push_bind(verdict_doc.dict)
-                .push_bind(int(verdict.len()))
-                .push_bind(verdict_doc.data.as_slice())
-                .push_bind(verdict_sha256.as_slice())
-                .push_bind(bundle_sha256.as_slice())
-                .push_bind(prev_hash.as_slice())
-                .push_bind(record_hash.as_slice())
-                .push_bind(rec.instance.as_str())
-                .push_bind(rec.vantage.as_str());
-        });
-        // Rows each statement of the batch writes, to confirm every one was.
-        let mut expected: u64 = 1;
+    );
+    batch.push_values([()], |mut row, ()| {
+        row.push_bind(check_id)
+            .push_bind(target_id)
+            .push_bind(scheduled_at)
+            .push_bind(started_at)
+            .push_bind(finished_at)
+            .push_bind(observed_at)
+            .push_bind(rec.verdict.state.as_str())
+            .push_bind(rec.verdict.attestation_format.as_str())
+            .push_bind(verdict_doc.dict)
+            .push_bind(int(verdict.len()))
+            .push_bind(verdict_doc.data.as_slice())
+            .push_bind(verdict_sha256.as_slice())
+            .push_bind(bundle_sha256.as_slice())
+            .push_bind(prev_hash.as_slice())
+            .push_bind(record_hash.as_slice())
+            .push_bind(rec.instance.as_str())
+            .push_bind(rec.vantage.as_str());
+    });
+    // Rows each statement of the batch writes, to confirm every one was.
+    let mut expected: u64 = 1;
 
-        let failing: Vec<(usize, &crate::verify::Check)> = rec
-            .verdict
-            .checks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.state != State::Pass)
-            .collect();
-        if !failing.is_empty() {
-            expected += failing.len() as u64;
-            batch.push(
-                ";\nINSERT INTO check_results (check_id, ordinal, name, scope, state, reason) ",
-            );
-            batch.push_values(failing, |mut row, (ordinal, check)| {
+    let failing: Vec<(usize, &crate::verify::Check)> = rec
+        .verdict
+        .checks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.state != State::Pass)
+        .collect();
+    if !failing.is_empty() {
+        expected += failing.len() as u64;
+        batch.push(";\nINSERT INTO check_results (check_id, ordinal, name, scope, state, reason) ");
+        batch.push_values(failing, |mut row, (ordinal, check)| {
+            row.push_bind(check_id)
+                .push_bind(int(ordinal))
+                .push_bind(check.name.as_str())
+                .push_bind(check.scope.as_str())
+                .push_bind(check.state.as_str())
+                .push_bind(check.reason.as_str());
+        });
+    }
+
+    if !rec.phases.is_empty() {
+        expected += rec.phases.len() as u64;
+        batch.push(";\nINSERT INTO check_phases (check_id, ordinal, phase, duration_ns) ");
+        batch.push_values(
+            rec.phases.iter().enumerate(),
+            |mut row, (ordinal, phase)| {
                 row.push_bind(check_id)
                     .push_bind(int(ordinal))
-                    .push_bind(check.name.as_str())
-                    .push_bind(check.scope.as_str())
-                    .push_bind(check.state.as_str())
-                    .push_bind(check.reason.as_str());
-            });
-        }
+                    .push_bind(phase.phase.as_str())
+                    .push_bind(codec::duration_ns(phase.duration));
+            },
+        );
+    }
 
-        if !rec.phases.is_empty() {
-            expected += rec.phases.len() as u64;
-            batch.push(";\nINSERT INTO check_phases (check_id, ordinal, phase, duration_ns) ");
-            batch.push_values(
-                rec.phases.iter().enumerate(),
-                |mut row, (ordinal, phase)| {
-                    row.push_bind(check_id)
-                        .push_bind(int(ordinal))
-                        .push_bind(phase.phase.as_str())
-                        .push_bind(codec::duration_ns(phase.duration));
-                },
-            );
-        }
-
-        if !rec.measurements.is_empty() {
-            // One row each in the history (inserted or updated) and one link each.
-            expected += 2 * rec.measurements.len() as u64;
-            // The history keeps the earliest first sighting and the latest last one, so checks
-            // recorded out of order still leave the right bounds.
-            batch.push(
-                ";\nINSERT INTO measurement_values
+    if !rec.measurements.is_empty() {
+        // One row each in the history (inserted or updated) and one link each.
+        expected += 2 * rec.measurements.len() as u64;
+        // The history keeps the earliest first sighting and the latest last one, so checks
+        // recorded out of order still leave the right bounds.
+        batch.push(
+            ";\nINSERT INTO measurement_values
                      (target_id, field, node, value, source,
                       first_seen, last_seen, first_check, last_check) ",
-            );
-            batch.push_values(&rec.measurements, |mut row, m| {
-                row.push_bind(target_id)
-                    .push_bind(m.field.as_str())
-                    .push_bind(m.node.as_str())
-                    .push_bind(m.value.as_str())
-                    .push_bind(m.source.as_str())
-                    .push_bind(finished_at)
-                    .push_bind(finished_at)
-                    .push_bind(check_id)
-                    .push_bind(check_id);
-            });
-            batch.push(
-                " ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
+        );
+        batch.push_values(&rec.measurements, |mut row, m| {
+            row.push_bind(target_id)
+                .push_bind(m.field.as_str())
+                .push_bind(m.node.as_str())
+                .push_bind(m.value.as_str())
+                .push_bind(m.source.as_str())
+                .push_bind(finished_at)
+                .push_bind(finished_at)
+                .push_bind(check_id)
+                .push_bind(check_id);
+        });
+        batch.push(
+            " ON CONFLICT (target_id, field, node, value, source) DO UPDATE SET
                      first_check = CASE WHEN excluded.first_seen < first_seen
                                         THEN excluded.first_check ELSE first_check END,
                      first_seen = MIN(first_seen, excluded.first_seen),
                      last_check = CASE WHEN excluded.last_seen >= last_seen
                                        THEN excluded.last_check ELSE last_check END,
                      last_seen = MAX(last_seen, excluded.last_seen)",
-            );
-            // Then the check's links to those values, in measurement order, found by the
-            // history table's unique key.
-            batch.push(
-                ";\nINSERT INTO check_measurements (check_id, ordinal, value_id)
+        );
+        // Then the check's links to those values, in measurement order, found by the
+        // history table's unique key.
+        batch.push(
+            ";\nINSERT INTO check_measurements (check_id, ordinal, value_id)
                  SELECT ",
-            );
-            batch.push_bind(check_id);
-            batch.push(", m.column1, v.id FROM (");
-            batch.push_values(
-                rec.measurements.iter().enumerate(),
-                |mut row, (ordinal, m)| {
-                    row.push_bind(int(ordinal))
-                        .push_bind(m.field.as_str())
-                        .push_bind(m.node.as_str())
-                        .push_bind(m.value.as_str())
-                        .push_bind(m.source.as_str());
-                },
-            );
-            batch.push(") AS m JOIN measurement_values AS v ON v.target_id = ");
-            batch.push_bind(target_id);
-            batch.push(
-                " AND v.field = m.column2 AND v.node = m.column3 AND v.value = m.column4
+        );
+        batch.push_bind(check_id);
+        batch.push(", m.column1, v.id FROM (");
+        batch.push_values(
+            rec.measurements.iter().enumerate(),
+            |mut row, (ordinal, m)| {
+                row.push_bind(int(ordinal))
+                    .push_bind(m.field.as_str())
+                    .push_bind(m.node.as_str())
+                    .push_bind(m.value.as_str())
+                    .push_bind(m.source.as_str());
+            },
+        );
+        batch.push(") AS m JOIN measurement_values AS v ON v.target_id = ");
+        batch.push_bind(target_id);
+        batch.push(
+            " AND v.field = m.column2 AND v.node = m.column3 AND v.value = m.column4
                   AND v.source = m.column5",
-            );
-        }
+        );
+    }
 
-        if !drift.is_empty() {
-            expected += drift.len() as u64;
-            batch.push(
-                ";\nINSERT INTO drift_events
+    if !drift.is_empty() {
+        expected += drift.len() as u64;
+        batch.push(
+            ";\nINSERT INTO drift_events
                      (check_id, target_id, field, node, old_values, new_value, reasons, at) ",
-            );
-            batch.push_values(drift.iter(), |mut row, (event, old_values, reasons, at)| {
-                row.push_bind(check_id)
-                    .push_bind(target_id)
-                    .push_bind(event.field.as_str())
-                    .push_bind(event.node.as_str())
-                    .push_bind(old_values.as_str())
-                    .push_bind(event.new_value.as_str())
-                    .push_bind(reasons.as_str())
-                    .push_bind(*at);
-            });
-        }
+        );
+        batch.push_values(drift.iter(), |mut row, (event, old_values, reasons, at)| {
+            row.push_bind(check_id)
+                .push_bind(target_id)
+                .push_bind(event.field.as_str())
+                .push_bind(event.node.as_str())
+                .push_bind(old_values.as_str())
+                .push_bind(event.new_value.as_str())
+                .push_bind(reasons.as_str())
+                .push_bind(*at);
+        });
+    }
 
+    expected += 1;
+    batch.push(";\nINSERT INTO bundles (check_id, dict, raw_len, sha256, data) ");
+    batch.push_values([()], |mut row, ()| {
+        row.push_bind(check_id)
+            .push_bind(bundle_doc.dict)
+            .push_bind(int(bundle.len()))
+            .push_bind(bundle_sha256.as_slice())
+            .push_bind(bundle_doc.data.as_slice());
+    });
+
+    // The ratio of each document against a reference it kept (a renewed one has NULL).
+    for (kind, doc) in [(Kind::Verdict, &verdict_doc), (Kind::Bundle, &bundle_doc)] {
+        if let Some(ratio) = doc.kept_ratio {
+            expected += 1;
+            batch.push(";\nUPDATE target_dicts SET last_ratio = ");
+            batch.push_bind(ratio);
+            batch.push(" WHERE target_id = ");
+            batch.push_bind(target_id);
+            batch.push(" AND kind = ");
+            batch.push_bind(kind.as_str());
+        }
+    }
+
+    expected += 1;
+    batch.push(";\nUPDATE targets SET chain_head = ");
+    batch.push_bind(record_hash.as_slice());
+    batch.push(", chain_head_check = ");
+    batch.push_bind(check_id);
+    batch.push(" WHERE id = ");
+    batch.push_bind(target_id);
+    // When retention deleted the check the chain head names, this check records the gap
+    // it links across.
+    if let (Some(head), Some(head_check), false) = (&chain_head, head_check, head_stored) {
         expected += 1;
-        batch.push(";\nINSERT INTO bundles (check_id, dict, raw_len, sha256, data) ");
+        batch.push(
+            ";\nINSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at) ",
+        );
         batch.push_values([()], |mut row, ()| {
             row.push_bind(check_id)
-                .push_bind(bundle_doc.dict)
-                .push_bind(int(bundle.len()))
-                .push_bind(bundle_sha256.as_slice())
-                .push_bind(bundle_doc.data.as_slice());
+                .push_bind(head_check)
+                .push_bind(head.as_slice())
+                .push_bind(finished_at);
         });
-
-        // The ratio of each document against a reference it kept (a renewed one has NULL).
-        for (kind, doc) in [(Kind::Verdict, &verdict_doc), (Kind::Bundle, &bundle_doc)] {
-            if let Some(ratio) = doc.kept_ratio {
-                expected += 1;
-                batch.push(";\nUPDATE target_dicts SET last_ratio = ");
-                batch.push_bind(ratio);
-                batch.push(" WHERE target_id = ");
-                batch.push_bind(target_id);
-                batch.push(" AND kind = ");
-                batch.push_bind(kind.as_str());
-            }
-        }
-
-        expected += 1;
-        batch.push(";\nUPDATE targets SET chain_head = ");
-        batch.push_bind(record_hash.as_slice());
-        batch.push(", chain_head_check = ");
-        batch.push_bind(check_id);
-        batch.push(" WHERE id = ");
-        batch.push_bind(target_id);
-        // When retention deleted the check the chain head names, this check records the gap
-        // it links across.
-        if let (Some(head), Some(head_check), false) = (&chain_head, head_check, head_stored) {
-            expected += 1;
-            batch.push(
-                ";\nINSERT OR REPLACE INTO chain_gaps (check_id, prev_check, prev_hash, noted_at) ",
-            );
-            batch.push_values([()], |mut row, ()| {
-                row.push_bind(check_id)
-                    .push_bind(head_check)
-                    .push_bind(head.as_slice())
-                    .push_bind(finished_at);
-            });
-        }
-
-        let written = batch.build().execute(&mut *tx).await?.rows_affected();
-        if written != expected {
-            return Err(StoreError::Corrupt(format!(
-                "expected {expected} rows written for the check, wrote {written}"
-            )));
-        }
-
-        tx.commit().await?;
-        Ok(Recorded {
-            check_id,
-            record_hash,
-        })
     }
+
+    let written = batch.build().execute(&mut *tx).await?.rows_affected();
+    if written != expected {
+        return Err(StoreError::Corrupt(format!(
+            "expected {expected} rows written for the check, wrote {written}"
+        )));
+    }
+
+    tx.commit().await?;
+    Ok(Recorded {
+        check_id,
+        record_hash,
+    })
+}
 
 /// The check's first statement: it upserts the target, and reads its chain head, whether the
 /// check the head names is still stored, the id the new check will get (SQLite gives a rowid
@@ -456,7 +454,6 @@ pub(super) struct Current {
     pub last_ratio: Option<f64>,
     pub reference: Vec<u8>,
 }
-
 
 /// See [`reference_at!`].
 pub(super) fn current_reference(

@@ -21,10 +21,10 @@ use std::collections::HashSet;
 
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::StoreError;
 use super::chain::GENESIS;
 use super::codec::{self, int};
 use super::write::{Kind, Prepared, Recorded, encode, reference_at};
-use super::StoreError;
 use crate::verify::State;
 
 /// Locks the target's row for the rest of the transaction.
@@ -220,13 +220,38 @@ pub(super) async fn record(pool: &PgPool, p: &Prepared<'_>) -> Result<Recorded, 
         .bind(rec.vantage.as_str())
         // $18-$22: the results that did not pass.
         .bind(failing.iter().map(|(i, _)| int(*i)).collect::<Vec<_>>())
-        .bind(failing.iter().map(|(_, c)| c.name.as_str()).collect::<Vec<_>>())
-        .bind(failing.iter().map(|(_, c)| c.scope.as_str()).collect::<Vec<_>>())
-        .bind(failing.iter().map(|(_, c)| c.state.as_str()).collect::<Vec<_>>())
-        .bind(failing.iter().map(|(_, c)| c.reason.as_str()).collect::<Vec<_>>())
+        .bind(
+            failing
+                .iter()
+                .map(|(_, c)| c.name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            failing
+                .iter()
+                .map(|(_, c)| c.scope.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            failing
+                .iter()
+                .map(|(_, c)| c.state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            failing
+                .iter()
+                .map(|(_, c)| c.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
         // $23-$25: the phases.
         .bind((0..rec.phases.len()).map(int).collect::<Vec<_>>())
-        .bind(rec.phases.iter().map(|ph| ph.phase.as_str()).collect::<Vec<_>>())
+        .bind(
+            rec.phases
+                .iter()
+                .map(|ph| ph.phase.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(
             rec.phases
                 .iter()
@@ -234,15 +259,50 @@ pub(super) async fn record(pool: &PgPool, p: &Prepared<'_>) -> Result<Recorded, 
                 .collect::<Vec<_>>(),
         )
         // $26-$29: the measurements, in order.
-        .bind(rec.measurements.iter().map(|m| m.field.as_str()).collect::<Vec<_>>())
-        .bind(rec.measurements.iter().map(|m| m.node.as_str()).collect::<Vec<_>>())
-        .bind(rec.measurements.iter().map(|m| m.value.as_str()).collect::<Vec<_>>())
-        .bind(rec.measurements.iter().map(|m| m.source.as_str()).collect::<Vec<_>>())
+        .bind(
+            rec.measurements
+                .iter()
+                .map(|m| m.field.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rec.measurements
+                .iter()
+                .map(|m| m.node.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rec.measurements
+                .iter()
+                .map(|m| m.value.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rec.measurements
+                .iter()
+                .map(|m| m.source.as_str())
+                .collect::<Vec<_>>(),
+        )
         // $30-$35: the drift events.
-        .bind(p.drift.iter().map(|d| d.0.field.as_str()).collect::<Vec<_>>())
-        .bind(p.drift.iter().map(|d| d.0.node.as_str()).collect::<Vec<_>>())
+        .bind(
+            p.drift
+                .iter()
+                .map(|d| d.0.field.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            p.drift
+                .iter()
+                .map(|d| d.0.node.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(p.drift.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
-        .bind(p.drift.iter().map(|d| d.0.new_value.as_str()).collect::<Vec<_>>())
+        .bind(
+            p.drift
+                .iter()
+                .map(|d| d.0.new_value.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(p.drift.iter().map(|d| d.2.as_str()).collect::<Vec<_>>())
         .bind(p.drift.iter().map(|d| d.3).collect::<Vec<_>>())
         // $36-$39: the bundle.

@@ -10,8 +10,8 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
-use teewatch::exit;
 use teewatch::config::StoreLocation;
+use teewatch::exit;
 use teewatch::store::Store;
 
 use super::{CmdError, Ctx, output};

@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::store_backend::Backend;
-use teewatch::config::StoreLocation;
 use crate::common;
+use teewatch::config::StoreLocation;
 
 use std::time::Duration;
 

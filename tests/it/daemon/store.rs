@@ -8,10 +8,10 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::store_backend::{self, Backend, Raw, on_both};
 use chrono::{DateTime, Utc};
 use common::sim_run::{Running, failing, start};
 use serde_json::Value;
-use super::store_backend::{self, Backend, Raw, on_both};
 
 use teewatch::config::StoreLocation;
 use teewatch::drift::{self, DriftEvent, DriftReason, TargetHistory};
@@ -626,7 +626,10 @@ async fn a_one_gpu_target_costs_a_few_kilobytes_per_check(backend: Backend) {
     }
     // The compressed bundles are the same on both: about 1.3 KB each against the reference.
     let bundle_bytes = pool
-        .scalar("SELECT CAST(SUM(length(data)) AS BIGINT) FROM bundles", None)
+        .scalar(
+            "SELECT CAST(SUM(length(data)) AS BIGINT) FROM bundles",
+            None,
+        )
         .await
         .unwrap();
     assert!(
@@ -663,7 +666,10 @@ async fn a_reference_that_stops_fitting_is_renewed_and_remembers_earlier_shapes(
             // length() of a BLOB or a BYTEA is its size in bytes in both dialects (an INTEGER
             // on PostgreSQL, hence the cast).
             let n: i64 = pool
-                .scalar("SELECT CAST(length(data) AS BIGINT) FROM bundles WHERE check_id = $1", Some(id))
+                .scalar(
+                    "SELECT CAST(length(data) AS BIGINT) FROM bundles WHERE check_id = $1",
+                    Some(id),
+                )
                 .await
                 .unwrap();
             n

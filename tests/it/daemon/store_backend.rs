@@ -49,7 +49,9 @@ impl Raw {
                     .await
                     .unwrap(),
             ),
-            StoreLocation::Postgres { url, .. } => Raw::Postgres(PgPool::connect(url).await.unwrap()),
+            StoreLocation::Postgres { url, .. } => {
+                Raw::Postgres(PgPool::connect(url).await.unwrap())
+            }
         }
     }
 

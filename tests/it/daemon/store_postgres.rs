@@ -76,7 +76,10 @@ async fn concurrent_writers_of_one_target_keep_one_intact_chain() {
     instances.sort_unstable();
     instances.dedup();
     assert_eq!(instances.len(), WRITERS, "{instances:?}");
-    assert!(rows.iter().all(|r| r.vantage.replace("vantage", "instance") == r.instance));
+    assert!(
+        rows.iter()
+            .all(|r| r.vantage.replace("vantage", "instance") == r.instance)
+    );
     let latest = store.latest_checks().await.unwrap();
     assert_eq!(latest.len(), 1);
     assert!(latest[0].instance.starts_with("instance-"));
@@ -186,7 +189,11 @@ async fn history_reads_a_postgres_store_and_backup_names_pg_dump() {
     let out = teewatch(&["history", "--db", url, "--json"]).await;
     assert!(out.status.success(), "{out:?}");
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed["checks"].as_array().map(Vec::len), Some(3), "{listed}");
+    assert_eq!(
+        listed["checks"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
     assert_eq!(listed["checks"][0]["instance"], "test-instance", "{listed}");
 
     let out = teewatch(&["history", "verify", "--db", url]).await;
