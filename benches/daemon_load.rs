@@ -8,7 +8,9 @@
 //! the base's: builds compared in the same run see the same machine. Without `--bin` the daemon is
 //! the binary cargo built. The simulator is always cargo's binary, so every daemon faces the
 //! same load. `--concurrency N` sets `[daemon] concurrency` (checks in flight; the daemon's
-//! default otherwise).
+//! default otherwise). `--db postgres://user@host/db` (a server's maintenance database) runs
+//! the daemon on a PostgreSQL store instead of SQLite: each run gets a fresh database on that
+//! server, dropped afterwards (issue 22; the server's own CPU is not in the daemon's share).
 //!
 //! For each size and binary it records, after a warm-up of one interval: the daemon's CPU share
 //! of one core and the simulator's (the two share the machine's cores), the daemon's peak RSS
@@ -23,8 +25,10 @@
 mod net;
 use net::free_port;
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use teewatch::config::StoreLocation;
 
 #[path = "../tests/it/common/process.rs"]
 mod process;
@@ -176,17 +180,61 @@ fn wait_for_file(path: &Path, within: Duration, what: &str) {
     }
 }
 
+/// A fresh database on the PostgreSQL server `server` (a URL naming its maintenance database),
+/// as the URL of the new database and its name.
+fn fresh_postgres(
+    runtime: &tokio::runtime::Runtime,
+    server: &str,
+    label: &str,
+) -> (String, String) {
+    use sqlx::Connection as _;
+    let name = format!("teewatch_load_{}_{label}", std::process::id());
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .unwrap_or_else(|e| panic!("--db {server}: cannot connect: {e}"));
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("--db {server}: cannot create {name}: {e}"));
+        conn.close().await.ok();
+    });
+    let (head, query) = match server.split_once('?') {
+        Some((head, query)) => (head, format!("?{query}")),
+        None => (server, String::new()),
+    };
+    let base = head.rsplit_once('/').map_or(head, |(base, _)| base);
+    (format!("{base}/{name}{query}"), name)
+}
+
+/// Drops a database `fresh_postgres` made (after the daemon using it stopped).
+fn drop_postgres(runtime: &tokio::runtime::Runtime, server: &str, name: &str) {
+    use sqlx::Connection as _;
+    runtime.block_on(async {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(server).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+            conn.close().await.ok();
+        }
+    });
+}
+
 /// The store's size in bytes, its checks, and the lag in ms of each check started at or after
 /// `since` (sorted), read by a second connection (WAL allows it while the daemon writes).
 fn read_store(
     runtime: &tokio::runtime::Runtime,
-    db: &Path,
+    db: &StoreLocation,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> (u64, usize, Vec<f64>) {
     runtime.block_on(async {
-        let store = teewatch::store::Store::open_existing(db)
+        let store = teewatch::store::Store::open_existing_location(db)
             .await
-            .unwrap_or_else(|e| panic!("cannot open the store {}: {e}", db.display()));
+            .unwrap_or_else(|e| panic!("cannot open the store {db}: {e}"));
         let bytes = store.size_bytes().await.unwrap();
         let all = store
             .history(&teewatch::store::HistoryFilter::default())
@@ -216,6 +264,7 @@ fn run_size(
     targets: usize,
     measure: Duration,
     concurrency: Option<usize>,
+    postgres: Option<&str>,
     scraper: &Scraper,
     runtime: &tokio::runtime::Runtime,
 ) -> Row {
@@ -269,12 +318,33 @@ fn run_size(
     std::fs::write(&config, text).unwrap();
 
     let port = free_port();
-    let db = dir.join("load.db");
+    let (db, dropped) = match postgres {
+        None => (StoreLocation::Sqlite(dir.join("load.db")), None),
+        Some(server) => {
+            let (url, name) = fresh_postgres(runtime, server, &targets.to_string());
+            (
+                StoreLocation::Postgres {
+                    url,
+                    password: None,
+                },
+                Some(DropDatabase {
+                    runtime,
+                    server,
+                    name,
+                }),
+            )
+        }
+    };
+    // `--db` as the command line takes it: the file, or the URL.
+    let db_arg = match &db {
+        StoreLocation::Sqlite(path) => path.display().to_string(),
+        StoreLocation::Postgres { url, .. } => url.clone(),
+    };
     let daemon = Command::new(&binary.path)
         .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(&config)
         .arg("--db")
-        .arg(&db)
+        .arg(&db_arg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -327,6 +397,7 @@ fn run_size(
         binary.label
     );
     let (bytes, checks, lags) = read_store(runtime, &db, Some(window_start));
+    drop(dropped);
     Row {
         checks,
         cpu_share: cpu / wall,
@@ -345,6 +416,19 @@ fn run_size(
     }
 }
 
+/// Drops a run's PostgreSQL database however the run ends.
+struct DropDatabase<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    server: &'a str,
+    name: String,
+}
+
+impl Drop for DropDatabase<'_> {
+    fn drop(&mut self) {
+        drop_postgres(self.runtime, self.server, &self.name);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -354,6 +438,7 @@ fn main() {
     let mut minutes = 3u64;
     let mut binaries: Vec<Binary> = Vec::new();
     let mut concurrency = None;
+    let mut postgres: Option<String> = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--minutes" {
@@ -366,6 +451,13 @@ fn main() {
             concurrency = Some(value.parse().unwrap_or_else(|_| {
                 panic!("--concurrency expects a whole number, found {value:?}")
             }));
+        } else if arg == "--db" {
+            let value = iter.next().map(String::as_str).unwrap_or("");
+            assert!(
+                value.starts_with("postgres://") || value.starts_with("postgresql://"),
+                "--db expects a postgres:// url of a server's maintenance database, found {value:?}"
+            );
+            postgres = Some(value.to_string());
         } else if arg == "--bin" {
             let value = iter.next().map(String::as_str).unwrap_or("");
             let (label, path) = value
@@ -385,7 +477,7 @@ fn main() {
             sizes.push(n);
         } else {
             panic!(
-                "unknown argument {arg:?}: expected sizes, --minutes N, --concurrency N or --bin LABEL=PATH"
+                "unknown argument {arg:?}: expected sizes, --minutes N, --concurrency N, --db URL or --bin LABEL=PATH"
             );
         }
     }
@@ -416,10 +508,15 @@ fn main() {
                 size,
                 Duration::from_secs(minutes * 60),
                 concurrency,
+                postgres.as_deref(),
                 &scraper,
                 &runtime,
             );
-            print_row(&binary.label, size, &row);
+            let label = match &postgres {
+                Some(_) => format!("{} (PostgreSQL)", binary.label),
+                None => format!("{} (SQLite)", binary.label),
+            };
+            print_row(&label, size, &row);
             rows.push(row);
         }
         for (binary, row) in binaries.iter().zip(&rows).skip(1) {

@@ -97,6 +97,10 @@ pub struct CheckRecord {
     pub drift: Vec<DriftEvent>,
     /// The fetch errors the bundle recorded.
     pub fetch_errors: Vec<FetchErrorSummary>,
+    /// The instance that ran the check (`[daemon] instance`, the host name by default).
+    pub instance: String,
+    /// That instance's vantage point (`[daemon] vantage`; '' in shard mode).
+    pub vantage: String,
 }
 
 impl CheckRecord {
@@ -111,4 +115,14 @@ impl CheckRecord {
             })
             .collect()
     }
+}
+
+/// This machine's host name, the instance name a check records until `[daemon] instance` names
+/// one; "" when it cannot be read (the column's value for checks from before instances).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }

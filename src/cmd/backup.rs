@@ -82,6 +82,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
             ))?;
             Ok(exit::PASS)
         }
+        Err(e @ StoreError::BackupPostgres(_)) => Err(CmdError::usage(e.to_string())),
         Err(e @ StoreError::BackupExists(_)) => {
             Err(CmdError::new(exit::CANT_CREATE, e.to_string()))
         }

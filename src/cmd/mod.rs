@@ -116,6 +116,6 @@ pub fn configured_policy_source(target: &str, config_path: &Path) -> String {
 pub fn fetcher(config: &Config) -> Result<Fetcher, CmdError> {
     let http = Http::new(HttpOptions::for_config(config))
         .map_err(|e| CmdError::software(format!("http client: {e}")))?;
-    let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
+    let cache_dir = teewatch::daemon::collateral_dir(config, None);
     Ok(Fetcher::new(http, cache_dir.as_deref()))
 }

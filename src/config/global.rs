@@ -4,11 +4,12 @@
 //! (NRAS, its JWKS and the NRAS trust anchors).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::db::StoreLocation;
 use super::describe;
 use super::fleet::FleetSettings;
 use super::schedule::{parse_duration, parse_interval};
@@ -46,11 +47,14 @@ pub const MAX_COLLATERAL_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Appended to the NRAS base URL when `jwks_url` is not given.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub(super) const DAEMON_KEYS: [&str; 14] = [
+pub(super) const DAEMON_KEYS: [&str; 17] = [
     "listen",
     "web_config",
     "allow_plain_http_off_loopback",
     "db",
+    "db_password_env",
+    "db_password_file",
+    "db_password_credential",
     "retention_days",
     "concurrency",
     "drift_window",
@@ -80,8 +84,9 @@ pub struct DaemonConfig {
     pub web: Option<WebConfig>,
     /// `allow_plain_http_off_loopback`: serve plain HTTP on a non-loopback address anyway.
     pub allow_plain_http_off_loopback: bool,
-    /// The SQLite database, resolved against the configuration file's folder.
-    pub db: PathBuf,
+    /// The store: a SQLite file resolved against the configuration file's folder (the default),
+    /// or a PostgreSQL database with where its password is read from (`db.rs`).
+    pub db: StoreLocation,
     /// Days of history kept (1 to 36500).
     pub retention_days: u32,
     /// Targets checked at the same time (1 to 256).
@@ -155,10 +160,7 @@ pub(super) fn daemon(v: &mut Validator, root: &Table, base: &Path) -> DaemonConf
             default_listen
         }
     };
-    let db = match v.string(t, "db", "daemon.db", "a database file path") {
-        Ok(Some(path)) => base.join(path),
-        _ => base.join(DEFAULT_DB),
-    };
+    let db = super::db::store_location(v, t, base, DEFAULT_DB);
     let retention_days = v
         .integer(t, "retention_days", "daemon.retention_days", 1..=36_500)
         .ok()

@@ -17,6 +17,7 @@ use crate::verify::policy::TrustAnchors;
 mod api_key;
 mod dangerous;
 mod fleet;
+mod db;
 mod global;
 mod provenance;
 mod provider;
@@ -32,6 +33,7 @@ pub use fleet::{
     DEFAULT_LEASE, FleetMode, FleetSettings, MAX_LEASE, MIN_LEASE, host_instance_name,
     is_postgres_url, name_problem,
 };
+pub use db::{StoreLocation, display_url as db_display_url};
 pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};
 pub use global::{

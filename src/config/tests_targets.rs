@@ -74,7 +74,10 @@ fn each_profile_has_its_defaults() {
         config.daemon.listen,
         SocketAddr::from(([127, 0, 0, 1], 9477))
     );
-    assert_eq!(config.daemon.db, Path::new("/etc/teewatch/teewatch.db"));
+    assert_eq!(
+        config.daemon.db.sqlite_path(),
+        Some(Path::new("/etc/teewatch/teewatch.db"))
+    );
     assert_eq!(
         (config.daemon.retention_days, config.daemon.concurrency),
         (90, 8)
@@ -146,7 +149,10 @@ stream = false
         ("Say ok.", 4096, false, true)
     );
     assert_eq!(config.daemon.listen.to_string(), "[::1]:9000");
-    assert_eq!(config.daemon.db, Path::new("/var/lib/teewatch/history.db"));
+    assert_eq!(
+        config.daemon.db.sqlite_path(),
+        Some(Path::new("/var/lib/teewatch/history.db"))
+    );
     assert_eq!(
         (config.daemon.retention_days, config.daemon.concurrency),
         (30, 2)
@@ -200,7 +206,10 @@ fn relative_paths_follow_the_configuration_file() {
         "[daemon]\ndb = \"state/history.db\"\n[[target]]\nname = \"v\"\nprofile = \"vllm-proxy\"\nbase_url = \"http://127.0.0.1:8088\"\nmodel = \"m\"\napi_key_file = \"keys/vllm.key\"\ninterval = \"10s\"\n",
     );
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.daemon.db, scratch.0.join("state/history.db"));
+    assert_eq!(
+        config.daemon.db.sqlite_path(),
+        Some(scratch.0.join("state/history.db").as_path())
+    );
     let m = only_monitor(&config);
     assert_eq!(
         m.api_key,

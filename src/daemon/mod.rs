@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreLocation};
 use crate::fetch::check::Fetcher;
 use crate::fetch::http::{Http, HttpOptions};
 use crate::metrics::Metrics;
@@ -131,9 +131,33 @@ fn load_config(options: &RunOptions) -> Result<Config, ConfigError> {
         config.daemon.listen = listen;
     }
     if let Some(db) = &options.db {
-        config.daemon.db = db.clone();
+        config.daemon.db = db_override(db, &config.daemon.db).map_err(|message| ConfigError {
+            file: "--db".into(),
+            issues: vec![crate::config::ConfigIssue {
+                path: "db".into(),
+                message,
+            }],
+        })?;
     }
     Ok(config)
+}
+
+/// `--db` over `[daemon] db`: a path names a SQLite file as given; a postgres URL keeps the
+/// configuration's `db_password_*` source, so that the password stays out of the command line.
+pub fn db_override(db: &Path, configured: &StoreLocation) -> Result<StoreLocation, String> {
+    let Some(text) = db.to_str() else {
+        return Ok(StoreLocation::Sqlite(db.to_path_buf()));
+    };
+    match StoreLocation::parse(text, Path::new(""))? {
+        StoreLocation::Postgres { url, .. } => {
+            let password = match configured {
+                StoreLocation::Postgres { password, .. } => password.clone(),
+                StoreLocation::Sqlite(_) => None,
+            };
+            Ok(StoreLocation::Postgres { url, password })
+        }
+        StoreLocation::Sqlite(path) => Ok(StoreLocation::Sqlite(path)),
+    }
 }
 
 fn retention_of(config: &Config) -> Retention {
@@ -175,11 +199,11 @@ impl Daemon {
         fleet: Option<(sqlx::PgPool, crate::fleet::FleetSettings)>,
     ) -> Result<Daemon, RunError> {
         let config = load_config(&options).map_err(RunError::Config)?;
-        if let Some(parent) = config.daemon.db.parent() {
+        if let Some(parent) = config.daemon.db.sqlite_path().and_then(Path::parent) {
             // The store creates the file; its folder must exist (systemd's StateDirectory does).
             let _ = std::fs::create_dir_all(parent);
         }
-        let store = Store::open(&config.daemon.db).await?;
+        let store = Store::open_location(&config.daemon.db).await?;
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
         let latest = store.latest_checks().await?;
@@ -193,7 +217,7 @@ impl Daemon {
             .collect();
         let http = Http::new(HttpOptions::for_config(&config))
             .map_err(|e| RunError::Http(e.to_string()))?;
-        let cache_dir = config.daemon.db.parent().map(|d| d.join("collateral"));
+        let cache_dir = collateral_dir(&config, options.config_path.parent());
         let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
@@ -601,11 +625,35 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The database a `history` command reads: `--db` as given, or the configuration's `[daemon] db`.
-pub fn history_db(db: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    match (db, config) {
-        (Some(db), _) => Ok(db.to_path_buf()),
-        (None, Some(config)) => Config::load(config).map(|c| c.daemon.db),
-        (None, None) => Ok(PathBuf::from(crate::config::DEFAULT_DB)),
+/// Where the collateral cache is kept: beside a SQLite store. A PostgreSQL store has no
+/// folder: then in `$STATE_DIRECTORY` (systemd's StateDirectory=), else in `config_dir` (the
+/// configuration file's folder) when known, else nowhere (collateral is fetched, not cached).
+pub fn collateral_dir(config: &Config, config_dir: Option<&Path>) -> Option<PathBuf> {
+    match config.daemon.db.sqlite_path() {
+        Some(path) => path.parent().map(|d| d.join("collateral")),
+        None => std::env::var_os("STATE_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| config_dir.map(Path::to_path_buf))
+            .map(|d| d.join("collateral")),
+    }
+}
+
+/// The database a `history` command reads: `--db` as given, or the configuration's `[daemon] db`
+/// (with its password source; `--db` with a postgres URL keeps the configuration's).
+pub fn history_db(db: Option<&Path>, config: Option<&Path>) -> Result<StoreLocation, ConfigError> {
+    let configured = match config {
+        Some(config) => Config::load(config)?.daemon.db,
+        None => StoreLocation::Sqlite(PathBuf::from(crate::config::DEFAULT_DB)),
+    };
+    match db {
+        None => Ok(configured),
+        Some(db) => db_override(db, &configured).map_err(|message| ConfigError {
+            file: "--db".into(),
+            issues: vec![crate::config::ConfigIssue {
+                path: "db".into(),
+                message,
+            }],
+        }),
     }
 }

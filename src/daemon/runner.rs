@@ -482,6 +482,10 @@ impl Shared {
             verdict,
             measurements,
             drift: events,
+            // Until `[daemon] instance` and `vantage` exist (issue 22's fleet), the host name
+            // and no vantage point.
+            instance: crate::record::host_name(),
+            vantage: String::new(),
         };
         let store_start = Instant::now();
         let stored = self.store.record_chained(&record).await;

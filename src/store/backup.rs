@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use super::{Store, StoreError};
+use super::{Pool, Store, StoreError};
 
 /// What a finished backup holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,10 @@ pub struct BackupSummary {
 impl Store {
     /// Writes a consistent copy of the store to `out`, which must not exist, and checks it.
     pub async fn backup_to(&self, out: &Path) -> Result<BackupSummary, StoreError> {
+        let pool = match &self.pool {
+            Pool::Sqlite(pool) => pool,
+            Pool::Postgres(_) => return Err(StoreError::BackupPostgres(self.describe())),
+        };
         if out.exists() {
             return Err(StoreError::BackupExists(out.to_path_buf()));
         }
@@ -42,7 +46,7 @@ impl Store {
         })?;
         sqlx::query("VACUUM INTO ?1")
             .bind(target)
-            .execute(&self.pool)
+            .execute(pool)
             .await
             .map_err(|e| StoreError::Backup {
                 path: out.to_path_buf(),
@@ -95,7 +99,10 @@ pub async fn check_copy(path: &Path) -> Result<BackupSummary, StoreError> {
     .await;
     let chain = match &result {
         Ok(Ok((version, _, _))) if *version >= CHAIN_SCHEMA => {
-            let copy = Store { pool: pool.clone() };
+            let copy = Store {
+                pool: Pool::Sqlite(pool.clone()),
+                shown: path.display().to_string(),
+            };
             match copy.verify_chain(None, None).await {
                 Ok(chains) => Ok(Some(
                     chains

@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{PgConnection, Row, SqliteConnection};
 
 use super::chain::{GENESIS, RecordFields};
 use super::codec;
-use super::{Store, StoreError, read};
+use super::read::BlobConn;
+use super::{Store, StoreError, on_pool};
 
 /// What broke a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,123 +103,139 @@ impl Store {
         target: Option<&str>,
         head: Option<&[u8]>,
     ) -> Result<Vec<TargetChain>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let legacy_max: i64 = sqlx::query_scalar("SELECT MAX(legacy_max_id) FROM chain_start")
-            .fetch_one(&mut *tx)
-            .await
-            .map(|v: Option<i64>| v.unwrap_or(0))?;
-        type TargetRow = (i64, String, Option<Vec<u8>>, Option<i64>);
-        let targets: Vec<TargetRow> = sqlx::query_as(
-            "SELECT id, name, chain_head, chain_head_check FROM targets
-             WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
-        )
-        .bind(target)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut blobs: HashMap<i64, Vec<u8>> = HashMap::new();
-        let mut out = Vec::with_capacity(targets.len());
-        for (target_id, name, chain_head, chain_head_check) in targets {
-            let rows = target_rows(&mut tx, target_id).await?;
-            let mut report = TargetChain {
-                target: name.clone(),
-                verified: 0,
-                unchained: 0,
-                head: None,
-                broken: None,
-                head_found: None,
-            };
-            report.broken = walk(&mut tx, &mut blobs, &name, &rows, legacy_max, &mut report)
-                .await?
-                .or_else(|| check_head(&report, chain_head.as_deref(), chain_head_check, &rows));
-            if let Some(wanted) = head {
-                // Every chained check up to the newest verified one verified: the walk goes in
-                // id order and stops at the first break.
-                let verified_up_to = report.head.as_ref().map_or(i64::MIN, |(id, _)| *id);
-                report.head_found = rows
-                    .iter()
-                    .filter(|r| r.id <= verified_up_to)
-                    .find(|r| r.record_hash.as_deref() == Some(wanted))
-                    .map(|r| r.id);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let legacy_max: i64 = sqlx::query_scalar("SELECT MAX(legacy_max_id) FROM chain_start")
+                .fetch_one(&mut *tx)
+                .await
+                .map(|v: Option<i64>| v.unwrap_or(0))?;
+            type TargetRow = (i64, String, Option<Vec<u8>>, Option<i64>);
+            let targets: Vec<TargetRow> = sqlx::query_as(
+                "SELECT id, name, chain_head, chain_head_check FROM targets
+                 WHERE $1 IS NULL OR name = $1 ORDER BY name",
+            )
+            .bind(target)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut blobs: HashMap<i64, Vec<u8>> = HashMap::new();
+            let mut out = Vec::with_capacity(targets.len());
+            for (target_id, name, chain_head, chain_head_check) in targets {
+                let rows = tx.target_rows(target_id).await?;
+                let mut report = TargetChain {
+                    target: name.clone(),
+                    verified: 0,
+                    unchained: 0,
+                    head: None,
+                    broken: None,
+                    head_found: None,
+                };
+                report.broken = walk(&mut *tx, &mut blobs, &name, &rows, legacy_max, &mut report)
+                    .await?
+                    .or_else(|| check_head(&report, chain_head.as_deref(), chain_head_check, &rows));
+                if let Some(wanted) = head {
+                    // Every chained check up to the newest verified one verified: the walk goes in
+                    // id order and stops at the first break.
+                    let verified_up_to = report.head.as_ref().map_or(i64::MIN, |(id, _)| *id);
+                    report.head_found = rows
+                        .iter()
+                        .filter(|r| r.id <= verified_up_to)
+                        .find(|r| r.record_hash.as_deref() == Some(wanted))
+                        .map(|r| r.id);
+                }
+                out.push(report);
             }
-            out.push(report);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
-/// The target's checks in chain order, with their bundles and gap rows.
-async fn target_rows(
-    conn: &mut SqliteConnection,
-    target_id: i64,
-) -> Result<Vec<Stored>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT c.id, c.scheduled_at, c.started_at, c.finished_at, c.state, c.attestation_format,
-                c.verdict_dict, c.verdict_len, c.verdict, c.verdict_sha256, c.bundle_sha256,
-                c.prev_hash, c.record_hash, c.bundle_removed_at,
-                b.dict, b.raw_len, b.sha256, b.data, g.prev_check, g.prev_hash
-         FROM checks c
-         LEFT JOIN bundles b ON b.check_id = c.id
-         LEFT JOIN chain_gaps g ON g.check_id = c.id
-         WHERE c.target_id = ?1 ORDER BY c.id",
-    )
-    .bind(target_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let bundle = match (
-            row.try_get::<Option<i64>, _>(14)?,
-            row.try_get::<Option<i64>, _>(15)?,
-            row.try_get::<Option<Vec<u8>>, _>(16)?,
-            row.try_get::<Option<Vec<u8>>, _>(17)?,
-        ) {
-            (Some(dict), Some(len), Some(sha), Some(data)) => Some((dict, len, sha, data)),
-            _ => None,
-        };
-        let gap = match (
-            row.try_get::<Option<i64>, _>(18)?,
-            row.try_get::<Option<Vec<u8>>, _>(19)?,
-        ) {
-            (Some(check), Some(hash)) => Some((check, hash)),
-            _ => None,
-        };
-        out.push(Stored {
-            id: row.try_get(0)?,
-            scheduled_at: row.try_get(1)?,
-            started_at: row.try_get(2)?,
-            finished_at: row.try_get(3)?,
-            state: row.try_get(4)?,
-            attestation_format: row.try_get(5)?,
-            verdict_dict: row.try_get(6)?,
-            verdict_len: row.try_get(7)?,
-            verdict: row.try_get(8)?,
-            verdict_sha256: row.try_get(9)?,
-            bundle_sha256: row.try_get(10)?,
-            prev_hash: row.try_get(11)?,
-            record_hash: row.try_get(12)?,
-            bundle_removed_at: row.try_get(13)?,
-            bundle,
-            gap,
-        });
-    }
-    Ok(out)
+/// A connection that can read a target's chain (both backends, one body).
+trait ChainConn: BlobConn {
+    /// The target's checks in chain order, with their bundles and gap rows.
+    fn target_rows(
+        &mut self,
+        target_id: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<Stored>, StoreError>> + Send;
 }
+
+macro_rules! chain_conn {
+    ($conn:ty) => {
+        impl ChainConn for $conn {
+            async fn target_rows(&mut self, target_id: i64) -> Result<Vec<Stored>, StoreError> {
+                let conn = self;
+                let rows = sqlx::query(
+                    "SELECT c.id, c.scheduled_at, c.started_at, c.finished_at, c.state, c.attestation_format,
+                            c.verdict_dict, c.verdict_len, c.verdict, c.verdict_sha256, c.bundle_sha256,
+                            c.prev_hash, c.record_hash, c.bundle_removed_at,
+                            b.dict, b.raw_len, b.sha256, b.data, g.prev_check, g.prev_hash
+                     FROM checks c
+                     LEFT JOIN bundles b ON b.check_id = c.id
+                     LEFT JOIN chain_gaps g ON g.check_id = c.id
+                     WHERE c.target_id = $1 ORDER BY c.id",
+                )
+                .bind(target_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let bundle = match (
+                        row.try_get::<Option<i64>, _>(14)?,
+                        row.try_get::<Option<i64>, _>(15)?,
+                        row.try_get::<Option<Vec<u8>>, _>(16)?,
+                        row.try_get::<Option<Vec<u8>>, _>(17)?,
+                    ) {
+                        (Some(dict), Some(len), Some(sha), Some(data)) => Some((dict, len, sha, data)),
+                        _ => None,
+                    };
+                    let gap = match (
+                        row.try_get::<Option<i64>, _>(18)?,
+                        row.try_get::<Option<Vec<u8>>, _>(19)?,
+                    ) {
+                        (Some(check), Some(hash)) => Some((check, hash)),
+                        _ => None,
+                    };
+                    out.push(Stored {
+                        id: row.try_get(0)?,
+                        scheduled_at: row.try_get(1)?,
+                        started_at: row.try_get(2)?,
+                        finished_at: row.try_get(3)?,
+                        state: row.try_get(4)?,
+                        attestation_format: row.try_get(5)?,
+                        verdict_dict: row.try_get(6)?,
+                        verdict_len: row.try_get(7)?,
+                        verdict: row.try_get(8)?,
+                        verdict_sha256: row.try_get(9)?,
+                        bundle_sha256: row.try_get(10)?,
+                        prev_hash: row.try_get(11)?,
+                        record_hash: row.try_get(12)?,
+                        bundle_removed_at: row.try_get(13)?,
+                        bundle,
+                        gap,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+chain_conn!(SqliteConnection);
+chain_conn!(PgConnection);
 
 /// A reference blob, loaded once per verification.
-async fn blob<'b>(
-    conn: &mut SqliteConnection,
+async fn blob<'b, C: BlobConn>(
+    conn: &mut C,
     blobs: &'b mut HashMap<i64, Vec<u8>>,
     id: i64,
 ) -> Result<&'b [u8], String> {
     if let std::collections::hash_map::Entry::Vacant(slot) = blobs.entry(id) {
-        slot.insert(read::load_blob(conn, id).await.map_err(|e| e.to_string())?);
+        slot.insert(conn.load_blob(id).await.map_err(|e| e.to_string())?);
     }
     Ok(blobs.get(&id).map(Vec::as_slice).unwrap_or_default())
 }
 
 /// Walks one target's checks, counting into `report`; the first broken link, if any.
-async fn walk(
-    conn: &mut SqliteConnection,
+async fn walk<C: BlobConn>(
+    conn: &mut C,
     blobs: &mut HashMap<i64, Vec<u8>>,
     target: &str,
     rows: &[Stored],
@@ -319,8 +336,8 @@ async fn walk(
 }
 
 /// Whether the stored verdict and bundle still hash to what the record covers.
-async fn content_fault(
-    conn: &mut SqliteConnection,
+async fn content_fault<C: BlobConn>(
+    conn: &mut C,
     blobs: &mut HashMap<i64, Vec<u8>>,
     row: &Stored,
 ) -> Result<Option<String>, StoreError> {

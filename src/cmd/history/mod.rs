@@ -10,6 +10,7 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
+use teewatch::config::StoreLocation;
 use teewatch::exit;
 use teewatch::store::Store;
 
@@ -123,13 +124,15 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<u8, CmdError> {
 }
 
 /// The database a source names: `--db` as given, or the configuration's `[daemon] db`.
-pub fn database(source: &DbSource) -> Result<PathBuf, CmdError> {
+pub fn database(source: &DbSource) -> Result<StoreLocation, CmdError> {
     let db = teewatch::daemon::history_db(source.db.as_deref(), source.config.as_deref())?;
-    if !db.exists() {
-        return Err(CmdError::no_input(format!(
-            "no database at {}",
-            db.display()
-        )));
+    if let Some(path) = db.sqlite_path() {
+        if !path.exists() {
+            return Err(CmdError::no_input(format!(
+                "no database at {}",
+                path.display()
+            )));
+        }
     }
     Ok(db)
 }
@@ -139,8 +142,8 @@ pub fn database(source: &DbSource) -> Result<PathBuf, CmdError> {
 pub fn open(source: &DbSource, ctx: &Ctx) -> Result<Store, CmdError> {
     let db = database(source)?;
     ctx.runtime()?
-        .block_on(Store::open_existing(&db))
-        .map_err(|e| CmdError::data(format!("{}: {e}", db.display())))
+        .block_on(Store::open_existing_location(&db))
+        .map_err(|e| CmdError::data(format!("{db}: {e}")))
 }
 
 fn list(args: &Args, source: &DbSource, ctx: &Ctx) -> Result<u8, CmdError> {

@@ -49,6 +49,8 @@ pub fn to_json(checks: &[CheckRow], drift: &[DriftRow], accepted: &[AcceptanceRo
                 "failing": c.failing,
                 "has_bundle": c.has_bundle,
                 "drift_events": c.drift_events,
+                "instance": c.instance,
+                "vantage": c.vantage,
             })
         })
         .collect();

@@ -49,10 +49,10 @@ async fn check_ids(db: &Path) -> Vec<i64> {
     ids
 }
 
-/// The version of the newest migration in `migrations/` (`NNNN_name.sql`): the schema a store
+/// The version of the newest migration in `migrations/sqlite/` (`NNNN_name.sql`): the schema a store
 /// this teewatch opened has.
 fn newest_migration() -> i64 {
-    std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+    std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"))
         .unwrap()
         .filter_map(|entry| {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();

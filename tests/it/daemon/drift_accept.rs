@@ -7,6 +7,7 @@
 //! acceptances.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use super::store_backend::{self, Backend, on_both};
 use crate::common;
 
 use std::path::Path;
@@ -347,6 +348,8 @@ async fn check(
         finished_at: finished,
         phases: fetched.phases,
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
+        instance: "test-instance".into(),
+        vantage: String::new(),
         bundle: fetched.bundle,
         verdict,
         measurements,
@@ -354,10 +357,12 @@ async fn check(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_accepts_each_drifted_value_once_and_forgets_old_acceptances() {
+on_both!(the_store_accepts_each_drifted_value_once_and_forgets_old_acceptances);
+
+async fn the_store_accepts_each_drifted_value_once_and_forgets_old_acceptances(backend: Backend) {
     let run = start("accept-store", SimOptions::default()).await;
-    let store = Store::open(&run.dir.join("teewatch.db")).await.unwrap();
+    let location = backend.location(&run.dir, "accept-store").await;
+    let store = Store::open_location(&location).await.unwrap();
     let t0 = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
@@ -457,9 +462,7 @@ async fn the_store_accepts_each_drifted_value_once_and_forgets_old_acceptances()
         .await
         .unwrap();
     store.close().await;
-    let store = Store::open_existing(&run.dir.join("teewatch.db"))
-        .await
-        .unwrap();
+    let store = Store::open_existing_location(&location).await.unwrap();
     let histories = store.histories().await.unwrap();
     assert_eq!(
         histories["m"].accepted[&("mrtd".to_string(), value.clone())],

@@ -40,6 +40,8 @@ async fn check(run: &Running, name: &str, started: DateTime<Utc>) -> CheckRecord
         finished_at: started + chrono::Duration::seconds(2),
         phases: fetched.phases,
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
+        instance: "test-instance".into(),
+        vantage: String::new(),
         bundle: fetched.bundle,
         verdict,
         measurements: Vec::new(),

@@ -6,7 +6,9 @@
 //! not shown and not ready; a cron slot missed while the daemon was down is caught up once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use super::store_backend::Backend;
 use crate::common;
+use teewatch::config::StoreLocation;
 
 use std::time::Duration;
 
@@ -952,7 +954,7 @@ async fn a_failed_store_write_is_counted_not_shown_and_not_ready_until_a_write_s
 
     // Once the table is back, the next check is stored, shown, and the daemon is ready again.
     let migration = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_initial.sql"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/0001_initial.sql"),
     )
     .unwrap();
     let create = migration
@@ -1152,13 +1154,39 @@ async fn scrape_until(
 /// drift flags, state-since, last dispatched slot, next check, the platforms' collateral
 /// expiry and fetch time, and each target's platforms), from the store and the collateral cache
 /// alone.
+///
+/// On PostgreSQL too (issue 22): the same gauges come back from a PostgreSQL store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_scrapes_like_the_stopped_one_before_any_check() {
+    restarted_daemon_scrapes_like_the_stopped_one(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_on_postgres_scrapes_like_the_stopped_one_before_any_check() {
+    restarted_daemon_scrapes_like_the_stopped_one(Backend::Postgres).await;
+}
+
+async fn restarted_daemon_scrapes_like_the_stopped_one(backend: Backend) {
     let options = SimOptions {
         models: 2,
         ..SimOptions::default()
     };
     let run = start("daemon-restart-gauges", options).await;
+    let location = backend.location(&run.dir, "daemon-restart").await;
+    // `--db` as the command line gives it: the file, or the postgres URL.
+    let db = match &location {
+        StoreLocation::Sqlite(path) => path.clone(),
+        StoreLocation::Postgres { url, .. } => std::path::PathBuf::from(url),
+    };
+    let start_daemon = async |path: &std::path::Path, _dir: &std::path::Path| {
+        teewatch::daemon::Daemon::start(teewatch::daemon::RunOptions {
+            config_path: path.to_path_buf(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            db: Some(db.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("daemon did not start: {e}"))
+    };
     let path = config_path(&run);
     let (good, bad) = (model_name(0), model_name(1));
     run.sim
@@ -1203,7 +1231,7 @@ async fn a_restarted_daemon_scrapes_like_the_stopped_one_before_any_check() {
     .await;
     daemon.shutdown(Duration::from_secs(5)).await;
 
-    let store = Store::open_existing(&db_path(&run.dir)).await.unwrap();
+    let store = Store::open_existing_location(&location).await.unwrap();
     let history = store.history(&HistoryFilter::default()).await.unwrap();
     store.close().await;
     let recorded = |t: &str| history.iter().filter(|c| c.target == t).count() as f64;

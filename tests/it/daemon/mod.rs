@@ -19,3 +19,5 @@ mod schedule_wallclock;
 mod secrets;
 mod status_page;
 mod store;
+mod store_backend;
+mod store_postgres;

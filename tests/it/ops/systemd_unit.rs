@@ -224,11 +224,14 @@ fn exec_start_state_and_configuration_directories_match_the_config() {
     let config = shipped_config();
     let state_dir = service_value("StateDirectory");
     assert_eq!(
-        config.daemon.db.parent().unwrap(),
+        config.daemon.db.sqlite_path().unwrap().parent().unwrap(),
         Path::new("/var/lib").join(&state_dir),
         "config.toml's [daemon] db must live in the unit's StateDirectory= (/var/lib/{state_dir})"
     );
-    assert_eq!(config.daemon.db, Path::new("/var/lib/teewatch/teewatch.db"));
+    assert_eq!(
+        config.daemon.db.sqlite_path(),
+        Some(Path::new("/var/lib/teewatch/teewatch.db"))
+    );
     assert_eq!(service_value("DynamicUser"), "yes");
     assert!(
         config.daemon.listen.ip().is_loopback(),
