@@ -116,13 +116,3 @@ impl CheckRecord {
             .collect()
     }
 }
-
-/// This machine's host name, the instance name a check records until `[daemon] instance` names
-/// one; "" when it cannot be read (the column's value for checks from before instances).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}

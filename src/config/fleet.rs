@@ -205,13 +205,13 @@ fn name_key(v: &mut Validator, t: &Table, key: &str) -> Option<String> {
     }
 }
 
-/// The lease must be shorter than half the shortest interval of a monitored target, so that a
+/// Without a `lease` key the default is at most a third of the shortest interval. The lease must be shorter than half the shortest interval of a monitored target, so that a
 /// dead instance's targets are taken over within one interval: the lease runs out, and the next
 /// slot is claimed by a live instance. Cron targets are not counted (their gaps vary).
 pub(super) fn check_lease(
     v: &mut Validator,
     table: &Table,
-    settings: &FleetSettings,
+    settings: &mut FleetSettings,
     targets: &[TargetConfig],
 ) {
     let Some(Value::Table(daemon)) = table.get("daemon") else {
@@ -229,6 +229,13 @@ pub(super) fn check_lease(
             Schedule::Cron(_) => None,
         })
         .min();
+    // Without a `lease`, the default shrinks to a third of the shortest interval (never below
+    // the minimum), so a fleet of targets checked every few seconds needs no extra key.
+    if daemon.get("lease").is_none()
+        && let Some(shortest) = shortest
+    {
+        settings.lease = settings.lease.min(shortest / 3).max(MIN_LEASE);
+    }
     if let Some(shortest) = shortest
         && settings.lease.saturating_mul(2) >= shortest
     {

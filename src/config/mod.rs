@@ -16,8 +16,8 @@ use crate::verify::policy::TrustAnchors;
 
 mod api_key;
 mod dangerous;
-mod fleet;
 mod db;
+mod fleet;
 mod global;
 mod provenance;
 mod provider;
@@ -29,11 +29,11 @@ mod web_tls;
 
 pub use api_key::{ApiKeyError, ApiKeySource, CREDENTIALS_DIRECTORY};
 pub use dangerous::DangerousRoots;
+pub use db::{StoreLocation, display_url as db_display_url};
 pub use fleet::{
     DEFAULT_LEASE, FleetMode, FleetSettings, MAX_LEASE, MIN_LEASE, host_instance_name,
     is_postgres_url, name_problem,
 };
-pub use db::{StoreLocation, display_url as db_display_url};
 pub use global::plain_off_loopback;
 pub use global::{DEFAULT_COLLATERAL_REFRESH, MAX_COLLATERAL_REFRESH, MIN_COLLATERAL_REFRESH};
 pub use global::{
@@ -170,12 +170,12 @@ impl Config {
         })?;
         let mut v = Validator::default();
         v.known_keys("", &table, &TOP_KEYS);
-        let daemon = global::daemon(&mut v, &table, base);
+        let mut daemon = global::daemon(&mut v, &table, base);
         let intel = global::intel(&mut v, &table);
         let dangerous = dangerous::read(&mut v, &table, base);
         let nvidia = global::nvidia(&mut v, &table, base);
         let targets = read_targets(&mut v, &table, &intel.allowed_tcb_statuses, base);
-        fleet::check_lease(&mut v, &table, &daemon.fleet, &targets);
+        fleet::check_lease(&mut v, &table, &mut daemon.fleet, &targets);
         let declares_none = match table.get("target") {
             None => true,
             Some(Value::Array(list)) => list.is_empty(),

@@ -533,3 +533,34 @@ fn the_known_measurements_table_is_on_by_default_and_can_be_turned_off_or_extend
     }
     assert_eq!(error.issues.len(), 6, "{message}");
 }
+
+#[test]
+fn a_fleet_without_a_lease_gets_a_third_of_its_shortest_interval_and_a_too_long_one_is_refused() {
+    let fleet = |daemon_extra: &str, interval: &str| {
+        format!(
+            "[daemon]\ndb = \"postgres://teewatch@db.internal/teewatch\"\n{daemon_extra}\n\
+             [[target]]\nname = \"a\"\nprofile = \"nanogpt\"\nmodel = \"TEE/a\"\n\
+             api_key_env = \"K\"\ninterval = \"{interval}\"\n"
+        )
+    };
+    // No lease: 30 s, shortened to a third of a 10 s interval.
+    let config = parse(&fleet("", "10s"));
+    assert_eq!(config.daemon.fleet.lease, Duration::from_secs(10) / 3);
+    // Long intervals keep the 30 s default.
+    let config = parse(&fleet("", "5m"));
+    assert_eq!(config.daemon.fleet.lease, Duration::from_secs(30));
+    // A lease given is kept as given, and refused when a dead instance's targets could wait
+    // longer than one interval.
+    let config = parse(&fleet("lease = \"4s\"", "10s"));
+    assert_eq!(config.daemon.fleet.lease, Duration::from_secs(4));
+    let refused = Config::parse_in(&fleet("lease = \"5s\"", "10s"), "t.toml", Path::new("/etc"))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(
+            "daemon.lease: expected a lease shorter than half the shortest target interval (10s), so a dead instance's targets are taken over within one interval, found 5s"
+        ),
+        "{refused}"
+    );
+}

@@ -176,7 +176,6 @@ impl Daemon {
     /// [`Daemon::start`] reading the wall clock from `clock` for checks, records, scheduling and
     /// retention, so a test can jump it while the daemon runs.
     pub async fn start_with_clock(options: RunOptions, clock: Clock) -> Result<Daemon, RunError> {
-        // A PostgreSQL store's pool (`Store::postgres_pool`) is the fleet's; SQLite has none.
         Daemon::start_inner(options, clock, None).await
     }
 
@@ -222,6 +221,13 @@ impl Daemon {
         let listen = config.daemon.listen;
         let concurrency = config.daemon.concurrency;
         let retention = retention_of(&config);
+        // A PostgreSQL store is a fleet's (of one, without the fleet keys): its instances
+        // claim each slot, so several can share the database; SQLite has one writer and none.
+        let fleet = fleet.or_else(|| {
+            store
+                .postgres_pool()
+                .map(|pool| (pool.clone(), config.daemon.fleet.clone()))
+        });
         let fleet = match fleet {
             Some((pool, settings)) => {
                 let names: Vec<String> = runner::planned_targets(&config)
@@ -539,13 +545,25 @@ fn status_line(shared: &Shared) -> String {
 async fn fleet_view_loop(shared: Arc<Shared>, newest: i64) {
     let mut interval = tokio::time::interval(FLEET_VIEW_PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut lagging, mut previous) = (newest, newest);
+    let replicates = shared.replicates();
+    // A replicate fleet's first pass reads every vantage point's latest check, so that the
+    // comparison holds at once after a start.
+    let start = if replicates { i64::MIN } else { newest };
+    let (mut lagging, mut previous) = (start, start);
     // The targets this instance owned at the last pass: one it owns now and did not then was a
     // peer's, and is taken over at once (`Shared::take_over`).
     let mut owned = shared.owned_targets();
+    let mut book = runner::VantageBook::new();
     loop {
         interval.tick().await;
-        match shared.refresh_fleet_view(lagging).await {
+        // A replicate fleet's gauges show this instance's own vantage point; its peers' checks
+        // are compared with them instead of published.
+        let pass = if replicates {
+            shared.refresh_vantages(lagging, &mut book).await
+        } else {
+            shared.refresh_fleet_view(lagging).await
+        };
+        match pass {
             Ok(seen) => {
                 lagging = previous;
                 previous = seen.max(previous);

@@ -41,6 +41,7 @@ use crate::store::{LatestCheck, Store};
 use crate::sync::lock;
 use crate::verify::{self, Bundle, Check, State, TrustAnchors};
 
+pub use fleet_view::VantageBook;
 pub use keys::CannotCheck;
 use stand_in::{lenient_fetch_errors, unreadable_verdict};
 
@@ -482,10 +483,15 @@ impl Shared {
             verdict,
             measurements,
             drift: events,
-            // Until `[daemon] instance` and `vantage` exist (issue 22's fleet), the host name
-            // and no vantage point.
-            instance: crate::record::host_name(),
-            vantage: String::new(),
+            // `[daemon] instance` (the host name by default), and the vantage point of a
+            // replicate fleet ("" otherwise: a shard fleet's checks are from no particular one).
+            instance: generation.config.daemon.fleet.instance.clone(),
+            vantage: self
+                .fleet
+                .as_ref()
+                .filter(|f| f.mode() == crate::fleet::FleetMode::Replicate)
+                .map(|f| f.vantage().to_string())
+                .unwrap_or_default(),
         };
         let store_start = Instant::now();
         let stored = self.store.record_chained(&record).await;

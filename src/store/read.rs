@@ -92,7 +92,8 @@ async fn decode_verdict<C: BlobConn>(
 }
 
 /// Each target's latest check (the latest by start, then id), when its id is above `$1`.
-const LATEST_PER_TARGET: &str = "SELECT t.name, c.id, c.scheduled_at, c.started_at, c.finished_at, c.state,
+const LATEST_PER_TARGET: &str =
+    "SELECT t.name, c.id, c.scheduled_at, c.started_at, c.finished_at, c.state,
         c.verdict_dict, c.verdict_len, c.verdict,
         (SELECT p.finished_at FROM checks p
          WHERE p.target_id = t.id AND p.state = 'pass'
@@ -106,7 +107,8 @@ const LATEST_PER_TARGET: &str = "SELECT t.name, c.id, c.scheduled_at, c.started_
 
 /// Each target's latest check from each vantage point, when its id is above `$1` (the index
 /// `(target_id, vantage, id)` of migration 0004 serves the inner look-up).
-const LATEST_PER_VANTAGE: &str = "SELECT t.name, c.id, c.scheduled_at, c.started_at, c.finished_at, c.state,
+const LATEST_PER_VANTAGE: &str =
+    "SELECT t.name, c.id, c.scheduled_at, c.started_at, c.finished_at, c.state,
         c.verdict_dict, c.verdict_len, c.verdict,
         (SELECT p.finished_at FROM checks p
          WHERE p.target_id = t.id AND p.vantage = c.vantage AND p.state = 'pass'
@@ -199,7 +201,11 @@ impl Store {
     }
 
     /// The checks `sql` selects (one of the two `LATEST_*` statements) with an id above `after`.
-    async fn latest_of(&self, after: i64, sql: &'static str) -> Result<Vec<LatestCheck>, StoreError> {
+    async fn latest_of(
+        &self,
+        after: i64,
+        sql: &'static str,
+    ) -> Result<Vec<LatestCheck>, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             type Row = (

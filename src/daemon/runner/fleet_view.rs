@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::vantage::{VantageCheck, compare};
+
 use super::*;
 use crate::fleet::FleetMode;
 use crate::store::StoreError;
@@ -49,14 +51,17 @@ impl Shared {
         Some(fleet.instance().to_string())
     }
 
-    /// The instance that ran a stored check, as the store records it. The store of this
-    /// branch does not record it yet: with the fleet columns (`checks.instance`,
-    /// `checks.vantage`, carried by `LatestCheck`) this returns them and sets the info metric
-    /// like [`Shared::own_checked_by`].
+    /// The instance that ran a stored check, as the store records it, also set as
+    /// `teewatch_target_checked_by_info`; `None` without a fleet or for a check stored before
+    /// instances were recorded.
     pub(super) fn restored_checked_by(&self, stored: &LatestCheck) -> Option<String> {
-        let _fleet = self.fleet.as_ref()?;
-        let _ = stored;
-        None
+        self.fleet.as_ref()?;
+        if stored.instance.is_empty() {
+            return None;
+        }
+        self.metrics
+            .set_checked_by(&stored.target, &stored.instance, &stored.vantage);
+        Some(stored.instance.clone())
     }
 
     /// One pass of the fleet view: the latest check of every target whose latest check has an
@@ -164,5 +169,82 @@ impl Shared {
             );
         }
         while running.join_next().await.is_some() {}
+    }
+
+    /// Whether this instance belongs to a replicate fleet: every instance checks every target,
+    /// its target gauges show its own vantage point's checks, and peers' checks feed only the
+    /// comparison of vantage points ([`Shared::refresh_vantages`]).
+    pub fn replicates(&self) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| f.mode() == FleetMode::Replicate)
+    }
+
+    /// One pass of a replicate fleet's comparison: the latest check of each target from each
+    /// vantage point stored with an id above `after` goes into `book`, then every configured
+    /// target's checks in `book` are compared (`crate::vantage::compare`, a vantage point
+    /// counting while its latest check is under two intervals old) and set as
+    /// `teewatch_vantage_state` and `teewatch_vantage_disagreement`. Returns the highest id
+    /// read, as [`Shared::refresh_fleet_view`] does.
+    pub async fn refresh_vantages(
+        &self,
+        after: i64,
+        book: &mut VantageBook,
+    ) -> Result<i64, StoreError> {
+        let latest = self.store.latest_checks_per_vantage_after(after).await?;
+        let newest = latest.iter().map(|l| l.check_id).max().unwrap_or(after);
+        for l in latest {
+            let outcomes = l
+                .checks
+                .iter()
+                .map(|c| crate::vantage::CheckOutcome {
+                    name: c.name.clone(),
+                    scope: c.scope.clone(),
+                    state: c.state,
+                })
+                .collect();
+            let seen = book.entry(l.target.clone()).or_default();
+            if seen
+                .get(&l.vantage)
+                .is_some_and(|v| v.finished_at > l.finished_at)
+            {
+                continue;
+            }
+            seen.insert(
+                l.vantage.clone(),
+                VantageCheck {
+                    vantage: l.vantage.clone(),
+                    finished_at: l.finished_at,
+                    state: l.state,
+                    checks: outcomes,
+                    measurements: l.measurements,
+                },
+            );
+        }
+        let now = self.clock.now();
+        let generation = self.generation();
+        for target in generation.config.monitored().map(|(t, _)| t) {
+            let Some(seen) = book.get(&target.name) else {
+                continue;
+            };
+            let checks: Vec<VantageCheck> = seen.values().cloned().collect();
+            let comparison = compare(&checks, comparison_interval(target), now);
+            self.metrics.set_vantage(&target.name, &comparison);
+        }
+        book.retain(|name, _| generation.config.target(name).is_some());
+        Ok(newest)
+    }
+}
+
+/// Each target's latest check from each vantage point, as a replicate fleet's view has read
+/// them: target → vantage point → check.
+pub type VantageBook = BTreeMap<String, BTreeMap<String, VantageCheck>>;
+
+/// The interval a target's vantage points are compared over: its own, or an hour for a cron
+/// schedule (whose gaps vary; an hour covers the common hourly and more frequent ones).
+fn comparison_interval(target: &TargetConfig) -> Duration {
+    match target.monitor.as_ref().map(|m| &m.schedule) {
+        Some(crate::config::Schedule::Interval(d)) => *d,
+        _ => Duration::from_secs(3600),
     }
 }

@@ -1114,7 +1114,13 @@ fn exposition(scrape: &str) -> Exposition {
             types.insert(name.to_string(), kind.to_string());
             continue;
         }
-        if line.starts_with('#') || line.is_empty() || line.starts_with("process_") {
+        // Process figures and the age of a fleet heartbeat (a PostgreSQL store is a fleet of
+        // one) are readings of the moment, not state the restart should restore.
+        if line.starts_with('#')
+            || line.is_empty()
+            || line.starts_with("process_")
+            || line.starts_with("teewatch_fleet_instance_heartbeat_age_seconds")
+        {
             continue;
         }
         let (series, value) = line.rsplit_once(' ').unwrap();

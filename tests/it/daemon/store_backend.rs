@@ -115,7 +115,12 @@ impl Raw {
             .await
             .unwrap(),
         };
-        assert_eq!(tables.len(), 13, "{tables:?}");
+        // PostgreSQL also holds the fleet's two tables (migrations/postgres/0005_fleet.sql).
+        let expected = match self {
+            Raw::Sqlite(_) => 13,
+            Raw::Postgres(_) => 15,
+        };
+        assert_eq!(tables.len(), expected, "{tables:?}");
         let mut counts = BTreeMap::new();
         for table in tables {
             let n = self

@@ -9,6 +9,7 @@ mod dashboard;
 #[cfg(feature = "sim")]
 mod demo;
 mod docs;
+mod fleet_dashboard_sql;
 mod package;
 mod pin;
 mod prometheus_e2e;
