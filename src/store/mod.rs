@@ -51,6 +51,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// (the HTTP status page, the metrics rebuild) while a check is written.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// How long the server lets a session sit idle inside a transaction before ending it (see
+/// `connect_postgres`): far above the milliseconds between a check's statements, far below the
+/// interval in which a peer must take a frozen instance's targets over.
+const IDLE_IN_TRANSACTION: &str = "10s";
+
 /// Connections to a PostgreSQL server: checks of different targets are written in parallel
 /// there (each holds its target's row lock only), so more of them than SQLite's single writer.
 const PG_MAX_CONNECTIONS: u32 = 8;
@@ -333,7 +338,15 @@ impl Store {
             })?;
             options = options.password(&secret);
         }
-        options = options.application_name("teewatch");
+        // A transaction of teewatch's never waits between its statements for more than a
+        // moment. One that does belongs to a frozen (SIGSTOPped) or stalled instance, whose
+        // row locks would hold up the peer taking its targets over: the server ends such a
+        // session after IDLE_IN_TRANSACTION, releasing its locks (the frozen instance's check
+        // then fails to commit and is not stored, as when it is killed).
+        options = options.application_name("teewatch").options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION,
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)

@@ -160,6 +160,33 @@ async fn the_password_comes_only_from_its_source() {
     }
 }
 
+/// A frozen instance's open transaction must not hold its target's row lock for ever (a peer
+/// taking the target over would wait on it): the store's sessions are ended by the server after
+/// ten seconds idle inside a transaction.
+#[tokio::test]
+async fn the_stores_sessions_are_ended_when_idle_inside_a_transaction() {
+    let location = Backend::Postgres
+        .location(&std::env::temp_dir(), "pg-idle-in-transaction")
+        .await;
+    let store = Store::open_location(&location).await.unwrap();
+    let pool = store.postgres_pool().unwrap();
+    let setting: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(setting, "10s");
+    // A connection of another client keeps the server's default (none).
+    let Raw::Postgres(raw) = Raw::connect(&location).await else {
+        unreachable!()
+    };
+    let other: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(other, "0");
+    store.close().await;
+}
+
 /// Runs the binary off the async runtime.
 async fn teewatch(args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

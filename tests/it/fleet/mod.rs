@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod daemons;
+mod shard_e2e;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
