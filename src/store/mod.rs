@@ -343,10 +343,9 @@ impl Store {
         // row locks would hold up the peer taking its targets over: the server ends such a
         // session after IDLE_IN_TRANSACTION, releasing its locks (the frozen instance's check
         // then fails to commit and is not stored, as when it is killed).
-        options = options.application_name("teewatch").options([(
-            "idle_in_transaction_session_timeout",
-            IDLE_IN_TRANSACTION,
-        )]);
+        options = options
+            .application_name("teewatch")
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)

@@ -77,7 +77,7 @@ impl Instance {
 
     async fn scrape(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let answer = match reqwest::get(&url).await {
                 Ok(response) => response.text().await,
@@ -276,6 +276,10 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     let a = Instance::start(dir.path(), "a", &text, &db);
     let b = Instance::start(dir.path(), "b", &text, &db);
     let mut c = Instance::start(dir.path(), "c", &text, &db);
+    // Serving /metrics means started: the schema migrated and the fleet joined.
+    for instance in [&a, &b, &c] {
+        instance.scrape().await;
+    }
 
     // 1. One interval after they start, every target has been checked, by exactly one instance
     // per slot, and each instance has its share.
