@@ -6,8 +6,9 @@
 //! fleet's families passes `promtool check metrics`. `/readyz` says when the fleet's database
 //! fails and recovers.
 //!
-//! The checks go to one SQLite file both daemons open (the store of this branch); the fleet's
-//! tables are in PostgreSQL.
+//! The checks go to one SQLite file both daemons open, the fleet's tables to PostgreSQL
+//! (`Daemon::start_in_fleet`): the fleet's rules apart from the PostgreSQL store, with a clock
+//! the test moves. `shard_e2e.rs` runs the whole of it on PostgreSQL, as separate processes.
 
 use std::time::Duration;
 
