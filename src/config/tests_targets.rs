@@ -553,10 +553,11 @@ fn a_fleet_without_a_lease_gets_a_third_of_its_shortest_interval_and_a_too_long_
     // longer than one interval.
     let config = parse(&fleet("lease = \"4s\"", "10s"));
     assert_eq!(config.daemon.fleet.lease, Duration::from_secs(4));
-    let refused = Config::parse_in(&fleet("lease = \"5s\"", "10s"), "t.toml", Path::new("/etc"))
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let refused =
+        match Config::parse_in(&fleet("lease = \"5s\"", "10s"), "t.toml", Path::new("/etc")) {
+            Ok(_) => panic!("a 5 s lease for a 10 s interval was accepted"),
+            Err(e) => e.to_string(),
+        };
     assert!(
         refused.contains(
             "daemon.lease: expected a lease shorter than half the shortest target interval (10s), so a dead instance's targets are taken over within one interval, found 5s"
