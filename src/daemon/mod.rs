@@ -205,22 +205,6 @@ impl Daemon {
         let store = Store::open_location(&config.daemon.db).await?;
         let metrics = Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?;
         let histories = store.histories().await?;
-        let latest = store.latest_checks().await?;
-        // The fleet view reads checks from here on.
-        let newest_check = latest.iter().map(|l| l.check_id).max().unwrap_or(0);
-        let state_since = store.state_since().await?;
-        // The slot of each target's last recorded check, for catching up a missed cron slot.
-        let last_slots: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = latest
-            .iter()
-            .map(|l| (l.target.clone(), l.scheduled_at))
-            .collect();
-        let http = Http::new(HttpOptions::for_config(&config))
-            .map_err(|e| RunError::Http(e.to_string()))?;
-        let cache_dir = collateral_dir(&config, options.config_path.parent());
-        let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
-        let listen = config.daemon.listen;
-        let concurrency = config.daemon.concurrency;
-        let retention = retention_of(&config);
         // A PostgreSQL store is a fleet's (of one, without the fleet keys): its instances
         // claim each slot, so several can share the database; SQLite has one writer and none.
         let fleet = fleet.or_else(|| {
@@ -246,6 +230,32 @@ impl Daemon {
             }
             None => None,
         };
+        // A replicate instance's gauges show its own vantage point's checks (peers' feed only
+        // the comparison of vantage points), so it restores its own latest, not a peer's.
+        let latest = match &fleet {
+            Some(f) if f.mode() == crate::fleet::FleetMode::Replicate => store
+                .latest_checks_per_vantage_after(i64::MIN)
+                .await?
+                .into_iter()
+                .filter(|l| l.vantage == f.vantage())
+                .collect(),
+            _ => store.latest_checks().await?,
+        };
+        // The fleet view reads checks from here on.
+        let newest_check = latest.iter().map(|l| l.check_id).max().unwrap_or(0);
+        let state_since = store.state_since().await?;
+        // The slot of each target's last recorded check, for catching up a missed cron slot.
+        let last_slots: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = latest
+            .iter()
+            .map(|l| (l.target.clone(), l.scheduled_at))
+            .collect();
+        let http = Http::new(HttpOptions::for_config(&config))
+            .map_err(|e| RunError::Http(e.to_string()))?;
+        let cache_dir = collateral_dir(&config, options.config_path.parent());
+        let fetcher = Fetcher::new(http, cache_dir.as_deref()).with_clock(clock.clone());
+        let listen = config.daemon.listen;
+        let concurrency = config.daemon.concurrency;
+        let retention = retention_of(&config);
         let mut shared =
             Shared::new(config, fetcher, store, metrics, histories).with_clock(clock.clone());
         if let Some(fleet) = &fleet {

@@ -2,10 +2,12 @@
 //! an instance that goes silent (a frozen process: its heartbeat stops, nothing else) losing
 //! its targets once its lease runs out with nothing claimed twice, a clean leave handing over at
 //! once, an unreachable database running nothing and saying so, and (`daemons.rs`) two whole
-//! daemons sharing the targets with one of them on a skewed clock.
+//! daemons sharing the targets with one of them on a skewed clock, and (`replicate.rs`) three
+//! whole daemons checking every target from three vantage points, one of them intercepted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod daemons;
+mod replicate;
 mod shard_e2e;
 
 use std::collections::BTreeMap;

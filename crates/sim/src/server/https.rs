@@ -9,12 +9,21 @@
 //! The certificate is chosen per connection from the peer's address before the handshake:
 //! the genuine one, or the rogue terminator's when `tls-intercept` is on for that client (or for
 //! everyone). Only the TCP peer is known then, which is exactly what a fault is scoped to.
+//! While the fault is on for a client, every response to it closes its connection
+//! ([`one_request_while_intercepted`]), so a pooled connection never outlives a change of the
+//! fault: as when a real terminator appears on a path (the old connections break) or goes away
+//! (its connections end with it).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
+use axum::middleware::Next;
+use axum::response::Response;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +31,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::server::TlsStream;
 
+use super::{Peer, SimState};
 use crate::tls::TlsIdentity;
 
 /// How long a client has to finish its handshake.
@@ -113,4 +123,25 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
     }
+}
+
+/// Middleware: a response to a client that `tls-intercept` names says `Connection: close`. The
+/// certificate is chosen once per connection, at its handshake; without this a client's pooled
+/// keep-alive connection would stay with the terminator after the fault is cleared, and with
+/// the genuine server after it is turned on. So at most one answer after a change comes over
+/// the connection made before it.
+pub(super) async fn one_request_while_intercepted(
+    State(state): State<Arc<SimState>>,
+    ConnectInfo(Peer(client)): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let intercepted = state.intercepts(client);
+    let mut response = next.run(request).await;
+    if intercepted {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

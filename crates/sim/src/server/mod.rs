@@ -445,5 +445,9 @@ fn router(state: Arc<SimState>) -> Router {
         )
         .route("/admin/faults", get(admin_state).post(admin_fault))
         .route("/admin/rotate-jwks", post(admin_rotate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            https::one_request_while_intercepted,
+        ))
         .with_state(state)
 }

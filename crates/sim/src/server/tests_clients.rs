@@ -167,6 +167,46 @@ async fn an_interception_scoped_to_one_client_shows_it_another_certificate() {
     assert_eq!(peer, Some(rogue));
 }
 
+/// The SPKI fingerprint of the leaf the connection behind one request of `client` saw.
+async fn peer_of(sim: &Simulator, client: &reqwest::Client) -> [u8; 32] {
+    let response = client
+        .get(format!("{}/admin/faults", sim.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let info = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .unwrap();
+    crate::tls::spki_fingerprint(info.peer_certificate().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_pooled_connection_does_not_outlive_a_change_of_the_interception() {
+    let sim = start(SimFormat::NearGateway, true, Vec::new()).await;
+    let served = sim.state.tls_spki_fingerprint();
+    let rogue = sim.state.interceptor_spki_fingerprint();
+    // One client throughout, as a daemon keeps one pool: its keep-alive connection is genuine.
+    let client = client_from(&sim, SCOPED);
+    assert_eq!(peer_of(&sim, &client).await, served);
+    assert_eq!(peer_of(&sim, &client).await, served);
+    sim.state
+        .set_client_fault(SCOPED, None, Fault::TlsIntercept, true)
+        .unwrap();
+    // The answer over the connection made before the fault closes it; the next one is the
+    // terminator's, and so is every one while the fault holds.
+    assert_eq!(peer_of(&sim, &client).await, served);
+    for _ in 0..3 {
+        assert_eq!(peer_of(&sim, &client).await, rogue);
+    }
+    sim.state
+        .set_client_fault(SCOPED, None, Fault::TlsIntercept, false)
+        .unwrap();
+    // The terminator's connections ended with each answer: the next request is genuine.
+    assert_eq!(peer_of(&sim, &client).await, served);
+}
+
 #[tokio::test]
 async fn a_service_fault_scoped_to_one_client_spares_the_others() {
     let sim = start(SimFormat::Dstack, false, Vec::new()).await;
