@@ -144,6 +144,10 @@ impl Shared {
             targets = gained.len(),
             "taking over targets from a peer whose lease ended"
         );
+        // Every check of the take-over belongs to the slot at which ownership changed, however
+        // long the last of them waits for a permit: a busy instance starts them late, but it
+        // checks the window the peer left unchecked, not a later one.
+        let slot = self.clock.now();
         for name in gained {
             let Some(planned) = self.targets().into_iter().find(|t| t.name == name) else {
                 continue;
@@ -152,11 +156,10 @@ impl Shared {
                 break;
             };
             let shared = self.clone();
-            let now = self.clock.now();
             let due = Due {
                 target: planned.name,
-                scheduled_at: now,
-                started_at: now,
+                scheduled_at: slot,
+                started_at: self.clock.now(),
                 deadline: planned.deadline,
             };
             let span = tracing::info_span!("check", target = %due.target, take_over = true);
