@@ -236,6 +236,73 @@ fn not_taken_over(
         .collect()
 }
 
+/// The slots `gone` claimed and never stored a check for (it died or froze between the claim and
+/// the write), by target: the start of each such slot's window, in ns. Such a slot is lost, not
+/// run again by a peer (the claim says it is taken), so its target is next checked at its next
+/// slot, up to one interval later: the one exception to "within one interval of the death".
+async fn lost_claims(db: &str, gone: &str) -> BTreeMap<String, i64> {
+    let window = i64::try_from(INTERVAL.as_nanos()).unwrap();
+    let mut conn = PgConnection::connect(db).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT s.target, s.slot_at FROM slot_claims s
+         WHERE s.instance = $1 AND NOT EXISTS (
+             SELECT 1 FROM checks c JOIN targets t ON t.id = c.target_id
+             WHERE t.name = s.target AND c.instance = s.instance
+               AND c.scheduled_at >= s.slot_at AND c.scheduled_at < s.slot_at + $2)",
+    )
+    .bind(gone)
+    .bind(window)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter().collect()
+}
+
+/// Asserts that every target of `targets` was checked by another instance than `gone` in a slot
+/// within one interval of `since` (its death or freezing), except a target whose slot in progress
+/// `gone` had claimed and never stored: that one within one interval after that slot's window.
+async fn assert_taken_over_in_time(
+    db: &str,
+    rows: &[Row],
+    targets: &BTreeSet<String>,
+    gone: &str,
+    since: i64,
+) {
+    let interval = i64::try_from(INTERVAL.as_nanos()).unwrap();
+    let late = not_taken_over(rows, targets, gone, since, since + interval);
+    let lost = lost_claims(db, gone).await;
+    let unexplained: Vec<&String> = late
+        .iter()
+        .filter(|t| {
+            let Some(&slot) = lost.get(*t) else {
+                return true;
+            };
+            // The lost slot is the one in progress at the end, and the next slot is checked.
+            let next = slot + interval;
+            let explained = slot <= since
+                && since < next
+                && not_taken_over(
+                    rows,
+                    &BTreeSet::from([(*t).clone()]),
+                    gone,
+                    next,
+                    next + interval,
+                )
+                .is_empty();
+            !explained
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} of {gone}'s {} targets had no check by another instance in a slot within one interval of {gone}'s end (nor, for a slot {gone} had claimed and not stored, in the next): {:?} (late {}, of them lost claims {})",
+        unexplained.len(),
+        targets.len(),
+        &unexplained[..unexplained.len().min(5)],
+        late.len(),
+        late.iter().filter(|t| lost.contains_key(*t)).count()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen_one_and_never_check_a_slot_twice()
  {
@@ -359,22 +426,14 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     c.process
         .signal_and_wait("KILL", Duration::from_secs(10))
         .expect("c exits on SIGKILL");
-    let until = killed_at + i64::try_from(INTERVAL.as_nanos()).unwrap();
     let after_kill = wait_rows(
         &db,
-        INTERVAL + Duration::from_secs(60),
+        INTERVAL * 2 + Duration::from_secs(60),
         "c's targets taken over",
         |rows| not_taken_over(rows, &c_targets, "c", killed_at, i64::MAX).is_empty(),
     )
     .await;
-    let late = not_taken_over(&after_kill, &c_targets, "c", killed_at, until);
-    assert!(
-        late.is_empty(),
-        "{} of c's {} targets had no check by another instance in a slot within one interval of c's death: {:?}",
-        late.len(),
-        c_targets.len(),
-        &late[..late.len().min(5)]
-    );
+    assert_taken_over_in_time(&db, &after_kill, &c_targets, "c", killed_at).await;
     assert_eq!(
         sample(
             &a.scrape().await,
@@ -390,22 +449,14 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     let frozen_at = db_now(&db).await;
     let b_targets = owned_by(&rows(&db).await, "b", frozen_at);
     signal(b.process.id(), "STOP");
-    let until = frozen_at + i64::try_from(INTERVAL.as_nanos()).unwrap();
     let after_stop = wait_rows(
         &db,
-        INTERVAL + Duration::from_secs(60),
+        INTERVAL * 2 + Duration::from_secs(60),
         "b's targets taken over",
         |rows| not_taken_over(rows, &b_targets, "b", frozen_at, i64::MAX).is_empty(),
     )
     .await;
-    let late = not_taken_over(&after_stop, &b_targets, "b", frozen_at, until);
-    assert!(
-        late.is_empty(),
-        "{} of b's {} targets had no check by a in a slot within one interval of b's freezing: {:?}",
-        late.len(),
-        b_targets.len(),
-        &late[..late.len().min(5)]
-    );
+    assert_taken_over_in_time(&db, &after_stop, &b_targets, "b", frozen_at).await;
     signal(b.process.id(), "CONT");
     let resumed_at = db_now(&db).await;
     let _ = wait_rows(&db, INTERVAL, "b checks again after SIGCONT", |rows| {
