@@ -391,7 +391,24 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
 
     // 2. Any instance serves the fleet's state: a's scrape names every target, and which
     // instance ran each one's latest check.
-    let scrape = a.scrape().await;
+    // The fleet view reads peers' checks every 3 s: a scrape right after the last check was
+    // stored may not have it yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scrape = loop {
+        let scrape = a.scrape().await;
+        let named = scrape
+            .lines()
+            .filter(|l| l.starts_with("teewatch_target_checked_by_info{"))
+            .count();
+        if named == TARGETS {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a's /metrics names the instance of {named} of {TARGETS} targets' latest checks"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     let states = scrape
         .lines()
         .filter(|l| l.starts_with("teewatch_target_state{"))
