@@ -148,8 +148,14 @@ impl Shared {
         // long the last of them waits for a permit: a busy instance starts them late, but it
         // checks the window the peer left unchecked, not a later one.
         let slot = self.clock.now();
+        // The planned targets, read once: a take-over can gain a thousand of them.
+        let mut planned_by_name: BTreeMap<String, PlannedTarget> = self
+            .targets()
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
         for name in gained {
-            let Some(planned) = self.targets().into_iter().find(|t| t.name == name) else {
+            let Some(planned) = planned_by_name.remove(&name) else {
                 continue;
             };
             let Ok(permit) = permits.clone().acquire_owned().await else {
