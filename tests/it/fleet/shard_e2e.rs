@@ -123,6 +123,31 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A failure shows what each instance logged (warnings and up): a check not run, a lost
+        // database, a lagging schedule. The processes are gone by now, so the logs are whole.
+        if std::thread::panicking() {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.0)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+            logs.sort();
+            for log in logs {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {}: {} lines, {} of them \"check not run\"; the last 20:",
+                    log.display(),
+                    lines.len(),
+                    lines.iter().filter(|l| l.contains("check not run")).count()
+                );
+                for line in &lines[lines.len().saturating_sub(20)..] {
+                    eprintln!("{}", line.chars().take(400).collect::<String>());
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
