@@ -101,6 +101,22 @@ pub struct CheckRecord {
     pub instance: String,
     /// That instance's vantage point (`[daemon] vantage`; '' in shard mode).
     pub vantage: String,
+    /// The fleet's claim of the slot the check ran in (`None` without a fleet): the store writes
+    /// the check only while the claim is still this instance's.
+    pub claim: Option<SlotClaim>,
+}
+
+/// A fleet instance's claim of one slot of a target (`crate::fleet`): the check it ran under
+/// the claim is stored only while the claim is still this instance's, so a peer that took the
+/// slot over from an instance whose lease ran out is the only one to store it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotClaim {
+    /// The vantage point the claim is keyed by ('' in shard mode).
+    pub vantage: String,
+    /// The slot's key (`crate::fleet::slot_key`), in ns since the epoch.
+    pub slot_at: i64,
+    /// The claiming process's incarnation (its `fleet_instances.started_at`).
+    pub incarnation: i64,
 }
 
 impl CheckRecord {

@@ -35,9 +35,9 @@ use crate::config::{Config, TargetConfig};
 use crate::drift::{self, DriftEvent, Measurement, TargetHistory};
 use crate::fetch::check::{CanaryPlan, Fetched, Fetcher, timed_out_bundle};
 use crate::metrics::{Metrics, TargetSnapshot};
-use crate::record::{CheckRecord, Phase, PhaseDuration};
+use crate::record::{CheckRecord, Phase, PhaseDuration, SlotClaim};
 use crate::schedule::{Due, PlannedTarget, Runner};
-use crate::store::{LatestCheck, Store};
+use crate::store::{LatestCheck, Store, StoreError};
 use crate::sync::lock;
 use crate::verify::{self, Bundle, Check, State, TrustAnchors};
 
@@ -306,9 +306,9 @@ impl Shared {
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
-        if !self.fleet_may_run(&target, &due).await {
+        let Some(claim) = self.fleet_may_run(&target, &due).await else {
             return;
-        }
+        };
         // The chats are spent only when due, and the attestation is judged before them.
         let not_due = target.monitor.as_ref().and_then(|m| {
             lock(&self.canary)
@@ -350,7 +350,8 @@ impl Shared {
             // The verdict judged before the hook is not that of the changed answer.
             fetched.judged = None;
         }
-        self.finish(generation, target, due, fetched, origin).await;
+        self.finish(generation, target, due, fetched, origin, claim)
+            .await;
     }
 
     /// Records a check that was cancelled at its deadline as an unverifiable check, in its own
@@ -374,6 +375,12 @@ impl Shared {
         let Some(target) = generation.config.target(&due.target).cloned() else {
             return;
         };
+        // In a fleet the cancelled check is recorded only under this instance's claim of its
+        // slot: a check cancelled before its claim was made (or after a peer took it over) is
+        // not this instance's to record, and recording it could store the slot twice.
+        let Some(claim) = self.fleet_held_claim(&target, &due).await else {
+            return;
+        };
         tracing::warn!(
             deadline_s = due.deadline.as_secs(),
             "check exceeded its deadline"
@@ -385,7 +392,7 @@ impl Shared {
             phases: Vec::new(),
             judged: None,
         };
-        self.finish(generation, target, due, fetched, Origin::StandIn)
+        self.finish(generation, target, due, fetched, Origin::StandIn, claim)
             .await;
     }
 
@@ -409,6 +416,7 @@ impl Shared {
         due: Due,
         fetched: Fetched,
         origin: Origin,
+        claim: Option<SlotClaim>,
     ) {
         let Fetched {
             bundle: bundle_json,
@@ -492,6 +500,7 @@ impl Shared {
                 .filter(|f| f.mode() == crate::fleet::FleetMode::Replicate)
                 .map(|f| f.vantage().to_string())
                 .unwrap_or_default(),
+            claim,
         };
         let store_start = Instant::now();
         let stored = self.store.record_chained(&record).await;
@@ -513,6 +522,19 @@ impl Shared {
                 self.settle_target(&generation, &target, &record.measurements, self.clock.now())
                     .await;
                 self.publish(&generation, &target, &record, &recorded, self.clock.now());
+            }
+            Err(StoreError::ClaimTakenOver { slot_at, holder }) => {
+                // This instance's lease ran out before the check was stored (it was frozen, or
+                // cut off from the database) and a peer took the slot over: the peer's check is
+                // the slot's, and this one is dropped so the slot is stored once. Not a store
+                // failure: the store is fine.
+                tracing::warn!(
+                    slot_at,
+                    holder = %holder,
+                    state = record.verdict.state.as_str(),
+                    "check dropped: this instance's lease ran out before it was stored and a peer took its slot over"
+                );
+                self.metrics.fleet_claim_lost();
             }
             Err(e) => {
                 // Nothing of the check is kept, so nothing may look as if it were: the drift

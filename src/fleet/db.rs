@@ -56,7 +56,9 @@ fn ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Writes a heartbeat (creating the row on the first); returns `heartbeat_at`.
+/// Writes a heartbeat (creating the row on the first); returns `started_at`, this process's
+/// incarnation: it names the claims this process makes, so a peer can tell a restarted
+/// instance's old claims from its live ones.
 pub async fn heartbeat(pool: &PgPool, beat: &Beat<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(&format!(
         "INSERT INTO fleet_instances (name, vantage, mode, version, started_at, heartbeat_at, lease_ns)
@@ -68,7 +70,7 @@ pub async fn heartbeat(pool: &PgPool, beat: &Beat<'_>) -> Result<i64, sqlx::Erro
              started_at = CASE WHEN $6 THEN EXCLUDED.started_at ELSE fleet_instances.started_at END,
              heartbeat_at = EXCLUDED.heartbeat_at,
              lease_ns = EXCLUDED.lease_ns
-         RETURNING heartbeat_at"
+         RETURNING started_at"
     ))
     .bind(beat.name)
     .bind(beat.vantage)
@@ -119,29 +121,69 @@ pub async fn leave(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Claims a slot for `instance`: true when this INSERT made the row, false when another claim
-/// (another instance's, or this one's earlier) holds it. Atomic in the database, so of any
-/// number of concurrent claims exactly one wins.
+/// Claims a slot for `instance` (in its incarnation `incarnation`): true when this statement
+/// made the claim this instance's, false when another claim holds it. Of any number of
+/// concurrent claims exactly one wins: the INSERT, or the take-over of the existing row, which
+/// holds that row's lock.
+///
+/// An existing claim is taken over only when its check was not stored and the incarnation that
+/// made it is no longer live (its instance died, froze past its lease, restarted or left): that
+/// slot was lost with it and is run by the claimant instead. The holder's own write then finds
+/// the claim gone and stores nothing (`write_pg.rs`), so the slot is still stored once.
 pub async fn claim(
     pool: &PgPool,
     target: &str,
     vantage: &str,
     slot_at: i64,
     instance: &str,
+    incarnation: i64,
 ) -> Result<bool, sqlx::Error> {
     let won: Option<String> = sqlx::query_scalar(&format!(
-        "INSERT INTO slot_claims (target, vantage, slot_at, instance, claimed_at)
-         VALUES ($1, $2, $3, $4, {NOW_NS})
-         ON CONFLICT DO NOTHING
-         RETURNING instance"
+        "INSERT INTO slot_claims AS s (target, vantage, slot_at, instance, claimed_at, incarnation, stored)
+         VALUES ($1, $2, $3, $4, {NOW_NS}, $5, false)
+         ON CONFLICT (target, vantage, slot_at) DO UPDATE SET
+             instance = EXCLUDED.instance,
+             incarnation = EXCLUDED.incarnation,
+             claimed_at = EXCLUDED.claimed_at
+         WHERE NOT s.stored
+           AND NOT EXISTS (
+               SELECT 1 FROM fleet_instances f
+               WHERE f.name = s.instance AND f.started_at = s.incarnation
+                 AND f.heartbeat_at + f.lease_ns > {NOW_NS})
+         RETURNING s.instance"
     ))
     .bind(target)
     .bind(vantage)
     .bind(slot_at)
     .bind(instance)
+    .bind(incarnation)
     .fetch_optional(pool)
     .await?;
     Ok(won.is_some())
+}
+
+/// Whether `instance` in its incarnation `incarnation` holds the claim of the slot and has not
+/// stored its check.
+pub async fn holds(
+    pool: &PgPool,
+    target: &str,
+    vantage: &str,
+    slot_at: i64,
+    instance: &str,
+    incarnation: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM slot_claims
+             WHERE target = $1 AND vantage = $2 AND slot_at = $3
+               AND instance = $4 AND incarnation = $5 AND NOT stored)",
+    )
+    .bind(target)
+    .bind(vantage)
+    .bind(slot_at)
+    .bind(instance)
+    .bind(incarnation)
+    .fetch_one(pool)
+    .await
 }
 
 /// Deletes claims older than [`PRUNE_AFTER`] and peers silent that long; returns how many

@@ -32,6 +32,7 @@ use sqlx::PgPool;
 use crate::config::Schedule;
 pub use crate::config::{FleetMode, FleetSettings};
 use crate::metrics::{Metrics, PeerGauge};
+pub use crate::record::SlotClaim;
 use crate::sync::lock;
 pub use db::{PRUNE_AFTER, PeerRow};
 
@@ -61,6 +62,9 @@ struct View {
     /// The last database error, until a heartbeat succeeds again.
     error: Option<String>,
     left: bool,
+    /// This process's incarnation (`fleet_instances.started_at`, set by the joining
+    /// heartbeat): it names this process's slot claims.
+    incarnation: Option<i64>,
 }
 
 /// This instance's handle on the fleet.
@@ -145,12 +149,17 @@ impl Fleet {
             joining,
         };
         let result = async {
-            db::heartbeat(&self.pool, &beat).await?;
-            db::peers(&self.pool).await
+            let started_at = db::heartbeat(&self.pool, &beat).await?;
+            Ok::<_, sqlx::Error>((started_at, db::peers(&self.pool).await?))
         }
         .await;
         let peers = match result {
-            Ok(peers) => peers,
+            Ok((started_at, peers)) => {
+                if joining {
+                    lock(&self.view).incarnation = Some(started_at);
+                }
+                peers
+            }
             Err(e) => {
                 lock(&self.view).error = Some(e.to_string());
                 return Err(e.into());
@@ -198,8 +207,16 @@ impl Fleet {
     /// shard mode when it owns the target among the live instances and its claim of the slot
     /// won; in replicate mode when its claim for its vantage point won. A lost claim is counted
     /// in `teewatch_fleet_slot_claims_lost_total`. An error means the check is not run.
-    pub async fn may_run(&self, target: &str, slot_at: i64) -> Result<bool, FleetError> {
-        {
+    ///
+    /// The claim won is returned: the check's record carries it, and the store writes the check
+    /// only while the claim is still this instance's (a peer takes over the claims of an
+    /// instance whose lease ran out before it stored them, `db::claim`).
+    pub async fn may_run(
+        &self,
+        target: &str,
+        slot_at: i64,
+    ) -> Result<Option<SlotClaim>, FleetError> {
+        let incarnation = {
             let view = lock(&self.view);
             if view.left {
                 return Err(FleetError::Left);
@@ -217,16 +234,18 @@ impl Fleet {
             if self.settings.mode == FleetMode::Shard {
                 let live = shard_owners(&view.peers);
                 if rendezvous::owner(target, &live) != Some(self.settings.instance.as_str()) {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
-        }
+            view.incarnation.ok_or(FleetError::NotJoined)?
+        };
         let won = match db::claim(
             &self.pool,
             target,
             self.claim_vantage(),
             slot_at,
             &self.settings.instance,
+            incarnation,
         )
         .await
         {
@@ -238,8 +257,40 @@ impl Fleet {
         };
         if !won {
             self.metrics.fleet_claim_lost();
+            return Ok(None);
         }
-        Ok(won)
+        Ok(Some(SlotClaim {
+            vantage: self.claim_vantage().to_string(),
+            slot_at,
+            incarnation,
+        }))
+    }
+
+    /// This process's claim of `target`'s slot `slot_at` while it holds the claim and its check
+    /// is not stored yet; `None` when it made no such claim or a peer took it over.
+    pub async fn held_claim(
+        &self,
+        target: &str,
+        slot_at: i64,
+    ) -> Result<Option<SlotClaim>, FleetError> {
+        let Some(incarnation) = lock(&self.view).incarnation else {
+            return Err(FleetError::NotJoined);
+        };
+        let vantage = self.claim_vantage();
+        let held = db::holds(
+            &self.pool,
+            target,
+            vantage,
+            slot_at,
+            &self.settings.instance,
+            incarnation,
+        )
+        .await?;
+        Ok(held.then(|| SlotClaim {
+            vantage: vantage.to_string(),
+            slot_at,
+            incarnation,
+        }))
     }
 
     /// The owner of `target` among the live shard instances as this instance last saw them.

@@ -77,7 +77,7 @@ impl FleetFamilies {
         .map_err(MetricsError::Create)?;
         let claims_lost = IntCounter::new(
             "teewatch_fleet_slot_claims_lost_total",
-            "Slot claims this instance tried and another instance already held.",
+            "Slot claims this instance tried and another instance already held, or lost to a peer before its check was stored.",
         )
         .map_err(MetricsError::Create)?;
         let checked_by = IntGaugeVec::new(

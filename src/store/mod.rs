@@ -80,6 +80,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(
+        "the check of slot {slot_at} was not stored: its claim is now {holder}'s, which took the slot over after this instance's lease ran out"
+    )]
+    ClaimTakenOver { slot_at: i64, holder: String },
     #[error("no check with id {0} in the store")]
     NoSuchCheck(i64),
     #[error("check {check} has no stored bundle: {reason}")]

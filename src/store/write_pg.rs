@@ -14,8 +14,9 @@
 //! rows are written by one statement: data-modifying CTEs, each inserting its rows from `unnest`
 //! over array parameters. The statement text is the same for every check (an empty array
 //! inserts nothing), so each connection prepares it once. A check takes five round trips: BEGIN,
-//! the lock, the head, the rows, COMMIT (plus a few when a reference is renewed, and two when a
-//! target is first seen).
+//! the lock, the head, the rows, COMMIT (plus one in a fleet, where the check's slot claim is
+//! marked stored first, a few when a reference is renewed, and two when a target is first
+//! seen).
 
 use std::collections::HashSet;
 
@@ -25,6 +26,7 @@ use super::StoreError;
 use super::chain::GENESIS;
 use super::codec::{self, int};
 use super::write::{Kind, Prepared, Recorded, encode, reference_at};
+use crate::record::SlotClaim;
 use crate::verify::State;
 
 /// Locks the target's row for the rest of the transaction.
@@ -137,10 +139,53 @@ async fn lock_target(conn: &mut PgConnection, name: &str) -> Result<i64, StoreEr
         .await?)
 }
 
+/// Marks the check's slot claim stored, in the check's transaction: the claim's row stays
+/// locked until the transaction ends, so a peer's take-over of the claim (`crate::fleet`,
+/// `db::claim`) either happens before, and this write is refused, or waits and finds the claim
+/// stored. Refused ([`StoreError::ClaimTakenOver`]) when the claim is no longer this instance's
+/// incarnation's; the transaction is then rolled back when dropped.
+async fn confirm_claim(
+    conn: &mut PgConnection,
+    target: &str,
+    instance: &str,
+    claim: &SlotClaim,
+) -> Result<(), StoreError> {
+    let confirmed = sqlx::query(
+        "UPDATE slot_claims SET stored = true
+         WHERE target = $1 AND vantage = $2 AND slot_at = $3 AND instance = $4 AND incarnation = $5",
+    )
+    .bind(target)
+    .bind(&claim.vantage)
+    .bind(claim.slot_at)
+    .bind(instance)
+    .bind(claim.incarnation)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if confirmed == 1 {
+        return Ok(());
+    }
+    let holder: Option<String> = sqlx::query_scalar(
+        "SELECT instance FROM slot_claims WHERE target = $1 AND vantage = $2 AND slot_at = $3",
+    )
+    .bind(target)
+    .bind(&claim.vantage)
+    .bind(claim.slot_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Err(StoreError::ClaimTakenOver {
+        slot_at: claim.slot_at,
+        holder: holder.unwrap_or_else(|| "nobody (the claim is gone)".into()),
+    })
+}
+
 /// Writes one check to PostgreSQL (see the module documentation).
 pub(super) async fn record(pool: &PgPool, p: &Prepared<'_>) -> Result<Recorded, StoreError> {
     let rec = p.rec;
     let mut tx = pool.begin().await?;
+    if let Some(claim) = &rec.claim {
+        confirm_claim(&mut tx, &rec.target, &rec.instance, claim).await?;
+    }
     let target_id = lock_target(&mut tx, &rec.target).await?;
     let head = sqlx::query(HEAD)
         .bind(target_id)

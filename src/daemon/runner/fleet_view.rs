@@ -9,35 +9,72 @@ use std::collections::BTreeSet;
 use crate::vantage::{VantageCheck, compare};
 
 use super::*;
-use crate::fleet::FleetMode;
+use crate::fleet::{FleetMode, SlotClaim};
 use crate::store::StoreError;
 
 impl Shared {
-    /// Whether this instance runs `due` (always without a fleet). A check the fleet refuses
-    /// because its database cannot be reached is not run (`crate::fleet` says why) and is
-    /// logged; `/readyz` reports it until a heartbeat succeeds.
-    pub(super) async fn fleet_may_run(&self, target: &TargetConfig, due: &Due) -> bool {
+    /// Whether this instance runs `due` (always without a fleet): `Some` with the fleet's claim
+    /// the check runs under (`None` without a fleet), or `None` when it does not run. A check
+    /// the fleet refuses because its database cannot be reached is not run (`crate::fleet` says
+    /// why) and is logged; `/readyz` reports it until a heartbeat succeeds.
+    pub(super) async fn fleet_may_run(
+        &self,
+        target: &TargetConfig,
+        due: &Due,
+    ) -> Option<Option<SlotClaim>> {
         let Some(fleet) = &self.fleet else {
-            return true;
+            return Some(None);
         };
         let Some(monitor) = &target.monitor else {
-            return true;
+            return Some(None);
         };
         let slot = crate::fleet::slot_key(&monitor.schedule, due.scheduled_at);
         match fleet.may_run(&target.name, slot).await {
-            Ok(true) => true,
-            Ok(false) => {
+            Ok(Some(claim)) => Some(Some(claim)),
+            Ok(None) => {
                 tracing::debug!(slot, "another instance runs this slot");
-                false
+                None
             }
             // Leaving is a shutdown in progress: the peers take the slot.
             Err(e @ crate::fleet::FleetError::Left) => {
                 tracing::debug!(error = %e, slot, "check not run");
-                false
+                None
             }
             Err(e) => {
                 tracing::warn!(error = %e, slot, "check not run: the fleet cannot tell whether this instance runs it");
-                false
+                None
+            }
+        }
+    }
+
+    /// This instance's claim of `due`'s slot, for recording a check cancelled at its deadline:
+    /// `Some(None)` without a fleet, `Some(claim)` while this process holds the claim unstored,
+    /// `None` when it does not (the check was cancelled before claiming, or a peer took the slot
+    /// over) or the fleet's database cannot say (logged).
+    pub(super) async fn fleet_held_claim(
+        &self,
+        target: &TargetConfig,
+        due: &Due,
+    ) -> Option<Option<SlotClaim>> {
+        let Some(fleet) = &self.fleet else {
+            return Some(None);
+        };
+        let Some(monitor) = &target.monitor else {
+            return Some(None);
+        };
+        let slot = crate::fleet::slot_key(&monitor.schedule, due.scheduled_at);
+        match fleet.held_claim(&target.name, slot).await {
+            Ok(Some(claim)) => Some(Some(claim)),
+            Ok(None) => {
+                tracing::debug!(
+                    slot,
+                    "a check past its deadline is not recorded: this instance holds no claim of its slot"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, slot, "a check past its deadline is not recorded: the fleet cannot tell whether this instance holds its slot");
+                None
             }
         }
     }

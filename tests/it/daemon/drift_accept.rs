@@ -350,6 +350,7 @@ async fn check(
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
         instance: "test-instance".into(),
         vantage: String::new(),
+        claim: None,
         bundle: fetched.bundle,
         verdict,
         measurements,

@@ -42,6 +42,7 @@ async fn check(run: &Running, name: &str, started: DateTime<Utc>) -> CheckRecord
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
         instance: "test-instance".into(),
         vantage: String::new(),
+        claim: None,
         bundle: fetched.bundle,
         verdict,
         measurements: Vec::new(),

@@ -6,6 +6,7 @@
 mod backup;
 mod canary_cadence;
 mod cannot_start;
+mod claim_hand_over;
 mod crash;
 mod drift_accept;
 mod faults;

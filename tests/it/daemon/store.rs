@@ -92,6 +92,7 @@ pub(super) async fn check(
         fetch_errors: CheckRecord::fetch_errors_of(&bundle),
         instance: "test-instance".into(),
         vantage: String::new(),
+        claim: None,
         bundle: fetched.bundle,
         verdict,
         measurements,

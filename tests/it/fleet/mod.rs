@@ -22,13 +22,18 @@ use teewatch::metrics::Metrics;
 use crate::common::postgres::fresh_database;
 
 /// The fleet's schema, applied to a fresh database as the store's migrator will.
-const FLEET_SQL: &str = include_str!("../../../migrations/postgres/0005_fleet.sql");
+const FLEET_SQL: [&str; 2] = [
+    include_str!("../../../migrations/postgres/0005_fleet.sql"),
+    include_str!("../../../migrations/postgres/0006_claim_hand_over.sql"),
+];
 
 /// A fresh database holding the fleet's tables.
 pub async fn fleet_database(label: &str) -> String {
     let url = fresh_database(label).await;
     let pool = pool(&url, 1).await;
-    sqlx::raw_sql(FLEET_SQL).execute(&pool).await.unwrap();
+    for sql in FLEET_SQL {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    }
     pool.close().await;
     url
 }
@@ -99,7 +104,7 @@ async fn of_many_racing_claims_of_one_slot_exactly_one_wins_per_vantage_point() 
         let mut winners: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in racing {
             let (vantage, instance, won) = r.await.unwrap();
-            if won {
+            if won.is_some() {
                 winners.entry(vantage).or_default().push(instance);
             }
         }
@@ -128,11 +133,11 @@ async fn run_slot(
     for t in names {
         for fleet in fleets {
             match fleet.may_run(t, slot).await {
-                Ok(true) => {
+                Ok(Some(_)) => {
                     let before = winners.insert(t.clone(), fleet.instance().to_string());
                     assert_eq!(before, None, "{t} slot {slot} run twice");
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(e) => errors
                     .entry(fleet.instance().to_string())
                     .or_default()
@@ -217,7 +222,10 @@ async fn a_silent_instance_loses_its_targets_after_its_lease_and_nothing_is_clai
     // And a slot already claimed stays with its claimer, whoever asks again.
     for t in names.iter().take(20) {
         for f in [&fa, &fb, &fc] {
-            assert!(!f.may_run(t, 2).await.unwrap(), "{t} slot 2 claimed twice");
+            assert!(
+                f.may_run(t, 2).await.unwrap().is_none(),
+                "{t} slot 2 claimed twice"
+            );
         }
     }
 }
@@ -246,7 +254,7 @@ async fn a_clean_leave_hands_the_targets_over_at_once() {
     assert!(!b_row.live(), "{b_row:?}");
     for t in &names {
         assert_eq!(fa.owner_of(t).as_deref(), Some("mon-a"), "{t}");
-        assert!(fa.may_run(t, 1).await.unwrap(), "{t}");
+        assert!(fa.may_run(t, 1).await.unwrap().is_some(), "{t}");
         assert!(matches!(fb.may_run(t, 1).await, Err(FleetError::Left)));
     }
 }
@@ -261,7 +269,7 @@ async fn an_unreachable_database_runs_nothing_and_says_so() {
         .await
         .unwrap();
     assert_eq!(fleet.not_ready(), None);
-    assert!(fleet.may_run(&names[0], 1).await.unwrap());
+    assert!(fleet.may_run(&names[0], 1).await.unwrap().is_some());
     p.close().await;
     let e = fleet.may_run(&names[1], 1).await.unwrap_err();
     assert!(matches!(e, FleetError::Database(_)), "{e}");

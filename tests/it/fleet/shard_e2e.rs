@@ -261,22 +261,16 @@ fn not_taken_over(
         .collect()
 }
 
-/// The slots `gone` claimed and never stored a check for (it died or froze between the claim and
-/// the write), by target: the start of each such slot's window, in ns. Such a slot is lost, not
-/// run again by a peer (the claim says it is taken), so its target is next checked at its next
-/// slot, up to one interval later: the one exception to "within one interval of the death".
-async fn lost_claims(db: &str, gone: &str) -> BTreeMap<String, i64> {
-    let window = i64::try_from(INTERVAL.as_nanos()).unwrap();
+/// The slots `gone` still holds claims of and never stored a check for, by target: the start
+/// of each such slot's window, in ns. A peer that came to own the target takes such a claim
+/// over and runs the slot (`docs/fleet.md`, "A slot claimed and never stored"); one left here
+/// names a slot that was lost. For the failure message.
+async fn unstored_claims(db: &str, gone: &str) -> BTreeMap<String, i64> {
     let mut conn = PgConnection::connect(db).await.unwrap();
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT s.target, s.slot_at FROM slot_claims s
-         WHERE s.instance = $1 AND NOT EXISTS (
-             SELECT 1 FROM checks c JOIN targets t ON t.id = c.target_id
-             WHERE t.name = s.target AND c.instance = s.instance
-               AND c.scheduled_at >= s.slot_at AND c.scheduled_at < s.slot_at + $2)",
+        "SELECT target, slot_at FROM slot_claims WHERE instance = $1 AND NOT stored",
     )
     .bind(gone)
-    .bind(window)
     .fetch_all(&mut conn)
     .await
     .unwrap();
@@ -284,8 +278,8 @@ async fn lost_claims(db: &str, gone: &str) -> BTreeMap<String, i64> {
 }
 
 /// Asserts that every target of `targets` was checked by another instance than `gone` in a slot
-/// within one interval of `since` (its death or freezing), except a target whose slot in progress
-/// `gone` had claimed and never stored: that one within one interval after that slot's window.
+/// within one interval of `since` (its death or freezing), including a target whose slot in
+/// progress `gone` had claimed and never stored: its claim is taken over.
 async fn assert_taken_over_in_time(
     db: &str,
     rows: &[Row],
@@ -295,36 +289,20 @@ async fn assert_taken_over_in_time(
 ) {
     let interval = i64::try_from(INTERVAL.as_nanos()).unwrap();
     let late = not_taken_over(rows, targets, gone, since, since + interval);
-    let lost = lost_claims(db, gone).await;
-    let unexplained: Vec<&String> = late
-        .iter()
-        .filter(|t| {
-            let Some(&slot) = lost.get(*t) else {
-                return true;
-            };
-            // The lost slot is the one in progress at the end, and the next slot is checked.
-            let next = slot + interval;
-            let explained = slot <= since
-                && since < next
-                && not_taken_over(
-                    rows,
-                    &BTreeSet::from([(*t).clone()]),
-                    gone,
-                    next,
-                    next + interval,
-                )
-                .is_empty();
-            !explained
-        })
-        .collect();
-    assert!(
-        unexplained.is_empty(),
-        "{} of {gone}'s {} targets had no check by another instance in a slot within one interval of {gone}'s end (nor, for a slot {gone} had claimed and not stored, in the next): {:?} (late {}, of them lost claims {})",
-        unexplained.len(),
-        targets.len(),
-        &unexplained[..unexplained.len().min(5)],
+    if late.is_empty() {
+        return;
+    }
+    let unstored = unstored_claims(db, gone).await;
+    panic!(
+        "{} of {gone}'s {} targets had no check by another instance in a slot within one interval of {gone}'s end: {:?}; of them {} with a claim {gone} never stored and nobody took over ({:?})",
         late.len(),
-        late.iter().filter(|t| lost.contains_key(*t)).count()
+        targets.len(),
+        &late[..late.len().min(5)],
+        late.iter().filter(|t| unstored.contains_key(*t)).count(),
+        late.iter()
+            .filter_map(|t| unstored.get(t).map(|slot| (t, slot)))
+            .take(5)
+            .collect::<Vec<_>>()
     );
 }
 
@@ -373,44 +351,42 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     for instance in [&a, &b, &c] {
         instance.scrape().await;
     }
+    let all_serving = db_now(&db).await;
 
     // 1. One interval after they start, every target has been checked, by exactly one instance
-    // per slot, and each instance has its share.
-    let first = wait_rows(
-        &db,
-        INTERVAL * 2 + Duration::from_secs(60),
-        "every target checked once",
-        |rows| {
-            rows.iter()
-                .map(|r| r.target.as_str())
-                .collect::<BTreeSet<_>>()
-                .len()
-                == TARGETS
-        },
-    )
+    // per slot, and each instance has its share. (The waits here and below are generous: they
+    // bound a machine too busy to keep up, not the fleet's promises, which are judged by slot.)
+    let first = wait_rows(&db, INTERVAL * 3, "every target checked once", |rows| {
+        rows.iter()
+            .map(|r| r.target.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+            == TARGETS
+    })
     .await;
     assert_eq!(
         double_checks(&first),
         Vec::<String>::new(),
         "slots checked twice"
     );
-    let mut per_instance: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for r in &first {
-        per_instance
-            .entry(r.instance.as_str())
-            .or_default()
-            .insert(r.target.as_str());
+    // The shares are counted over the slots since all three serve /metrics: until an instance
+    // has joined, the others rightly run its targets, and on a busy machine the last of three
+    // processes can start tens of seconds after the first.
+    let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    let steady: Vec<&Row> = first.iter().filter(|r| r.slot >= all_serving).collect();
+    for r in &steady {
+        *per_instance.entry(r.instance.as_str()).or_default() += 1;
     }
     assert_eq!(
         per_instance.keys().copied().collect::<Vec<_>>(),
         ["a", "b", "c"],
         "each instance checks some targets"
     );
-    for (instance, targets) in &per_instance {
+    for (instance, checked) in &per_instance {
         assert!(
-            targets.len() > TARGETS / 3 / 2,
-            "instance {instance} checked only {} of {TARGETS} targets",
-            targets.len()
+            checked * 6 > steady.len(),
+            "instance {instance} ran {checked} of the {} checks since all three serve /metrics, expected about a third",
+            steady.len()
         );
     }
 
@@ -418,7 +394,7 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     // instance ran each one's latest check.
     // The fleet view reads peers' checks every 3 s: a scrape right after the last check was
     // stored may not have it yet.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let scrape = loop {
         let scrape = a.scrape().await;
         let named = scrape
@@ -468,12 +444,9 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     c.process
         .signal_and_wait("KILL", Duration::from_secs(10))
         .expect("c exits on SIGKILL");
-    let after_kill = wait_rows(
-        &db,
-        INTERVAL * 2 + Duration::from_secs(60),
-        "c's targets taken over",
-        |rows| not_taken_over(rows, &c_targets, "c", killed_at, i64::MAX).is_empty(),
-    )
+    let after_kill = wait_rows(&db, INTERVAL * 3, "c's targets taken over", |rows| {
+        not_taken_over(rows, &c_targets, "c", killed_at, i64::MAX).is_empty()
+    })
     .await;
     assert_taken_over_in_time(&db, &after_kill, &c_targets, "c", killed_at).await;
     assert_eq!(
@@ -491,12 +464,9 @@ async fn three_instances_share_2000_targets_take_over_from_a_killed_and_a_frozen
     let frozen_at = db_now(&db).await;
     let b_targets = owned_by(&rows(&db).await, "b", frozen_at);
     signal(b.process.id(), "STOP");
-    let after_stop = wait_rows(
-        &db,
-        INTERVAL * 2 + Duration::from_secs(60),
-        "b's targets taken over",
-        |rows| not_taken_over(rows, &b_targets, "b", frozen_at, i64::MAX).is_empty(),
-    )
+    let after_stop = wait_rows(&db, INTERVAL * 3, "b's targets taken over", |rows| {
+        not_taken_over(rows, &b_targets, "b", frozen_at, i64::MAX).is_empty()
+    })
     .await;
     assert_taken_over_in_time(&db, &after_stop, &b_targets, "b", frozen_at).await;
     signal(b.process.id(), "CONT");

@@ -119,6 +119,7 @@ async fn check(
         drift: events,
         instance: instance.to_string(),
         vantage: vantage.to_string(),
+        claim: None,
     }
 }
 
