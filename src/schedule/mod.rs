@@ -15,7 +15,9 @@ pub mod planner;
 use std::time::Duration;
 
 pub use driver::{Runner, Scheduler, SchedulerOptions, ShutdownReport};
-pub use planner::{Decision, Due, PlannedTarget, Planner, PlannerOptions};
+pub use planner::{
+    Decision, Due, PlannedTarget, Planner, PlannerOptions, epoch_grid_slot_at_or_before,
+};
 
 /// Why the scheduler could not take a set of targets or could not run.
 #[derive(Debug, thiserror::Error)]

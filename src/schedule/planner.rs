@@ -412,6 +412,26 @@ impl Planner {
     }
 }
 
+/// The latest slot at or before `at` of an interval target on the epoch-aligned grid a fleet
+/// plans it on (`epoch + phase + k·interval`, as [`PlannerOptions::epoch_aligned`] makes it);
+/// `None` for a zero interval or beyond chrono's range. A take-over runs the slot a dead peer
+/// missed as this slot, so the target's next slot on the grid is in the next window and is
+/// checked on time.
+pub fn epoch_grid_slot_at_or_before(
+    name: &str,
+    interval: Duration,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let period = nanos(TimeDelta::from_std(interval).ok()?);
+    if period <= 0 {
+        return None;
+    }
+    let phase = TimeDelta::from_std(phase(name, interval)).ok()?;
+    let anchor = DateTime::<Utc>::UNIX_EPOCH.checked_add_signed(phase)?;
+    let k = nanos(at - anchor).div_euclid(period);
+    anchor.checked_add_signed(delta_from_nanos(k.checked_mul(period)?)?)
+}
+
 /// A target's phase offset in `[0, range)`, from a hash of its name: the same target gets the
 /// same offset after every restart, and different targets spread evenly across the range.
 pub fn phase(name: &str, range: Duration) -> Duration {

@@ -446,6 +446,25 @@ fn epoch_aligned_grids_give_every_instance_the_same_slots_whenever_it_started() 
             phase(&t.name, two_minutes).as_nanos()
         );
     }
+    // The slot at or before an instant is the grid point one period before the next one
+    // (the take-over's slot), and a grid point is its own.
+    for t in &targets {
+        let next = second.next_due(&t.name).unwrap();
+        assert_eq!(
+            epoch_grid_slot_at_or_before(&t.name, two_minutes, later),
+            Some(next - period),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            epoch_grid_slot_at_or_before(&t.name, two_minutes, next),
+            Some(next)
+        );
+    }
+    assert_eq!(
+        epoch_grid_slot_at_or_before("m0", Duration::ZERO, later),
+        None
+    );
     // Unaligned planners (a lone instance) keep their grid at their start, as before.
     let mut lone = Planner::new(PlannerOptions::default());
     lone.set_targets(&targets[..1], later).unwrap();

@@ -22,13 +22,9 @@ impl Shared {
         target: &TargetConfig,
         due: &Due,
     ) -> Option<Option<SlotClaim>> {
-        let Some(fleet) = &self.fleet else {
+        let Some((fleet, slot)) = self.fleet_slot(target, due) else {
             return Some(None);
         };
-        let Some(monitor) = &target.monitor else {
-            return Some(None);
-        };
-        let slot = crate::fleet::slot_key(&monitor.schedule, due.scheduled_at);
         match fleet.may_run(&target.name, slot).await {
             Ok(Some(claim)) => Some(Some(claim)),
             Ok(None) => {
@@ -56,13 +52,9 @@ impl Shared {
         target: &TargetConfig,
         due: &Due,
     ) -> Option<Option<SlotClaim>> {
-        let Some(fleet) = &self.fleet else {
+        let Some((fleet, slot)) = self.fleet_slot(target, due) else {
             return Some(None);
         };
-        let Some(monitor) = &target.monitor else {
-            return Some(None);
-        };
-        let slot = crate::fleet::slot_key(&monitor.schedule, due.scheduled_at);
         match fleet.held_claim(&target.name, slot).await {
             Ok(Some(claim)) => Some(Some(claim)),
             Ok(None) => {
@@ -77,6 +69,17 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// The fleet and the key of `due`'s slot ([`crate::fleet::slot_key`]); `None` without a
+    /// fleet, or for a target that is not monitored (a one-off check is nobody's slot).
+    fn fleet_slot(&self, target: &TargetConfig, due: &Due) -> Option<(&crate::fleet::Fleet, i64)> {
+        let fleet = self.fleet.as_ref()?;
+        let monitor = target.monitor.as_ref()?;
+        Some((
+            fleet,
+            crate::fleet::slot_key(&monitor.schedule, due.scheduled_at),
+        ))
     }
 
     /// The instance named as having run a check this instance just stored (also exported as
@@ -168,11 +171,15 @@ impl Shared {
 
     /// The take-over: checks each target in `gained` (targets this instance has just come to
     /// own, because their owner's lease ran out or it left) now, at most `[daemon] concurrency`
-    /// at a time, instead of at its next slot. Each check claims the window of one interval
-    /// that holds now, as a scheduled one would: when the old owner already checked the target
-    /// in it, the claim is lost and nothing runs twice; otherwise the slot the old owner missed
-    /// while its lease was running out is made up within a heartbeat of the lease's end, so a
-    /// dead instance's targets are checked again within one interval of its death.
+    /// at a time, instead of at its next slot. Each check is the target's latest slot on the
+    /// fleet's grid at the moment ownership changed, run late, and claims that slot's window as
+    /// a scheduled one would: when the old owner already checked that slot, the claim is lost
+    /// and nothing runs twice; otherwise the slot the old owner missed (or claimed and never
+    /// stored) is made up within a heartbeat of its lease's end. So a dead instance's targets
+    /// are checked again within one interval of its death, and the next slot on the grid, in
+    /// the next window, is checked on time. (Claiming the window that holds now instead would
+    /// take the claim of a slot still to come in it: that slot would then be lost, and the
+    /// target left unchecked for up to two intervals.)
     pub async fn take_over(self: &Arc<Self>, gained: Vec<String>) {
         let limit = self.generation().config.daemon.concurrency.max(1);
         let permits = Arc::new(tokio::sync::Semaphore::new(limit));
@@ -181,10 +188,10 @@ impl Shared {
             targets = gained.len(),
             "taking over targets from a peer whose lease ended"
         );
-        // Every check of the take-over belongs to the slot at which ownership changed, however
-        // long the last of them waits for a permit: a busy instance starts them late, but it
-        // checks the window the peer left unchecked, not a later one.
-        let slot = self.clock.now();
+        // Every check of the take-over belongs to a slot at or before the moment ownership
+        // changed, however long the last of them waits for a permit: a busy instance starts
+        // them late, but it checks the slot the peer left unchecked, not a later one.
+        let changed_at = self.clock.now();
         // The planned targets, read once: a take-over can gain a thousand of them.
         let mut planned_by_name: BTreeMap<String, PlannedTarget> = self
             .targets()
@@ -199,9 +206,22 @@ impl Shared {
                 break;
             };
             let shared = self.clone();
+            // A cron slot is its occurrence to the second, which a take-over at another second
+            // never claims: it runs as an extra check at the moment of the change.
+            let scheduled_at = match &planned.schedule {
+                crate::config::Schedule::Interval(interval) => {
+                    crate::schedule::epoch_grid_slot_at_or_before(
+                        &planned.name,
+                        *interval,
+                        changed_at,
+                    )
+                    .unwrap_or(changed_at)
+                }
+                crate::config::Schedule::Cron(_) => changed_at,
+            };
             let due = Due {
                 target: planned.name,
-                scheduled_at: slot,
+                scheduled_at,
                 started_at: self.clock.now(),
                 deadline: planned.deadline,
             };
