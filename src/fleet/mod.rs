@@ -8,9 +8,11 @@
 //! - in shard mode each target is owned by the live instance with the highest rendezvous score
 //!   (`rendezvous.rs`), so a dead instance's targets, and only those, move to the others;
 //! - before a check the runner asks [`Fleet::may_run`]: the owner (or, in replicate mode, every
-//!   instance for its vantage point) claims the slot with an `INSERT … ON CONFLICT DO NOTHING`,
-//!   and only the claim that made the row runs the check, so no slot is checked twice even
-//!   while two instances disagree about who is live.
+//!   instance for its vantage point) claims the slot with one `INSERT … ON CONFLICT`, and only
+//!   the claim that made the row (or took over the unstored claim of an instance that is no
+//!   longer live) runs the check; the check is stored only while the claim is still its own
+//!   (`store/write_pg.rs`), so no slot is stored twice even while two instances disagree about
+//!   who is live, and none is lost with an instance that died holding it.
 //!
 //! When the database cannot be reached the instance runs nothing: its results could not be
 //! stored anyway (the store is the same database), a check without a claim could run a slot a
