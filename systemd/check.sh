@@ -34,7 +34,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "systemd-analyze not found: cannot check $unit (Debian: apt-get install systemd)" >&2
     exit 77
 fi
-echo "== $(systemd-analyze --version | head -1)"
+echo "== $(systemd-analyze --version | sed -n 1p)"
 
 if [ $# -ge 1 ]; then
     bin="$1"
